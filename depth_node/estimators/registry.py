@@ -1,0 +1,65 @@
+"""Build an estimator from configuration: a registered name or ``package.module:factory``."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Callable
+
+from depth_node.core.align import OutputSpec
+from depth_node.core.errors import ConfigError
+from depth_node.estimators.base import Estimator, EstimatorConfig
+
+
+def _depth_anything(config: EstimatorConfig) -> Estimator:
+    from depth_node.estimators.depth_anything import DepthAnythingEstimator
+    return DepthAnythingEstimator.from_config(config)
+
+
+_REGISTRY: dict[str, Callable[[EstimatorConfig], Estimator]] = {
+    'depth_anything': _depth_anything,
+}
+
+
+def registered() -> list[str]:
+    """Names accepted by ``estimator.type`` besides import paths."""
+    return sorted(_REGISTRY)
+
+
+def _load_factory(path: str) -> Callable[..., object]:
+    module_name, _, attr = path.partition(':')
+    if not module_name or not attr:
+        raise ConfigError('estimator.type', "must be one of " + ', '.join(registered())
+                          + " or an import path 'package.module:factory'", path)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError('estimator.type', f'module {module_name!r} cannot be imported: {exc}',
+                          path) from exc
+    factory = module
+    for part in attr.split('.'):
+        if not hasattr(factory, part):
+            raise ConfigError('estimator.type', f'{module_name!r} has no attribute {attr!r}', path)
+        factory = getattr(factory, part)
+    if not callable(factory):
+        raise ConfigError('estimator.type', f'{path!r} is not callable', path)
+    return factory
+
+
+def build_estimator(config: EstimatorConfig) -> Estimator:
+    """Build the estimator that ``config`` names and check that it honours the contract."""
+    if config.type in _REGISTRY:
+        est = _REGISTRY[config.type](config)
+    else:
+        factory = _load_factory(config.type)
+        try:
+            est = factory(**config.options)
+        except TypeError as exc:
+            raise ConfigError('estimator.options', f'rejected by {config.type}: {exc}',
+                              config.options) from exc
+    if not isinstance(getattr(est, 'output', None), OutputSpec):
+        raise ConfigError('estimator.type', 'the estimator must have an attribute `output` of '
+                          'type depth_node.core.align.OutputSpec', config.type)
+    if not callable(getattr(est, 'predict', None)):
+        raise ConfigError('estimator.type', 'the estimator must have a method predict(rgb)',
+                          config.type)
+    return est

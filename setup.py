@@ -1,0 +1,35 @@
+"""ament_python package definition for depth_node."""
+
+from glob import glob
+import os
+
+from setuptools import find_packages, setup
+
+package_name = 'depth_node'
+
+setup(
+    name=package_name,
+    version='0.1.0',
+    packages=find_packages(exclude=['test', 'test.*']),
+    data_files=[
+        ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
+        ('share/' + package_name, ['package.xml']),
+        (os.path.join('share', package_name, 'launch'), glob('launch/*.launch.py')),
+        (os.path.join('share', package_name, 'config'),
+         glob('config/*.yaml') + glob('config/*.xml') + glob('config/*.rviz')),
+    ],
+    install_requires=['setuptools'],
+    zip_safe=True,
+    maintainer='depth_node maintainers',
+    maintainer_email='depth-node@example.org',
+    description='Metric depth from a camera, a relative depth model and sparse LiDAR.',
+    license='Apache-2.0',
+    tests_require=['pytest'],
+    entry_points={
+        'console_scripts': [
+            'depth_node = depth_node.ros.node:main',
+            'demo = depth_node.tools.demo:main',
+            'benchmark = depth_node.tools.benchmark:main',
+        ],
+    },
+)
