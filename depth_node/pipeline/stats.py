@@ -1,0 +1,62 @@
+"""Counters and latency statistics for diagnostics (thread-safe, no rclpy)."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, defaultdict
+from typing import Optional
+
+import numpy as np
+
+from depth_node.core.align import AffineFit
+
+
+class FrameStats:
+    """What the node did since it started, and per-stage latency since the last report.
+
+    Counters are cumulative (``frames_in``, ``published``, ``dropped_*``, ``malformed_*``);
+    latency lists are cleared by :meth:`snapshot` so each report covers one period.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counts: Counter[str] = Counter()
+        self._latency: dict[str, list[float]] = defaultdict(list)
+        self.last_fit: Optional[AffineFit] = None
+        self.fit_state = 'none'
+        self.fit_age = float('inf')
+        self.last_error = ''
+        self._new_problems = 0
+
+    def count(self, key: str, n: int = 1, problem: bool = False) -> None:
+        with self._lock:
+            self.counts[key] += n
+            if problem:
+                self._new_problems += n
+
+    def error(self, key: str, message: str) -> None:
+        """Count a dropped input and remember why."""
+        with self._lock:
+            self.counts[key] += 1
+            self._new_problems += 1
+            self.last_error = message
+
+    def record_frame(self, timings_ms: dict[str, float], fit: AffineFit, state: str,
+                     age: float) -> None:
+        with self._lock:
+            for k, v in timings_ms.items():
+                self._latency[k].append(v)
+            self.last_fit = fit
+            self.fit_state = state
+            self.fit_age = age
+
+    def snapshot(self) -> dict[str, object]:
+        """Counters, last fit and latency (mean/max ms per stage) since the previous call."""
+        with self._lock:
+            lat = {k: (float(np.mean(v)), float(np.max(v)), len(v))
+                   for k, v in self._latency.items() if v}
+            self._latency.clear()
+            problems, self._new_problems = self._new_problems, 0
+            return {'counts': dict(self.counts), 'latency': lat, 'fit': self.last_fit,
+                    'fit_state': self.fit_state, 'fit_age': self.fit_age,
+                    'last_error': self.last_error, 'new_problems': problems}

@@ -1,0 +1,1 @@
+"""ROS layer: the only place that imports rclpy and message types."""

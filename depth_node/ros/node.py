@@ -1,0 +1,383 @@
+"""The depth_node ROS 2 node: camera + LiDAR in, metric depth, cloud and diagnostics out.
+
+Concurrency contract
+--------------------
+Subscription callbacks and the diagnostics timer run on one single-threaded executor, so
+they never run in parallel with each other; they only convert/cache inputs and are cheap.
+Inference runs on one dedicated worker thread. The two share the newest-image slot, the LiDAR
+buffer and the camera model under ``self._lock``; the worker reads a snapshot and publishes
+from its own thread (rclpy publishers are thread-safe). While the worker is busy a newer
+image replaces the waiting one (counted as ``dropped_superseded``), so latency cannot grow.
+"""
+
+from __future__ import annotations
+
+import bisect
+import sys
+import threading
+import time
+from typing import Any, Optional
+
+import numpy as np
+import rclpy
+import rclpy.duration
+import rclpy.time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                SetParametersResult)
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import (HistoryPolicy, qos_profile_sensor_data, QoSProfile, ReliabilityPolicy)
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+from depth_node.core.colormap import colorize_depth, colorize_relative
+from depth_node.core.errors import ConfigError, DepthNodeError
+from depth_node.core.transforms import quaternion_to_matrix, RigidTransform
+from depth_node.estimators import build_estimator
+from depth_node.pipeline.frame import DepthPipeline, FrameInput
+from depth_node.pipeline.stats import FrameStats
+from depth_node.ros.conversions import (array_to_image, camera_info_to_camera, image_to_rgb8,
+                                        MessageError, pointcloud2_to_xyz, xyz_to_pointcloud2)
+from depth_node.ros.params import build_config, changed_read_only, NodeConfig, PARAMETERS
+
+# rclpy's own parameters, which a params file may set besides ours.
+_RCLPY_PARAMS = ('use_sim_time', 'start_type_description_service', 'qos_overrides.')
+_THROTTLE_S = 5.0
+
+
+def _stamp(msg: Any) -> float:
+    return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+
+
+def _descriptor(p: Any) -> ParameterDescriptor:
+    d = ParameterDescriptor(description=p.description, read_only=p.read_only)
+    if p.choices is not None:
+        d.additional_constraints = 'one of: ' + ', '.join(repr(c) for c in p.choices)
+    if p.range is not None and not isinstance(p.default, bool):
+        if isinstance(p.default, int):
+            d.integer_range = [IntegerRange(from_value=int(p.range[0]),
+                                            to_value=int(p.range[1]), step=1)]
+        elif isinstance(p.default, float):
+            d.floating_point_range = [FloatingPointRange(from_value=float(p.range[0]),
+                                                         to_value=float(p.range[1]), step=0.0)]
+    return d
+
+
+class DepthNode(Node):
+    """Metric depth from a relative depth model aligned to LiDAR. See the module docstring."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__('depth_node', **kwargs)
+        self._check_unknown_overrides()
+        values = self._declare()
+        self.config: NodeConfig = build_config(values)
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._stats = FrameStats()
+        self._pending: Optional[tuple[Image, float]] = None
+        self._sweeps: list[tuple[float, str, np.ndarray]] = []  # (stamp, frame, [N, 3])
+        self._camera_info: Optional[CameraInfo] = None
+        self._running = True
+
+        self._tf_buffer = None
+        if self.config.extrinsic_source == 'tf':
+            self._tf_buffer = self._make_tf_listener()
+        self.estimator = build_estimator(self.config.estimator)
+        self.pipeline = DepthPipeline(self.estimator, self.config.pipeline)
+        spec = self.estimator.output
+        self.get_logger().info(
+            f"estimator '{getattr(self.estimator, 'name', type(self.estimator).__name__)}' "
+            f"({'metric' if spec.metric else 'relative'} {spec.kind.value}); fit in "
+            f'{spec.kind.value} space')
+
+        c = self.config
+        if c.qos_sensor_data:
+            sub_qos = QoSProfile(**{k: getattr(qos_profile_sensor_data, k) for k in (
+                'reliability', 'durability', 'history')}, depth=c.qos_depth)
+        else:
+            sub_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=c.qos_depth,
+                                 reliability=ReliabilityPolicy.RELIABLE)
+        pub_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=c.qos_depth,
+                             reliability=(ReliabilityPolicy.RELIABLE if c.qos_output_reliable
+                                          else ReliabilityPolicy.BEST_EFFORT))
+        self._pub_depth = self.create_publisher(Image, 'depth', pub_qos)
+        self._pub_info = self.create_publisher(CameraInfo, 'depth/camera_info', pub_qos)
+        self._pub_relative = self.create_publisher(Image, 'depth/relative', pub_qos)
+        self._pub_colored = self.create_publisher(Image, 'depth/colored', pub_qos)
+        self._pub_cloud = self.create_publisher(PointCloud2, 'depth/points', pub_qos)
+        self._pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.create_subscription(Image, 'image', self._on_image, sub_qos)
+        self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info, sub_qos)
+        self.create_subscription(PointCloud2, 'points', self._on_points, sub_qos)
+        self.create_timer(c.diagnostics_period, self._publish_diagnostics)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._worker = threading.Thread(target=self._work, name='depth_node_inference',
+                                        daemon=True)
+        self._worker.start()
+
+    # ----- parameters -----
+    def _check_unknown_overrides(self) -> None:
+        overrides = getattr(self, '_parameter_overrides', {}) or {}
+        known = {p.name for p in PARAMETERS}
+        for name in sorted(overrides):
+            if name not in known and not name.startswith(_RCLPY_PARAMS):
+                raise ConfigError(name, 'is not a parameter of depth_node (typo?)',
+                                  overrides[name].value)
+
+    def _declare(self) -> dict[str, Any]:
+        values = {}
+        for p in PARAMETERS:
+            try:
+                param = self.declare_parameter(p.name, p.default, _descriptor(p))
+            except Exception as exc:  # rclpy's range/type exceptions have no common base
+                raise ConfigError(p.name, str(exc).strip(), None) from None
+            values[p.name] = param.value
+        return values
+
+    def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
+        names = [p.name for p in params]
+        ro = changed_read_only(names)
+        if ro is not None:
+            return SetParametersResult(successful=False, reason=f"'{ro}' is read-only: restart "
+                                       'the node to change it')
+        values = dict(self.config.raw)
+        values.update({p.name: p.value for p in params if p.name in values})
+        try:
+            new = build_config(values)
+        except ConfigError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        with self._lock:
+            self.config = new
+            self.pipeline.config = new.pipeline
+        return SetParametersResult(successful=True)
+
+    def _make_tf_listener(self) -> Any:
+        try:
+            import tf2_ros
+        except ImportError:
+            raise ConfigError('extrinsic.source', "'tf' needs tf2_ros (apt install "
+                              'ros-$ROS_DISTRO-tf2-ros); use parameters otherwise', 'tf') from None
+        buffer = tf2_ros.Buffer()
+        self._tf_listener = tf2_ros.TransformListener(buffer, self)
+        return buffer
+
+    # ----- input callbacks (executor thread) -----
+    def _on_image(self, msg: Image) -> None:
+        received = time.perf_counter()
+        with self._wake:
+            self._stats.count('frames_in')
+            if self._pending is not None:
+                self._stats.count('dropped_superseded')
+            self._pending = (msg, received)
+            self._wake.notify()
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        try:
+            camera_info_to_camera(msg)
+        except DepthNodeError as exc:
+            self._drop('malformed_camera_info', f'camera_info dropped: {exc}')
+            return
+        with self._lock:
+            self._camera_info = msg
+
+    def _on_points(self, msg: PointCloud2) -> None:
+        try:
+            xyz = pointcloud2_to_xyz(msg)
+        except DepthNodeError as exc:
+            self._drop('malformed_points', f'points dropped: {exc}')
+            return
+        stamp = _stamp(msg)
+        with self._lock:
+            self._stats.count('sweeps_in')
+            keys = [s[0] for s in self._sweeps]
+            self._sweeps.insert(bisect.bisect(keys, stamp), (stamp, msg.header.frame_id, xyz))
+            del self._sweeps[:-self.config.lidar_buffer_size]
+
+    def _drop(self, key: str, message: str) -> None:
+        self._stats.error(key, message)
+        self.get_logger().warn(message, throttle_duration_sec=_THROTTLE_S)
+
+    # ----- inference worker -----
+    def _work(self) -> None:
+        while True:
+            with self._wake:
+                while self._pending is None and self._running:
+                    self._wake.wait()
+                if not self._running:
+                    return
+                msg, received = self._pending
+                self._pending = None
+            try:
+                self._process(msg, received)
+            except MessageError as exc:
+                self._drop('malformed_image', f'image dropped: {exc}')
+            except DepthNodeError as exc:
+                self._drop('dropped_error', f'frame dropped: {exc}')
+            except Exception as exc:  # keep serving frames; say what broke
+                self._stats.error('dropped_error', f'{type(exc).__name__}: {exc}')
+                self.get_logger().error(f'frame dropped by an unexpected error: '
+                                        f'{type(exc).__name__}: {exc}',
+                                        throttle_duration_sec=_THROTTLE_S)
+
+    def _nearest_sweep(self, stamp: float,
+                       max_age: float) -> Optional[tuple[float, str, np.ndarray]]:
+        best = None
+        for sweep in self._sweeps:
+            dt = abs(sweep[0] - stamp)
+            if dt <= max_age and (best is None or dt < abs(best[0] - stamp)):
+                best = sweep
+        return best
+
+    def _extrinsic(self, image: Image, lidar_frame: str) -> RigidTransform:
+        if self._tf_buffer is None:
+            return self.config.extrinsic
+        target = self.config.camera_frame or image.header.frame_id
+        source = self.config.lidar_frame or lidar_frame
+        tf = self._tf_buffer.lookup_transform(
+            target, source, rclpy.time.Time.from_msg(image.header.stamp),
+            rclpy.duration.Duration(seconds=self.config.tf_timeout))
+        t, q = tf.transform.translation, tf.transform.rotation
+        return RigidTransform(quaternion_to_matrix((q.x, q.y, q.z, q.w)),
+                              np.array([t.x, t.y, t.z]))
+
+    def _process(self, msg: Image, received: float) -> None:
+        t0 = time.perf_counter()
+        rgb = image_to_rgb8(msg)
+        convert_ms = (time.perf_counter() - t0) * 1e3
+        stamp = _stamp(msg)
+        with self._lock:
+            info = self._camera_info
+            config = self.config
+            sweep = self._nearest_sweep(stamp, config.lidar_max_age)
+        if info is None:
+            self._drop('dropped_no_camera_info', 'frame dropped: no camera_info received yet')
+            return
+        camera = camera_info_to_camera(info)
+        if (camera.width, camera.height) != (rgb.shape[1], rgb.shape[0]):
+            camera = camera.resized(rgb.shape[1], rgb.shape[0])
+        lidar, extrinsic = None, config.extrinsic
+        if sweep is None:
+            self._stats.count('frames_without_lidar')
+        else:
+            try:
+                extrinsic = self._extrinsic(msg, sweep[1])
+                lidar = sweep[2]
+            except Exception as exc:  # tf2 lookup errors: treat as no LiDAR for this frame
+                self._drop('frames_without_extrinsic', f'no LiDAR->camera transform: {exc}')
+        result = self.pipeline.process(FrameInput(rgb, camera, stamp, lidar, extrinsic),
+                                       want_points=config.cloud_enable)
+
+        t1 = time.perf_counter()
+        header = msg.header
+        if result.depth is not None:
+            self._pub_depth.publish(array_to_image(result.depth, '32FC1', header))
+            out_info = CameraInfo()
+            out_info.header = header
+            out_info.width, out_info.height = camera.width, camera.height
+            out_info.distortion_model = info.distortion_model
+            out_info.d = [0.0] * len(info.d)
+            out_info.k = camera.k.reshape(-1).tolist()
+            out_info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+            out_info.p = [camera.fx, 0.0, camera.cx, camera.tx,
+                          0.0, camera.fy, camera.cy, camera.ty, 0.0, 0.0, 1.0, 0.0]
+            self._pub_info.publish(out_info)
+            if result.points is not None:
+                s = config.pipeline.cloud_stride
+                colors = rgb[::s, ::s] if config.cloud_color else None
+                self._pub_cloud.publish(xyz_to_pointcloud2(result.points, header, colors))
+        if config.publish_relative:
+            self._pub_relative.publish(array_to_image(result.relative, '32FC1', header))
+        if config.publish_colored:
+            preview = (colorize_depth(result.depth, *config.colormap_range)
+                       if result.depth is not None else colorize_relative(result.relative))
+            self._pub_colored.publish(array_to_image(preview, 'rgb8', header))
+        t2 = time.perf_counter()
+        timings = dict(result.timings_ms)
+        timings['convert'] = convert_ms
+        timings['publish'] = (t2 - t1) * 1e3
+        timings['total'] = (t2 - received) * 1e3
+        self._stats.record_frame(timings, result.fit, result.fit_state, result.fit_age)
+        self._stats.count('published' if result.depth is not None else 'published_relative_only')
+        if result.fit_state == 'none':
+            self.get_logger().warn(f'no metric depth: {result.fit.reason}; publishing relative '
+                                   'outputs only', throttle_duration_sec=_THROTTLE_S)
+
+    # ----- diagnostics (executor thread) -----
+    def _publish_diagnostics(self) -> None:
+        snap = self._stats.snapshot()
+        fit = snap['fit']
+        status = DiagnosticStatus()
+        status.name = f'{self.get_name()}: metric depth'
+        status.hardware_id = self.get_namespace()
+        state = snap['fit_state']
+        counts: dict[str, int] = snap['counts']  # type: ignore[assignment]
+        if not counts.get('frames_in'):
+            status.level, status.message = DiagnosticStatus.WARN, 'no images received'
+        elif state == 'none':
+            status.level = DiagnosticStatus.WARN
+            status.message = f"relative only, no metric fit: {fit.reason if fit else ''}"
+        elif state == 'held':
+            status.level = DiagnosticStatus.WARN
+            status.message = f"holding last fit ({snap['fit_age']:.2f} s old): " \
+                             f"{fit.reason if fit else ''}"
+        elif snap['new_problems']:
+            status.level = DiagnosticStatus.WARN
+            status.message = f"inputs dropped: {snap['last_error']}"
+        else:
+            status.level, status.message = DiagnosticStatus.OK, f'fit {state}'
+        values = {'fit_state': state, 'fit_age_s': f"{snap['fit_age']:.3f}",
+                  'estimator_output': self.estimator.output.kind.value}
+        if fit is not None:
+            values.update({'scale': f'{fit.scale:.6g}', 'shift': f'{fit.shift:.6g}',
+                           'fit_space': fit.space.value, 'lidar_points_used': str(fit.points),
+                           'fit_residual': f'{fit.residual:.6g}',
+                           'fit_abs_rel': f'{fit.abs_rel:.6g}', 'fit_reason': fit.reason})
+        for key in ('frames_in', 'published', 'published_relative_only', 'dropped_superseded',
+                    'dropped_no_camera_info', 'dropped_error', 'malformed_image',
+                    'malformed_points', 'malformed_camera_info', 'sweeps_in',
+                    'frames_without_lidar', 'frames_without_extrinsic'):
+            values[key] = str(counts.get(key, 0))
+        values['last_error'] = str(snap['last_error'])
+        for stage, (mean, peak, n) in sorted(snap['latency'].items()):  # type: ignore[union-attr]
+            values[f'latency_{stage}_ms'] = f'{mean:.2f}'
+            values[f'latency_{stage}_max_ms'] = f'{peak:.2f}'
+        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+        arr = DiagnosticArray()
+        arr.header.stamp = self.get_clock().now().to_msg()
+        arr.status = [status]
+        self._pub_diag.publish(arr)
+
+    def shutdown(self) -> None:
+        """Stop the worker thread (idempotent)."""
+        with self._wake:
+            self._running = False
+            self._wake.notify_all()
+        if self._worker.is_alive() and threading.current_thread() is not self._worker:
+            self._worker.join(timeout=5.0)
+
+
+def main(args: Optional[list[str]] = None) -> int:
+    """Console-script entry point: ``ros2 run depth_node depth_node``."""
+    rclpy.init(args=args)
+    node = None
+    code = 0
+    try:
+        node = DepthNode()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except ConfigError as exc:
+        print(f'depth_node: configuration error: {exc}', file=sys.stderr)
+        code = 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.shutdown()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == '__main__':
+    sys.exit(main())

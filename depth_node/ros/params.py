@@ -1,0 +1,227 @@
+"""The node's parameters: one table, declared once, validated in one gate.
+
+Each row gives name, default, description, range or choices, and whether the value may change
+while the node runs (``read_only`` ones need a restart: model, topics, QoS). ``config/depth.yaml``
+lists the same parameters with their defaults; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+from depth_node.core.errors import ConfigError, DepthNodeError
+from depth_node.core.transforms import RigidTransform
+from depth_node.estimators.base import EstimatorConfig
+from depth_node.pipeline.frame import PipelineConfig
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter: its default fixes its type."""
+
+    name: str
+    default: Any
+    description: str
+    read_only: bool = False
+    range: Optional[tuple[float, float]] = None  # inclusive
+    choices: Optional[tuple[str, ...]] = None
+
+
+PARAMETERS: tuple[Param, ...] = (
+    # --- estimator (restart to change) ---
+    Param('estimator.type', 'depth_anything',
+          "Estimator: 'depth_anything', or a custom factory as 'package.module:factory'.",
+          read_only=True),
+    Param('estimator.model_path', '',
+          'Local Hugging Face folder (Depth-Anything-V2-*-hf) or official .pth checkpoint.',
+          read_only=True),
+    Param('estimator.encoder', '',
+          "Encoder of an official .pth: vits, vitb, vitl, vitg; '' infers it from the name.",
+          read_only=True, choices=('', 'vits', 'vitb', 'vitl', 'vitg')),
+    Param('estimator.input_size', 518,
+          'Model input: the shorter image side is resized to this (rounded to 14).',
+          read_only=True, range=(14, 4102)),
+    Param('estimator.device', 'cpu', "Torch device: 'cpu', 'cuda' or 'cuda:N'.",
+          read_only=True),
+    Param('estimator.precision', 'fp32', 'Inference precision: fp32, fp16 or bf16.',
+          read_only=True, choices=('fp32', 'fp16', 'bf16')),
+    Param('estimator.options', '{}',
+          'JSON object of keyword arguments for a custom estimator factory.', read_only=True),
+    # --- LiDAR ---
+    Param('lidar.max_age', 0.1,
+          'Seconds: a frame uses the LiDAR sweep nearest its stamp if no further than this.',
+          range=(0.0, 10.0)),
+    Param('lidar.min_depth', 0.5, 'Metres: LiDAR points nearer to the camera are dropped.',
+          range=(0.0, 1000.0)),
+    Param('lidar.max_depth', 120.0, 'Metres: LiDAR points farther from the camera are dropped.',
+          range=(0.01, 9999.0)),
+    Param('lidar.buffer_size', 10, 'LiDAR sweeps kept to match camera stamps.',
+          read_only=True, range=(1, 1000)),
+    # --- extrinsic ---
+    Param('extrinsic.source', 'parameters',
+          "'parameters': the translation/rotation below; 'tf': look up the transform with "
+          'tf2 at the image stamp (needs tf2_ros).',
+          read_only=True, choices=('parameters', 'tf')),
+    Param('extrinsic.translation', [0.0, 0.0, 0.0],
+          'Metres [x, y, z]: LiDAR origin in the camera optical frame, as '
+          'static_transform_publisher --frame-id <camera_optical> --child-frame-id <lidar>.'),
+    Param('extrinsic.rotation', [0.0, 0.0, 0.0, 1.0],
+          'LiDAR orientation in the camera optical frame: [qx, qy, qz, qw] or '
+          '[roll, pitch, yaw] in radians (static_transform_publisher convention).'),
+    Param('extrinsic.camera_frame', '',
+          "tf only: camera optical frame; '' uses the image's header.frame_id.", read_only=True),
+    Param('extrinsic.lidar_frame', '',
+          "tf only: LiDAR frame; '' uses the cloud's header.frame_id.", read_only=True),
+    Param('extrinsic.tf_timeout', 0.05, 'tf only: seconds to wait for a transform.',
+          read_only=True, range=(0.0, 5.0)),
+    # --- fit ---
+    Param('fit.min_points', 20, 'Fewest LiDAR pixels for a fresh scale/shift fit.',
+          range=(2, 10_000_000)),
+    Param('fit.hold_time', 1.0,
+          'Seconds a good fit is reused when no fresh one is possible; then only relative '
+          'outputs are published.', range=(0.0, 3600.0)),
+    # --- outputs ---
+    Param('output.max_depth', 80.0, 'Metres: metric depth beyond this is published as NaN.',
+          range=(0.01, 9999.0)),
+    Param('output.relative', True, 'Publish the raw model output on depth/relative.'),
+    Param('output.colored', True, 'Publish an rgb8 preview on depth/colored.'),
+    Param('output.colormap_min', 1.0, 'Metres: nearest depth of the preview colour scale.',
+          range=(0.01, 9999.0)),
+    Param('output.colormap_max', 80.0, 'Metres: farthest depth of the preview colour scale.',
+          range=(0.01, 9999.0)),
+    Param('cloud.enable', True, 'Publish the metric cloud on depth/points.'),
+    Param('cloud.stride', 2, 'Cloud keeps every n-th pixel in each direction.', range=(1, 64)),
+    Param('cloud.color', False, 'XYZRGB cloud (colours from the image) instead of XYZ.'),
+    # --- transport ---
+    Param('qos.sensor_data', True,
+          'Sensor-data QoS (best effort, keep last) for all topics; false: reliable.',
+          read_only=True),
+    Param('qos.output_reliable', True,
+          'Publishers reliable (what rviz2 subscribes with by default; best-effort '
+          'subscribers get them too); false: best effort.', read_only=True),
+    Param('qos.depth', 5, 'QoS history depth of subscriptions and publishers.',
+          read_only=True, range=(1, 1000)),
+    Param('diagnostics.period', 1.0, 'Seconds between /diagnostics messages.',
+          read_only=True, range=(0.05, 60.0)),
+)
+
+BY_NAME = {p.name: p for p in PARAMETERS}
+
+
+@dataclass
+class NodeConfig:
+    """Typed view of all parameter values."""
+
+    estimator: EstimatorConfig
+    pipeline: PipelineConfig
+    lidar_max_age: float
+    lidar_buffer_size: int
+    extrinsic_source: str
+    extrinsic: RigidTransform
+    camera_frame: str
+    lidar_frame: str
+    tf_timeout: float
+    publish_relative: bool
+    publish_colored: bool
+    colormap_range: tuple[float, float]
+    cloud_enable: bool
+    cloud_color: bool
+    qos_sensor_data: bool
+    qos_output_reliable: bool
+    qos_depth: int
+    diagnostics_period: float
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+def check_value(param: Param, value: Any) -> None:
+    """Raise ConfigError if ``value`` breaks ``param``'s type, range or choices."""
+    default = param.default
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif isinstance(default, list):
+        ok = isinstance(value, (list, tuple)) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        raise ConfigError(param.name, f'must be of type {type(default).__name__}', value)
+    if param.range is not None and not (param.range[0] <= value <= param.range[1]):
+        raise ConfigError(param.name, f'must be in [{param.range[0]}, {param.range[1]}]', value)
+    if param.choices is not None and value not in param.choices:
+        raise ConfigError(param.name, 'must be one of ' + ', '.join(repr(c) for c in
+                                                                     param.choices), value)
+
+
+def build_config(values: dict[str, Any]) -> NodeConfig:
+    """Check every value and the rules between them; return the typed configuration.
+
+    Raises
+    ------
+    ConfigError
+        Naming the first parameter that breaks a rule, the rule and the value.
+    """
+    unknown = set(values) - set(BY_NAME)
+    if unknown:
+        name = sorted(unknown)[0]
+        raise ConfigError(name, 'is not a parameter of depth_node', values[name])
+    v = {p.name: values.get(p.name, p.default) for p in PARAMETERS}
+    for p in PARAMETERS:
+        check_value(p, v[p.name])
+    try:
+        options = json.loads(v['estimator.options'])
+    except json.JSONDecodeError as exc:
+        raise ConfigError('estimator.options', f'must be a JSON object ({exc})',
+                          v['estimator.options']) from None
+    if not isinstance(options, dict):
+        raise ConfigError('estimator.options', 'must be a JSON object', v['estimator.options'])
+    device = v['estimator.device']
+    if not (device == 'cpu' or device == 'cuda' or (device.startswith('cuda:')
+                                                       and device[5:].isdigit())):
+        raise ConfigError('estimator.device', "must be 'cpu', 'cuda' or 'cuda:N'", device)
+    try:
+        extrinsic = RigidTransform.from_parameters(v['extrinsic.translation'],
+                                                   v['extrinsic.rotation'])
+    except DepthNodeError as exc:
+        name = 'extrinsic.translation' if 'translation' in str(exc) else 'extrinsic.rotation'
+        raise ConfigError(name, str(exc), v[name]) from None
+    if v['output.colormap_max'] <= v['output.colormap_min']:
+        raise ConfigError('output.colormap_max', 'must be > output.colormap_min',
+                          v['output.colormap_max'])
+    pipeline = PipelineConfig(
+        lidar_min_depth=float(v['lidar.min_depth']), lidar_max_depth=float(v['lidar.max_depth']),
+        max_depth=float(v['output.max_depth']), min_fit_points=int(v['fit.min_points']),
+        hold_time=float(v['fit.hold_time']), cloud_stride=int(v['cloud.stride']))
+    pipeline.validate()
+    estimator = EstimatorConfig(
+        type=v['estimator.type'], model_path=v['estimator.model_path'],
+        encoder=v['estimator.encoder'], input_size=int(v['estimator.input_size']),
+        device=device, precision=v['estimator.precision'], options=options)
+    if estimator.type == 'depth_anything' and not estimator.model_path:
+        raise ConfigError('estimator.model_path', 'must name a local Hugging Face folder or an '
+                          'official .pth checkpoint of Depth Anything V2 (see README)', '')
+    return NodeConfig(
+        estimator=estimator, pipeline=pipeline,
+        lidar_max_age=float(v['lidar.max_age']), lidar_buffer_size=int(v['lidar.buffer_size']),
+        extrinsic_source=v['extrinsic.source'], extrinsic=extrinsic,
+        camera_frame=v['extrinsic.camera_frame'], lidar_frame=v['extrinsic.lidar_frame'],
+        tf_timeout=float(v['extrinsic.tf_timeout']),
+        publish_relative=bool(v['output.relative']), publish_colored=bool(v['output.colored']),
+        colormap_range=(float(v['output.colormap_min']), float(v['output.colormap_max'])),
+        cloud_enable=bool(v['cloud.enable']), cloud_color=bool(v['cloud.color']),
+        qos_sensor_data=bool(v['qos.sensor_data']),
+        qos_output_reliable=bool(v['qos.output_reliable']), qos_depth=int(v['qos.depth']),
+        diagnostics_period=float(v['diagnostics.period']), raw=v)
+
+
+def changed_read_only(names: Sequence[str]) -> Optional[str]:
+    """First of ``names`` that may not change at run time, or None."""
+    for n in names:
+        if n in BY_NAME and BY_NAME[n].read_only:
+            return n
+    return None

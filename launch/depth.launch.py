@@ -1,0 +1,73 @@
+"""Launch depth_node: ros2 launch depth_node depth.launch.py [arguments].
+
+Arguments (``ros2 launch depth_node depth.launch.py --show-args``):
+  namespace, params_file, model_path, image, camera_info, points, use_sim_time, fastdds_profile,
+  log_level.
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+
+def generate_launch_description():
+    share = get_package_share_directory('depth_node')
+    profile = os.path.join(share, 'config', 'fastdds_large_messages.xml')
+    args = [
+        DeclareLaunchArgument('namespace', default_value='',
+                              description='Namespace of the node and its relative topics.'),
+        DeclareLaunchArgument('params_file',
+                              default_value=os.path.join(share, 'config', 'depth.yaml'),
+                              description='YAML file with the node parameters.'),
+        DeclareLaunchArgument('model_path', default_value='',
+                              description='Depth Anything V2 HF folder or .pth; overrides '
+                                          'estimator.model_path when set.'),
+        DeclareLaunchArgument('image', default_value='image_rect',
+                              description='Rectified camera image topic.'),
+        DeclareLaunchArgument('camera_info', default_value='camera_info',
+                              description='CameraInfo topic of that image.'),
+        DeclareLaunchArgument('points', default_value='points',
+                              description='LiDAR PointCloud2 topic.'),
+        DeclareLaunchArgument('use_sim_time', default_value='false',
+                              description='Use /clock (rosbag replay).'),
+        DeclareLaunchArgument('fastdds_profile', default_value='true',
+                              description='Apply the shipped Fast DDS profile for large '
+                                          'messages (see README).'),
+        DeclareLaunchArgument('log_level', default_value='info',
+                              description='Logger level of the node.'),
+    ]
+    use_profile = IfCondition(LaunchConfiguration('fastdds_profile'))
+    env = [
+        SetEnvironmentVariable('FASTDDS_DEFAULT_PROFILES_FILE', profile, condition=use_profile),
+        SetEnvironmentVariable('FASTRTPS_DEFAULT_PROFILES_FILE', profile, condition=use_profile),
+    ]
+    return LaunchDescription(args + env + [OpaqueFunction(function=_node)])
+
+
+def _node(context):
+    """The node, with estimator.model_path overridden only when the argument is set."""
+    overrides = {'use_sim_time': LaunchConfiguration('use_sim_time').perform(context)
+                 .lower() in ('true', '1', 'yes')}
+    model_path = LaunchConfiguration('model_path').perform(context)
+    if model_path:
+        overrides['estimator.model_path'] = model_path
+    return [Node(
+        package='depth_node',
+        executable='depth_node',
+        name='depth_node',
+        namespace=LaunchConfiguration('namespace'),
+        output='screen',
+        emulate_tty=True,
+        parameters=[LaunchConfiguration('params_file'), overrides],
+        remappings=[
+            ('image', LaunchConfiguration('image')),
+            ('camera_info', LaunchConfiguration('camera_info')),
+            ('points', LaunchConfiguration('points')),
+        ],
+        arguments=['--ros-args', '--log-level', LaunchConfiguration('log_level')],
+    )]
