@@ -42,10 +42,12 @@ def generate_launch_description():
                               description='Logger level of the node.'),
     ]
     use_profile = IfCondition(LaunchConfiguration('fastdds_profile'))
-    env = [
-        SetEnvironmentVariable('FASTDDS_DEFAULT_PROFILES_FILE', profile, condition=use_profile),
-        SetEnvironmentVariable('FASTRTPS_DEFAULT_PROFILES_FILE', profile, condition=use_profile),
-    ]
+    # Fast DDS 3 (Kilted and newer) reads FASTDDS_*; Humble and Jazzy read FASTRTPS_* (newer
+    # ones warn that it is deprecated, so it is set only where it is needed).
+    variable = ('FASTRTPS_DEFAULT_PROFILES_FILE'
+                if os.environ.get('ROS_DISTRO', '') in ('humble', 'iron', 'jazzy')
+                else 'FASTDDS_DEFAULT_PROFILES_FILE')
+    env = [SetEnvironmentVariable(variable, profile, condition=use_profile)]
     return LaunchDescription(args + env + [OpaqueFunction(function=_node)])
 
 

@@ -14,7 +14,7 @@ from typing import Union
 
 
 def save_tiny_depth_anything(folder: Union[str, os.PathLike], seed: int = 0,
-                             depth_estimation_type: str = 'relative', max_depth: float = 20.0,
+                             depth_estimation_type: str = 'relative', max_depth: int = 20,
                              hidden_size: int = 32, num_layers: int = 4) -> pathlib.Path:
     """Save a tiny ``DepthAnythingForDepthEstimation`` as a Hugging Face folder.
 
@@ -30,8 +30,9 @@ def save_tiny_depth_anything(folder: Union[str, os.PathLike], seed: int = 0,
         Seed of the random weights (the global torch RNG is left untouched).
     depth_estimation_type : str
         ``'relative'`` (ReLU head, disparity) or ``'metric'`` (sigmoid head x ``max_depth``).
-    max_depth : float
-        Maximum depth of a metric head, metres; ignored for relative models.
+    max_depth : int
+        Maximum depth of a metric head, metres (transformers wants an integer); ignored for
+        relative models.
     hidden_size : int
         Backbone width (a multiple of 16: two attention heads of at least 8 channels).
     num_layers : int
@@ -60,13 +61,18 @@ def save_tiny_depth_anything(folder: Union[str, os.PathLike], seed: int = 0,
         torch.manual_seed(seed)
         model = DepthAnythingForDepthEstimation(config).eval()
         with torch.no_grad():
-            # Default initialisation leaves the patch embedding, position embeddings and head
-            # nearly flat; give them structure so that the output depends on the image.
-            emb = model.backbone.embeddings
-            emb.patch_embeddings.projection.weight.normal_(0.0, 0.2)
-            emb.position_embeddings.normal_(0.0, 0.5)
-            # Positive output bias: the head's ReLU/sigmoid then keeps most pixels informative.
-            model.head.conv3.bias.fill_(1.0 if depth_estimation_type == 'relative' else 0.0)
+            # The default initialisation (std 0.02) makes the prediction nearly constant; use
+            # fan-in scaled weights instead so that the output depends on the image.
+            for name, param in model.named_parameters():
+                if param.ndim >= 2:
+                    param.normal_(0.0, param[0].numel() ** -0.5)
+                elif name.endswith('bias'):
+                    param.normal_(0.0, 0.1)
+            model.backbone.embeddings.position_embeddings.normal_(0.0, 0.5)
+            # The last conv sees ReLU'd (non-negative) features: with positive weights and bias
+            # the relative output is strictly positive (the final ReLU never clips).
+            model.head.conv3.weight.abs_()
+            model.head.conv3.bias.fill_(0.5 if depth_estimation_type == 'relative' else -1.0)
     path = pathlib.Path(folder)
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path, safe_serialization=True)

@@ -57,6 +57,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import re
 from typing import Any, Optional, Union
 
@@ -94,17 +95,17 @@ _STD = np.array([0.229, 0.224, 0.225])
 #: Official encoders: DINOv2 width/depth/heads, the DPT head's ``features`` and
 #: ``out_channels``, and the (0-based) blocks whose outputs feed the head.
 ENCODERS: dict[str, dict[str, Any]] = {
-    'vits': dict(hidden=384, layers=12, heads=6, features=64,
-                 out_channels=(48, 96, 192, 384), taps=(2, 5, 8, 11)),
-    'vitb': dict(hidden=768, layers=12, heads=12, features=128,
-                 out_channels=(96, 192, 384, 768), taps=(2, 5, 8, 11)),
-    'vitl': dict(hidden=1024, layers=24, heads=16, features=256,
-                 out_channels=(256, 512, 1024, 1024), taps=(4, 11, 17, 23)),
-    'vitg': dict(hidden=1536, layers=40, heads=24, features=384,
-                 out_channels=(1536, 1536, 1536, 1536), taps=(9, 19, 29, 39)),
+    'vits': {'hidden': 384, 'layers': 12, 'heads': 6, 'features': 64,
+             'out_channels': (48, 96, 192, 384), 'taps': (2, 5, 8, 11)},
+    'vitb': {'hidden': 768, 'layers': 12, 'heads': 12, 'features': 128,
+             'out_channels': (96, 192, 384, 768), 'taps': (2, 5, 8, 11)},
+    'vitl': {'hidden': 1024, 'layers': 24, 'heads': 16, 'features': 256,
+             'out_channels': (256, 512, 1024, 1024), 'taps': (4, 11, 17, 23)},
+    'vitg': {'hidden': 1536, 'layers': 40, 'heads': 24, 'features': 384,
+             'out_channels': (1536, 1536, 1536, 1536), 'taps': (9, 19, 29, 39)},
 }
 # Metric checkpoints: training set named in the file -> maximum depth of the sigmoid head [m].
-_METRIC_MAX_DEPTH = {'hypersim': 20.0, 'vkitti': 80.0}
+_METRIC_MAX_DEPTH = {'hypersim': 20, 'vkitti': 80}
 
 _PRECISIONS = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 _INTERPOLATIONS = ('official', 'transformers')
@@ -176,8 +177,8 @@ class _OfficialPosEmbeddings(Dinov2Embeddings):
                                                            (cols + 0.1) / grid),
                                   mode='bicubic', antialias=False)  # [1, C, rows, cols]
         if tuple(patch_pos.shape[-2:]) != (rows, cols):
-            raise DepthNodeError(f'position-embedding interpolation gave a {tuple(patch_pos.shape[-2:])} '
-                                 f'grid for {rows} x {cols} patches')
+            raise DepthNodeError('position-embedding interpolation gave a grid of '
+                                 f'{tuple(patch_pos.shape[-2:])} for {rows} x {cols} patches')
         patch_pos = patch_pos.to(self.position_embeddings.dtype)
         patch_pos = patch_pos.permute(0, 2, 3, 1).reshape(1, rows * cols, dim)
         return torch.cat((class_pos, patch_pos), dim=1)
@@ -202,7 +203,7 @@ def use_official_pos_embed_interpolation(model: DepthAnythingForDepthEstimation,
 
 
 def infer_encoder(path: Union[str, os.PathLike]) -> str:
-    """Encoder (``vits``, ``vitb``, ``vitl``, ``vitg``) named in a checkpoint's file name, or ''.
+    """Return the encoder (``vits``, ``vitb``, ``vitl``, ``vitg``) a file name states, or ''.
 
     The name must contain the encoder as a separate word, e.g. ``depth_anything_v2_vitl.pth``.
     """
@@ -211,7 +212,7 @@ def infer_encoder(path: Union[str, os.PathLike]) -> str:
     return found.pop() if len(found) == 1 else ''
 
 
-def _metric_max_depth(path: Union[str, os.PathLike]) -> Optional[float]:
+def _metric_max_depth(path: Union[str, os.PathLike]) -> Optional[int]:
     """``max_depth`` [m] of an official metric checkpoint named in its file, None if relative."""
     name = os.path.basename(os.fspath(path)).lower()
     if 'metric' not in name:
@@ -225,8 +226,8 @@ def _metric_max_depth(path: Union[str, os.PathLike]) -> Optional[float]:
 
 
 def official_config(encoder: str, metric: bool = False,
-                    max_depth: float = 1.0) -> DepthAnythingConfig:
-    """Transformers configuration equivalent to the official ``DepthAnythingV2(encoder)``.
+                    max_depth: int = 1) -> DepthAnythingConfig:
+    """Build the transformers configuration equivalent to the official ``DepthAnythingV2``.
 
     Parameters
     ----------
@@ -234,8 +235,9 @@ def official_config(encoder: str, metric: bool = False,
         One of :data:`ENCODERS`.
     metric : bool
         Sigmoid head scaled by ``max_depth`` (official metric models) instead of ReLU.
-    max_depth : float
-        Maximum depth of a metric head, metres (20 indoor / Hypersim, 80 outdoor / VKITTI).
+    max_depth : int
+        Maximum depth of a metric head, metres (20 indoor / Hypersim, 80 outdoor / VKITTI);
+        transformers' configuration only accepts an integer.
     """
     if encoder not in ENCODERS:
         raise ConfigError('estimator.encoder', 'must be one of ' + ', '.join(ENCODERS), encoder)
@@ -257,6 +259,8 @@ def official_config(encoder: str, metric: bool = False,
 
 # Official name -> transformers name, applied in order with re.sub (first match wins). The
 # fused tensors (attn.qkv, SwiGLU mlp.w12) are split separately in convert_official_state_dict.
+_BLOCK = r'^pretrained\.blocks\.(\d+)\.'  # official transformer block i ...
+_LAYER = r'backbone.encoder.layer.\1.'  # ... is transformers' encoder layer i
 _RENAMES: tuple[tuple[str, str], ...] = (
     # DINOv2 backbone
     (r'^pretrained\.cls_token$', 'backbone.embeddings.cls_token'),
@@ -264,11 +268,11 @@ _RENAMES: tuple[tuple[str, str], ...] = (
     (r'^pretrained\.pos_embed$', 'backbone.embeddings.position_embeddings'),
     (r'^pretrained\.patch_embed\.proj\.', 'backbone.embeddings.patch_embeddings.projection.'),
     (r'^pretrained\.norm\.', 'backbone.layernorm.'),
-    (r'^pretrained\.blocks\.(\d+)\.norm([12])\.', r'backbone.encoder.layer.\1.norm\2.'),
-    (r'^pretrained\.blocks\.(\d+)\.attn\.proj\.', r'backbone.encoder.layer.\1.attention.o_proj.'),
-    (r'^pretrained\.blocks\.(\d+)\.ls([12])\.gamma$', r'backbone.encoder.layer.\1.layer_scale\2.lambda1'),
-    (r'^pretrained\.blocks\.(\d+)\.mlp\.(fc[12])\.', r'backbone.encoder.layer.\1.mlp.\2.'),
-    (r'^pretrained\.blocks\.(\d+)\.mlp\.w3\.', r'backbone.encoder.layer.\1.mlp.down_proj.'),
+    (_BLOCK + r'norm([12])\.', _LAYER + r'norm\2.'),
+    (_BLOCK + r'attn\.proj\.', _LAYER + 'attention.o_proj.'),
+    (_BLOCK + r'ls([12])\.gamma$', _LAYER + r'layer_scale\2.lambda1'),
+    (_BLOCK + r'mlp\.(fc[12])\.', _LAYER + r'mlp.\2.'),
+    (_BLOCK + r'mlp\.w3\.', _LAYER + 'mlp.down_proj.'),
     # DPT neck: reassemble (1x1 projection + resampling), then 3x3 convs into the fusion width
     (r'^depth_head\.projects\.(\d)\.', r'neck.reassemble_stage.layers.\1.projection.'),
     (r'^depth_head\.resize_layers\.(\d)\.', r'neck.reassemble_stage.layers.\1.resize.'),
@@ -334,7 +338,9 @@ def _read_official_checkpoint(path: str) -> dict[str, torch.Tensor]:
     """Tensors of an official ``.pth`` (a plain state dict, possibly wrapped), without code."""
     try:
         obj = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as exc:  # pickle errors of any kind: not a weights-only checkpoint
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+        # UnpicklingError: the file holds more than tensors (the weights-only loader refused
+        # it, without running any of it); the others: not a (complete) PyTorch file.
         raise ConfigError('estimator.model_path', 'cannot be read as a weights-only PyTorch '
                           f'checkpoint ({type(exc).__name__}: {exc})', path) from exc
     for wrapper in ('state_dict', 'model'):
@@ -366,7 +372,7 @@ def _load_official(path: str, encoder: str) -> DepthAnythingForDepthEstimation:
                           f'embedding width {width} is that of {match or "no known encoder"}',
                           encoder)
     config = official_config(encoder, metric=max_depth is not None,
-                             max_depth=max_depth if max_depth is not None else 1.0)
+                             max_depth=max_depth if max_depth is not None else 1)
     model = DepthAnythingForDepthEstimation(config)
     result = model.load_state_dict(convert_official_state_dict(state), strict=False)
     if result.missing_keys or result.unexpected_keys:
@@ -400,7 +406,7 @@ def _load_hf_folder(path: str) -> DepthAnythingForDepthEstimation:
         raise ConfigError('estimator.model_path', f'config.json is not readable JSON ({exc})',
                           path) from exc
     if model_type != 'depth_anything':
-        raise ConfigError('estimator.model_path', "config.json must have model_type "
+        raise ConfigError('estimator.model_path', 'config.json must have model_type '
                           f"'depth_anything', has {model_type!r}", path)
     try:
         model, info = DepthAnythingForDepthEstimation.from_pretrained(
@@ -514,7 +520,7 @@ class DepthAnythingEstimator:
             raise ConfigError('estimator.precision', 'must be one of ' + ', '.join(_PRECISIONS),
                               precision)
         if pos_embed_interpolation not in _INTERPOLATIONS:
-            raise ConfigError('estimator.pos_embed_interpolation', 'must be one of '
+            raise ConfigError('pos_embed_interpolation', 'must be one of '
                               + ', '.join(_INTERPOLATIONS), pos_embed_interpolation)
         self.input_size = int(input_size)
         self.device = _resolve_device(device)
@@ -554,7 +560,7 @@ class DepthAnythingEstimator:
         return torch.from_numpy(chw).unsqueeze(0)  # [1, 3, h, w]
 
     def infer(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Raw prediction ``[B, h, w]`` float32 (on ``device``) for a network input ``[B, 3, h, w]``.
+        """Raw prediction ``[B, h, w]`` float32 on ``device`` for network input ``[B, 3, h, w]``.
 
         Disparity (relative models, ReLU'd, arbitrary scale) or depth in metres (metric).
         """

@@ -27,6 +27,7 @@ class FrameStats:
         self.fit_age = float('inf')
         self.last_error = ''
         self._new_problems = 0
+        self._last_latency: dict[str, tuple[float, float, int]] = {}
 
     def count(self, key: str, n: int = 1, problem: bool = False) -> None:
         with self._lock:
@@ -51,11 +52,13 @@ class FrameStats:
             self.fit_age = age
 
     def snapshot(self) -> dict[str, object]:
-        """Counters, last fit and latency (mean/max ms per stage) since the previous call."""
+        """Counters, last fit and latency (mean/max ms per stage) of the latest period with frames."""
         with self._lock:
             lat = {k: (float(np.mean(v)), float(np.max(v)), len(v))
                    for k, v in self._latency.items() if v}
             self._latency.clear()
+            # A period without frames reports the last period that had some.
+            lat = self._last_latency = lat or self._last_latency
             problems, self._new_problems = self._new_problems, 0
             return {'counts': dict(self.counts), 'latency': lat, 'fit': self.last_fit,
                     'fit_state': self.fit_state, 'fit_age': self.fit_age,

@@ -135,6 +135,9 @@ def image_to_array(msg: Image) -> np.ndarray:
     if raw.size != step * height:
         raise MessageError('Image.data', f'has {raw.size} bytes, expected step*height = '
                            f'{step * height} ({step}*{height})')
+    if raw.size and not height * width:
+        raise MessageError('Image.width' if width == 0 else 'Image.height',
+                           f'is 0 but data has {raw.size} bytes')
     if dtype.itemsize > 1 and bool(msg.is_bigendian) != _NATIVE_BIG:
         dtype = dtype.newbyteorder()
     shape: tuple[int, ...] = (height, width, channels)
@@ -180,13 +183,18 @@ def image_to_rgb8(msg: Image) -> np.ndarray:
         raise MessageError('Image.encoding', f'{msg.encoding!r} cannot be converted to rgb8 '
                            f'(supported: {", ".join(sorted(_RGB_ORDER))})')
     pixels = image_to_array(msg)  # [H, W] or [H, W, C]
-    if pixels.dtype == np.uint16:
-        pixels = (pixels >> 8).astype(np.uint8)
     if len(order) == 1:
-        return np.repeat(pixels[:, :, None], 3, axis=2)  # [H, W, 3]
-    if order == (0, 1, 2) and pixels.shape[2] == 3:
+        order = (0, 0, 0)
+        pixels = pixels[:, :, None]  # [H, W, 1]
+    if order == (0, 1, 2) and pixels.shape[2] == 3 and pixels.dtype == np.uint8:
         return np.ascontiguousarray(pixels)
-    return np.ascontiguousarray(pixels[:, :, list(order)])  # [H, W, 3]
+    rgb = np.empty(pixels.shape[:2] + (3,), dtype=np.uint8)  # [H, W, 3]
+    for i, channel in enumerate(order):  # per channel: faster than fancy indexing
+        if pixels.dtype == np.uint16:
+            rgb[:, :, i] = pixels[:, :, channel] >> 8
+        else:
+            rgb[:, :, i] = pixels[:, :, channel]
+    return rgb
 
 
 def array_to_image(array: np.ndarray, encoding: str,
@@ -296,25 +304,24 @@ def pointcloud2_to_xyz(msg: PointCloud2) -> np.ndarray:
                            f'= {row_step * height} ({row_step}*{height})')
     count = height * width
     if count == 0:
+        if raw.size:
+            raise MessageError('PointCloud2.width' if width == 0 else 'PointCloud2.height',
+                               f'is 0 but data has {raw.size} bytes')
         return np.empty((0, 3), dtype=np.float32)
+    layout = np.dtype({'names': ['x', 'y', 'z'], 'formats': kinds, 'offsets': offsets,
+                       'itemsize': point_step})
+    points = np.ndarray((height, width), dtype=layout, buffer=raw, strides=(row_step, point_step))
+    # numpy copies a strided [N, 3] block far slower than three strided columns, and
+    # isfinite(...).all(axis=1) / boolean indexing are slower than column masks and compress.
     xyz = np.empty((height, width, 3), dtype=np.float32)  # [H, W, 3]
-    if kinds == [endian + 'f4'] * 3 and offsets == [offsets[0] + 4 * i for i in range(3)]:
-        # Common case (PCL, most drivers): x, y, z packed float32, read as one 3-vector field.
-        layout = np.dtype({'names': ['xyz'], 'formats': [(kinds[0], 3)],
-                           'offsets': [offsets[0]], 'itemsize': point_step})
-        xyz[...] = np.ndarray((height, width), dtype=layout, buffer=raw,
-                              strides=(row_step, point_step))['xyz']
-    else:
-        layout = np.dtype({'names': ['x', 'y', 'z'], 'formats': kinds, 'offsets': offsets,
-                           'itemsize': point_step})
-        points = np.ndarray((height, width), dtype=layout, buffer=raw,
-                            strides=(row_step, point_step))
-        with np.errstate(over='ignore'):  # float64 beyond float32 range -> inf, dropped below
-            for i, name in enumerate(('x', 'y', 'z')):
-                xyz[:, :, i] = points[name]
-    xyz = xyz.reshape(count, 3)
-    finite = np.isfinite(xyz).all(axis=1)  # [N]
-    return xyz if finite.all() else xyz[finite]
+    with np.errstate(over='ignore'):  # float64 beyond float32 range -> inf, dropped below
+        for i, name in enumerate(('x', 'y', 'z')):
+            xyz[:, :, i] = points[name]
+    xyz = xyz.reshape(count, 3)  # [N, 3]
+    finite = np.isfinite(xyz[:, 0])  # [N]
+    finite &= np.isfinite(xyz[:, 1])
+    finite &= np.isfinite(xyz[:, 2])
+    return xyz if finite.all() else np.compress(finite, xyz, axis=0)
 
 
 def xyz_to_pointcloud2(points: np.ndarray, header: Header,
@@ -355,25 +362,25 @@ def xyz_to_pointcloud2(points: np.ndarray, header: Header,
     names = ['x', 'y', 'z']
     if rgb is None:
         buffer = np.empty((count, 3), dtype=np.float32)  # [N, 3] x, y, z
-        xyz = buffer
     else:
         colours = np.asarray(rgb)
         if colours.shape != pts.shape or colours.dtype != np.uint8:
             raise MessageError('rgb', f'of shape {colours.shape} and dtype {colours.dtype} is '
                                f'not uint8 of the points shape {pts.shape}')
+        colours = colours.reshape(count, 3)
         names.append('rgb')
         buffer = np.empty((count, 4), dtype=np.float32)  # [N, 4] x, y, z, rgb bits
-        xyz = buffer[:, :3]
-        # Write the packed 0x00RRGGBB as bytes so that its bits are stored exactly.
-        packed = buffer.view(np.uint8)[:, 12:16]  # [N, 4] bytes of the rgb word
-        if _NATIVE_BIG:
-            packed[:, 0] = 0
-            packed[:, 1:] = colours.reshape(count, 3)
-        else:
-            packed[:, :3] = colours.reshape(count, 3)[:, ::-1]
-            packed[:, 3] = 0
+        # 0x00RRGGBB computed as an integer and stored through a uint32 view: exact bits.
+        packed = colours[:, 0].astype(np.uint32)
+        packed <<= 16
+        packed |= colours[:, 1].astype(np.uint32) << 8
+        packed |= colours[:, 2]
+        buffer.view(np.uint32)[:, 3] = packed
+    flat = pts.reshape(count, 3)
     with np.errstate(over='ignore'):
-        xyz[...] = pts.reshape(count, 3)
+        for i in range(3):  # per column: faster than one strided [N, 3] copy
+            buffer[:, i] = flat[:, i]
+    finite = [np.isfinite(buffer[:, i]).all() for i in range(3)]
     msg = PointCloud2()
     msg.header = header
     msg.height, msg.width = int(height), int(width)
@@ -382,7 +389,7 @@ def xyz_to_pointcloud2(points: np.ndarray, header: Header,
     msg.is_bigendian = _NATIVE_BIG
     msg.point_step = 4 * len(names)
     msg.row_step = msg.point_step * msg.width
-    msg.is_dense = bool(np.isfinite(xyz).all())
+    msg.is_dense = bool(all(finite))
     msg.data = _to_byte_array(buffer)
     return msg
 

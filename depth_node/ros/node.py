@@ -187,11 +187,12 @@ class DepthNode(Node):
             self._drop('malformed_points', f'points dropped: {exc}')
             return
         stamp = _stamp(msg)
-        with self._lock:
+        with self._wake:
             self._stats.count('sweeps_in')
             keys = [s[0] for s in self._sweeps]
             self._sweeps.insert(bisect.bisect(keys, stamp), (stamp, msg.header.frame_id, xyz))
             del self._sweeps[:-self.config.lidar_buffer_size]
+            self._wake.notify_all()
 
     def _drop(self, key: str, message: str) -> None:
         self._stats.error(key, message)
@@ -245,10 +246,16 @@ class DepthNode(Node):
         rgb = image_to_rgb8(msg)
         convert_ms = (time.perf_counter() - t0) * 1e3
         stamp = _stamp(msg)
-        with self._lock:
+        with self._wake:
             info = self._camera_info
             config = self.config
             sweep = self._nearest_sweep(stamp, config.lidar_max_age)
+            # Camera and LiDAR arrive on separate topics in no set order: when no sweep is
+            # close enough yet, give the matching one a short time to arrive.
+            deadline = time.perf_counter() + config.lidar_wait
+            while sweep is None and self._running and time.perf_counter() < deadline:
+                self._wake.wait(deadline - time.perf_counter())
+                sweep = self._nearest_sweep(stamp, config.lidar_max_age)
         if info is None:
             self._drop('dropped_no_camera_info', 'frame dropped: no camera_info received yet')
             return

@@ -53,6 +53,9 @@ PARAMETERS: tuple[Param, ...] = (
     Param('lidar.max_age', 0.1,
           'Seconds: a frame uses the LiDAR sweep nearest its stamp if no further than this.',
           range=(0.0, 10.0)),
+    Param('lidar.wait', 0.05,
+          'Seconds a frame waits for its LiDAR sweep when none within max_age has arrived.',
+          range=(0.0, 1.0)),
     Param('lidar.min_depth', 0.5, 'Metres: LiDAR points nearer to the camera are dropped.',
           range=(0.0, 1000.0)),
     Param('lidar.max_depth', 120.0, 'Metres: LiDAR points farther from the camera are dropped.',
@@ -117,6 +120,7 @@ class NodeConfig:
     estimator: EstimatorConfig
     pipeline: PipelineConfig
     lidar_max_age: float
+    lidar_wait: float
     lidar_buffer_size: int
     extrinsic_source: str
     extrinsic: RigidTransform
@@ -207,7 +211,8 @@ def build_config(values: dict[str, Any]) -> NodeConfig:
                           'official .pth checkpoint of Depth Anything V2 (see README)', '')
     return NodeConfig(
         estimator=estimator, pipeline=pipeline,
-        lidar_max_age=float(v['lidar.max_age']), lidar_buffer_size=int(v['lidar.buffer_size']),
+        lidar_max_age=float(v['lidar.max_age']), lidar_wait=float(v['lidar.wait']),
+        lidar_buffer_size=int(v['lidar.buffer_size']),
         extrinsic_source=v['extrinsic.source'], extrinsic=extrinsic,
         camera_frame=v['extrinsic.camera_frame'], lidar_frame=v['extrinsic.lidar_frame'],
         tf_timeout=float(v['extrinsic.tf_timeout']),

@@ -1,0 +1,69 @@
+"""Parameter table, validation gate and config/depth.yaml."""
+
+import os
+
+import pytest
+import yaml
+
+from depth_node.core.errors import ConfigError
+from depth_node.ros.params import build_config, changed_read_only, PARAMETERS
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ORACLE = {'estimator.type': 'depth_node.estimators.oracle:DisparityOracle'}
+
+
+def _flatten(tree, prefix=''):
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, prefix + k + '.'))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def test_yaml_lists_every_parameter_with_its_default():
+    with open(os.path.join(ROOT, 'config', 'depth.yaml')) as f:
+        values = _flatten(yaml.safe_load(f)['/**']['ros__parameters'])
+    assert values == {p.name: p.default for p in PARAMETERS}
+
+
+def test_defaults_with_a_model_are_valid():
+    cfg = build_config({'estimator.model_path': '/models/da2'})
+    assert cfg.estimator.input_size == 518 and cfg.pipeline.cloud_stride == 2
+    assert cfg.extrinsic.rotation.shape == (3, 3)
+
+
+@pytest.mark.parametrize('name, value, rule', [
+    ('estimator.model_path', '', 'must name a local'),
+    ('estimator.precision', 'fp8', 'one of'),
+    ('estimator.device', 'gpu', "'cpu', 'cuda'"),
+    ('estimator.options', '[1]', 'JSON object'),
+    ('estimator.options', '{bad', 'JSON object'),
+    ('lidar.max_age', -1.0, r'in \[0.0'),
+    ('lidar.max_age', 'x', 'type float'),
+    ('cloud.stride', 0, r'in \[1'),
+    ('cloud.stride', 2.5, 'type int'),
+    ('extrinsic.rotation', [0.0, 0.0], 'rotation must be'),
+    ('extrinsic.translation', [0.0], 'translation must be'),
+    ('output.colormap_max', 0.5, 'colormap_min'),
+    ('lidar.max_depth', 0.3, 'lidar.min_depth'),
+    ('no.such_param', 1, 'not a parameter'),
+])
+def test_bad_values_name_the_parameter(name, value, rule):
+    values = {'estimator.model_path': '/m'}
+    values[name] = value
+    with pytest.raises(ConfigError, match=rule) as info:
+        build_config(values)
+    assert info.value.name == name
+    assert name in str(info.value)
+
+
+def test_custom_estimator_needs_no_model_path_and_rpy_accepted():
+    cfg = build_config({**ORACLE, 'extrinsic.rotation': [0.0, 0.1, 0.2]})
+    assert cfg.estimator.type.endswith('DisparityOracle')
+
+
+def test_read_only_detection():
+    assert changed_read_only(['fit.min_points', 'estimator.device']) == 'estimator.device'
+    assert changed_read_only(['fit.min_points']) is None
