@@ -30,6 +30,7 @@ setup(
             'depth_node = depth_node.ros.node:main',
             'demo = depth_node.tools.demo:main',
             'benchmark = depth_node.tools.benchmark:main',
+            'transport_check = depth_node.ros.transport_check:main',
         ],
     },
 )

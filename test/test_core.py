@@ -108,7 +108,8 @@ def test_fit_recovers_known_disparity_and_depth_affine():
     d = (1 / z - 0.004) / 0.8  # 1/z = 0.8 d + 0.004
     fit = fit_affine(d, z, OutputKind.DISPARITY)
     assert fit.ok and fit.points == 500
-    assert fit.scale == pytest.approx(0.8, rel=1e-9) and fit.shift == pytest.approx(0.004, abs=1e-12)
+    assert fit.scale == pytest.approx(0.8, rel=1e-9)
+    assert fit.shift == pytest.approx(0.004, abs=1e-12)
     assert fit.abs_rel < 1e-9
     m = (z - 3.0) / 20.0
     fit_d = fit_affine(m, z, OutputKind.DEPTH)

@@ -21,7 +21,8 @@ def quaternion_to_matrix(q: Sequence[float]) -> np.ndarray:
     x, y, z, w = (float(v) for v in q)
     n = np.sqrt(x * x + y * y + z * z + w * w)
     if not np.isfinite(n) or n < 1e-9:
-        raise DepthNodeError(f"quaternion (x, y, z, w) must be finite and non-zero, got {tuple(q)}")
+        raise DepthNodeError(
+            f'quaternion (x, y, z, w) must be finite and non-zero, got {tuple(q)}')
     x, y, z, w = x / n, y / n, z / n, w / n
     return np.array([
         [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
@@ -58,7 +59,8 @@ class RigidTransform:
         """Build from ``[x, y, z]`` and either ``[qx, qy, qz, qw]`` or ``[roll, pitch, yaw]``."""
         t = np.asarray(translation, dtype=np.float64)
         if t.shape != (3,) or not np.all(np.isfinite(t)):
-            raise DepthNodeError(f"translation must be 3 finite numbers [x, y, z], got {translation!r}")
+            raise DepthNodeError(
+                f'translation must be 3 finite numbers [x, y, z], got {translation!r}')
         r = list(rotation)
         if len(r) == 4:
             rot = quaternion_to_matrix(r)

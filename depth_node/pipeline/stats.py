@@ -52,7 +52,7 @@ class FrameStats:
             self.fit_age = age
 
     def snapshot(self) -> dict[str, object]:
-        """Counters, last fit and latency (mean/max ms per stage) of the latest period with frames."""
+        """Counters, last fit, and mean/max latency per stage (ms) of the latest busy period."""
         with self._lock:
             lat = {k: (float(np.mean(v)), float(np.max(v)), len(v))
                    for k, v in self._latency.items() if v}

@@ -177,8 +177,9 @@ class DepthNode(Node):
         except DepthNodeError as exc:
             self._drop('malformed_camera_info', f'camera_info dropped: {exc}')
             return
-        with self._lock:
+        with self._wake:
             self._camera_info = msg
+            self._wake.notify_all()
 
     def _on_points(self, msg: PointCloud2) -> None:
         try:
@@ -247,15 +248,16 @@ class DepthNode(Node):
         convert_ms = (time.perf_counter() - t0) * 1e3
         stamp = _stamp(msg)
         with self._wake:
-            info = self._camera_info
             config = self.config
             sweep = self._nearest_sweep(stamp, config.lidar_max_age)
-            # Camera and LiDAR arrive on separate topics in no set order: when no sweep is
-            # close enough yet, give the matching one a short time to arrive.
+            # Camera, camera_info and LiDAR arrive on separate topics in no set order: when
+            # the camera model or a close-enough sweep is missing, give them a short time.
             deadline = time.perf_counter() + config.lidar_wait
-            while sweep is None and self._running and time.perf_counter() < deadline:
+            while (sweep is None or self._camera_info is None) and self._running \
+                    and time.perf_counter() < deadline:
                 self._wake.wait(deadline - time.perf_counter())
                 sweep = self._nearest_sweep(stamp, config.lidar_max_age)
+            info = self._camera_info
         if info is None:
             self._drop('dropped_no_camera_info', 'frame dropped: no camera_info received yet')
             return

@@ -54,7 +54,8 @@ PARAMETERS: tuple[Param, ...] = (
           'Seconds: a frame uses the LiDAR sweep nearest its stamp if no further than this.',
           range=(0.0, 10.0)),
     Param('lidar.wait', 0.05,
-          'Seconds a frame waits for its LiDAR sweep when none within max_age has arrived.',
+          'Seconds a frame waits for its LiDAR sweep (none within max_age yet) or for the '
+          'first camera_info.',
           range=(0.0, 1.0)),
     Param('lidar.min_depth', 0.5, 'Metres: LiDAR points nearer to the camera are dropped.',
           range=(0.0, 1000.0)),
@@ -158,8 +159,8 @@ def check_value(param: Param, value: Any) -> None:
     if param.range is not None and not (param.range[0] <= value <= param.range[1]):
         raise ConfigError(param.name, f'must be in [{param.range[0]}, {param.range[1]}]', value)
     if param.choices is not None and value not in param.choices:
-        raise ConfigError(param.name, 'must be one of ' + ', '.join(repr(c) for c in
-                                                                     param.choices), value)
+        allowed = ', '.join(repr(c) for c in param.choices)
+        raise ConfigError(param.name, f'must be one of {allowed}', value)
 
 
 def build_config(values: dict[str, Any]) -> NodeConfig:
@@ -185,8 +186,7 @@ def build_config(values: dict[str, Any]) -> NodeConfig:
     if not isinstance(options, dict):
         raise ConfigError('estimator.options', 'must be a JSON object', v['estimator.options'])
     device = v['estimator.device']
-    if not (device == 'cpu' or device == 'cuda' or (device.startswith('cuda:')
-                                                       and device[5:].isdigit())):
+    if not (device in ('cpu', 'cuda') or (device.startswith('cuda:') and device[5:].isdigit())):
         raise ConfigError('estimator.device', "must be 'cpu', 'cuda' or 'cuda:N'", device)
     try:
         extrinsic = RigidTransform.from_parameters(v['extrinsic.translation'],

@@ -146,10 +146,17 @@ class GraphClient:
         self.info_pub.publish(camera_info_msg(camera, h))
         self.image_pub.publish(array_to_image(encode_rgb(rgb, encoding), encoding, h))
 
-    def wait_connected(self, timeout: float) -> bool:
-        """Wait until something subscribes to the image and the LiDAR topics."""
-        return wait_until(lambda: self.image_pub.get_subscription_count() > 0
-                          and self.points_pub.get_subscription_count() > 0, timeout)
+    def wait_connected(self, timeout: float, settle: float = 0.5) -> bool:
+        """Wait until something subscribes to image, camera_info and LiDAR, then ``settle`` s.
+
+        Discovery is not symmetric: our publisher may see the subscription a moment before the
+        subscriber has matched us, and a best-effort message sent in that moment is lost.
+        """
+        ok = wait_until(lambda: all(p.get_subscription_count() > 0 for p in (
+            self.image_pub, self.info_pub, self.points_pub)), timeout)
+        if ok:
+            time.sleep(settle)
+        return ok
 
     def diagnostics(self) -> dict[str, str]:
         """Key/values of the newest depth_node diagnostics status ({} if none yet)."""

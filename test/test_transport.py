@@ -1,0 +1,9 @@
+"""The shipped Fast DDS profile delivers large best-effort images between processes."""
+
+from depth_node.ros.transport_check import measure
+from depth_node.tools.nodeproc import fastdds_profile
+
+
+def test_profile_delivers_large_best_effort_images():
+    r = measure(fastdds_profile(), count=30)
+    assert r['received'] >= 29, r
