@@ -213,3 +213,53 @@ def test_bad_parameter_fails_at_start_naming_it(tmp_path, params, name, code):
     if code is not None:
         assert proc.proc.returncode == code
     assert name in proc.output(), proc.output()
+
+
+def _set_params(feed, values):
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+    cli = feed.node.create_client(SetParameters, '/depth_node/set_parameters')
+    assert cli.wait_for_service(timeout_sec=20)
+    req = SetParameters.Request()
+    for name, value in values.items():
+        v = ParameterValue()
+        if isinstance(value, bool):
+            v.type, v.bool_value = ParameterType.PARAMETER_BOOL, value
+        elif isinstance(value, int):
+            v.type, v.integer_value = ParameterType.PARAMETER_INTEGER, value
+        elif isinstance(value, float):
+            v.type, v.double_value = ParameterType.PARAMETER_DOUBLE, value
+        else:
+            v.type, v.string_value = ParameterType.PARAMETER_STRING, value
+        req.parameters.append(Parameter(name=name, value=v))
+    future = cli.call_async(req)
+    assert wait_until(future.done, 20)
+    return future.result().results
+
+
+def test_runtime_parameters_validated_and_applied(drive, tmp_path):
+    rig, frames, folder = drive
+    params = {'estimator.type': 'depth_node.estimators.oracle:DisparityOracle',
+              'estimator.options': f'{{"frames_dir": "{folder}"}}', 'lidar.wait': 0.3,
+              **extrinsic_parameters(rig.lidar_to_camera)}
+    proc = start_node(tmp_path, params)
+    feed = client('feeder_params')
+    try:
+        assert feed.wait_connected(60), proc.output()
+        [bad] = _set_params(feed, {'cloud.stride': 0})
+        assert not bad.successful and 'cloud.stride' in bad.reason
+        [ro] = _set_params(feed, {'estimator.device': 'cuda'})
+        assert not ro.successful and 'estimator.device' in ro.reason
+        [cross] = _set_params(feed, {'output.colormap_max': 0.5})
+        assert not cross.successful and 'colormap' in cross.reason
+        [ok] = _set_params(feed, {'cloud.stride': 4})
+        assert ok.successful, ok.reason
+        feed.send(frames[0].rgb, rig.camera, 50.0, frames[0].lidar)
+        assert wait_until(lambda: len(feed.messages('depth/points')) >= 1, 20, proc.alive), \
+            proc.output()
+    finally:
+        code = proc.stop()
+        feed.close()
+    assert code == 0, proc.output()
+    cloud = feed.messages('depth/points')[-1]
+    assert (cloud.height, cloud.width) == (120, 160)
