@@ -20,7 +20,7 @@ fi
 
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
-"${pip[@]}" install --upgrade pip wheel setuptools
+"${pip[@]}" install --upgrade pip wheel
 "${pip[@]}" install "$torch_pin"
 # The constraint keeps every later resolver from replacing the pinned torch.
 constraint="$(mktemp)"

@@ -1,7 +1,7 @@
 """The shipped Fast DDS profile delivers large best-effort images between processes."""
 
 from depth_node.ros.transport_check import measure
-from depth_node.tools.nodeproc import fastdds_profile
+from depth_node.ros.graph_env import fastdds_profile
 
 
 def test_profile_delivers_large_best_effort_images():

@@ -12,10 +12,9 @@ def colorize_depth(depth: np.ndarray, min_depth: float, max_depth: float) -> np.
     Near is red, far is blue; the fixed range keeps colours stable from frame to frame (an
     auto range flickers). NaN and out-of-range-invalid pixels are black.
     """
-    inv = 1.0 / np.clip(depth, min_depth, max_depth)
-    lo, hi = 1.0 / max_depth, 1.0 / min_depth
-    norm = (inv - lo) / (hi - lo)
-    return colorize_normalized(norm)
+    lo, hi = np.float32(1.0 / max_depth), np.float32(1.0 / min_depth)
+    inv = np.float32(1.0) / np.clip(depth, np.float32(min_depth), np.float32(max_depth))
+    return colorize_normalized((inv - lo) / (hi - lo))
 
 
 def colorize_relative(values: np.ndarray) -> np.ndarray:
@@ -27,11 +26,23 @@ def colorize_relative(values: np.ndarray) -> np.ndarray:
     return colorize_normalized((values - lo) / max(hi - lo, 1e-12))
 
 
+def _turbo_lut() -> np.ndarray:
+    """[256, 1, 3] uint8 user colour map: entry 0 black (no data), 1..255 turbo, RGB order."""
+    turbo = cv2.applyColorMap(np.arange(256, dtype=np.uint8).reshape(-1, 1),
+                              cv2.COLORMAP_TURBO)[:, 0, ::-1]  # [256, 3] RGB
+    lut = np.zeros((256, 1, 3), dtype=np.uint8)
+    lut[1:, 0] = turbo[np.round(np.linspace(0, 255, 255)).astype(int)]
+    return lut
+
+
+_LUT = _turbo_lut()
+
+
 def colorize_normalized(norm: np.ndarray) -> np.ndarray:
     """Turbo colours [H, W, 3] uint8 RGB for values in [0, 1]; NaN is black."""
-    nan = ~np.isfinite(norm)
-    idx = (np.clip(np.nan_to_num(norm, nan=0.0), 0.0, 1.0) * 255.0).astype(np.uint8)
-    rgb = cv2.applyColorMap(idx, cv2.COLORMAP_TURBO)[..., ::-1]
-    rgb = np.ascontiguousarray(rgb)
-    rgb[nan] = 0
-    return rgb
+    # Valid values map to LUT entries 1..255 and NaN to entry 0 (black), so no mask pass over
+    # the colour image is needed.
+    scaled = np.where(np.isfinite(norm), np.clip(norm, 0.0, 1.0) * np.float32(254.0) + 1.0,
+                      np.float32(0.0))
+    idx = cv2.convertScaleAbs(scaled.astype(np.float32, copy=False))  # [H, W] uint8, rounded
+    return cv2.applyColorMap(idx, _LUT)

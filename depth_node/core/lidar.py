@@ -62,27 +62,31 @@ def project_points(points: np.ndarray, camera: PinholeCamera,
     pts = np.asarray(points)
     if pts.ndim != 2 or pts.shape[1] != 3:
         raise DepthNodeError(f'points must have shape [N, 3], got {pts.shape}')
-    cam = lidar_to_camera.apply(pts.astype(np.float32, copy=False))  # [N, 3] float32
-    z = cam[:, 2]
+    pts = pts.astype(np.float32, copy=False)
+    # Depth first: most of a 360-degree sweep is behind the camera, so transform the rest only.
+    z = lidar_to_camera.row(2, pts)  # [N] float32, optical Z
     max_depth = min(max_depth, _MAX_RANGE)
     # NaN compares False, so this also drops non-finite points.
     keep = (z > min_depth) & (z <= max_depth)
-    cam = cam[keep]
-    z = z[keep]
+    front = np.compress(keep, pts, axis=0)
+    z = np.compress(keep, z)
     inv_z = 1.0 / z
-    u = np.rint((camera.fx * cam[:, 0] + camera.tx) * inv_z + camera.cx)
-    v = np.rint((camera.fy * cam[:, 1] + camera.ty) * inv_z + camera.cy)
+    x = lidar_to_camera.row(0, front)
+    y = lidar_to_camera.row(1, front)
+    u = np.rint((camera.fx * x + camera.tx) * inv_z + camera.cx)
+    v = np.rint((camera.fy * y + camera.ty) * inv_z + camera.cy)
     inside = (u >= 0) & (u < camera.width) & (v >= 0) & (v < camera.height)
     ui = u[inside].astype(np.int64)
     vi = v[inside].astype(np.int64)
     z = z[inside]
-    # z-buffer: sort by (pixel, depth) in one key and keep the first entry of each pixel.
-    # Depths are < _MAX_RANGE, so pixel * 1e4 + z keeps both in a float64 without collisions.
+    # z-buffer: the nearest depth per pixel by an unbuffered minimum (O(N), no sort), then one
+    # winner per pixel among the returns at that depth (exact ties keep the last one).
     pix = vi * camera.width + ui
-    order = np.argsort(pix * 1e4 + z.astype(np.float64), kind='stable')
-    pix_sorted = pix[order]
-    first = np.ones(order.size, dtype=bool)
-    first[1:] = pix_sorted[1:] != pix_sorted[:-1]
-    sel = order[first]
+    zbuf = np.full(camera.width * camera.height, np.inf, dtype=np.float32)
+    np.minimum.at(zbuf, pix, z)
+    nearest = np.flatnonzero(z == zbuf[pix])
+    owner = np.empty(zbuf.size, dtype=np.int64)
+    owner[pix[nearest]] = nearest
+    sel = nearest[owner[pix[nearest]] == nearest]
     return SparseDepth(ui[sel].astype(np.int32), vi[sel].astype(np.int32),
                        z[sel].astype(np.float32), camera.width, camera.height)

@@ -76,9 +76,19 @@ class RigidTransform:
 
     def apply(self, points: np.ndarray) -> np.ndarray:
         """Map points [N, 3] from the child frame to the parent frame; returns float32 [N, 3]."""
-        r = self.rotation.astype(np.float32)
-        t = self.translation.astype(np.float32)
-        return points @ r.T + t
+        pts = np.asarray(points, dtype=np.float32)
+        out = np.empty(pts.shape, dtype=np.float32)
+        # Column by column rather than `pts @ r.T`: a [N, 3] x [3, 3] product goes to BLAS,
+        # whose threads stall for tens of milliseconds when the other cores are busy.
+        for i in range(3):
+            out[:, i] = self.row(i, pts)
+        return out
+
+    def row(self, i: int, points: np.ndarray) -> np.ndarray:
+        """Coordinate ``i`` [N] float32 of child-frame points [N, 3] in the parent frame."""
+        r = self.rotation[i].astype(np.float32)
+        return points[:, 0] * r[0] + points[:, 1] * r[1] + points[:, 2] * r[2] \
+            + np.float32(self.translation[i])
 
     def inverse(self) -> 'RigidTransform':
         rt = self.rotation.T

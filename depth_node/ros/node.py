@@ -130,7 +130,9 @@ class DepthNode(Node):
             try:
                 param = self.declare_parameter(p.name, p.default, _descriptor(p))
             except Exception as exc:  # rclpy's range/type exceptions have no common base
-                raise ConfigError(p.name, str(exc).strip(), None) from None
+                overrides = getattr(self, '_parameter_overrides', {}) or {}
+                given = overrides[p.name].value if p.name in overrides else p.default
+                raise ConfigError(p.name, str(exc).strip(), given) from None
             values[p.name] = param.value
         return values
 

@@ -19,6 +19,8 @@ from typing import Optional
 
 import numpy as np
 
+from depth_node.ros.graph_env import fastdds_profile, private_graph_env
+
 
 def _subscribe(seconds: float) -> None:
     import rclpy
@@ -69,13 +71,9 @@ def measure(profile: Optional[str], count: int = 90, width: int = 640, height: i
             domain: Optional[int] = None) -> dict[str, object]:
     """Run a subscriber and a publisher process; returns received count and median latency."""
     env = dict(os.environ)
-    env.update({'ROS_DOMAIN_ID': str(domain if domain is not None else 1 + os.getpid() % 100),
-                'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST', 'ROS_LOCALHOST_ONLY': '1',
-                'RMW_IMPLEMENTATION': 'rmw_fastrtps_cpp'})
     env.pop('FASTDDS_DEFAULT_PROFILES_FILE', None)
     env.pop('FASTRTPS_DEFAULT_PROFILES_FILE', None)
-    if profile:
-        env['FASTDDS_DEFAULT_PROFILES_FILE'] = profile
+    env.update(private_graph_env(domain, profile or None))
     me = [sys.executable, '-m', 'depth_node.ros.transport_check']
     seconds = 8.0 + count * 0.05
     sub = subprocess.Popen(me + ['--subscribe', str(seconds)], env=env, stdout=subprocess.PIPE,
@@ -108,7 +106,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.publish is not None:
         _publish(args.publish, args.width, args.height)
         return 0
-    from depth_node.tools.nodeproc import fastdds_profile
     size_kb = args.width * args.height * 4 / 1024
     print(f'{args.count} best-effort {args.width}x{args.height} 32FC1 images '
           f'({size_kb:.0f} KB each), two processes, 20 Hz')

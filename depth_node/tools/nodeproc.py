@@ -17,34 +17,10 @@ from typing import Any, Optional
 
 import yaml
 
-PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from depth_node.ros.graph_env import fastdds_profile, private_graph_env
 
-
-def fastdds_profile() -> str:
-    """Path of config/fastdds_large_messages.xml (source tree or installed share/)."""
-    src = os.path.join(os.path.dirname(PACKAGE_DIR), 'config', 'fastdds_large_messages.xml')
-    if os.path.exists(src):
-        return src
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        return os.path.join(get_package_share_directory('depth_node'), 'config',
-                            'fastdds_large_messages.xml')
-    except Exception:
-        raise FileNotFoundError('fastdds_large_messages.xml not found in the source tree or '
-                                'the ament index') from None
-
-
-def private_graph_env(domain: Optional[int] = None) -> dict[str, str]:
-    """Variables for a graph that stays on this machine, on a domain of its own."""
-    if domain is None:
-        domain = 1 + (os.getpid() % 100)  # 1..100: valid with the default port mapping
-    return {
-        'ROS_DOMAIN_ID': str(domain),
-        'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST',
-        'ROS_LOCALHOST_ONLY': '1',  # the Humble spelling of the same thing
-        'RMW_IMPLEMENTATION': 'rmw_fastrtps_cpp',
-        'FASTDDS_DEFAULT_PROFILES_FILE': fastdds_profile(),
-    }
+__all__ = ['fastdds_profile', 'NodeProcess', 'node_executable', 'private_graph_env',
+           'write_params']
 
 
 def node_executable() -> str:

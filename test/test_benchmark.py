@@ -1,0 +1,82 @@
+"""The benchmark tool: a small run prints every stage with finite numbers and writes the JSON.
+
+No timing assertions: shared machines are noisy. The run publishes on a real rclpy graph
+(private domain, local only), so it needs the rclpy wheels.
+"""
+
+import json
+import math
+import re
+
+import pytest
+
+pytest.importorskip('rclpy')
+
+from depth_node.tools import benchmark  # noqa: E402
+
+_NUMBER = r'(-?\d+\.\d+)'
+
+
+def _row(text, label):
+    """The mean, p50 and p99 of the table row that starts with ``label``."""
+    for line in text.splitlines():
+        if line.startswith(label + '  '):
+            numbers = re.findall(_NUMBER + r'(?=\s|$)', line[len(label):])
+            assert len(numbers) == 3, line
+            return [float(n) for n in numbers]
+    raise AssertionError(f'no table row {label!r} in:\n{text}')
+
+
+def test_small_run_prints_every_stage(tmp_path, capsys):
+    out = tmp_path / 'bench.json'
+    code = benchmark.main(['--frames', '3', '--warmup', '1', '--width', '320', '--height', '240',
+                           '--json', str(out)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert 'command:  benchmark --frames 3 --warmup 1 --width 320 --height 240' in text
+    for needle in ('machine:', 'cores', 'numpy', 'points/sweep', 'projected pixels',
+                   'target:   5.0 ms'):
+        assert needle in text
+    labels = [s.label for s in benchmark.STAGES] + [benchmark.TOTAL.label]
+    assert len(labels) == 11
+    for label in labels:
+        values = _row(text, label)
+        assert all(math.isfinite(v) and v >= 0 for v in values), (label, values)
+
+    data = json.loads(out.read_text())
+    assert list(data['stages']) == [s.key for s in benchmark.STAGES] + ['total']
+    for key, row in data['stages'].items():
+        assert len(row['samples_ms']) == 3, key
+        for name in ('mean_ms', 'p50_ms', 'p99_ms'):
+            assert math.isfinite(row[name]) and row[name] >= 0, (key, name, row[name])
+    total = data['stages']['total']['samples_ms']
+    parts = [data['stages'][s.key]['samples_ms'] for s in benchmark.STAGES]
+    assert total == pytest.approx([sum(p[i] for p in parts) for i in range(3)])
+    # A full 64-beam sweep (about 100k points), a good part of it in the image.
+    assert data['lidar_points'] > 90_000
+    assert 1_000 < data['projected_pixels'] < 320 * 240
+    assert data['cloud_points'] == 160 * 120  # stride 2
+    assert data['settings']['width'] == 320 and data['settings']['lidar_beams'] == 64
+    assert data['machine']['cores'] >= 1 and data['machine']['numpy']
+    # The subscriber got what was published: serialisation and delivery really happened.
+    for topic, (received, sent) in data['delivered'].items():
+        assert sent == 4 and received >= 1, (topic, received, sent)
+
+
+def test_color_and_relative_add_their_work(capsys):
+    code = benchmark.main(['--frames', '2', '--warmup', '0', '--width', '160', '--height', '120',
+                           '--distinct', '1', '--color', '--relative', '--stride', '1'])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert 'XYZRGB cloud of 19,200 points (stride 1)' in text
+    assert all(math.isfinite(v) for v in _row(text, benchmark.RELATIVE_STAGE.label))
+    assert 'depth/relative 2/2' in text or re.search(r'depth/relative [12]/2', text)
+
+
+@pytest.mark.parametrize('argv', [['--frames', '0'], ['--stride', '0'], ['--warmup', '-1'],
+                                  ['--width', 'wide']])
+def test_bad_arguments_exit_2_naming_the_option(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        benchmark.main(argv)
+    assert exc.value.code == 2
+    assert argv[0] in capsys.readouterr().err
