@@ -51,7 +51,8 @@ class AffineFit:
     ``scale`` and ``shift`` act in the fit ``space`` (1/m for disparity, m for depth).
     ``residual`` is the RMS of the fit residual in that space; ``abs_rel`` the mean of
     ``|z_fit - z| / z`` over the points used, in metres (comparable across spaces).
-    ``ok`` is False when the fit was refused; ``reason`` then says why.
+    ``ok`` is False when the fit was refused; ``reason`` then says why. ``inliers`` is the
+    number of points a robust fit kept (-1: every usable point was used).
     """
 
     scale: float
@@ -62,6 +63,7 @@ class AffineFit:
     abs_rel: float
     ok: bool = True
     reason: str = ''
+    inliers: int = -1
 
     @classmethod
     def refused(cls, space: OutputKind, points: int, reason: str) -> 'AffineFit':
