@@ -19,6 +19,7 @@ import numpy as np
 from depth_node.core.align import OutputKind, OutputSpec
 from depth_node.core.errors import ConfigError, DepthNodeError
 from depth_node.estimators.base import check_input_image
+from depth_node.sim.oracles import Corruption, oracle_prediction
 
 
 def image_key(rgb: np.ndarray) -> str:
@@ -32,14 +33,22 @@ class DisparityOracle:
     """Relative disparity ``scale / z + shift`` of frames whose true depth ``z`` is known.
 
     Sky (infinite depth) maps to ``shift``, as a perfect disparity model would put it.
+    ``distortion``, ``noise`` and ``blur`` corrupt it like a real model's errors
+    (:class:`depth_node.sim.oracles.Corruption`).
     """
 
     output = OutputSpec(OutputKind.DISPARITY, metric=False)
     name = 'oracle'
 
-    def __init__(self, frames_dir: str, scale: float = 0.37, shift: float = 0.05) -> None:
+    def __init__(self, frames_dir: str, scale: float = 0.37, shift: float = 0.05,
+                 distortion: float = 0.0, noise: float = 0.0, blur: float = 0.0) -> None:
         if not scale > 0:
             raise ConfigError('estimator.options.scale', 'must be > 0', scale)
+        try:
+            self.corruption = Corruption(distortion=distortion, noise=noise, blur=blur)
+        except DepthNodeError as exc:
+            raise ConfigError('estimator.options', str(exc), {
+                'distortion': distortion, 'noise': noise, 'blur': blur}) from None
         path = Path(frames_dir)
         files = sorted(path.glob('*.npz')) if path.is_dir() else []
         if not files:
@@ -58,6 +67,5 @@ class DisparityOracle:
         depth = self._depth.get(image_key(rgb))
         if depth is None:
             raise DepthNodeError('oracle: this image is not one of the frames it was given')
-        with np.errstate(divide='ignore'):
-            inv = np.where(np.isfinite(depth) & (depth > 0), 1.0 / depth, 0.0)
-        return (self.scale * inv + self.shift).astype(np.float32)
+        return oracle_prediction(depth, OutputKind.DISPARITY, self.scale, self.shift,
+                                 self.corruption)
