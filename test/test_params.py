@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from depth_node.core.errors import ConfigError
-from depth_node.ros.params import build_config, changed_read_only, PARAMETERS
+from depth_node.ros.params import build_config, changed_read_only, PARAMETERS, params_yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ORACLE = {'estimator.type': 'depth_node.estimators.oracle:DisparityOracle'}
@@ -24,8 +24,10 @@ def _flatten(tree, prefix=''):
 
 def test_yaml_lists_every_parameter_with_its_default():
     with open(os.path.join(ROOT, 'config', 'depth.yaml')) as f:
-        values = _flatten(yaml.safe_load(f)['/**']['ros__parameters'])
+        text = f.read()
+    values = _flatten(yaml.safe_load(text)['/**']['ros__parameters'])
     assert values == {p.name: p.default for p in PARAMETERS}
+    assert text == params_yaml(), 'regenerate: python -m depth_node.ros.params > config/depth.yaml'
 
 
 def test_defaults_with_a_model_are_valid():
@@ -48,6 +50,9 @@ def test_defaults_with_a_model_are_valid():
     ('extrinsic.translation', [0.0], 'translation must be'),
     ('output.colormap_max', 0.5, 'colormap_min'),
     ('lidar.max_depth', 0.3, 'lidar.min_depth'),
+    ('fit.method', 'ransac', 'one of'),
+    ('fit.see_through_window', 4, 'odd'),
+    ('filter.gate', 0.0, r'in \[0.1'),
     ('no.such_param', 1, 'not a parameter'),
 ])
 def test_bad_values_name_the_parameter(name, value, rule):

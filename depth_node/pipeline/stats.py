@@ -23,6 +23,9 @@ class FrameStats:
         self.counts: Counter[str] = Counter()
         self._latency: dict[str, list[float]] = defaultdict(list)
         self.last_fit: Optional[AffineFit] = None
+        self.applied_fit: Optional[AffineFit] = None
+        self.see_through_rejected = 0
+        self.filter_event = ''
         self.fit_state = 'none'
         self.fit_age = float('inf')
         self.last_error = ''
@@ -43,13 +46,17 @@ class FrameStats:
             self.last_error = message
 
     def record_frame(self, timings_ms: dict[str, float], fit: AffineFit, state: str,
-                     age: float) -> None:
+                     age: float, applied: Optional[AffineFit] = None,
+                     see_through_rejected: int = 0, filter_event: str = '') -> None:
         with self._lock:
             for k, v in timings_ms.items():
                 self._latency[k].append(v)
             self.last_fit = fit
+            self.applied_fit = applied
             self.fit_state = state
             self.fit_age = age
+            self.see_through_rejected = see_through_rejected
+            self.filter_event = filter_event
 
     def snapshot(self) -> dict[str, object]:
         """Counters, last fit, and mean/max latency per stage (ms) of the latest busy period."""
@@ -61,5 +68,7 @@ class FrameStats:
             lat = self._last_latency = lat or self._last_latency
             problems, self._new_problems = self._new_problems, 0
             return {'counts': dict(self.counts), 'latency': lat, 'fit': self.last_fit,
+                    'applied': self.applied_fit, 'see_through_rejected': self.see_through_rejected,
+                    'filter_event': self.filter_event,
                     'fit_state': self.fit_state, 'fit_age': self.fit_age,
                     'last_error': self.last_error, 'new_problems': problems}

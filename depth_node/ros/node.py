@@ -307,7 +307,9 @@ class DepthNode(Node):
         timings['convert'] = convert_ms
         timings['publish'] = (t2 - t1) * 1e3
         timings['total'] = (t2 - received) * 1e3
-        self._stats.record_frame(timings, result.fit, result.fit_state, result.fit_age)
+        rejected = 0 if result.kept is None else int(result.kept.size - result.kept.sum())
+        self._stats.record_frame(timings, result.fit, result.fit_state, result.fit_age,
+                                 result.applied, rejected, result.filter_event)
         self._stats.count('published' if result.depth is not None else 'published_relative_only')
         if result.fit_state == 'none':
             self.get_logger().warn(f'no metric depth: {result.fit.reason}; publishing relative '
@@ -339,10 +341,15 @@ class DepthNode(Node):
         values = {'fit_state': state, 'fit_age_s': f"{snap['fit_age']:.3f}",
                   'estimator_output': self.estimator.output.kind.value}
         if fit is not None:
-            values.update({'scale': f'{fit.scale:.6g}', 'shift': f'{fit.shift:.6g}',
+            values.update({'frame_scale': f'{fit.scale:.6g}', 'frame_shift': f'{fit.shift:.6g}',
                            'fit_space': fit.space.value, 'lidar_points_used': str(fit.points),
-                           'fit_residual': f'{fit.residual:.6g}',
-                           'fit_abs_rel': f'{fit.abs_rel:.6g}', 'fit_reason': fit.reason})
+                           'fit_inliers': str(fit.inliers), 'fit_residual': f'{fit.residual:.6g}',
+                           'fit_abs_rel': f'{fit.abs_rel:.6g}', 'fit_reason': fit.reason,
+                           'see_through_rejected': str(snap['see_through_rejected']),
+                           'filter_event': str(snap['filter_event'])})
+        applied = snap['applied']
+        values['scale'] = f'{applied.scale:.6g}' if applied is not None else 'nan'
+        values['shift'] = f'{applied.shift:.6g}' if applied is not None else 'nan'
         for key in ('frames_in', 'published', 'published_relative_only', 'dropped_superseded',
                     'dropped_no_camera_info', 'dropped_error', 'malformed_image',
                     'malformed_points', 'malformed_camera_info', 'sweeps_in',

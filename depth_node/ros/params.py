@@ -83,9 +83,41 @@ PARAMETERS: tuple[Param, ...] = (
     # --- fit ---
     Param('fit.min_points', 20, 'Fewest LiDAR pixels for a fresh scale/shift fit.',
           range=(2, 10_000_000)),
+    Param('fit.method', 'robust',
+          "'robust': IRLS with log-depth residuals (rejects outliers); 'lsq': plain least "
+          'squares in the fit space.', choices=('robust', 'lsq')),
+    Param('fit.loss', 'tukey', 'Robust weight function.', choices=('tukey', 'huber')),
+    Param('fit.max_residual', 0.25,
+          'Robust fit: refused when the residual sigma (log depth, 0.25 ~ 25 %) is larger.',
+          range=(0.001, 10.0)),
+    Param('fit.see_through', True,
+          'Drop LiDAR returns that see past foreground edges (a nearer return close by).'),
+    Param('fit.see_through_window', 7, 'Pixels: odd side of the see-through neighbourhood.',
+          range=(3, 31)),
+    Param('fit.see_through_gap', 0.1,
+          'Relative depth gap (0.1 ~ 9 % nearer) that marks a neighbour as occluding.',
+          range=(0.001, 10.0)),
     Param('fit.hold_time', 1.0,
           'Seconds a good fit is reused when no fresh one is possible; then only relative '
           'outputs are published.', range=(0.0, 3600.0)),
+    # --- temporal filter ---
+    Param('filter.enable', True,
+          'Kalman-filter scale and shift over time (smooths jitter; resets on real jumps).'),
+    Param('filter.process_noise', 0.02,
+          'Random-walk std of log-scale per sqrt(second): larger follows faster.',
+          range=(0.0, 10.0)),
+    Param('filter.gate', 4.0,
+          'Sigmas: a fit further from the filter than this does not update it.',
+          range=(0.1, 100.0)),
+    Param('filter.reset_after', 2,
+          'Consecutive, mutually consistent gated fits that reset the filter to them.',
+          range=(1, 100)),
+    # --- local alignment ---
+    Param('local.enable', False,
+          'Spatially varying scale from LiDAR residuals (corrects low-frequency model error).'),
+    Param('local.sigma', 0.06,
+          'Smoothness of the local scale field, as a fraction of the larger image side.',
+          range=(0.005, 1.0)),
     # --- outputs ---
     Param('output.max_depth', 80.0, 'Metres: metric depth beyond this is published as NaN.',
           range=(0.01, 9999.0)),
@@ -200,7 +232,14 @@ def build_config(values: dict[str, Any]) -> NodeConfig:
     pipeline = PipelineConfig(
         lidar_min_depth=float(v['lidar.min_depth']), lidar_max_depth=float(v['lidar.max_depth']),
         max_depth=float(v['output.max_depth']), min_fit_points=int(v['fit.min_points']),
-        hold_time=float(v['fit.hold_time']), cloud_stride=int(v['cloud.stride']))
+        hold_time=float(v['fit.hold_time']), cloud_stride=int(v['cloud.stride']),
+        fit_method=v['fit.method'], fit_loss=v['fit.loss'],
+        max_residual=float(v['fit.max_residual']), see_through=bool(v['fit.see_through']),
+        see_through_window=int(v['fit.see_through_window']),
+        see_through_gap=float(v['fit.see_through_gap']), temporal=bool(v['filter.enable']),
+        filter_process_noise=float(v['filter.process_noise']),
+        filter_gate=float(v['filter.gate']), filter_reset_after=int(v['filter.reset_after']),
+        local=bool(v['local.enable']), local_sigma=float(v['local.sigma']))
     pipeline.validate()
     estimator = EstimatorConfig(
         type=v['estimator.type'], model_path=v['estimator.model_path'],
@@ -230,3 +269,41 @@ def changed_read_only(names: Sequence[str]) -> Optional[str]:
         if n in BY_NAME and BY_NAME[n].read_only:
             return n
     return None
+
+
+def params_yaml() -> str:
+    """``config/depth.yaml`` as rendered from the table (a test keeps the file equal to it)."""
+    import textwrap
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, bool):
+            return 'true' if v else 'false'
+        if isinstance(v, str):
+            return json.dumps(v) if v == '' or v.startswith('{') else v
+        if isinstance(v, list):
+            return '[' + ', '.join(repr(float(x)) for x in v) + ']'
+        return repr(v)
+
+    lines = ['# depth_node parameters: every one, with its default.',
+             '# Values marked (restart) are read-only while the node runs.',
+             '# Use with: ros2 launch depth_node depth.launch.py params_file:=<this file>',
+             '# (generated from depth_node/ros/params.py: python -m depth_node.ros.params)',
+             '/**:', '  ros__parameters:']
+    group = None
+    for p in PARAMETERS:
+        g, key = p.name.split('.', 1)
+        if g != group:
+            if group is not None:
+                lines.append('')
+            lines.append(f'    {g}:')
+            group = g
+        desc = p.description + (' (restart)' if p.read_only else '')
+        if p.range:
+            desc += f' Range [{p.range[0]}, {p.range[1]}].'
+        lines += ['      # ' + t for t in textwrap.wrap(desc, 88)]
+        lines.append(f'      {key}: {fmt(p.default)}')
+    return '\n'.join(lines) + '\n'
+
+
+if __name__ == '__main__':
+    print(params_yaml(), end='')

@@ -1,0 +1,505 @@
+"""Robust alignment of a relative prediction to LiDAR: see-through rejection and robust fits.
+
+Two steps guard the scale/shift fit of :mod:`depth_node.core.align` against bad LiDAR pixels:
+
+1. :func:`reject_see_through` drops returns that a clearly nearer return surrounds in the
+   image. A LiDAR mounted apart from the camera (above and behind it, as on most vehicles) sees
+   past the edges of foreground objects; those background returns project *inside* the
+   foreground object in the image, where the camera (and so the model) sees the object.
+2. :func:`fit_affine_robust` fits ``scale, shift`` by iteratively reweighted least squares
+   (Tukey or Huber weights, MAD scale) from a deterministic least-median start, or by RANSAC.
+   It rejects what step 1 misses (see-through behind thin objects, LiDAR noise, model errors).
+
+Residuals are **log-depth** errors: ``rho = log(y_fit / y)`` where ``y`` is the fit target
+(``1/z`` in disparity space, ``z`` in depth space), i.e. ``rho = log(z / z_fit)`` for disparity
+and ``log(z_fit / z)`` for depth; ``|rho|`` is the relative depth error to first order. A point
+60 m away counts as much as one 3 m away, and the thresholds (``max_residual``, the RANSAC
+threshold, the robust sigma) are fractions of depth in either space. A plain residual in
+disparity would let near points dominate (their disparity is large) and make far see-through
+returns nearly invisible; a plain residual in depth would do the opposite. The log is symmetric:
+the relative residual ``y_fit / y - 1`` is bounded below by -1 but not above, so a monotone loss
+(Huber) on it is pulled towards shrinking the whole map when many returns lie far behind their
+pixel. Each IRLS step stays a closed-form 2x2 weighted least-squares solve of the linear relative
+residual ``s * (x / y) + t / y - 1`` with weights chosen so that its fixed point is the
+M-estimate of the log residual (see ``_log_weights``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import cv2
+import numpy as np
+
+from depth_node.core.align import AffineFit, OutputKind
+from depth_node.core.errors import ConfigError, DepthNodeError
+from depth_node.core.lidar import SparseDepth
+
+# 1.4826 * MAD estimates the standard deviation of Gaussian residuals.
+_MAD_TO_SIGMA = 1.4826
+# Default tuning constants, in robust standard deviations: 95 % Gaussian efficiency each.
+_TUNING = {'tukey': 4.685, 'huber': 1.345}
+# The robust scale never drops below this relative residual: exact synthetic data would
+# otherwise give a zero scale and weights of 0/0.
+_MIN_SIGMA = 1e-5
+_COARSE_TOL = 1e-3  # the subset stage of IRLS stops at this relative change
+# Residuals beyond this many (first-estimate) sigmas do not enter the robust scale.
+_SCALE_CUT = 4.685
+# The robust scale is estimated on an evenly strided subset of this many residuals (the
+# median is the costliest step of a round; 4096 residuals estimate it to ~2 %).
+_SCALE_POINTS = 4096
+_KERNEL_3X3 = np.ones((3, 3), np.uint8)  # erosion element: a 3x3 square
+
+
+def reject_see_through(sparse: SparseDepth, window: int = 7, rel_gap: float = 0.1,
+                       focal_px: Optional[float] = None,
+                       plane_distance: float = 1.5) -> np.ndarray:
+    """Mask [M] bool of LiDAR pixels to keep: False for likely see-through returns.
+
+    A return at depth ``z`` is see-through when another return within a ``window`` x
+    ``window`` pixel neighbourhood (Chebyshev distance ``d <= window // 2``) is clearly
+    nearer, i.e. its depth ``z_n`` satisfies::
+
+        1 / z_n - 1 / z > rel_gap / z + d / (focal_px * plane_distance)
+
+    The first term is a relative depth gap: with ``rel_gap = 0.1`` the neighbour must be more
+    than ~9 % nearer (``z_n < z / 1.1``). The second term, used only when ``focal_px`` is
+    given, tolerates surfaces seen at a grazing angle: on a plane at distance ``h`` from the
+    camera, inverse depth changes by at most ``1 / (focal_px * h)`` per pixel, so with
+    ``plane_distance`` below the camera's height above the road the ground is never taken for
+    an occluder (without it, far ground returns next to the nearer returns of the beam below
+    are rejected). Legitimate background returns right next to a foreground edge are rejected
+    too; they are few, and near depth edges the model's prediction is unreliable anyway.
+    See-through returns farther from every foreground return than ``window // 2`` pixels (the
+    parallax of an edge is about ``focal_px * baseline * (1/z_near - 1/z_far)`` pixels) stay,
+    as do small gaps; the robust fit handles those.
+
+    Parameters
+    ----------
+    sparse : SparseDepth
+        Projected LiDAR, one return per pixel (``M`` pixels).
+    window : int
+        Odd neighbourhood size in pixels, >= 3. About two LiDAR beam spacings in the image
+        works well (7 at 640x480 for a 64-beam sensor with 0.4 deg between beams).
+    rel_gap : float
+        Relative depth gap (>= 0) above which a nearer neighbour counts as an occluder.
+    focal_px : float, optional
+        Focal length of the camera in pixels; enables the grazing-surface allowance.
+    plane_distance : float
+        Metres (> 0): sloped surfaces at least this far from the camera are never taken for
+        their own occluders. A little below the camera's height above the road (1.5 m for a
+        car roof camera at 1.65 m) keeps the road and rejects the most see-through returns.
+
+    Returns
+    -------
+    numpy.ndarray
+        [M] bool, True for returns to keep.
+
+    Notes
+    -----
+    Cost is a few 3x3 erosions of a float image over the rows the points cover (a min-filter
+    of growing radius, so that each radius gets its own allowance): about 1 ms for 25k points
+    at 640x480.
+    """
+    if window < 3 or window % 2 != 1:
+        raise DepthNodeError(f'window must be an odd number >= 3, got {window}')
+    if not rel_gap >= 0:
+        raise DepthNodeError(f'rel_gap must be >= 0, got {rel_gap}')
+    if focal_px is not None and not (np.isfinite(focal_px) and focal_px > 0):
+        raise DepthNodeError(f'focal_px must be a positive number, got {focal_px}')
+    if not plane_distance > 0:
+        raise DepthNodeError(f'plane_distance must be > 0, got {plane_distance}')
+    m = sparse.count
+    keep = np.ones(m, dtype=bool)
+    if m < 2:
+        return keep
+    radius = window // 2
+    # Work on the band of rows the LiDAR covers (a sweep rarely fills the whole image).
+    v0 = max(int(sparse.v.min()) - radius, 0)
+    v1 = min(int(sparse.v.max()) + radius + 1, sparse.height)
+    rows = sparse.v - v0
+    cols = sparse.u
+    img = np.full((v1 - v0, sparse.width), np.inf, dtype=np.float32)  # [H', W'] metres
+    img[rows, cols] = sparse.z
+    inv_z = 1.0 / sparse.z.astype(np.float32)  # [M] 1/m
+    base = np.float32(1.0 + rel_gap) * inv_z
+    step = np.float32(0.0 if focal_px is None else 1.0 / (focal_px * plane_distance))
+    near: np.ndarray = img
+    for d in range(1, radius + 1):
+        # Eroding d times with a 3x3 square is the min-filter of (Chebyshev) radius d.
+        near = cv2.erode(near, _KERNEL_3X3, borderType=cv2.BORDER_CONSTANT, borderValue=np.inf)
+        z_near = near[rows, cols]  # [M], inf where no return within d
+        keep &= np.float32(1.0) / z_near <= base + d * step
+    return keep
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Options of :func:`fit_affine_robust`; validated on construction (:class:`ConfigError`).
+
+    Residuals, ``max_residual`` and ``ransac_threshold`` are log-depth errors (``0.05``: about
+    5 % of depth), in either fit space.
+    """
+
+    method: str = 'irls'  # 'irls' (robust M-estimate) or 'ransac'
+    loss: str = 'tukey'  # IRLS weight function: 'tukey' (redescending) or 'huber'
+    tuning: Optional[float] = None  # loss constant in robust sigmas; None: 4.685 / 1.345
+    min_points: int = 20  # fewer usable pairs: refused
+    max_residual: float = 0.25  # robust residual sigma (log depth) above this: refused
+    min_inlier_fraction: float = 0.3  # fewer inliers than this fraction: refused
+    inlier_sigmas: float = 3.0  # inlier: |rho| <= inlier_sigmas * sigma
+    max_iter: int = 30  # IRLS iterations (or RANSAC refinement rounds)
+    tol: float = 1e-4  # stop when no inlier's fitted depth moves more than this (relative)
+    hypotheses: int = 64  # 2-point samples of the least-median start / RANSAC
+    score_points: int = 256  # points each sample is scored on (strided subset)
+    ransac_threshold: float = 0.05  # RANSAC inlier: |rho| <= this (log depth)
+    seed: int = 0  # sampling is deterministic for a given input and seed
+    coarse_points: int = 4096  # IRLS first converges on this many points (strided subset)
+
+    def __post_init__(self) -> None:
+        if self.method not in ('irls', 'ransac'):
+            raise ConfigError('fit.method', "must be 'irls' or 'ransac'", self.method)
+        if self.loss not in _TUNING:
+            raise ConfigError('fit.loss', "must be 'tukey' or 'huber'", self.loss)
+        if self.tuning is not None and not (math.isfinite(self.tuning) and self.tuning > 0):
+            raise ConfigError('fit.tuning', 'must be a positive number or None', self.tuning)
+        if not isinstance(self.min_points, int) or self.min_points < 2:
+            raise ConfigError('fit.min_points', 'must be an integer >= 2', self.min_points)
+        if not self.max_residual > 0:
+            raise ConfigError('fit.max_residual', 'must be > 0', self.max_residual)
+        if not 0 <= self.min_inlier_fraction <= 1:
+            raise ConfigError('fit.min_inlier_fraction', 'must be in [0, 1]',
+                              self.min_inlier_fraction)
+        if not self.inlier_sigmas > 0:
+            raise ConfigError('fit.inlier_sigmas', 'must be > 0', self.inlier_sigmas)
+        if not isinstance(self.max_iter, int) or self.max_iter < 1:
+            raise ConfigError('fit.max_iter', 'must be an integer >= 1', self.max_iter)
+        if not self.tol > 0:
+            raise ConfigError('fit.tol', 'must be > 0', self.tol)
+        if not isinstance(self.hypotheses, int) or self.hypotheses < 1:
+            raise ConfigError('fit.hypotheses', 'must be an integer >= 1', self.hypotheses)
+        if not isinstance(self.coarse_points, int) or self.coarse_points < 10:
+            raise ConfigError('fit.coarse_points', 'must be an integer >= 10',
+                              self.coarse_points)
+        if not isinstance(self.score_points, int) or self.score_points < 10:
+            raise ConfigError('fit.score_points', 'must be an integer >= 10', self.score_points)
+        if not self.ransac_threshold > 0:
+            raise ConfigError('fit.ransac_threshold', 'must be > 0', self.ransac_threshold)
+
+    @property
+    def tuning_constant(self) -> float:
+        """The loss constant in robust sigmas (the default of ``loss`` when unset)."""
+        return _TUNING[self.loss] if self.tuning is None else float(self.tuning)
+
+    def fit(self, prediction: np.ndarray, z: np.ndarray, space: OutputKind,
+            weights: Optional[np.ndarray] = None) -> AffineFit:
+        """:func:`fit_affine_robust` with these options."""
+        return _fit(prediction, z, space, weights, self)
+
+
+def fit_affine_robust(prediction: np.ndarray, z: np.ndarray, space: OutputKind,
+                      method: str = 'irls', loss: str = 'tukey', min_points: int = 20,
+                      max_residual: float = 0.25, max_iter: int = 30,
+                      weights: Optional[np.ndarray] = None, **options: object) -> AffineFit:
+    """Robust ``scale, shift`` mapping ``prediction`` [N] onto metric depth ``z`` [N] (m).
+
+    The model is that of :func:`depth_node.core.align.fit_affine`: ``1/z ≈ s·d + t`` in
+    disparity space, ``z ≈ s·m + t`` in depth space. Residuals are log-depth errors ``rho``
+    (module docstring), so near and far points count alike.
+
+    ``method='irls'``: start from the best of ``hypotheses`` seeded 2-point samples by least
+    median of ``|rho|`` (breakdown point 50 %), then iterate weighted least squares with
+    ``loss`` weights at ``tuning`` robust sigmas, sigma = 1.4826 x median ``|rho|`` (over the
+    points within 4.685 first-estimate sigmas) re-estimated each round; with many points the
+    iteration first converges on an evenly strided subset of ``coarse_points``.
+    ``method='ransac'``: the sample with the most points within ``ransac_threshold``, refined
+    by least squares of the log residual on its inliers.
+
+    Parameters
+    ----------
+    prediction : numpy.ndarray
+        [N] relative prediction at the LiDAR pixels (unitless).
+    z : numpy.ndarray
+        [N] LiDAR depth in metres. Pairs with a non-finite value or ``z <= 0`` are ignored.
+    space : OutputKind
+        What the prediction is: disparity or depth.
+    method, loss, min_points, max_residual, max_iter
+        See :class:`FitConfig`.
+    weights : numpy.ndarray, optional
+        [N] non-negative prior weights (e.g. LiDAR confidence); pairs with weight 0 are ignored.
+    **options
+        Any other :class:`FitConfig` field (``tuning``, ``seed``, ``ransac_threshold``, ...).
+
+    Returns
+    -------
+    AffineFit
+        ``residual`` is the robust sigma of the log-depth residual (dimensionless, 0.03: about
+        3 % of depth; unlike :func:`~depth_node.core.align.fit_affine`, whose residual is in
+        the units of the space), ``inliers`` the number of pairs with
+        ``|rho| <= inlier_sigmas * sigma`` (RANSAC: within the threshold), ``abs_rel`` the
+        mean ``|z_fit - z| / z`` over the inliers, ``points`` the number of usable pairs.
+        Refused (``ok=False``, ``reason`` says why) with fewer than ``min_points`` usable
+        pairs, a constant prediction, a non-positive scale, a residual sigma above
+        ``max_residual`` or fewer inliers than ``min_inlier_fraction`` of the pairs.
+
+    Raises
+    ------
+    ConfigError
+        An option is invalid.
+    DepthNodeError
+        ``prediction``, ``z`` and ``weights`` differ in length.
+    """
+    cfg = FitConfig(method=method, loss=loss, min_points=min_points, max_residual=max_residual,
+                    max_iter=max_iter, **options)  # type: ignore[arg-type]
+    return _fit(prediction, z, space, weights, cfg)
+
+
+def _fit(prediction: np.ndarray, z: np.ndarray, space: OutputKind,
+         weights: Optional[np.ndarray], cfg: FitConfig) -> AffineFit:
+    space = OutputKind(space)
+    pred = np.asarray(prediction, dtype=np.float64).reshape(-1)
+    zz = np.asarray(z, dtype=np.float64).reshape(-1)
+    if pred.shape != zz.shape:
+        raise DepthNodeError(f'prediction and z must have the same length, got {pred.size} '
+                             f'and {zz.size}')
+    good = np.isfinite(pred) & np.isfinite(zz) & (zz > 0)
+    w0 = None
+    if weights is not None:
+        w0 = np.asarray(weights, dtype=np.float64).reshape(-1)
+        if w0.shape != zz.shape:
+            raise DepthNodeError(f'weights must have the length of z ({zz.size}), got {w0.size}')
+        good &= np.isfinite(w0) & (w0 > 0)
+    n = int(good.sum())
+    if n < cfg.min_points:
+        return AffineFit.refused(space, n, f'too few points ({n} < {cfg.min_points})')
+    x = pred[good]
+    zg = zz[good]
+    # Relative spread test, as in fit_affine: a prediction flat to rounding carries no scale.
+    if not float(np.std(x)) > 1e-6 * max(float(np.abs(x).mean()), 1e-30):
+        return AffineFit.refused(space, n, 'prediction is constant over the LiDAR points')
+    data = _Data(x, 1.0 / zg if space is OutputKind.DISPARITY else zg,
+                 None if w0 is None else w0[good] / w0[good].max())
+
+    start = _sample_start(data, cfg)
+    if start is None:
+        return AffineFit.refused(space, n, 'non-positive scale (no sample of positive scale)')
+    if cfg.method == 'ransac':
+        s, t, inl = _ransac_refine(start[0], start[1], data, cfg)
+        sigma = _robust_sigma(data.log_residual(s, t)[inl]) if inl.any() else float('inf')
+    else:
+        s, t = start
+        if n > 2 * cfg.coarse_points:
+            # Converge on an evenly strided subset first; the full set then needs a round or
+            # two from there instead of five or more.
+            s, t = _irls(s, t, data.subset(_subset(n, cfg.coarse_points)), cfg, _COARSE_TOL)
+        s, t = _irls(s, t, data, cfg, cfg.tol)
+        rho = data.log_residual(s, t)
+        sigma = _robust_sigma(rho[_subset(n, _SCALE_POINTS)])
+        inl = np.abs(rho) <= cfg.inlier_sigmas * sigma
+    if not (np.isfinite(s) and s > 0):
+        return AffineFit.refused(space, n, f'non-positive scale {s:.4g}')
+    k = int(inl.sum())
+    if not sigma <= cfg.max_residual:
+        return AffineFit.refused(space, n, f'residual {sigma:.3g} above max_residual '
+                                           f'{cfg.max_residual:.3g} (log-depth)')
+    if k < max(cfg.min_inlier_fraction * n, 2):
+        return AffineFit.refused(space, n, f'only {k} of {n} points are inliers '
+                                           f'(min_inlier_fraction {cfg.min_inlier_fraction})')
+    mapped = s * x[inl] + t  # > 0 for inliers (finite log residual)
+    z_fit = 1.0 / mapped if space is OutputKind.DISPARITY else mapped
+    abs_rel = float(np.mean(np.abs(z_fit - zg[inl]) / zg[inl]))
+    return AffineFit(float(s), float(t), space, n, float(sigma), abs_rel, inliers=k)
+
+
+class _Data:
+    """Usable pairs of one fit and the derived arrays every step needs (all [n] float64)."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, prior: Optional[np.ndarray]) -> None:
+        self.x = x  # prediction
+        self.y = y  # target: 1/z or z
+        self.log_y = np.log(y)
+        self.prior = prior  # None: all 1
+        lo, hi = np.percentile(x[_subset(x.size, 4096)], [1.0, 99.0])
+        self.x_range = (float(lo), float(hi))
+        # The relative residual s·fx + t·fy - 1 = y_fit / y - 1 is linear in (s, t).
+        self.fy = 1.0 / y
+        self.fx = x * self.fy
+
+    def moved(self, s0: float, t0: float, s1: float, t1: float) -> float:
+        """Largest relative change of the fitted value between two maps over the data.
+
+        ``y_fit`` is linear in ``x``, so the ratio of two maps is monotone in ``x`` wherever
+        both are positive: its extremes over the central 98 % of ``x`` are at the ends.
+        """
+        out = 0.0
+        for x in self.x_range:
+            a, b = s0 * x + t0, s1 * x + t1
+            if not (a > 0 and b > 0):
+                return math.inf
+            out = max(out, abs(math.log(b / a)))
+        return out
+
+    def subset(self, idx: np.ndarray) -> '_Data':
+        """The pairs at ``idx``."""
+        return _Data(self.x[idx], self.y[idx], None if self.prior is None else self.prior[idx])
+
+    def residuals(self, s: float, t: float) -> tuple[np.ndarray, np.ndarray]:
+        """Relative ``r = y_fit / y - 1`` and log ``rho = log1p(r)`` residuals, [n] each.
+
+        ``rho`` is +inf where ``y_fit <= 0`` (no valid depth there: a gross outlier).
+        """
+        r = s * self.fx + t * self.fy
+        r -= 1.0
+        with np.errstate(divide='ignore', invalid='ignore'):
+            rho = np.log1p(r)
+        rho[~(r > -1.0)] = np.inf
+        return r, rho
+
+    def log_residual(self, s: float, t: float) -> np.ndarray:
+        """``log(y_fit / y)`` [n]; +inf where ``y_fit <= 0``."""
+        return self.residuals(s, t)[1]
+
+    def solve(self, w: np.ndarray) -> tuple[float, float]:
+        """Weighted least squares of ``s·fx + t·fy ≈ 1`` (2x2 normal equations)."""
+        if self.prior is not None:
+            w = w * self.prior
+        wx = w * self.fx
+        wy = w * self.fy
+        # einsum, not np.dot: a BLAS dot may wake BLAS threads, whose start-up costs more
+        # than the sum itself at this size and jitters under load.
+        a = float(np.einsum('i,i->', wx, self.fx))
+        b = float(np.einsum('i,i->', wx, self.fy))
+        c = float(np.einsum('i,i->', wy, self.fy))
+        e = float(wx.sum())
+        f = float(wy.sum())
+        det = a * c - b * b
+        if not det > 1e-12 * a * c:
+            return float('nan'), float('nan')
+        return (c * e - b * f) / det, (a * f - b * e) / det
+
+
+def _mad_sigma(a: np.ndarray) -> float:
+    """1.4826 x median of ``a`` (absolute residuals); inf when empty."""
+    if a.size == 0:
+        return math.inf
+    k = a.size // 2  # the upper median: np.partition is several times faster than np.median
+    return max(_MAD_TO_SIGMA * float(np.partition(a, k)[k]), _MIN_SIGMA)
+
+
+def _robust_sigma(rho: np.ndarray) -> float:
+    """Standard deviation of the inlier residuals, robustly.
+
+    1.4826 x median |rho| over all points is inflated by the outliers (with 20 % of them, by
+    a third: the median moves up the inliers' distribution); it is recomputed once over the
+    points within ``_SCALE_CUT`` of that first estimate, which a Gaussian inlier set barely
+    notices (it loses 3e-6 of its mass) while gross outliers drop out.
+    """
+    a = np.abs(rho)
+    first = _mad_sigma(a)
+    return _mad_sigma(a[a <= _SCALE_CUT * first])
+
+
+def _subset(n: int, size: int) -> np.ndarray:
+    """Evenly strided indices: deterministic and spread over the sweep."""
+    return np.arange(n) if n <= size else (np.arange(size) * n) // size
+
+
+def _sample_start(data: _Data, cfg: FitConfig) -> Optional[tuple[float, float]]:
+    """Best 2-point hypothesis ``(s, t)``: least median (IRLS) or most inliers (RANSAC)."""
+    x, y = data.x, data.y
+    n = x.size
+    rng = np.random.default_rng(cfg.seed)
+    if data.prior is None:
+        i, j = rng.integers(0, n, (2, cfg.hypotheses))
+    else:  # points with larger prior weights are drawn proportionally more often
+        p = data.prior / data.prior.sum()
+        i, j = rng.choice(n, (2, cfg.hypotheses), p=p)
+    dx = x[i] - x[j]
+    with np.errstate(divide='ignore', invalid='ignore'):
+        s = (y[i] - y[j]) / dx  # [K]
+    t = y[i] - s * x[i]
+    # Pairs too close in prediction give a noise-dominated slope; drop them, and s <= 0.
+    sub = _subset(n, cfg.score_points)
+    lo, hi = np.percentile(x[sub], [10.0, 90.0])
+    ok = np.isfinite(s) & (s > 0) & (np.abs(dx) > 0.05 * max(hi - lo, 1e-12))
+    if not ok.any():
+        return None
+    s, t = s[ok], t[ok]
+    mapped = s[:, None] * x[sub][None, :] + t[:, None]  # [K, S]
+    with np.errstate(divide='ignore', invalid='ignore'):
+        rho = np.abs(np.log(mapped) - data.log_y[sub][None, :])
+    rho[~(mapped > 0)] = np.inf
+    if cfg.method == 'ransac':
+        inside = rho <= cfg.ransac_threshold
+        score = -(inside.sum(axis=1) if data.prior is None
+                  else (inside * data.prior[sub][None, :]).sum(axis=1))
+    else:
+        half = sub.size // 2
+        score = np.partition(rho, half, axis=1)[:, half]
+    best = int(np.argmin(score))
+    return float(s[best]), float(t[best])
+
+
+def _log_weights(r: np.ndarray, rho: np.ndarray) -> np.ndarray:
+    """``rho / (r * (1 + r))`` [n]: 1 at 0, 0 where ``rho`` is not finite.
+
+    Weighted least squares of the relative residual ``r`` with weights
+    ``W = psi(rho) / rho * _log_weights(r, rho)`` has at its fixed point the stationarity
+    condition of ``sum(loss(rho))``: per point ``W * r / y = psi(rho) / y_fit`` (because
+    ``1 + r = y_fit / y``), the gradient of the loss of the log residual.
+    """
+    den = r * (1.0 + r)
+    small = np.abs(r) < 1e-9
+    with np.errstate(divide='ignore', invalid='ignore'):
+        g = rho / np.where(small, 1.0, den)
+    g[small] = 1.0
+    g[~np.isfinite(rho)] = 0.0
+    return g
+
+
+def _irls(s: float, t: float, data: _Data, cfg: FitConfig,
+          tol: float) -> tuple[float, float]:
+    """Iteratively reweighted least squares of the log residual from ``(s, t)``."""
+    c = cfg.tuning_constant
+    sub = _subset(data.x.size, _SCALE_POINTS)
+    r, rho = data.residuals(s, t)
+    for _ in range(cfg.max_iter):
+        sigma = _robust_sigma(rho[sub])
+        u = np.abs(rho)
+        u *= 1.0 / (c * sigma)
+        if cfg.loss == 'tukey':  # psi(rho) / rho
+            w = np.maximum(1.0 - u * u, 0.0)
+            w *= w
+        else:
+            w = 1.0 / np.maximum(u, 1.0)
+        w *= _log_weights(r, rho)
+        s_new, t_new = data.solve(w)
+        if not (np.isfinite(s_new) and np.isfinite(t_new)):
+            break
+        moved = data.moved(s, t, s_new, t_new)
+        s, t = s_new, t_new
+        if not moved > tol:
+            break
+        r, rho = data.residuals(s, t)
+    return s, t
+
+
+def _ransac_refine(s: float, t: float, data: _Data,
+                   cfg: FitConfig) -> tuple[float, float, np.ndarray]:
+    """Least squares of the log residual on the inliers of ``(s, t)``, until they settle."""
+    inl = np.abs(data.log_residual(s, t)) <= cfg.ransac_threshold
+    for _ in range(cfg.max_iter):
+        if inl.sum() < 2:
+            break
+        r, rho = data.residuals(s, t)
+        s_new, t_new = data.solve(np.where(inl, _log_weights(r, rho), 0.0))
+        if not (np.isfinite(s_new) and np.isfinite(t_new)):
+            break
+        s, t = s_new, t_new
+        new = np.abs(data.log_residual(s, t)) <= cfg.ransac_threshold
+        if np.array_equal(new, inl):
+            break
+        inl = new
+    return s, t, inl
