@@ -56,7 +56,9 @@ def test_oracles_and_dense_fit():
     noisy = oracle_prediction(depth, OutputKind.DISPARITY, shift=0.0,
                               corruption=Corruption(noise=0.05))
     assert 0.03 < np.std(noisy[20:] / np.mean(noisy[20:])) < 0.07
-    fitted = dense_oracle_fit(d, depth, OutputKind.DISPARITY, 80.0)
-    np.testing.assert_allclose(fitted[10:], 10.0, rtol=1e-4)
+    ramp = np.linspace(2.0, 60.0, 60, dtype=np.float32)[None, :].repeat(40, 0)
+    fitted = dense_oracle_fit(oracle_prediction(ramp, OutputKind.DISPARITY, 0.3, 0.02), ramp,
+                              OutputKind.DISPARITY, 80.0)
+    np.testing.assert_allclose(fitted, ramp, rtol=1e-4)
     with pytest.raises(ValueError):
         Corruption(distortion=1.5)

@@ -60,7 +60,6 @@ def dense_oracle_fit(prediction: np.ndarray, depth: np.ndarray, space: OutputKin
     both on every ``stride``-th pixel with ground truth in ``(0, max_depth]``.
     """
     valid = np.isfinite(depth) & (depth > 0) & (depth <= max_depth)
-    valid[::stride, ::stride] &= True
     sub = np.zeros_like(valid)
     sub[::stride, ::stride] = valid[::stride, ::stride]
     x, z = prediction[sub], depth[sub]
