@@ -64,7 +64,9 @@ STAGES: tuple[Stage, ...] = (
     Stage('image_convert', 'image conversion', 'image_to_rgb8 (rgb8 Image)'),
     Stage('cloud_convert', 'LiDAR cloud conversion', 'pointcloud2_to_xyz'),
     Stage('project', 'projection', 'project_points (pipeline)'),
-    Stage('fit', 'fit', 'sample + fit_affine (pipeline)'),
+    Stage('see_through', 'see-through rejection', 'reject_see_through (pipeline)'),
+    Stage('fit', 'fit', 'sample + robust fit (pipeline)'),
+    Stage('filter', 'temporal filter', 'AffineFilter.update (pipeline)'),
     Stage('depth', 'metric depth', 'apply_affine (pipeline)'),
     Stage('points', 'back-projection', 'PointGrid.points (pipeline)'),
     Stage('cloud_pack', 'cloud packing', 'xyz_to_pointcloud2'),
@@ -77,7 +79,7 @@ RELATIVE_STAGE = Stage('relative_pack', 'relative image packing', 'array_to_imag
 TOTAL = Stage('total', 'TOTAL (non-model path)', 'sum of the stages above, per frame')
 
 # Pipeline timer names (DepthPipeline.process) that are table stages.
-_PIPELINE_STAGES = ('project', 'fit', 'depth', 'points')
+_PIPELINE_STAGES = ('project', 'see_through', 'fit', 'filter', 'depth', 'points')
 _THREAD_VARIABLES = ('OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS', 'MKL_NUM_THREADS')
 
 
