@@ -31,6 +31,8 @@ setup(
             'demo = depth_node.tools.demo:main',
             'benchmark = depth_node.tools.benchmark:main',
             'transport_check = depth_node.ros.transport_check:main',
+            'accuracy = depth_node.tools.accuracy:main',
+            'make_bag = depth_node.tools.make_bag:main',
         ],
     },
 )

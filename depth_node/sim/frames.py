@@ -1,17 +1,23 @@
-"""Sequences of synthetic frames: camera image, exact depth and LiDAR sweep per frame."""
+"""Synthetic drives: per frame a camera image, its exact depth and a LiDAR sweep, with stamps.
+
+The ego vehicle drives along +z at a constant speed. Frame ``i`` is exposed at drive time
+``tau = i / rate`` (stamp ``start + tau``); its LiDAR sweep is taken at ``tau + lidar_offset``
+(stamp ``lidar_stamp``), from where the vehicle is then. Moving vehicles are placed by drive
+time, so a drive renders the same whatever its ``start`` stamp.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
 from depth_node.core.camera import PinholeCamera
 from depth_node.core.transforms import RigidTransform
-from depth_node.sim.scene import (default_camera, default_extrinsic, lidar_sweep, LidarModel,
-                                  render_camera, Scene)
+from depth_node.sim.scene import (default_camera, default_extrinsic, LidarModel, LidarScan,
+                                  render_camera, RenderedFrame, scan_lidar, Scene)
 
 
 @dataclass(frozen=True)
@@ -19,10 +25,17 @@ class SimFrame:
     """One synthetic frame. ``lidar`` is in the LiDAR body frame."""
 
     index: int
-    stamp: float  # s
+    stamp: float  # s, camera exposure
     rgb: np.ndarray  # [H, W, 3] uint8
-    depth: np.ndarray  # [H, W] float32, metres, inf = sky
+    depth: np.ndarray  # [H, W] float32, metres along optical Z, inf = sky
     lidar: np.ndarray  # [N, 3] float32, metres
+    lidar_stamp: Optional[float] = None  # s, the sweep's time; None -> the camera stamp
+    intensity: Optional[np.ndarray] = None  # [N] float32, 0..255, one per LiDAR point
+    position: Optional[np.ndarray] = None  # [3] float64, camera centre in the world at stamp
+
+    def __post_init__(self) -> None:
+        if self.lidar_stamp is None:
+            object.__setattr__(self, 'lidar_stamp', float(self.stamp))
 
 
 @dataclass
@@ -36,28 +49,57 @@ class SimRig:
 
     @classmethod
     def default(cls, width: int = 640, height: int = 480, seed: int = 0,
-                lidar: LidarModel | None = None) -> 'SimRig':
-        return cls(Scene.street(seed), default_camera(width, height), lidar or LidarModel(),
-                   default_extrinsic())
+                lidar: LidarModel | None = None, length: float = 250.0) -> 'SimRig':
+        """KITTI-like camera, 64-beam LiDAR, and a street of ``length`` m (seeded)."""
+        return cls(Scene.street(seed, length=length), default_camera(width, height),
+                   lidar or LidarModel(), default_extrinsic())
+
+    @property
+    def camera_height(self) -> float:
+        """Height of the camera above the ground (m) at the start of the drive."""
+        return float(self.scene.ground_y)
+
+    @staticmethod
+    def position(tau: float, speed: float) -> np.ndarray:
+        """Camera centre [3] float64 in the world after ``tau`` s at ``speed`` m/s."""
+        return np.array([0.0, 0.0, speed * tau])
+
+    def render(self, tau: float, speed: float = 8.0) -> RenderedFrame:
+        """The camera frame at drive time ``tau`` (s)."""
+        return render_camera(self.scene, self.camera, self.position(tau, speed), tau)
+
+    def sweep(self, tau: float, speed: float = 8.0, seed: int = 0) -> LidarScan:
+        """The LiDAR sweep at drive time ``tau`` (s); ``seed`` draws noise and dropouts."""
+        return scan_lidar(self.scene, self.lidar, self.lidar_to_camera,
+                          self.position(tau, speed), seed, tau)
 
     def frames(self, count: int, speed: float = 8.0, rate: float = 10.0,
-               start: float = 0.0, seed: int = 0) -> Iterator[SimFrame]:
-        """``count`` frames driving along +z at ``speed`` m/s, ``rate`` frames per second."""
+               start: float = 0.0, seed: int = 0,
+               lidar_offset: float = 0.0) -> Iterator[SimFrame]:
+        """``count`` frames driving along +z at ``speed`` m/s, ``rate`` frames per second.
+
+        Frame ``i`` has stamp ``start + i / rate``; its sweep (noise seed ``seed + i``) is
+        taken ``lidar_offset`` s later.
+        """
+        if not rate > 0:
+            raise ValueError(f'rate must be > 0 frames/s, got {rate}')
         for i in range(count):
-            t = start + i / rate
-            pos = (0.0, 0.0, speed * (t - start))
-            cam = render_camera(self.scene, self.camera, pos)
-            pts = lidar_sweep(self.scene, self.lidar, self.lidar_to_camera, pos, seed + i)
-            yield SimFrame(i, t, cam.rgb, cam.depth, pts)
+            tau = i / rate
+            cam = self.render(tau, speed)
+            scan = self.sweep(tau + lidar_offset, speed, seed + i)
+            yield SimFrame(i, start + tau, cam.rgb, cam.depth, scan.points,
+                           start + tau + lidar_offset, scan.intensity, cam.position)
 
 
 def save_frames(folder: str | Path, frames: Sequence[SimFrame]) -> Path:
-    """Write frames as ``frame_NNNN.npz`` (rgb, depth, lidar, stamp); returns the folder."""
+    """Write frames as ``frame_NNNN.npz`` (rgb, depth, lidar, stamps...); returns the folder."""
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     for f in frames:
+        extra = {k: v for k, v in (('intensity', f.intensity), ('position', f.position))
+                 if v is not None}
         np.savez(out / f'frame_{f.index:04d}.npz', rgb=f.rgb, depth=f.depth, lidar=f.lidar,
-                 stamp=f.stamp)
+                 stamp=f.stamp, lidar_stamp=f.lidar_stamp, **extra)
     return out
 
 
@@ -66,5 +108,9 @@ def load_frames(folder: str | Path) -> list[SimFrame]:
     frames = []
     for i, path in enumerate(sorted(Path(folder).glob('frame_*.npz'))):
         with np.load(path) as d:
-            frames.append(SimFrame(i, float(d['stamp']), d['rgb'], d['depth'], d['lidar']))
+            frames.append(SimFrame(
+                i, float(d['stamp']), d['rgb'], d['depth'], d['lidar'],
+                float(d['lidar_stamp']) if 'lidar_stamp' in d else None,
+                d['intensity'] if 'intensity' in d else None,
+                d['position'] if 'position' in d else None))
     return frames
