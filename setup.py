@@ -17,6 +17,8 @@ setup(
         (os.path.join('share', package_name, 'launch'), glob('launch/*.launch.py')),
         (os.path.join('share', package_name, 'config'),
          glob('config/*.yaml') + glob('config/*.xml') + glob('config/*.rviz')),
+        (os.path.join('share', package_name, 'data', 'sample_drive'),
+         glob('data/sample_drive/*')),
     ],
     install_requires=['setuptools'],
     zip_safe=True,
