@@ -33,8 +33,11 @@ setup(
             'demo = depth_node.tools.demo:main',
             'benchmark = depth_node.tools.benchmark:main',
             'transport_check = depth_node.ros.transport_check:main',
+            'export_onnx = depth_node.tools.export_onnx:main',
+            'benchmark_backends = depth_node.tools.benchmark_backends:main',
             'accuracy = depth_node.tools.accuracy:main',
             'make_bag = depth_node.tools.make_bag:main',
+            'evaluate = depth_node.tools.evaluate:main',
         ],
     },
 )

@@ -2,7 +2,12 @@
 
 Arguments (``ros2 launch depth_node depth.launch.py --show-args``):
   namespace, params_file, model_path, image, camera_info, points, use_sim_time, fastdds_profile,
-  log_level.
+  log_level, rviz.
+
+``rviz:=true`` also starts rviz2 with ``config/depth.rviz`` (camera, coloured depth, metric
+cloud, LiDAR, keyframes; fixed frame ``base_link``). The config names the topics of the
+defaults without a namespace (``/image_rect``, ``/points``, ``/depth/...``); rviz2 gets
+remappings to wherever ``namespace``, ``image`` and ``points`` put them.
 """
 
 import os
@@ -40,6 +45,8 @@ def generate_launch_description():
                                           'messages (see README).'),
         DeclareLaunchArgument('log_level', default_value='info',
                               description='Logger level of the node.'),
+        DeclareLaunchArgument('rviz', default_value='false',
+                              description='Also start rviz2 with config/depth.rviz.'),
     ]
     use_profile = IfCondition(LaunchConfiguration('fastdds_profile'))
     # Fast DDS 3 (Kilted and newer) reads FASTDDS_*; Humble and Jazzy read FASTRTPS_* (newer
@@ -48,7 +55,8 @@ def generate_launch_description():
                 if os.environ.get('ROS_DISTRO', '') in ('humble', 'iron', 'jazzy')
                 else 'FASTDDS_DEFAULT_PROFILES_FILE')
     env = [SetEnvironmentVariable(variable, profile, condition=use_profile)]
-    return LaunchDescription(args + env + [OpaqueFunction(function=_node)])
+    return LaunchDescription(args + env + [OpaqueFunction(function=_node),
+                                           OpaqueFunction(function=_rviz)])
 
 
 def _node(context):
@@ -72,4 +80,39 @@ def _node(context):
             ('points', LaunchConfiguration('points')),
         ],
         arguments=['--ros-args', '--log-level', LaunchConfiguration('log_level')],
+    )]
+
+
+# Topics of config/depth.rviz: (launch argument or None, name in the .rviz file without the
+# leading slash, the node's relative name).
+_RVIZ_TOPICS = (('image', 'image_rect'), ('points', 'points'), (None, 'depth'),
+                (None, 'depth/colored'), (None, 'depth/points'), (None, 'depth/relative'),
+                (None, 'depth/camera_info'), (None, 'keyframe/depth'),
+                (None, 'keyframe/colored'))
+
+
+def _rviz(context):
+    """rviz2 with config/depth.rviz, its topics remapped to where the node's topics are."""
+    namespace = LaunchConfiguration('namespace').perform(context).strip('/')
+
+    def resolve(name):
+        return name if name.startswith('/') else '/' + '/'.join(
+            part for part in (namespace, name) if part)
+
+    remappings = []
+    for argument, name in _RVIZ_TOPICS:
+        actual = LaunchConfiguration(argument).perform(context) if argument else name
+        remappings.append(('/' + name, resolve(actual)))
+    use_sim_time = LaunchConfiguration('use_sim_time').perform(context).lower() in (
+        'true', '1', 'yes')
+    config = os.path.join(get_package_share_directory('depth_node'), 'config', 'depth.rviz')
+    return [Node(
+        package='rviz2',
+        executable='rviz2',
+        name='rviz2',
+        output='screen',
+        arguments=['-d', config],
+        parameters=[{'use_sim_time': use_sim_time}],
+        remappings=remappings,
+        condition=IfCondition(LaunchConfiguration('rviz')),
     )]

@@ -24,6 +24,8 @@ from std_msgs.msg import Header
 
 from depth_node.core.camera import PinholeCamera
 from depth_node.core.errors import DepthNodeError
+from depth_node.pipeline.published import (CloudLayoutError, DepthCameraInfo, pack_cloud,
+                                           PackedCloud)
 
 
 class MessageError(DepthNodeError):
@@ -352,45 +354,24 @@ def xyz_to_pointcloud2(points: np.ndarray, header: Header,
         ``points`` or ``rgb`` of the wrong shape or dtype.
 
     """
-    pts = np.asarray(points)
-    if pts.ndim not in (2, 3) or pts.shape[-1] != 3:
-        raise MessageError('points', f'of shape {pts.shape} is not [N, 3] or [H, W, 3]')
-    if not np.issubdtype(pts.dtype, np.floating):
-        raise MessageError('points', f'of dtype {pts.dtype} is not floating point')
-    height, width = (pts.shape[0], pts.shape[1]) if pts.ndim == 3 else (1, pts.shape[0])
-    count = height * width
-    names = ['x', 'y', 'z']
-    if rgb is None:
-        buffer = np.empty((count, 3), dtype=np.float32)  # [N, 3] x, y, z
-    else:
-        colours = np.asarray(rgb)
-        if colours.shape != pts.shape or colours.dtype != np.uint8:
-            raise MessageError('rgb', f'of shape {colours.shape} and dtype {colours.dtype} is '
-                               f'not uint8 of the points shape {pts.shape}')
-        colours = colours.reshape(count, 3)
-        names.append('rgb')
-        buffer = np.empty((count, 4), dtype=np.float32)  # [N, 4] x, y, z, rgb bits
-        # 0x00RRGGBB computed as an integer and stored through a uint32 view: exact bits.
-        packed = colours[:, 0].astype(np.uint32)
-        packed <<= 16
-        packed |= colours[:, 1].astype(np.uint32) << 8
-        packed |= colours[:, 2]
-        buffer.view(np.uint32)[:, 3] = packed
-    flat = pts.reshape(count, 3)
-    with np.errstate(over='ignore'):
-        for i in range(3):  # per column: faster than one strided [N, 3] copy
-            buffer[:, i] = flat[:, i]
-    finite = [np.isfinite(buffer[:, i]).all() for i in range(3)]
+    try:
+        packed = pack_cloud(points, rgb)
+    except CloudLayoutError as exc:
+        raise MessageError(exc.field, exc.problem) from None
+    return packed_to_pointcloud2(packed, header)
+
+
+def packed_to_pointcloud2(packed: PackedCloud, header: Header) -> PointCloud2:
+    """PointCloud2 of a cloud laid out by :func:`depth_node.pipeline.published.pack_cloud`."""
     msg = PointCloud2()
     msg.header = header
-    msg.height, msg.width = int(height), int(width)
-    msg.fields = [PointField(name=name, offset=4 * i, datatype=PointField.FLOAT32, count=1)
-                  for i, name in enumerate(names)]
-    msg.is_bigendian = _NATIVE_BIG
-    msg.point_step = 4 * len(names)
-    msg.row_step = msg.point_step * msg.width
-    msg.is_dense = bool(all(finite))
-    msg.data = _to_byte_array(buffer)
+    msg.height, msg.width = packed.height, packed.width
+    msg.fields = [PointField(name=n, offset=o, datatype=PointField.FLOAT32, count=1)
+                  for n, o in packed.fields]
+    msg.is_bigendian = packed.is_bigendian
+    msg.point_step, msg.row_step = packed.point_step, packed.row_step
+    msg.is_dense = packed.is_dense
+    msg.data = _to_byte_array(packed.data)
     return msg
 
 
@@ -415,3 +396,13 @@ def camera_info_to_camera(msg: CameraInfo) -> PinholeCamera:
             roi=(int(roi.x_offset), int(roi.y_offset), int(roi.width), int(roi.height)))
     except DepthNodeError as exc:
         raise MessageError('CameraInfo', f'is invalid: {exc}') from exc
+
+
+def depth_camera_info_msg(info: DepthCameraInfo, header: Header) -> CameraInfo:
+    """``depth/camera_info`` message of a published ``DepthCameraInfo``."""
+    msg = CameraInfo()
+    msg.header = header
+    msg.width, msg.height = info.width, info.height
+    msg.distortion_model = info.distortion_model
+    msg.d, msg.k, msg.r, msg.p = list(info.d), list(info.k), list(info.r), list(info.p)
+    return msg

@@ -30,14 +30,15 @@ from rclpy.node import Node
 from rclpy.qos import (HistoryPolicy, qos_profile_sensor_data, QoSProfile, ReliabilityPolicy)
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
-from depth_node.core.colormap import colorize_depth, colorize_relative
 from depth_node.core.errors import ConfigError, DepthNodeError
 from depth_node.core.transforms import quaternion_to_matrix, RigidTransform
 from depth_node.estimators import build_estimator
 from depth_node.pipeline.frame import DepthPipeline, FrameInput
 from depth_node.pipeline.stats import FrameStats
-from depth_node.ros.conversions import (array_to_image, camera_info_to_camera, image_to_rgb8,
-                                        MessageError, pointcloud2_to_xyz, xyz_to_pointcloud2)
+from depth_node.pipeline.published import diagnostic_status, frame_outputs, PublishSettings
+from depth_node.ros.conversions import (array_to_image, camera_info_to_camera,
+                                        depth_camera_info_msg, image_to_rgb8, MessageError,
+                                        packed_to_pointcloud2, pointcloud2_to_xyz)
 from depth_node.ros.params import build_config, changed_read_only, NodeConfig, PARAMETERS
 
 # rclpy's own parameters, which a params file may set besides ours.
@@ -280,28 +281,22 @@ class DepthNode(Node):
 
         t1 = time.perf_counter()
         header = msg.header
-        if result.depth is not None:
-            self._pub_depth.publish(array_to_image(result.depth, '32FC1', header))
-            out_info = CameraInfo()
-            out_info.header = header
-            out_info.width, out_info.height = camera.width, camera.height
-            out_info.distortion_model = info.distortion_model
-            out_info.d = [0.0] * len(info.d)
-            out_info.k = camera.k.reshape(-1).tolist()
-            out_info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-            out_info.p = [camera.fx, 0.0, camera.cx, camera.tx,
-                          0.0, camera.fy, camera.cy, camera.ty, 0.0, 0.0, 1.0, 0.0]
-            self._pub_info.publish(out_info)
-            if result.points is not None:
-                s = config.pipeline.cloud_stride
-                colors = rgb[::s, ::s] if config.cloud_color else None
-                self._pub_cloud.publish(xyz_to_pointcloud2(result.points, header, colors))
-        if config.publish_relative:
-            self._pub_relative.publish(array_to_image(result.relative, '32FC1', header))
-        if config.publish_colored:
-            preview = (colorize_depth(result.depth, *config.colormap_range)
-                       if result.depth is not None else colorize_relative(result.relative))
-            self._pub_colored.publish(array_to_image(preview, 'rgb8', header))
+        out = frame_outputs(result.depth, result.points, result.relative, rgb, camera,
+                            info.distortion_model, len(info.d), PublishSettings(
+                                relative=config.publish_relative, colored=config.publish_colored,
+                                colormap_range=config.colormap_range,
+                                cloud=config.cloud_enable, cloud_color=config.cloud_color,
+                                cloud_stride=config.pipeline.cloud_stride))
+        if out.depth is not None:
+            self._pub_depth.publish(array_to_image(out.depth, '32FC1', header))
+        if out.camera_info is not None:
+            self._pub_info.publish(depth_camera_info_msg(out.camera_info, header))
+        if out.cloud is not None:
+            self._pub_cloud.publish(packed_to_pointcloud2(out.cloud, header))
+        if out.relative is not None:
+            self._pub_relative.publish(array_to_image(out.relative, '32FC1', header))
+        if out.colored is not None:
+            self._pub_colored.publish(array_to_image(out.colored, 'rgb8', header))
         t2 = time.perf_counter()
         timings = dict(result.timings_ms)
         timings['convert'] = convert_ms
@@ -318,48 +313,13 @@ class DepthNode(Node):
     # ----- diagnostics (executor thread) -----
     def _publish_diagnostics(self) -> None:
         snap = self._stats.snapshot()
-        fit = snap['fit']
+        level, message, values = diagnostic_status(snap, self.estimator.output.kind.value)
         status = DiagnosticStatus()
         status.name = f'{self.get_name()}: metric depth'
         status.hardware_id = self.get_namespace()
-        state = snap['fit_state']
-        counts: dict[str, int] = snap['counts']  # type: ignore[assignment]
-        if not counts.get('frames_in'):
-            status.level, status.message = DiagnosticStatus.WARN, 'no images received'
-        elif state == 'none':
-            status.level = DiagnosticStatus.WARN
-            status.message = f"relative only, no metric fit: {fit.reason if fit else ''}"
-        elif state == 'held':
-            status.level = DiagnosticStatus.WARN
-            status.message = f"holding last fit ({snap['fit_age']:.2f} s old): " \
-                             f"{fit.reason if fit else ''}"
-        elif snap['new_problems']:
-            status.level = DiagnosticStatus.WARN
-            status.message = f"inputs dropped: {snap['last_error']}"
-        else:
-            status.level, status.message = DiagnosticStatus.OK, f'fit {state}'
-        values = {'fit_state': state, 'fit_age_s': f"{snap['fit_age']:.3f}",
-                  'estimator_output': self.estimator.output.kind.value}
-        if fit is not None:
-            values.update({'frame_scale': f'{fit.scale:.6g}', 'frame_shift': f'{fit.shift:.6g}',
-                           'fit_space': fit.space.value, 'lidar_points_used': str(fit.points),
-                           'fit_inliers': str(fit.inliers), 'fit_residual': f'{fit.residual:.6g}',
-                           'fit_abs_rel': f'{fit.abs_rel:.6g}', 'fit_reason': fit.reason,
-                           'see_through_rejected': str(snap['see_through_rejected']),
-                           'filter_event': str(snap['filter_event'])})
-        applied = snap['applied']
-        values['scale'] = f'{applied.scale:.6g}' if applied is not None else 'nan'
-        values['shift'] = f'{applied.shift:.6g}' if applied is not None else 'nan'
-        for key in ('frames_in', 'published', 'published_relative_only', 'dropped_superseded',
-                    'dropped_no_camera_info', 'dropped_error', 'malformed_image',
-                    'malformed_points', 'malformed_camera_info', 'sweeps_in',
-                    'frames_without_lidar', 'frames_without_extrinsic'):
-            values[key] = str(counts.get(key, 0))
-        values['last_error'] = str(snap['last_error'])
-        for stage, (mean, peak, n) in sorted(snap['latency'].items()):  # type: ignore[union-attr]
-            values[f'latency_{stage}_ms'] = f'{mean:.2f}'
-            values[f'latency_{stage}_max_ms'] = f'{peak:.2f}'
-        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+        status.level = bytes([level])  # a `byte` field: rclpy wants bytes
+        status.message = message
+        status.values = [KeyValue(key=k, value=v) for k, v in values]
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()
         arr.status = [status]

@@ -1,0 +1,204 @@
+"""Evaluate metric depth on a rosbag2 recording: ``evaluate BAG [options]``.
+
+Replays every camera frame of the bag (mcap or sqlite3) through the node's own pipeline, with
+the node's configuration read from its params file, and scores the metric depth against a
+dense ground-truth depth topic or, without one, against held-out LiDAR. Writes a CSV per
+frame, a JSON summary, PNG plots and an HTML page to ``--out``; ``--output-bag`` also writes
+what the node would publish, to replay next to the input in rviz2. Needs no ROS install
+(``ros2 run depth_node evaluate`` works too). See :mod:`depth_node.pipeline.evaluate`.
+
+Exit status: 0 done; 1 nothing could be evaluated; 2 bad arguments or configuration; 3 the bag
+is damaged (what was readable was evaluated and reported); 130 interrupted (Ctrl-C; the
+report covers the frames done).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+from depth_node.core.errors import ConfigError, DepthNodeError
+from depth_node.pipeline.bag import BagReadError, DriveTopics, STORAGES
+from depth_node.pipeline.evaluate import (BagEvaluation, EvaluationOptions, EvaluationResult,
+                                          EXTRINSIC_SOURCES, GROUND_TRUTHS, load_params_file,
+                                          NodeSettings)
+
+
+def _parse(argv: Optional[list[str]]) -> argparse.Namespace:
+    d = DriveTopics()
+    p = argparse.ArgumentParser(
+        prog='evaluate', description=__doc__.split('\n\n')[0],
+        epilog='Example: evaluate data/sample_drive --params-file my.yaml --model ~/models/'
+               'da2-small --out out/eval --output-bag out/eval/depth_bag')
+    p.add_argument('bag', help='rosbag2 folder (mcap or sqlite3) or an .mcap file')
+    p.add_argument('--out', default='out/evaluate', help='report folder (default %(default)s)')
+    g = p.add_argument_group('configuration (as the node)')
+    g.add_argument('--params-file', help="the node's YAML params file (default: defaults)")
+    g.add_argument('--node-name', default='depth_node',
+                   help='node name whose section of the params file applies (default '
+                        '%(default)s; /** always applies)')
+    g.add_argument('--model', help='estimator.model_path (Depth Anything V2 folder or .pth)')
+    g.add_argument('--estimator', help='estimator.type (registered name or module:factory)')
+    g.add_argument('--estimator-options', help='estimator.options (JSON object)')
+    g.add_argument('--device', help="estimator.device ('cpu', 'cuda', 'cuda:N')")
+    g.add_argument('--threads', type=int,
+                   help="torch intra-op threads (default: torch's choice; 1 is often faster on "
+                        'a busy machine)')
+    g.add_argument('-p', '--param', action='append', default=[], metavar='NAME:=VALUE',
+                   help='override one parameter, value in YAML (e.g. fit.method:=lsq)')
+    t = p.add_argument_group('topics')
+    t.add_argument('--image', default=d.image, help='camera Image or CompressedImage '
+                   '(default %(default)s)')
+    t.add_argument('--camera-info', default=d.camera_info, help='default %(default)s')
+    t.add_argument('--points', default=d.points, help='LiDAR PointCloud2 (default %(default)s)')
+    t.add_argument('--gt-depth', default=d.depth,
+                   help='dense ground-truth depth, 32FC1 m or 16UC1 mm (default %(default)s)')
+    t.add_argument('--tf-static', default=d.tf_static, help='default %(default)s')
+    e = p.add_argument_group('evaluation')
+    e.add_argument('--gt', choices=GROUND_TRUTHS, default='auto',
+                   help='ground truth: the depth topic when the bag has it, else held-out '
+                        'LiDAR (auto); or force one')
+    e.add_argument('--holdout', type=float, default=0.2,
+                   help='fraction of each sweep\'s LiDAR pixels held out for evaluation '
+                        '(default %(default)s)')
+    e.add_argument('--seed', type=int, default=0, help='seed of the held-out split')
+    e.add_argument('--keep-see-through', action='store_true',
+                   help='keep held-out LiDAR returns that see past foreground edges')
+    e.add_argument('--extrinsic', choices=EXTRINSIC_SOURCES, default='auto',
+                   help='LiDAR->camera: /tf_static of the bag when it connects the frames, '
+                        'else extrinsic.* (auto); or force one')
+    e.add_argument('--max-frames', type=int, default=0, help='stop after N frames (0: all)')
+    e.add_argument('--max-depth', type=float, help='metrics cap in m (default output.max_depth)')
+    e.add_argument('--sample-frame', type=int, help='frame of the sample figure '
+                   '(default: the middle one)')
+    e.add_argument('--no-plots', action='store_true', help='CSV, JSON and HTML only')
+    o = p.add_argument_group('output bag')
+    o.add_argument('--output-bag', help='also write the published topics to this new bag')
+    o.add_argument('--output-storage', choices=STORAGES, default='mcap')
+    o.add_argument('--output-namespace', default='',
+                   help='node namespace of the output topics (default: none, /depth...)')
+    p.add_argument('-q', '--quiet', action='store_true', help='no progress bar, no table')
+    return p.parse_args(argv)
+
+
+def _values(args: argparse.Namespace) -> dict[str, Any]:
+    """Parameter values as the node would get them: params file, then the overrides."""
+    import yaml
+
+    values = load_params_file(args.params_file, args.node_name) if args.params_file else {}
+    for item in args.param:
+        name, sep, raw = item.partition(':=')
+        if not sep or not name:
+            raise ConfigError('--param', "must be NAME:=VALUE", item)
+        values[name.strip()] = yaml.safe_load(raw)
+    if args.model is not None:
+        values['estimator.model_path'] = os.path.abspath(os.path.expanduser(args.model))
+    if args.estimator is not None:
+        values['estimator.type'] = args.estimator
+    if args.estimator_options is not None:
+        values['estimator.options'] = args.estimator_options
+    if args.device is not None:
+        values['estimator.device'] = args.device
+    return values
+
+
+def build(args: argparse.Namespace) -> BagEvaluation:
+    """The evaluation the arguments describe; ConfigError names what is wrong."""
+    from depth_node.estimators import build_estimator
+    from depth_node.ros.params import build_config
+
+    config = build_config(_values(args))
+    topics = DriveTopics(image=args.image, camera_info=args.camera_info, depth=args.gt_depth,
+                         points=args.points, tf_static=args.tf_static)
+    options = EvaluationOptions(
+        topics=topics, ground_truth=args.gt, holdout=args.holdout, seed=args.seed,
+        clean_lidar_gt=not args.keep_see_through, extrinsic=args.extrinsic,
+        max_frames=args.max_frames, max_depth=args.max_depth, sample_frame=args.sample_frame,
+        progress=not args.quiet and sys.stderr.isatty())
+    options.validate()
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError('--threads', 'must be >= 1', args.threads)
+        import torch
+        torch.set_num_threads(args.threads)
+    estimator = build_estimator(config.estimator)
+    return BagEvaluation(args.bag, estimator, NodeSettings.from_node_config(config), options,
+                         output_bag=args.output_bag, output_storage=args.output_storage,
+                         output_namespace=args.output_namespace)
+
+
+def _print_summary(result: EvaluationResult, summary: dict[str, Any], out: str) -> None:
+    f, m, th = summary['frames'], summary['metrics'], summary['throughput']
+
+    def num(v: Any, fmt: str = '.4f') -> str:
+        return '-' if v is None else format(v, fmt)
+
+    print(f"{result.bag}: {f['processed']} frames, {f['with_metric_depth']} with metric depth, "
+          f"{f['evaluated']} scored against {result.ground_truth} ground truth "
+          f'(estimator {result.estimator})')
+    print(f"  AbsRel {num(m['abs_rel'])}  SqRel {num(m['sq_rel'])}  RMSE {num(m['rmse'], '.3f')} m"
+          f"  RMSE log {num(m['rmse_log'])}  d1 {num(m['delta1'])}  d2 {num(m['delta2'])}  "
+          f"d3 {num(m['delta3'])}  ({m['valid']} px)")
+    for label, mb in summary['metrics_by_depth'].items():
+        print(f"  {label:>7} m: AbsRel {num(mb['abs_rel'])}  RMSE {num(mb['rmse'], '.3f')} m  "
+              f"d1 {num(mb['delta1'])}  ({mb['valid']} px)")
+    print(f"  {th['frames_per_s']:.2f} frames/s; model {th['model_share']:.0%} of the time, "
+          f"outside it {th['outside_model_share']:.0%}")
+    if result.output_bag:
+        print(f'  output bag: {result.output_bag}')
+    print(f'  report: {os.path.join(out, "index.html")}')
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Console-script entry point: ``ros2 run depth_node evaluate`` / ``.venv/bin/evaluate``."""
+    args = _parse(argv)
+    try:
+        evaluation = build(args)
+    except ConfigError as exc:
+        print(f'evaluate: configuration error: {exc}', file=sys.stderr)
+        return 2
+    except DepthNodeError as exc:
+        print(f'evaluate: {exc}', file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    try:
+        result = evaluation.run()
+    except (BagReadError, DepthNodeError) as exc:
+        print(f'evaluate: {exc}', file=sys.stderr)
+        return 1
+    from depth_node.pipeline.report import write_report
+    try:
+        write_report(result, args.out, plots=not args.no_plots)
+    except KeyboardInterrupt:  # a second Ctrl-C while writing: still say where things are
+        print(f'evaluate: interrupted while writing the report in {args.out}', file=sys.stderr)
+        return 130
+    summary = json.loads((Path(args.out) / 'summary.json').read_text())
+    for issue in result.issues:
+        print(f'evaluate: {issue}', file=sys.stderr)
+    if not args.quiet:
+        _print_summary(result, summary, args.out)
+    if result.interrupted:
+        print(f'evaluate: interrupted after {result.frames} frames; report written to '
+              f'{args.out}', file=sys.stderr)
+        return 130
+    if result.frames_with_depth < result.frames:
+        reasons = '; '.join(f'{k} ({n})' for k, n in list(summary['fit_refusals'].items())[:3])
+        print(f'evaluate: {result.frames - result.frames_with_depth} of {result.frames} frames '
+              f'had no metric depth (fit refused: {reasons or "-"}); metrics are over the '
+              f'{result.frames_with_depth} that had', file=sys.stderr)
+    if result.frames == 0:
+        print(f'evaluate: no camera frame of {args.bag} could be processed (topic '
+              f'{args.image})', file=sys.stderr)
+        return 1
+    if result.damaged:
+        return 3
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
