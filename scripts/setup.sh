@@ -30,6 +30,9 @@ echo "$torch_pin" > "$constraint"
 # The official Depth Anything V2 code, used only as a reference in tests. --no-deps: it
 # declares torchvision, whose wheels do not import with this CPU torch.
 "${pip[@]}" install --no-deps jkp-depth-anything-v2==0.1.1
+# Type stubs of the TensorRT Python API, for the mypy check of the TensorRT backend. --no-deps:
+# they declare tensorrt itself, whose libraries cannot be installed without NVIDIA's index.
+"${pip[@]}" install --no-deps tensorrt-stubs==10.13.0.35.1
 "${pip[@]}" install --no-deps -e "$root"
 
 have="$("$venv/bin/python" -c 'import torch; print(torch.__version__)')"

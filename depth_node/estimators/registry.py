@@ -15,8 +15,20 @@ def _depth_anything(config: EstimatorConfig) -> Estimator:
     return DepthAnythingEstimator.from_config(config)
 
 
+def _depth_anything_on(backend: str) -> Callable[[EstimatorConfig], Estimator]:
+    """Depth Anything on a deployment backend (see :mod:`depth_node.estimators.backends`)."""
+    def build(config: EstimatorConfig) -> Estimator:
+        from depth_node.estimators.backends import build_depth_anything
+        return build_depth_anything(config, backend)
+    return build
+
+
 _REGISTRY: dict[str, Callable[[EstimatorConfig], Estimator]] = {
-    'depth_anything': _depth_anything,
+    'depth_anything': _depth_anything,  # torch (transformers)
+    'depth_anything_onnxruntime': _depth_anything_on('onnxruntime'),
+    'depth_anything_tensorrt': _depth_anything_on('tensorrt'),
+    # tensorrt > onnxruntime > torch, the first that can run here
+    'depth_anything_auto': _depth_anything_on('auto'),
 }
 
 

@@ -32,10 +32,13 @@ class Param:
 PARAMETERS: tuple[Param, ...] = (
     # --- estimator (restart to change) ---
     Param('estimator.type', 'depth_anything',
-          "Estimator: 'depth_anything', or a custom factory as 'package.module:factory'.",
+          "Estimator: 'depth_anything' (torch), 'depth_anything_onnxruntime', "
+          "'depth_anything_tensorrt', 'depth_anything_auto' (TensorRT > ONNX Runtime > torch, "
+          "first that runs), or a custom factory as 'package.module:factory'.",
           read_only=True),
     Param('estimator.model_path', '',
-          'Local Hugging Face folder (Depth-Anything-V2-*-hf) or official .pth checkpoint.',
+          'Local Hugging Face folder (Depth-Anything-V2-*-hf), official .pth checkpoint, or '
+          '.onnx file (ONNX Runtime / TensorRT backends).',
           read_only=True),
     Param('estimator.encoder', '',
           "Encoder of an official .pth: vits, vitb, vitl, vitg; '' infers it from the name.",
@@ -43,12 +46,15 @@ PARAMETERS: tuple[Param, ...] = (
     Param('estimator.input_size', 518,
           'Model input: the shorter image side is resized to this (rounded to 14).',
           read_only=True, range=(14, 4102)),
-    Param('estimator.device', 'cpu', "Torch device: 'cpu', 'cuda' or 'cuda:N'.",
+    Param('estimator.device', 'cpu', "Device: 'cpu', 'cuda' or 'cuda:N'.",
           read_only=True),
-    Param('estimator.precision', 'fp32', 'Inference precision: fp32, fp16 or bf16.',
-          read_only=True, choices=('fp32', 'fp16', 'bf16')),
+    Param('estimator.precision', 'fp32',
+          'Inference precision: fp32, fp16, bf16; int8 (TensorRT only, with calibration).',
+          read_only=True, choices=('fp32', 'fp16', 'bf16', 'int8')),
     Param('estimator.options', '{}',
-          'JSON object of keyword arguments for a custom estimator factory.', read_only=True),
+          'JSON object: keyword arguments of a custom estimator factory, or backend options '
+          '(onnx, checkpoint, engine_cache, image_sizes, max_batch, workspace_mb, '
+          'calibration_images, threads, optimization, providers; see README).', read_only=True),
     # --- LiDAR ---
     Param('lidar.max_age', 0.1,
           'Seconds: a frame uses the LiDAR sweep nearest its stamp if no further than this.',
@@ -245,7 +251,7 @@ def build_config(values: dict[str, Any]) -> NodeConfig:
         type=v['estimator.type'], model_path=v['estimator.model_path'],
         encoder=v['estimator.encoder'], input_size=int(v['estimator.input_size']),
         device=device, precision=v['estimator.precision'], options=options)
-    if estimator.type == 'depth_anything' and not estimator.model_path:
+    if estimator.type.startswith('depth_anything') and not estimator.model_path:
         raise ConfigError('estimator.model_path', 'must name a local Hugging Face folder or an '
                           'official .pth checkpoint of Depth Anything V2 (see README)', '')
     return NodeConfig(
