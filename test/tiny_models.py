@@ -77,3 +77,22 @@ def save_tiny_depth_anything(folder: Union[str, os.PathLike], seed: int = 0,
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path, safe_serialization=True)
     return path
+
+
+def save_tiny_marigold(folder: Union[str, os.PathLike], seed: int = 0, scheduler: str = 'ddim',
+                       denoising_steps: int = 2, processing_resolution: int = 64,
+                       prediction_type: str = 'depth') -> pathlib.Path:
+    """Save a tiny random ``MarigoldDepthPipeline`` as a diffusers folder (safetensors).
+
+    Built from configs following diffusers' dummy components of its Marigold depth tests
+    (UNet2DConditionModel, AutoencoderKL, DDIM or LCM scheduler, CLIPTextModel) with a
+    ``CLIPTokenizer`` made from a local vocabulary, every module in eval mode; see
+    :func:`depth_node.tools.tiny_marigold.save_tiny_marigold`, which the keyframe benchmark
+    uses too. ``denoising_steps`` and ``processing_resolution`` become the checkpoint's
+    defaults. Runs at 640x480 in tens of milliseconds per member at a processing resolution
+    of 64; keep it <= 256.
+    """
+    from depth_node.tools.tiny_marigold import save_tiny_marigold as save
+
+    return save(folder, seed=seed, scheduler=scheduler, denoising_steps=denoising_steps,
+                processing_resolution=processing_resolution, prediction_type=prediction_type)

@@ -52,6 +52,39 @@ class SparseDepth:
         return SparseDepth(self.u[mask], self.v[mask], self.z[mask], self.width, self.height)
 
 
+def point_pixels(points: np.ndarray, camera: PinholeCamera, lidar_to_camera: RigidTransform,
+                 min_depth: float = 0.1, max_depth: float = float('inf')
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Where each LiDAR point [N, 3] lands: flat pixel ``v * width + u`` and depth.
+
+    Returns ``pixel`` [N] int64 (-1 where the point is dropped: non-finite, outside
+    ``(min_depth, max_depth]`` or outside the image) and ``z`` [N] float32 metres (optical Z;
+    meaningful where ``pixel >= 0``). :func:`project_points` is this plus the z-buffer.
+    """
+    pts = np.asarray(points)
+    if pts.ndim != 2 or pts.shape[1] != 3:
+        raise DepthNodeError(f'points must have shape [N, 3], got {pts.shape}')
+    pts = pts.astype(np.float32, copy=False)
+    # Depth first: most of a 360-degree sweep is behind the camera, so transform the rest only.
+    z_all = lidar_to_camera.row(2, pts)  # [N] float32, optical Z
+    max_depth = min(max_depth, _MAX_RANGE)
+    # NaN compares False, so this also drops non-finite points.
+    keep = (z_all > min_depth) & (z_all <= max_depth)
+    front = np.compress(keep, pts, axis=0)
+    z = np.compress(keep, z_all)
+    inv_z = 1.0 / z
+    x = lidar_to_camera.row(0, front)
+    y = lidar_to_camera.row(1, front)
+    u = np.rint((camera.fx * x + camera.tx) * inv_z + camera.cx)
+    v = np.rint((camera.fy * y + camera.ty) * inv_z + camera.cy)
+    inside = (u >= 0) & (u < camera.width) & (v >= 0) & (v < camera.height)
+    pix = np.full(u.shape, -1, dtype=np.int64)
+    pix[inside] = v[inside].astype(np.int64) * camera.width + u[inside].astype(np.int64)
+    pixel = np.full(pts.shape[0], -1, dtype=np.int64)
+    pixel[np.flatnonzero(keep)] = pix
+    return pixel, z_all
+
+
 def project_points(points: np.ndarray, camera: PinholeCamera,
                    lidar_to_camera: RigidTransform, min_depth: float = 0.1,
                    max_depth: float = float('inf')) -> SparseDepth:
@@ -59,34 +92,19 @@ def project_points(points: np.ndarray, camera: PinholeCamera,
 
     ``lidar_to_camera`` is the pose of the LiDAR in the camera optical frame.
     """
-    pts = np.asarray(points)
-    if pts.ndim != 2 or pts.shape[1] != 3:
-        raise DepthNodeError(f'points must have shape [N, 3], got {pts.shape}')
-    pts = pts.astype(np.float32, copy=False)
-    # Depth first: most of a 360-degree sweep is behind the camera, so transform the rest only.
-    z = lidar_to_camera.row(2, pts)  # [N] float32, optical Z
-    max_depth = min(max_depth, _MAX_RANGE)
-    # NaN compares False, so this also drops non-finite points.
-    keep = (z > min_depth) & (z <= max_depth)
-    front = np.compress(keep, pts, axis=0)
-    z = np.compress(keep, z)
-    inv_z = 1.0 / z
-    x = lidar_to_camera.row(0, front)
-    y = lidar_to_camera.row(1, front)
-    u = np.rint((camera.fx * x + camera.tx) * inv_z + camera.cx)
-    v = np.rint((camera.fy * y + camera.ty) * inv_z + camera.cy)
-    inside = (u >= 0) & (u < camera.width) & (v >= 0) & (v < camera.height)
-    ui = u[inside].astype(np.int64)
-    vi = v[inside].astype(np.int64)
-    z = z[inside]
+    pixel, z_all = point_pixels(points, camera, lidar_to_camera, min_depth, max_depth)
+    hit = np.flatnonzero(pixel >= 0)
+    pix = pixel[hit]
+    z = z_all[hit]
     # z-buffer: the nearest depth per pixel by an unbuffered minimum (O(N), no sort), then one
     # winner per pixel among the returns at that depth (exact ties keep the last one).
-    pix = vi * camera.width + ui
     zbuf = np.full(camera.width * camera.height, np.inf, dtype=np.float32)
     np.minimum.at(zbuf, pix, z)
     nearest = np.flatnonzero(z == zbuf[pix])
     owner = np.empty(zbuf.size, dtype=np.int64)
     owner[pix[nearest]] = nearest
     sel = nearest[owner[pix[nearest]] == nearest]
-    return SparseDepth(ui[sel].astype(np.int32), vi[sel].astype(np.int32),
-                       z[sel].astype(np.float32), camera.width, camera.height)
+    win = pix[sel]
+    return SparseDepth((win % camera.width).astype(np.int32),
+                       (win // camera.width).astype(np.int32), z[sel].astype(np.float32),
+                       camera.width, camera.height)

@@ -31,6 +31,27 @@ def quaternion_to_matrix(q: Sequence[float]) -> np.ndarray:
     ])
 
 
+def matrix_to_quaternion(rotation: np.ndarray) -> tuple[float, float, float, float]:
+    """Quaternion ``(x, y, z, w)`` of a rotation matrix [3, 3] (Shepperd's method, w >= 0)."""
+    r = np.asarray(rotation, dtype=np.float64)
+    tr = np.trace(r)
+    if tr > 0:
+        s = 2.0 * np.sqrt(1.0 + tr)
+        q = [(r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s, s / 4]
+    else:  # the largest diagonal term keeps the square root away from zero
+        i = int(np.argmax(np.diag(r)))
+        j, k = (i + 1) % 3, (i + 2) % 3
+        s = 2.0 * np.sqrt(1.0 + r[i, i] - r[j, j] - r[k, k])
+        q = [0.0, 0.0, 0.0, (r[k, j] - r[j, k]) / s]
+        q[i] = s / 4
+        q[j] = (r[j, i] + r[i, j]) / s
+        q[k] = (r[k, i] + r[i, k]) / s
+    qa = np.asarray(q) / np.linalg.norm(q)
+    if qa[3] < 0:
+        qa = -qa
+    return (float(qa[0]), float(qa[1]), float(qa[2]), float(qa[3]))
+
+
 def rpy_to_matrix(roll: float, pitch: float, yaw: float) -> np.ndarray:
     """Rotation matrix [3, 3] float64, ``Rz(yaw) @ Ry(pitch) @ Rx(roll)`` (radians)."""
     cr, sr = np.cos(roll), np.sin(roll)

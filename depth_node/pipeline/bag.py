@@ -45,7 +45,7 @@ import numpy as np
 
 from depth_node.core.camera import PinholeCamera
 from depth_node.core.errors import DepthNodeError
-from depth_node.core.transforms import quaternion_to_matrix, RigidTransform
+from depth_node.core.transforms import matrix_to_quaternion, quaternion_to_matrix, RigidTransform
 from depth_node.pipeline.published import FLOAT32, FrameOutputs, NATIVE_BIG
 from depth_node.sim.frames import SimFrame
 from depth_node.sim.scene import BODY_TO_OPTICAL
@@ -140,27 +140,6 @@ def typestore() -> Any:
         if hasattr(Stores, name):
             return get_typestore(getattr(Stores, name))
     raise DepthNodeError('rosbags knows neither ROS 2 Kilted nor Jazzy: pip install -U rosbags')
-
-
-def matrix_to_quaternion(rotation: np.ndarray) -> tuple[float, float, float, float]:
-    """Quaternion ``(x, y, z, w)`` of a rotation matrix [3, 3] (Shepperd's method, w >= 0)."""
-    r = np.asarray(rotation, dtype=np.float64)
-    tr = np.trace(r)
-    if tr > 0:
-        s = 2.0 * np.sqrt(1.0 + tr)
-        q = [(r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s, s / 4]
-    else:
-        i = int(np.argmax(np.diag(r)))
-        j, k = (i + 1) % 3, (i + 2) % 3
-        s = 2.0 * np.sqrt(1.0 + r[i, i] - r[j, j] - r[k, k])
-        q = [0.0, 0.0, 0.0, (r[k, j] - r[j, k]) / s]
-        q[i] = s / 4
-        q[j] = (r[j, i] + r[i, j]) / s
-        q[k] = (r[k, i] + r[i, k]) / s
-    q = np.asarray(q) / np.linalg.norm(q)
-    if q[3] < 0:
-        q = -q
-    return tuple(float(v) for v in q)  # type: ignore[return-value]
 
 
 def stamp_ns(start_ns: int, seconds: float) -> int:

@@ -46,6 +46,7 @@ import numpy as np
 
 from depth_node.core.camera import PinholeCamera
 from depth_node.core.errors import ConfigError, DepthNodeError
+from depth_node.core.lidar import point_pixels as core_point_pixels
 from depth_node.core.lidar import project_points, SparseDepth
 from depth_node.core.metrics import depth_metrics, DepthMetrics, mean_metrics, METRIC_NAMES
 from depth_node.core.robust import reject_see_through
@@ -219,25 +220,10 @@ def point_pixels(points: np.ndarray, camera: PinholeCamera, lidar_to_camera: Rig
                  min_depth: float, max_depth: float) -> np.ndarray:
     """Flat pixel ``v * width + u`` [N] int64 of each raw point, -1 where it is not projected.
 
-    The same arithmetic, in the same dtypes, as :func:`depth_node.core.lidar.project_points`
-    (which keeps only the nearest return per pixel and so cannot say where each point went).
+    :func:`depth_node.core.lidar.point_pixels`, the first half of ``project_points`` (which
+    keeps only the nearest return per pixel and so cannot say where each point went).
     """
-    pts = np.asarray(points).astype(np.float32, copy=False)
-    out = np.full(pts.shape[0], -1, dtype=np.int64)
-    z = lidar_to_camera.row(2, pts)
-    keep = (z > min_depth) & (z <= min(max_depth, 9999.0))
-    front = np.compress(keep, pts, axis=0)
-    z = np.compress(keep, z)
-    inv_z = 1.0 / z
-    x = lidar_to_camera.row(0, front)
-    y = lidar_to_camera.row(1, front)
-    u = np.rint((camera.fx * x + camera.tx) * inv_z + camera.cx)
-    v = np.rint((camera.fy * y + camera.ty) * inv_z + camera.cy)
-    inside = (u >= 0) & (u < camera.width) & (v >= 0) & (v < camera.height)
-    pix = np.full(u.shape, -1, dtype=np.int64)
-    pix[inside] = v[inside].astype(np.int64) * camera.width + u[inside].astype(np.int64)
-    out[np.flatnonzero(keep)] = pix
-    return out
+    return core_point_pixels(points, camera, lidar_to_camera, min_depth, max_depth)[0]
 
 
 def split_lidar(points: np.ndarray, camera: PinholeCamera, lidar_to_camera: RigidTransform,

@@ -20,7 +20,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
 from depth_node.core.camera import PinholeCamera
-from depth_node.core.transforms import RigidTransform
+from depth_node.core.transforms import matrix_to_quaternion, RigidTransform
 from depth_node.ros.conversions import array_to_image, xyz_to_pointcloud2
 
 OUTPUTS = {'depth': Image, 'depth/relative': Image, 'depth/colored': Image,
@@ -57,20 +57,7 @@ def camera_info_msg(camera: PinholeCamera, header: Header) -> CameraInfo:
 
 def extrinsic_parameters(transform: RigidTransform) -> dict[str, list[float]]:
     """``extrinsic.translation`` / ``extrinsic.rotation`` (quaternion) values of a transform."""
-    r = transform.rotation
-    # Shepperd's method: pick the largest diagonal term for numerical safety.
-    tr = np.trace(r)
-    if tr > 0:
-        s = 2.0 * np.sqrt(1.0 + tr)
-        q = [(r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s, s / 4]
-    else:
-        i = int(np.argmax(np.diag(r)))
-        j, k = (i + 1) % 3, (i + 2) % 3
-        s = 2.0 * np.sqrt(1.0 + r[i, i] - r[j, j] - r[k, k])
-        q = [0.0, 0.0, 0.0, (r[k, j] - r[j, k]) / s]
-        q[i] = s / 4
-        q[j] = (r[j, i] + r[i, j]) / s
-        q[k] = (r[k, i] + r[i, k]) / s
+    q = matrix_to_quaternion(transform.rotation)
     return {'extrinsic.translation': [float(v) for v in transform.translation],
             'extrinsic.rotation': [float(v) for v in q]}
 
