@@ -14,7 +14,6 @@ import os
 import pathlib
 import pickle
 import shutil
-import sys
 import types
 from unittest import mock
 
@@ -43,36 +42,9 @@ def _max_rel(ours: np.ndarray, reference: np.ndarray) -> float:
 
 
 def _import_official() -> types.ModuleType:
-    """Import ``depth_anything_v2.dpt``; it needs only ``torchvision.transforms.Compose``.
-
-    torchvision cannot be installed next to this torch, so a stand-in module is registered for
-    the import and removed again (transformers probes for torchvision with ``find_spec``, which
-    a module without a spec would break).
-    """
-    if importlib.util.find_spec('torchvision') is not None:
-        return importlib.import_module('depth_anything_v2.dpt')
-
-    class Compose:
-        def __init__(self, transforms):
-            self.transforms = transforms
-
-        def __call__(self, sample):
-            for transform in self.transforms:
-                sample = transform(sample)
-            return sample
-
-    transforms = types.ModuleType('torchvision.transforms')
-    transforms.Compose = Compose
-    package = types.ModuleType('torchvision')
-    package.transforms = transforms
-    stubs = {'torchvision': package, 'torchvision.transforms': transforms}
-    sys.modules.update(stubs)
-    try:
-        return importlib.import_module('depth_anything_v2.dpt')
-    finally:
-        for name, stub in stubs.items():
-            if sys.modules.get(name) is stub:
-                del sys.modules[name]
+    """Import ``depth_anything_v2.dpt`` (torchvision stand-in: see the benchmark's helper)."""
+    from depth_node.tools.benchmark_backends import import_official
+    return import_official()
 
 
 @pytest.fixture(scope='module')
