@@ -38,6 +38,7 @@ setup(
             'accuracy = depth_node.tools.accuracy:main',
             'make_bag = depth_node.tools.make_bag:main',
             'evaluate = depth_node.tools.evaluate:main',
+            'benchmark_keyframes = depth_node.tools.benchmark_keyframes:main',
         ],
     },
 )

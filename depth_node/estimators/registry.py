@@ -23,12 +23,18 @@ def _depth_anything_on(backend: str) -> Callable[[EstimatorConfig], Estimator]:
     return build
 
 
+def _marigold(config: EstimatorConfig) -> Estimator:
+    from depth_node.estimators.marigold import build_marigold
+    return build_marigold(config)
+
+
 _REGISTRY: dict[str, Callable[[EstimatorConfig], Estimator]] = {
     'depth_anything': _depth_anything,  # torch (transformers)
     'depth_anything_onnxruntime': _depth_anything_on('onnxruntime'),
     'depth_anything_tensorrt': _depth_anything_on('tensorrt'),
     # tensorrt > onnxruntime > torch, the first that can run here
     'depth_anything_auto': _depth_anything_on('auto'),
+    'marigold': _marigold,  # diffusers Marigold: affine-invariant depth (keyframe teacher)
 }
 
 
