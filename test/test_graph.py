@@ -14,7 +14,8 @@ from depth_node.ros.player import extrinsic_parameters, make_header, stamp_of, w
 from depth_node.sim.frames import save_frames, SimRig
 from depth_node.tools.nodeproc import NodeProcess, write_params
 
-from sensor_msgs.msg import PointCloud2, PointField  # noqa: I100
+from sensor_msgs.msg import Image, PointCloud2, PointField  # noqa: I100
+from std_msgs.msg import Float32
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CAMERA_FRAME = 'camera_optical'
@@ -263,3 +264,55 @@ def test_runtime_parameters_validated_and_applied(drive, tmp_path):
     assert code == 0, proc.output()
     cloud = feed.messages('depth/points')[-1]
     assert (cloud.height, cloud.width) == (120, 160)
+
+
+def test_keyframe_teacher_publishes_while_real_time_keeps_its_rate(drive, tmp_path):
+    from tiny_models import save_tiny_marigold
+    rig, frames, folder = drive
+    teacher = save_tiny_marigold(tmp_path / 'tiny_marigold', processing_resolution=64)
+    params = {'estimator.type': 'depth_node.estimators.oracle:DisparityOracle',
+              'estimator.options': f'{{"frames_dir": "{folder}"}}', 'lidar.wait': 0.3,
+              'diagnostics.period': 0.5, 'keyframes.enable': True,
+              'keyframes.model_path': str(teacher), 'keyframes.every_n': 4,
+              'keyframes.every_t': 0.0, 'keyframes.ensemble_size': 3,
+              'keyframes.num_inference_steps': 1, 'keyframes.points': True,
+              # A random teacher fits the LiDAR badly: accept its fit, this checks the wiring.
+              'fit.max_residual': 10.0,
+              **extrinsic_parameters(rig.lidar_to_camera)}
+    proc = start_node(tmp_path, params)
+    feed = client('feeder_keyframes')
+    for topic, kind in (('keyframe/depth', Image), ('keyframe/uncertainty', Image),
+                        ('keyframe/colored', Image), ('keyframe/points', PointCloud2),
+                        ('keyframe/cross_check', Float32)):
+        feed.received[topic] = []
+
+        def cb(msg, topic=topic):
+            feed.received[topic].append((time.monotonic(), msg))
+        feed.node.create_subscription(kind, topic, cb, 10)
+    sent = []
+    try:
+        assert feed.wait_connected(120), proc.output()
+        t0 = time.monotonic()
+        for k in range(24):  # 4 Hz for 6 s: a keyframe candidate every 4th frame
+            f = frames[k % len(frames)]
+            stamp = round(5000.0 + 0.25 * k, 6)
+            sent.append(stamp)
+            feed.send(f.rgb, rig.camera, stamp, f.lidar)
+            time.sleep(max(0.0, t0 + 0.25 * (k + 1) - time.monotonic()))
+        assert wait_until(lambda: len(feed.messages('keyframe/depth')) >= 2, 30, proc.alive), \
+            (feed.diagnostics(), proc.output())
+    finally:
+        code = proc.stop()
+        feed.close()
+    assert code == 0, proc.output()
+    depth_stamps = [stamp_of(m) for m in feed.messages('depth')]
+    # The real-time path kept its rate: every frame sent got its metric depth.
+    assert len(depth_stamps) >= len(sent) - 1, (len(depth_stamps), len(sent))
+    kf = feed.messages('keyframe/depth')
+    assert all(stamp_of(m) in sent and m.encoding == '32FC1' for m in kf)
+    assert {stamp_of(m) for m in kf} <= {stamp_of(m) for m in feed.messages('keyframe/colored')}
+    assert feed.messages('keyframe/uncertainty') and feed.messages('keyframe/points')
+    assert all(np.isfinite(m.data) for m in feed.messages('keyframe/cross_check'))
+    status = [st for arr in feed.messages('/diagnostics') for st in arr.status
+              if st.name.endswith('keyframes')]
+    assert status and int({kv.key: kv.value for kv in status[-1].values}['run']) >= 2

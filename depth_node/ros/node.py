@@ -29,16 +29,21 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import (HistoryPolicy, qos_profile_sensor_data, QoSProfile, ReliabilityPolicy)
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import Float32
 
+from depth_node.core.cloud import PointGrid
+from depth_node.core.colormap import colorize_depth
 from depth_node.core.errors import ConfigError, DepthNodeError
 from depth_node.core.transforms import quaternion_to_matrix, RigidTransform
 from depth_node.estimators import build_estimator
 from depth_node.pipeline.frame import DepthPipeline, FrameInput
-from depth_node.pipeline.stats import FrameStats
+from depth_node.pipeline.keyframes import KeyframeResult, KeyframeWorker
 from depth_node.pipeline.published import diagnostic_status, frame_outputs, PublishSettings
+from depth_node.pipeline.stats import FrameStats
 from depth_node.ros.conversions import (array_to_image, camera_info_to_camera,
                                         depth_camera_info_msg, image_to_rgb8, MessageError,
-                                        packed_to_pointcloud2, pointcloud2_to_xyz)
+                                        packed_to_pointcloud2, pointcloud2_to_xyz,
+                                        xyz_to_pointcloud2)
 from depth_node.ros.params import build_config, changed_read_only, NodeConfig, PARAMETERS
 
 # rclpy's own parameters, which a params file may set besides ours.
@@ -107,6 +112,11 @@ class DepthNode(Node):
         self._pub_colored = self.create_publisher(Image, 'depth/colored', pub_qos)
         self._pub_cloud = self.create_publisher(PointCloud2, 'depth/points', pub_qos)
         self._pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        # The teacher starts (seconds: a process, a model) before the inputs are subscribed,
+        # so no frame arrives at a node that cannot take it yet.
+        self._keyframes: Optional[KeyframeWorker] = None
+        if c.keyframes is not None:
+            self._start_keyframes(c, pub_qos)
         self.create_subscription(Image, 'image', self._on_image, sub_qos)
         self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info, sub_qos)
         self.create_subscription(PointCloud2, 'points', self._on_points, sub_qos)
@@ -152,7 +162,51 @@ class DepthNode(Node):
         with self._lock:
             self.config = new
             self.pipeline.config = new.pipeline
+            if self._keyframes is not None and new.keyframes is not None:
+                policy = new.keyframes.policy  # thresholds change; the policy's state stays
+                self._kf_policy.every_n = policy.every_n
+                self._kf_policy.every_t = policy.every_t
+                self._kf_policy.scene_change = policy.scene_change
         return SetParametersResult(successful=True)
+
+    def _start_keyframes(self, c: NodeConfig, qos: QoSProfile) -> None:
+        """Marigold on keyframes, on its own worker: never blocks the real-time path."""
+        kf = c.keyframes
+        if kf is None:
+            return
+        self._kf_policy = kf.policy
+        self._pub_kf_depth = self.create_publisher(Image, 'keyframe/depth', qos)
+        self._pub_kf_unc = self.create_publisher(Image, 'keyframe/uncertainty', qos)
+        self._pub_kf_colored = self.create_publisher(Image, 'keyframe/colored', qos)
+        self._pub_kf_points = self.create_publisher(PointCloud2, 'keyframe/points', qos)
+        self._pub_kf_check = self.create_publisher(Float32, 'keyframe/cross_check', qos)
+        self.get_logger().info(f'starting the keyframe teacher (marigold from '
+                               f'{kf.teacher.model_path}, {kf.worker.mode} mode) ...')
+        self._keyframes = KeyframeWorker(kf.teacher, self._on_keyframe, kf.worker,
+                                         on_error=self._on_keyframe_error)
+
+    def _on_keyframe(self, result: KeyframeResult) -> None:
+        """Publish a keyframe (worker thread): depth, uncertainty, preview, cloud, check."""
+        header, camera = result.tag
+        config = self.config
+        if result.depth is not None:
+            self._pub_kf_depth.publish(array_to_image(result.depth, '32FC1', header))
+            if result.uncertainty is not None:
+                self._pub_kf_unc.publish(array_to_image(result.uncertainty, '32FC1', header))
+            self._pub_kf_colored.publish(array_to_image(
+                colorize_depth(result.depth, *config.colormap_range), 'rgb8', header))
+            if config.keyframes is not None and config.keyframes.points:
+                grid = PointGrid(camera, config.pipeline.cloud_stride)
+                self._pub_kf_points.publish(xyz_to_pointcloud2(grid.points(result.depth),
+                                                               header))
+        else:
+            self.get_logger().warn(f'keyframe without metric depth: {result.fit.reason}',
+                                   throttle_duration_sec=_THROTTLE_S)
+        if np.isfinite(result.cross_check):
+            self._pub_kf_check.publish(Float32(data=float(result.cross_check)))
+
+    def _on_keyframe_error(self, tag: Any, message: str) -> None:
+        self.get_logger().error(f'keyframe failed: {message}', throttle_duration_sec=_THROTTLE_S)
 
     def _make_tf_listener(self) -> Any:
         try:
@@ -297,6 +351,12 @@ class DepthNode(Node):
             self._pub_relative.publish(array_to_image(out.relative, '32FC1', header))
         if out.colored is not None:
             self._pub_colored.publish(array_to_image(out.colored, 'rgb8', header))
+        if self._keyframes is not None:
+            hit, _ = self._kf_policy.should_trigger(stamp, rgb)
+            if hit:
+                frame = FrameInput(rgb, camera, stamp, lidar, extrinsic)
+                # Arrays handed over are not modified afterwards (a new set every frame).
+                self._keyframes.submit(frame, result.depth, tag=(header, camera))
         t2 = time.perf_counter()
         timings = dict(result.timings_ms)
         timings['convert'] = convert_ms
@@ -323,7 +383,22 @@ class DepthNode(Node):
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()
         arr.status = [status]
+        if self._keyframes is not None:
+            arr.status.append(self._keyframe_status())
         self._pub_diag.publish(arr)
+
+    def _keyframe_status(self) -> DiagnosticStatus:
+        stats = self._keyframes.stats()  # type: ignore[union-attr]  # only called when set
+        st = DiagnosticStatus()
+        st.name = f'{self.get_name()}: keyframes'
+        st.hardware_id = self.get_namespace()
+        problem = (not stats.alive) or stats.failed > 0
+        st.level = bytes([1 if problem else 0])  # WARN / OK
+        st.message = ('teacher not running' if not stats.alive else
+                      f'{stats.run} keyframes, {stats.failed} failed' if stats.failed else
+                      f'{stats.run} keyframes')
+        st.values = [KeyValue(key=k, value=str(v)) for k, v in stats.as_dict().items()]
+        return st
 
     def shutdown(self) -> None:
         """Stop the worker thread (idempotent)."""
@@ -332,6 +407,8 @@ class DepthNode(Node):
             self._wake.notify_all()
         if self._worker.is_alive() and threading.current_thread() is not self._worker:
             self._worker.join(timeout=5.0)
+        if self._keyframes is not None:
+            self._keyframes.close()
 
 
 def main(args: Optional[list[str]] = None) -> int:

@@ -15,6 +15,7 @@ from depth_node.core.errors import ConfigError, DepthNodeError
 from depth_node.core.transforms import RigidTransform
 from depth_node.estimators.base import EstimatorConfig
 from depth_node.pipeline.frame import PipelineConfig
+from depth_node.pipeline.keyframes import KeyframeConfig, KeyframePolicy
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,50 @@ PARAMETERS: tuple[Param, ...] = (
     Param('local.sigma', 0.06,
           'Smoothness of the local scale field, as a fraction of the larger image side.',
           range=(0.005, 1.0)),
+    # --- Marigold keyframes (the teacher) ---
+    Param('keyframes.enable', False,
+          'Run a Marigold teacher on keyframes, off the real-time path (keyframe/* topics).',
+          read_only=True),
+    Param('keyframes.model_path', '',
+          'Local diffusers folder of a Marigold depth checkpoint (e.g. '
+          'prs-eth/marigold-depth-v1-1, LCM variants too).', read_only=True),
+    Param('keyframes.device', 'cpu', "Device of the teacher: 'cpu', 'cuda' or 'cuda:N'.",
+          read_only=True),
+    Param('keyframes.precision', 'fp32', 'Teacher precision: fp32; fp16 or bf16 on CUDA.',
+          read_only=True, choices=('fp32', 'fp16', 'bf16')),
+    Param('keyframes.every_n', 0, 'A keyframe every N camera frames (0: off).',
+          range=(0, 1_000_000)),
+    Param('keyframes.every_t', 5.0, 'A keyframe at least every T seconds (0: off).',
+          range=(0.0, 3600.0)),
+    Param('keyframes.scene_change', 0.0,
+          'A keyframe when the image-difference score (mean abs difference of grey '
+          'thumbnails, 0..1) since the last keyframe exceeds this (0: off).',
+          range=(0.0, 0.99)),
+    Param('keyframes.num_inference_steps', 0,
+          'Denoising steps (0: the checkpoint default).', read_only=True, range=(0, 1000)),
+    Param('keyframes.ensemble_size', 5,
+          'Predictions per keyframe; > 1 gives the uncertainty (median absolute deviation).',
+          read_only=True, range=(1, 64)),
+    Param('keyframes.processing_resolution', 0,
+          'Longer side the teacher works at (0: the checkpoint default).', read_only=True,
+          range=(0, 4096)),
+    Param('keyframes.batch_size', 1, 'Ensemble members per batch.', read_only=True,
+          range=(1, 64)),
+    Param('keyframes.seed', 0, 'Seed of the diffusion noise (reproducible keyframes).',
+          read_only=True, range=(0, 2 ** 31 - 1)),
+    Param('keyframes.options', '{}',
+          'JSON object of further MarigoldEstimator options, e.g. {"ensembling_kwargs": '
+          '{"reduction": "median", "max_res": 256}}.', read_only=True),
+    Param('keyframes.mode', 'process',
+          "'process': the teacher in its own low-priority process (keeps the real-time path's "
+          "latency); 'thread': in this process.", read_only=True,
+          choices=('process', 'thread')),
+    Param('keyframes.teacher_threads', 1, 'Torch threads of the teacher.', read_only=True,
+          range=(1, 256)),
+    Param('keyframes.teacher_nice', 19,
+          'Niceness of the teacher process (19: lowest priority).', read_only=True,
+          range=(0, 19)),
+    Param('keyframes.points', False, 'Also publish keyframe/points (XYZ cloud).'),
     # --- outputs ---
     Param('output.max_depth', 80.0, 'Metres: metric depth beyond this is published as NaN.',
           range=(0.01, 9999.0)),
@@ -175,7 +220,18 @@ class NodeConfig:
     qos_output_reliable: bool
     qos_depth: int
     diagnostics_period: float
+    keyframes: Optional['KeyframeSettings'] = None
     raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class KeyframeSettings:
+    """The ``keyframes.*`` parameters, as the keyframe worker and policy take them."""
+
+    teacher: EstimatorConfig
+    policy: KeyframePolicy
+    worker: KeyframeConfig
+    points: bool
 
 
 def check_value(param: Param, value: Any) -> None:
@@ -254,8 +310,9 @@ def build_config(values: dict[str, Any]) -> NodeConfig:
     if estimator.type.startswith('depth_anything') and not estimator.model_path:
         raise ConfigError('estimator.model_path', 'must name a local Hugging Face folder or an '
                           'official .pth checkpoint of Depth Anything V2 (see README)', '')
+    keyframes = _keyframe_settings(v, pipeline) if v['keyframes.enable'] else None
     return NodeConfig(
-        estimator=estimator, pipeline=pipeline,
+        keyframes=keyframes, estimator=estimator, pipeline=pipeline,
         lidar_max_age=float(v['lidar.max_age']), lidar_wait=float(v['lidar.wait']),
         lidar_buffer_size=int(v['lidar.buffer_size']),
         extrinsic_source=v['extrinsic.source'], extrinsic=extrinsic,
@@ -267,6 +324,39 @@ def build_config(values: dict[str, Any]) -> NodeConfig:
         qos_sensor_data=bool(v['qos.sensor_data']),
         qos_output_reliable=bool(v['qos.output_reliable']), qos_depth=int(v['qos.depth']),
         diagnostics_period=float(v['diagnostics.period']), raw=v)
+
+
+def _keyframe_settings(v: dict[str, Any], pipeline: PipelineConfig) -> KeyframeSettings:
+    if not v['keyframes.model_path']:
+        raise ConfigError('keyframes.model_path', 'must name a local Marigold checkpoint folder '
+                          'when keyframes.enable is true', '')
+    try:
+        options = json.loads(v['keyframes.options'])
+    except json.JSONDecodeError as exc:
+        raise ConfigError('keyframes.options', f'must be a JSON object ({exc})',
+                          v['keyframes.options']) from None
+    if not isinstance(options, dict):
+        raise ConfigError('keyframes.options', 'must be a JSON object', v['keyframes.options'])
+    device = v['keyframes.device']
+    if not (device in ('cpu', 'cuda') or (device.startswith('cuda:') and device[5:].isdigit())):
+        raise ConfigError('keyframes.device', "must be 'cpu', 'cuda' or 'cuda:N'", device)
+    options = {'ensemble_size': int(v['keyframes.ensemble_size']),
+               'batch_size': int(v['keyframes.batch_size']), 'seed': int(v['keyframes.seed']),
+               **({'num_inference_steps': int(v['keyframes.num_inference_steps'])}
+                  if v['keyframes.num_inference_steps'] else {}),
+               **({'processing_resolution': int(v['keyframes.processing_resolution'])}
+                  if v['keyframes.processing_resolution'] else {}),
+               **options}
+    teacher = EstimatorConfig(type='marigold', model_path=v['keyframes.model_path'],
+                              device=device, precision=v['keyframes.precision'],
+                              options=options)
+    policy = KeyframePolicy(every_n=int(v['keyframes.every_n']),
+                            every_t=float(v['keyframes.every_t']),
+                            scene_change=float(v['keyframes.scene_change']))
+    worker = KeyframeConfig(mode=v['keyframes.mode'],
+                            teacher_threads=int(v['keyframes.teacher_threads']),
+                            teacher_nice=int(v['keyframes.teacher_nice']), alignment=pipeline)
+    return KeyframeSettings(teacher, policy, worker, bool(v['keyframes.points']))
 
 
 def changed_read_only(names: Sequence[str]) -> Optional[str]:
