@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from depth_node.core.align import OutputSpec
-from depth_node.core.errors import DepthNodeError
+from depth_node.core.errors import ConfigError, DepthNodeError
 
 
 @runtime_checkable
@@ -67,3 +67,26 @@ def check_prediction(pred: Any, height: int, width: int, who: str) -> np.ndarray
         raise DepthNodeError(f'estimator {who} returned shape {arr.shape}, expected '
                              f'{(height, width)} (the input image size)')
     return arr.astype(np.float32, copy=False)
+
+
+def resolve_torch_device(device: str, parameter: str = 'estimator.device') -> Any:
+    """``torch.device`` for ``device`` ('cpu', 'cuda', 'cuda:N'), checked against this machine.
+
+    Raises :class:`ConfigError` naming ``parameter`` when the string is not a device, CUDA is
+    not available, or the index is out of range. torch is imported here, lazily.
+    """
+    import torch
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(parameter, "must be 'cpu' or 'cuda[:N]'", device) from exc
+    if dev.type == 'cuda':
+        if not torch.cuda.is_available():
+            raise ConfigError(parameter, 'CUDA was requested but torch.cuda is not '
+                              f'available (torch {torch.__version__})', device)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(parameter, f'only {torch.cuda.device_count()} CUDA '
+                              'devices are visible', device)
+    elif dev.type != 'cpu':
+        raise ConfigError(parameter, "must be 'cpu' or 'cuda[:N]'", device)
+    return dev

@@ -67,7 +67,8 @@ import numpy as np
 
 from depth_node.core.align import OutputKind, OutputSpec
 from depth_node.core.errors import ConfigError, DepthNodeError
-from depth_node.estimators.base import check_input_image, check_prediction, EstimatorConfig
+from depth_node.estimators.base import (check_input_image, check_prediction, EstimatorConfig,
+                                        resolve_torch_device)
 
 try:
     import torch
@@ -471,20 +472,7 @@ def load_model(model_path: Union[str, os.PathLike],
 
 
 def _resolve_device(device: str) -> torch.device:
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ConfigError('estimator.device', "must be 'cpu' or 'cuda[:N]'", device) from exc
-    if dev.type == 'cuda':
-        if not torch.cuda.is_available():
-            raise ConfigError('estimator.device', 'CUDA was requested but torch.cuda is not '
-                              f'available (torch {torch.__version__})', device)
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ConfigError('estimator.device', f'only {torch.cuda.device_count()} CUDA '
-                              'devices are visible', device)
-    elif dev.type != 'cpu':
-        raise ConfigError('estimator.device', "must be 'cpu' or 'cuda[:N]'", device)
-    return dev
+    return resolve_torch_device(device, 'estimator.device')
 
 
 class DepthAnythingEstimator:

@@ -272,16 +272,8 @@ def build_config(values: dict[str, Any]) -> NodeConfig:
     v = {p.name: values.get(p.name, p.default) for p in PARAMETERS}
     for p in PARAMETERS:
         check_value(p, v[p.name])
-    try:
-        options = json.loads(v['estimator.options'])
-    except json.JSONDecodeError as exc:
-        raise ConfigError('estimator.options', f'must be a JSON object ({exc})',
-                          v['estimator.options']) from None
-    if not isinstance(options, dict):
-        raise ConfigError('estimator.options', 'must be a JSON object', v['estimator.options'])
-    device = v['estimator.device']
-    if not (device in ('cpu', 'cuda') or (device.startswith('cuda:') and device[5:].isdigit())):
-        raise ConfigError('estimator.device', "must be 'cpu', 'cuda' or 'cuda:N'", device)
+    options = _json_object(v, 'estimator.options')
+    device = _device(v, 'estimator.device')
     try:
         extrinsic = RigidTransform.from_parameters(v['extrinsic.translation'],
                                                    v['extrinsic.rotation'])
@@ -326,20 +318,31 @@ def build_config(values: dict[str, Any]) -> NodeConfig:
         diagnostics_period=float(v['diagnostics.period']), raw=v)
 
 
+def _json_object(v: dict[str, Any], name: str) -> dict[str, Any]:
+    """Parameter ``name`` parsed as a JSON object (ConfigError naming it otherwise)."""
+    try:
+        obj = json.loads(v[name])
+    except json.JSONDecodeError as exc:
+        raise ConfigError(name, f'must be a JSON object ({exc})', v[name]) from None
+    if not isinstance(obj, dict):
+        raise ConfigError(name, 'must be a JSON object', v[name])
+    return obj
+
+
+def _device(v: dict[str, Any], name: str) -> str:
+    """Parameter ``name`` checked as a device string: cpu, cuda or cuda:N."""
+    device = v[name]
+    if not (device in ('cpu', 'cuda') or (device.startswith('cuda:') and device[5:].isdigit())):
+        raise ConfigError(name, "must be 'cpu', 'cuda' or 'cuda:N'", device)
+    return device
+
+
 def _keyframe_settings(v: dict[str, Any], pipeline: PipelineConfig) -> KeyframeSettings:
     if not v['keyframes.model_path']:
         raise ConfigError('keyframes.model_path', 'must name a local Marigold checkpoint folder '
                           'when keyframes.enable is true', '')
-    try:
-        options = json.loads(v['keyframes.options'])
-    except json.JSONDecodeError as exc:
-        raise ConfigError('keyframes.options', f'must be a JSON object ({exc})',
-                          v['keyframes.options']) from None
-    if not isinstance(options, dict):
-        raise ConfigError('keyframes.options', 'must be a JSON object', v['keyframes.options'])
-    device = v['keyframes.device']
-    if not (device in ('cpu', 'cuda') or (device.startswith('cuda:') and device[5:].isdigit())):
-        raise ConfigError('keyframes.device', "must be 'cpu', 'cuda' or 'cuda:N'", device)
+    options = _json_object(v, 'keyframes.options')
+    device = _device(v, 'keyframes.device')
     options = {'ensemble_size': int(v['keyframes.ensemble_size']),
                'batch_size': int(v['keyframes.batch_size']), 'seed': int(v['keyframes.seed']),
                **({'num_inference_steps': int(v['keyframes.num_inference_steps'])}
