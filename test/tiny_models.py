@@ -13,6 +13,32 @@ import pathlib
 from typing import Union
 
 
+def random_depth_anything(config, seed: int = 0, head_bias: float = 0.5):
+    """A ``DepthAnythingForDepthEstimation`` in eval mode with image-dependent random weights.
+
+    The default initialisation (std 0.02) makes the prediction nearly constant; fan-in scaled
+    weights make the output depend on the image. The last conv sees ReLU'd (non-negative)
+    features: with positive weights and bias the relative output is strictly positive (the
+    final ReLU never clips).
+    """
+    import torch
+    from transformers import DepthAnythingForDepthEstimation
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = DepthAnythingForDepthEstimation(config).eval()
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if param.ndim >= 2:
+                    param.normal_(0.0, param[0].numel() ** -0.5)
+                elif name.endswith('bias'):
+                    param.normal_(0.0, 0.1)
+            model.backbone.embeddings.position_embeddings.normal_(0.0, 0.5)
+            model.head.conv3.weight.abs_()
+            model.head.conv3.bias.fill_(head_bias)
+    return model
+
+
 def save_tiny_depth_anything(folder: Union[str, os.PathLike], seed: int = 0,
                              depth_estimation_type: str = 'relative', max_depth: int = 20,
                              hidden_size: int = 32, num_layers: int = 4) -> pathlib.Path:
@@ -43,8 +69,7 @@ def save_tiny_depth_anything(folder: Union[str, os.PathLike], seed: int = 0,
     pathlib.Path
         ``folder``.
     """
-    import torch
-    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
+    from transformers import DepthAnythingConfig, Dinov2Config
 
     if num_layers < 4:
         raise ValueError(f'num_layers must be >= 4 (four tapped layers), got {num_layers}')
@@ -57,22 +82,8 @@ def save_tiny_depth_anything(folder: Union[str, os.PathLike], seed: int = 0,
         reassemble_factors=[4, 2, 1, 0.5], neck_hidden_sizes=[8, 8, 16, 16],
         fusion_hidden_size=16, head_hidden_size=8, depth_estimation_type=depth_estimation_type,
         max_depth=max_depth if depth_estimation_type == 'metric' else 1)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = DepthAnythingForDepthEstimation(config).eval()
-        with torch.no_grad():
-            # The default initialisation (std 0.02) makes the prediction nearly constant; use
-            # fan-in scaled weights instead so that the output depends on the image.
-            for name, param in model.named_parameters():
-                if param.ndim >= 2:
-                    param.normal_(0.0, param[0].numel() ** -0.5)
-                elif name.endswith('bias'):
-                    param.normal_(0.0, 0.1)
-            model.backbone.embeddings.position_embeddings.normal_(0.0, 0.5)
-            # The last conv sees ReLU'd (non-negative) features: with positive weights and bias
-            # the relative output is strictly positive (the final ReLU never clips).
-            model.head.conv3.weight.abs_()
-            model.head.conv3.bias.fill_(0.5 if depth_estimation_type == 'relative' else -1.0)
+    model = random_depth_anything(config, seed,
+                                  head_bias=0.5 if depth_estimation_type == 'relative' else -1.0)
     path = pathlib.Path(folder)
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path, safe_serialization=True)

@@ -330,23 +330,10 @@ def xyz_to_pointcloud2(points: np.ndarray, header: Header,
                        rgb: Optional[np.ndarray] = None) -> PointCloud2:
     """PointCloud2 (XYZ or XYZRGB) holding a copy of ``points``.
 
-    Parameters
-    ----------
-    points
-        [H, W, 3] (organized: the cloud keeps height H and width W) or [N, 3] (height 1),
-        floating point, metres in ``header.frame_id``; NaN marks a missing point.
-    header
-        Stamp and frame of the cloud (used as is, not copied).
-    rgb
-        Optional [H, W, 3] or [N, 3] uint8 R, G, B, the same leading shape as ``points``.
-
-    Returns
-    -------
-    PointCloud2
-        XYZ: float32 ``x, y, z`` at offsets 0, 4, 8, ``point_step`` 12 (no padding). XYZRGB:
-        plus ``rgb`` at offset 12, a FLOAT32 field holding the bits ``0x00RRGGBB`` (the PCL /
-        rviz packing), ``point_step`` 16. Native byte order, ``row_step = width * point_step``,
-        ``is_dense`` True only when every coordinate is finite.
+    ``points`` [H, W, 3] (organized) or [N, 3], metres in ``header.frame_id``, NaN = missing;
+    ``rgb`` optional uint8 of the same leading shape. The layout (fields, point_step, the PCL
+    ``rgb`` packing, ``is_dense``) is :func:`depth_node.pipeline.published.pack_cloud`'s;
+    ``header`` is used as is, not copied.
 
     Raises
     ------
