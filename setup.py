@@ -11,6 +11,8 @@ setup(
     name=package_name,
     version='0.1.0',
     packages=find_packages(exclude=['test', 'test.*']),
+    # The shipped student (estimator.model_path ''), found next to the package's code.
+    package_data={package_name: ['models/student/*']},
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
         ('share/' + package_name, ['package.xml']),
@@ -21,7 +23,7 @@ setup(
          glob('data/sample_drive/*')),
     ],
     install_requires=['setuptools'],
-    zip_safe=True,
+    zip_safe=False,
     maintainer='depth_node maintainers',
     maintainer_email='depth-node@example.org',
     description='Metric depth from a camera, a relative depth model and sparse LiDAR.',
@@ -39,6 +41,9 @@ setup(
             'make_bag = depth_node.tools.make_bag:main',
             'evaluate = depth_node.tools.evaluate:main',
             'benchmark_keyframes = depth_node.tools.benchmark_keyframes:main',
+            'train = depth_node.tools.train:main',
+            'student_report = depth_node.tools.student_report:main',
+            'record = depth_node.ros.recorder:main',
         ],
     },
 )

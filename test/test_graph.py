@@ -200,7 +200,7 @@ def test_overload_newest_frame_wins(drive, tmp_path):
     ({'estimator.type': 'depth_node.estimators.oracle:DisparityOracle', 'cloud.stride': 0},
      'cloud.stride', None),
     ({'cloud.strid': 3}, "'cloud.strid'", 2),
-    ({'estimator.model_path': ''}, 'estimator.model_path', 2),
+    ({'estimator.input_size': 7}, 'estimator.input_size', 2),
     ({'estimator.model_path': '/nonexistent/model'}, 'estimator.model_path', 2),
 ])
 def test_bad_parameter_fails_at_start_naming_it(tmp_path, params, name, code):

@@ -28,8 +28,10 @@ def test_every_package_module_has_a_docstring():
 
 
 def test_layers_import_only_layers_above():
-    """DESIGN.md layers: core/sim < estimators < pipeline < ros < tools; rclpy only in ros."""
-    order = {'core': 0, 'sim': 0, 'estimators': 1, 'pipeline': 2, 'ros': 3, 'tools': 4}
+    """DESIGN.md layers (core/sim < estimators < pipeline < ros < tools), with training (student
+    training, torch) between pipeline and ros; rclpy only in ros."""
+    order = {'core': 0, 'sim': 0, 'estimators': 1, 'pipeline': 2, 'training': 3, 'ros': 4,
+             'tools': 5}
     bad = []
     for layer, rank in order.items():
         folder = os.path.join(ROOT, 'depth_node', layer)

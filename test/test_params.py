@@ -30,14 +30,18 @@ def test_yaml_lists_every_parameter_with_its_default():
     assert text == params_yaml(), 'regenerate: python -m depth_node.ros.params > config/depth.yaml'
 
 
-def test_defaults_with_a_model_are_valid():
-    cfg = build_config({'estimator.model_path': '/models/da2'})
-    assert cfg.estimator.input_size == 518 and cfg.pipeline.cloud_stride == 2
+def test_defaults_are_valid_and_leave_model_and_input_size_to_the_estimator():
+    cfg = build_config({})
+    # '' = the shipped student, 0 = the model's own input size (estimators.registry)
+    assert cfg.estimator.model_path == '' and cfg.estimator.input_size == 0
+    assert cfg.pipeline.cloud_stride == 2
     assert cfg.extrinsic.rotation.shape == (3, 3)
+    assert build_config({'estimator.model_path': '/models/da2'}).estimator.model_path \
+        == '/models/da2'
 
 
 @pytest.mark.parametrize('name, value, rule', [
-    ('estimator.model_path', '', 'must name a local'),
+    ('estimator.input_size', 7, "must be 0 .the model's own. or >= 14"),
     ('estimator.precision', 'fp8', 'one of'),
     ('estimator.device', 'gpu', "'cpu', 'cuda'"),
     ('estimator.options', '[1]', 'JSON object'),

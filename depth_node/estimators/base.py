@@ -13,7 +13,10 @@ An estimator is any object with
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -42,9 +45,9 @@ class EstimatorConfig:
     """
 
     type: str = 'depth_anything'
-    model_path: str = ''
+    model_path: str = ''  # '' = the shipped synthetic student (SHIPPED_STUDENT)
     encoder: str = ''
-    input_size: int = 518
+    input_size: int = 518  # 0 = the model's own (model_input_size)
     device: str = 'cpu'
     precision: str = 'fp32'
     options: dict[str, Any] = field(default_factory=dict)
@@ -90,3 +93,34 @@ def resolve_torch_device(device: str, parameter: str = 'estimator.device') -> An
     elif dev.type != 'cpu':
         raise ConfigError(parameter, "must be 'cpu' or 'cuda[:N]'", device)
     return dev
+
+
+#: The student that ships with the package (Depth Anything V2 architecture, trained on synthetic
+#: streets only by ``depth_node.tools.train``): the model when ``estimator.model_path`` is ''.
+SHIPPED_STUDENT = Path(__file__).resolve().parent.parent / 'models' / 'student'
+
+#: Network input lower bound of Depth Anything V2 (its official transform).
+DEFAULT_INPUT_SIZE = 518
+
+
+def model_input_size(model_path: str | os.PathLike) -> int:
+    """Network input lower bound a model states, :data:`DEFAULT_INPUT_SIZE` if it states none.
+
+    A Hugging Face folder states it in ``preprocessor_config.json`` (``size``: an integer,
+    ``{"height": h, "width": w}`` - the smaller side counts - or ``{"shortest_edge": n}``).
+    """
+    path = Path(os.fspath(model_path)).expanduser() / 'preprocessor_config.json'
+    if not path.is_file():
+        return DEFAULT_INPUT_SIZE
+    try:
+        size = json.loads(path.read_text(encoding='utf-8')).get('size')
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ConfigError('estimator.model_path', f'{path.name} is not readable JSON ({exc})',
+                          str(model_path)) from exc
+    if isinstance(size, dict):
+        sides = [size[k] for k in ('height', 'width', 'shortest_edge') if k in size]
+        size = min(sides) if sides else None
+    if isinstance(size, bool) or not isinstance(size, int) or size < 14:
+        raise ConfigError('estimator.model_path', f'{path.name} must state "size" as an '
+                          'integer >= 14 or {"height": h, "width": w}', str(model_path))
+    return size

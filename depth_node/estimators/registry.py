@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from typing import Callable
 
 from depth_node.core.align import OutputSpec
 from depth_node.core.errors import ConfigError
-from depth_node.estimators.base import Estimator, EstimatorConfig
+from depth_node.estimators.base import (Estimator, EstimatorConfig, model_input_size,
+                                        SHIPPED_STUDENT)
 
 
 def _depth_anything(config: EstimatorConfig) -> Estimator:
@@ -63,8 +65,32 @@ def _load_factory(path: str) -> Callable[..., object]:
     return factory
 
 
+def resolve_defaults(config: EstimatorConfig) -> EstimatorConfig:
+    """Fill in what a Depth Anything configuration leaves to the model.
+
+    ``model_path`` '' is the shipped synthetic student (:data:`SHIPPED_STUDENT`);
+    ``input_size`` 0 is the model's own (:func:`model_input_size`: its
+    ``preprocessor_config.json``, else 518). Other estimator types are returned unchanged.
+    """
+    if config.type not in _REGISTRY or not config.type.startswith('depth_anything'):
+        return config
+    path = config.model_path
+    if not path:
+        if not (SHIPPED_STUDENT / 'model.safetensors').is_file():
+            raise ConfigError('estimator.model_path', 'is empty and the shipped student is '
+                              f'missing from {SHIPPED_STUDENT}; name a Depth Anything V2 '
+                              'folder or .pth', '')
+        path = str(SHIPPED_STUDENT)
+    size = config.input_size if config.input_size else model_input_size(path)
+    return dataclasses.replace(config, model_path=path, input_size=size)
+
+
 def build_estimator(config: EstimatorConfig) -> Estimator:
-    """Build the estimator that ``config`` names and check that it honours the contract."""
+    """Build the estimator that ``config`` names and check that it honours the contract.
+
+    Depth Anything types get their defaults first (:func:`resolve_defaults`).
+    """
+    config = resolve_defaults(config)
     if config.type in _REGISTRY:
         est = _REGISTRY[config.type](config)
     else:

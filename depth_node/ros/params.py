@@ -39,14 +39,16 @@ PARAMETERS: tuple[Param, ...] = (
           read_only=True),
     Param('estimator.model_path', '',
           'Local Hugging Face folder (Depth-Anything-V2-*-hf), official .pth checkpoint, or '
-          '.onnx file (ONNX Runtime / TensorRT backends).',
+          ".onnx file (ONNX Runtime / TensorRT backends); '' = the shipped student (trained on "
+          'synthetic streets only: for demos and tests, not for real cameras).',
           read_only=True),
     Param('estimator.encoder', '',
           "Encoder of an official .pth: vits, vitb, vitl, vitg; '' infers it from the name.",
           read_only=True, choices=('', 'vits', 'vitb', 'vitl', 'vitg')),
-    Param('estimator.input_size', 518,
-          'Model input: the shorter image side is resized to this (rounded to 14).',
-          read_only=True, range=(14, 4102)),
+    Param('estimator.input_size', 0,
+          'Model input: the shorter image side is resized to this (rounded to 14); 0 = the '
+          "model's own (preprocessor_config.json of a Hugging Face folder, else 518).",
+          read_only=True, range=(0, 4102)),
     Param('estimator.device', 'cpu', "Device: 'cpu', 'cuda' or 'cuda:N'.",
           read_only=True),
     Param('estimator.precision', 'fp32',
@@ -299,9 +301,9 @@ def build_config(values: dict[str, Any]) -> NodeConfig:
         type=v['estimator.type'], model_path=v['estimator.model_path'],
         encoder=v['estimator.encoder'], input_size=int(v['estimator.input_size']),
         device=device, precision=v['estimator.precision'], options=options)
-    if estimator.type.startswith('depth_anything') and not estimator.model_path:
-        raise ConfigError('estimator.model_path', 'must name a local Hugging Face folder or an '
-                          'official .pth checkpoint of Depth Anything V2 (see README)', '')
+    if 0 < estimator.input_size < 14:
+        raise ConfigError('estimator.input_size', 'must be 0 (the model\'s own) or >= 14 '
+                          'pixels', estimator.input_size)
     keyframes = _keyframe_settings(v, pipeline) if v['keyframes.enable'] else None
     return NodeConfig(
         keyframes=keyframes, estimator=estimator, pipeline=pipeline,

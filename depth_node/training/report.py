@@ -1,0 +1,228 @@
+"""How good is a student? Metric accuracy on held-out synthetic frames, next to two baselines.
+
+Every method is scored on the same frames (a synthetic drive of a street the student never
+saw) against exact depth, with the Marigold-style metrics (:mod:`depth_node.core.metrics`):
+
+* ``student`` - the model through the very :class:`~depth_node.pipeline.frame.DepthPipeline`
+  the node runs: LiDAR projection, see-through rejection, robust affine fit in disparity space
+  (per frame: the temporal filter is off, so each frame stands alone);
+* ``random`` - a network of the same architecture and size with random weights (fan-in scaled,
+  so that its output depends on the image), through the same pipeline;
+* ``lidar_only`` - no network: the sweep's see-through-filtered pixels interpolated to a dense
+  map, linearly in inverse depth over a Delaunay triangulation (exact for planes) and by the
+  nearest return outside it.
+
+``coverage`` is the fraction of ground-truth pixels (within ``max_depth``) that a method gives a
+depth to; the metrics are over those pixels.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+
+from depth_node.core.align import OutputKind
+from depth_node.core.lidar import project_points, SparseDepth
+from depth_node.core.metrics import depth_metrics, DepthMetrics, mean_metrics
+from depth_node.core.robust import reject_see_through
+from depth_node.estimators.base import model_input_size
+from depth_node.pipeline.accuracy import dense_oracle_fit
+from depth_node.pipeline.frame import DepthPipeline, FrameInput, PipelineConfig
+from depth_node.sim.frames import SimFrame, SimRig
+
+__all__ = ['MethodScore', 'StudentReport', 'lidar_only_depth', 'random_like', 'student_report']
+
+
+@dataclass
+class MethodScore:
+    """A method's metrics averaged over the frames."""
+
+    name: str
+    metrics: DepthMetrics
+    coverage: float  # fraction of ground-truth pixels with a depth, 0..1
+    per_frame: list[DepthMetrics] = field(default_factory=list)
+    seconds: float = 0.0  # per frame, mean
+    refused: dict[str, int] = field(default_factory=dict)  # why the LiDAR fit refused -> frames
+    bound: Optional[DepthMetrics] = None  # networks: best global affine map fitted on GT
+
+
+@dataclass
+class StudentReport:
+    """Scores of every method, plus the student's dense-GT bound."""
+
+    model: str
+    frames: int
+    size: tuple[int, int]  # (width, height)
+    seed: int
+    max_depth: float
+    methods: dict[str, MethodScore]
+
+    def table(self) -> str:
+        """Markdown table, one row per method."""
+        rows = ['| method | AbsRel | δ1 | RMSE (m) | coverage | LiDAR fits refused | '
+                'dense-GT bound AbsRel / δ1 | s/frame |',
+                '| --- | --- | --- | --- | --- | --- | --- | --- |']
+        for m in self.methods.values():
+            refused = ', '.join(f'{n}: {why}' for why, n in m.refused.items()) or '-'
+            bound = '-' if m.bound is None else f'{m.bound.abs_rel:.4f} / {m.bound.delta1:.4f}'
+            if m.metrics.valid:
+                cells = f'{m.metrics.abs_rel:.4f} | {m.metrics.delta1:.4f} | {m.metrics.rmse:.3f}'
+            else:
+                cells = 'no depth | no depth | no depth'
+            rows.append(f'| {m.name} | {cells} | {m.coverage:.3f} | {refused} | {bound} | '
+                        f'{m.seconds:.3f} |')
+        return '\n'.join(rows)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            'model': self.model, 'frames': self.frames, 'size': list(self.size),
+            'seed': self.seed, 'max_depth': self.max_depth,
+            'methods': {k: {'metrics': m.metrics.as_dict(), 'coverage': m.coverage,
+                            's_per_frame': m.seconds, 'refused': m.refused,
+                            'bound': None if m.bound is None else m.bound.as_dict()}
+                        for k, m in self.methods.items()},
+        }
+
+
+def lidar_only_depth(sparse: SparseDepth) -> np.ndarray:
+    """Dense depth [H, W] float32 (metres) interpolated from sparse LiDAR depth alone.
+
+    Linear in inverse depth inside the convex hull of the hit pixels (Delaunay; a plane's
+    inverse depth is linear in pixel coordinates, so planes come out exact), nearest return
+    outside it. NaN everywhere when there are fewer than 3 returns.
+    """
+    from scipy.interpolate import LinearNDInterpolator, NearestNDInterpolator
+
+    h, w = sparse.height, sparse.width
+    if sparse.count < 3:
+        return np.full((h, w), np.nan, np.float32)
+    pts = np.stack([sparse.u, sparse.v], axis=1).astype(np.float64)  # [M, 2] (x, y)
+    inv = 1.0 / sparse.z.astype(np.float64)
+    vv, uu = np.mgrid[0:h, 0:w]
+    query = np.stack([uu.ravel(), vv.ravel()], axis=1).astype(np.float64)
+    dense = LinearNDInterpolator(pts, inv)(query)
+    outside = ~np.isfinite(dense)
+    if outside.any():
+        dense[outside] = NearestNDInterpolator(pts, inv)(query[outside])
+    with np.errstate(divide='ignore'):
+        depth = np.where(dense > 0, 1.0 / dense, np.nan)
+    return depth.reshape(h, w).astype(np.float32)
+
+
+def random_like(model_path: Union[str, os.PathLike], seed: int = 0) -> Any:
+    """A network with the architecture of ``model_path`` and random, fan-in scaled weights.
+
+    Each weight matrix is drawn from N(0, 1/fan_in) and biases from N(0, 0.1) (transformers'
+    own std-0.02 initialisation gives a nearly constant output that no fit accepts); the last
+    convolution is made non-negative with a positive bias so the final ReLU passes its output.
+    """
+    import torch
+    from transformers import AutoConfig, DepthAnythingForDepthEstimation
+
+    config = AutoConfig.from_pretrained(os.fspath(model_path), local_files_only=True)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = DepthAnythingForDepthEstimation(config).eval()
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if param.ndim >= 2:
+                    param.normal_(0.0, param[0].numel() ** -0.5)
+                elif name.endswith('bias'):
+                    param.normal_(0.0, 0.1)
+            model.head.conv3.weight.abs_()
+            model.head.conv3.bias.fill_(0.5)
+    return model
+
+
+def _score(name: str, depths: Sequence[Optional[np.ndarray]], truths: Sequence[np.ndarray],
+           max_depth: float, seconds: float) -> MethodScore:
+    per_frame = []
+    covered = total = 0
+    for depth, gt in zip(depths, truths):
+        valid = np.isfinite(gt) & (gt > 1e-3) & (gt <= max_depth)
+        total += int(valid.sum())
+        if depth is None:
+            continue
+        m = depth_metrics(depth, gt, max_depth=max_depth)
+        covered += m.valid
+        per_frame.append(m)
+    return MethodScore(name, mean_metrics(per_frame), covered / max(1, total), per_frame,
+                       seconds / max(1, len(depths)))
+
+
+def student_report(model_path: Union[str, os.PathLike], frames: int = 12, seed: int = 500,
+                   size: tuple[int, int] = (640, 480), max_depth: float = 80.0,
+                   input_size: int = 0, random_seed: int = 0,
+                   config: Optional[PipelineConfig] = None) -> StudentReport:
+    """Score a student, a random network of its size and LiDAR-only on a held-out drive.
+
+    Parameters
+    ----------
+    model_path : str or path-like
+        The student (Hugging Face folder).
+    frames : int
+        Frames of the held-out drive (10 Hz, 8 m/s), street ``seed``.
+    seed : int
+        Street and LiDAR-noise seed; the shipped student was trained on 0-23 (validated on
+        1000-1001), so the default 500 is a street it never saw.
+    size : (int, int)
+        Camera width, height.
+    max_depth : float
+        Metrics cap, metres.
+    input_size : int
+        Network input lower bound; 0 = the model's own.
+    config : PipelineConfig, optional
+        Alignment settings; default the node's defaults with the temporal filter off.
+    """
+    from depth_node.estimators.depth_anything import (DepthAnythingEstimator,
+                                                      use_official_pos_embed_interpolation)
+
+    cfg = config or replace(PipelineConfig(), temporal=False, max_depth=max_depth)
+    rig = SimRig.default(size[0], size[1], seed)
+    drive: list[SimFrame] = list(rig.frames(frames, seed=seed))
+    truths = [f.depth for f in drive]
+    size_in = input_size or model_input_size(model_path)
+    student = DepthAnythingEstimator(model_path, input_size=size_in)
+    rand = DepthAnythingEstimator(model_path, input_size=size_in)
+    rand.model = random_like(model_path, random_seed)
+    use_official_pos_embed_interpolation(rand.model, True)
+    methods: dict[str, MethodScore] = {}
+    for name, est in (('student', student), ('random', rand)):
+        pipe = DepthPipeline(est, cfg)
+        depths = []
+        bounds = []
+        refused: dict[str, int] = {}
+        seconds = 0.0
+        for f in drive:
+            start = time.perf_counter()
+            res = pipe.process(FrameInput(f.rgb, rig.camera, f.stamp, f.lidar,
+                                          rig.lidar_to_camera))
+            seconds += time.perf_counter() - start
+            depths.append(res.depth)
+            if not res.fit.ok:
+                why = re.sub(r' [-0-9.e]+$', '', res.fit.reason)  # drop the number
+                refused[why] = refused.get(why, 0) + 1
+            bounds.append(depth_metrics(dense_oracle_fit(res.relative, f.depth,
+                                                         OutputKind.DISPARITY, max_depth),
+                                        f.depth, max_depth=max_depth))
+        methods[name] = _score(name, depths, truths, max_depth, seconds)
+        methods[name].refused = refused
+        methods[name].bound = mean_metrics(bounds)
+    depths = []
+    start = time.perf_counter()
+    for f in drive:
+        sparse = project_points(f.lidar, rig.camera, rig.lidar_to_camera, cfg.lidar_min_depth,
+                                cfg.lidar_max_depth)
+        if cfg.see_through:
+            sparse = sparse.subset(reject_see_through(sparse, cfg.see_through_window,
+                                                      cfg.see_through_gap,
+                                                      focal_px=rig.camera.fy))
+        depths.append(lidar_only_depth(sparse))
+    methods['lidar_only'] = _score('lidar_only', depths, truths, max_depth,
+                                   time.perf_counter() - start)
+    return StudentReport(os.fspath(model_path), frames, size, seed, max_depth, methods)

@@ -1,0 +1,118 @@
+"""Student networks: Depth Anything V2 architecture (transformers) in sizes that train on a CPU.
+
+A student is a ``DepthAnythingForDepthEstimation`` (DINOv2 backbone + DPT head, relative
+disparity, ReLU output), saved as an ordinary Hugging Face folder (``config.json``,
+``model.safetensors``) plus a ``preprocessor_config.json`` in the format of the Hub's
+Depth Anything folders (``size`` = the network input's lower bound). The estimator loads it like
+any Depth Anything V2 checkpoint and takes its input size from that file
+(``estimator.input_size: 0``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch
+from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
+
+from depth_node.estimators.depth_anything import PATCH_SIZE
+
+__all__ = ['PRESETS', 'build_student', 'save_student', 'student_config', 'write_preprocessor']
+
+#: Student sizes: DINOv2 width/depth/heads/MLP ratio, the DPT neck widths, fusion width and the
+#: (0-based) blocks feeding the head. ``small`` is Depth Anything V2's ViT-S; ``tiny`` is what
+#: ships (about 3 M parameters); ``micro`` is for tests.
+PRESETS: dict[str, dict[str, Any]] = {
+    'small': {'hidden': 384, 'layers': 12, 'heads': 6, 'mlp': 4, 'features': 64,
+              'neck': (48, 96, 192, 384), 'taps': (2, 5, 8, 11), 'head': 32},
+    'tiny': {'hidden': 192, 'layers': 6, 'heads': 3, 'mlp': 3, 'features': 48,
+             'neck': (24, 48, 96, 192), 'taps': (1, 2, 4, 5), 'head': 32},
+    'micro': {'hidden': 32, 'layers': 4, 'heads': 2, 'mlp': 2, 'features': 16,
+              'neck': (8, 8, 16, 16), 'taps': (0, 1, 2, 3), 'head': 8},
+}
+
+
+def student_config(preset: str = 'tiny', grid: int = 37) -> DepthAnythingConfig:
+    """Transformers configuration of a relative-depth student.
+
+    Parameters
+    ----------
+    preset : str
+        One of :data:`PRESETS`.
+    grid : int
+        Side of the stored position-embedding grid in patches (37 = 518 px, as DINOv2); any
+        other network input resamples it (see :mod:`depth_node.estimators.depth_anything`).
+    """
+    if preset not in PRESETS:
+        raise ValueError(f'student preset must be one of {", ".join(PRESETS)}, got {preset!r}')
+    if grid < 1:
+        raise ValueError(f'grid must be >= 1 patch, got {grid}')
+    p = PRESETS[preset]
+    backbone = Dinov2Config(
+        image_size=grid * PATCH_SIZE, patch_size=PATCH_SIZE, hidden_size=p['hidden'],
+        num_hidden_layers=p['layers'], num_attention_heads=p['heads'], mlp_ratio=p['mlp'],
+        qkv_bias=True, layerscale_value=1.0, layer_norm_eps=1e-6, hidden_act='gelu',
+        apply_layernorm=True, reshape_hidden_states=False,
+        out_indices=[i + 1 for i in p['taps']])  # hidden_states[0] is the embedding output
+    return DepthAnythingConfig(
+        backbone_config=backbone, patch_size=PATCH_SIZE, reassemble_hidden_size=p['hidden'],
+        reassemble_factors=[4, 2, 1, 0.5], neck_hidden_sizes=list(p['neck']),
+        fusion_hidden_size=p['features'], head_in_index=-1, head_hidden_size=p['head'],
+        depth_estimation_type='relative', max_depth=1)
+
+
+def build_student(config: DepthAnythingConfig, seed: int,
+                  head_bias: float = 1.0) -> DepthAnythingForDepthEstimation:
+    """A freshly initialised student, seeded (the global torch RNG is left as it was).
+
+    The backbone keeps transformers' ViT initialisation (truncated normal, std 0.02); the
+    convolutions of neck and head get PyTorch's default initialisation, as the official DPT
+    head has. (Transformers' std-0.02 convolutions shrink the signal through the neck so much
+    that the first prediction is ~1e-5 and nearly constant.) The last bias starts at
+    ``head_bias`` so that the final ReLU passes most pixels from the first step.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = DepthAnythingForDepthEstimation(config)
+        for module in list(model.neck.modules()) + list(model.head.modules()):
+            if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+                module.reset_parameters()
+        with torch.no_grad():
+            model.head.conv3.bias.fill_(head_bias)
+    return model.train()
+
+
+def write_preprocessor(folder: Union[str, os.PathLike], input_size: int) -> Path:
+    """Write the Hub-style ``preprocessor_config.json`` stating the network input size."""
+    path = Path(folder) / 'preprocessor_config.json'
+    data = {
+        'image_processor_type': 'DPTImageProcessor', 'do_resize': True,
+        'size': {'height': int(input_size), 'width': int(input_size)},
+        'keep_aspect_ratio': True, 'ensure_multiple_of': PATCH_SIZE, 'resample': 3,
+        'do_rescale': True, 'rescale_factor': 1 / 255, 'do_normalize': True,
+        'image_mean': [0.485, 0.456, 0.406], 'image_std': [0.229, 0.224, 0.225],
+        'do_pad': False,
+    }
+    path.write_text(json.dumps(data, indent=2) + '\n', encoding='utf-8')
+    return path
+
+
+def save_student(model: DepthAnythingForDepthEstimation, folder: Union[str, os.PathLike],
+                 input_size: int, card: Optional[str] = None) -> Path:
+    """Save ``model`` as a Hugging Face folder the estimator loads (float32 safetensors).
+
+    ``card``, when given, is written as ``README.md`` (what the model is, how it was trained).
+    """
+    from transformers.utils import logging as hf_logging
+
+    path = Path(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    hf_logging.disable_progress_bar()  # one file: a bar per save only clutters the training bar
+    model.save_pretrained(path, safe_serialization=True)
+    write_preprocessor(path, input_size)
+    if card is not None:
+        (path / 'README.md').write_text(card, encoding='utf-8')
+    return path
