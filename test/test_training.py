@@ -269,3 +269,23 @@ def test_train_cli_writes_a_student_the_estimator_loads(tmp_path):
     assert pred.shape == (48, 64) and np.isfinite(pred).all()
     assert main(['--out', str(tmp_path / 'bad'), '--bag', str(tmp_path / 'missing'),
                  '-q']) == 2
+
+
+def test_train_cli_on_a_bag_with_ground_truth_depth(tmp_path):
+    import os
+
+    from depth_node.tools.train import main
+    from depth_node.training.data import bag_samples, TeacherTopics
+
+    bag = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'data',
+                       'sample_drive')
+    first = next(bag_samples(bag, TeacherTopics(depth='/camera/depth_gt', uncertainty='')))
+    assert first.weight is None and np.isnan(first.target).any()  # the sky has no label
+    assert 0.5 < first.labelled < 1.0
+    out = tmp_path / 'gt'
+    assert main(['--out', str(out), '--bag', bag, '--depth-topic', '/camera/depth_gt',
+                 '--uncertainty-topic', '', '--preset', 'micro', '--grid', '4',
+                 '--input-size', '56', '--steps', '1', '--batch-size', '2', '--threads', '1',
+                 '-q']) == 0
+    summary = json.loads((out / 'summary.json').read_text())
+    assert summary['train_samples'] == 20 and 'sample_drive' in summary['data']

@@ -86,7 +86,8 @@ def write_csv(result: EvaluationResult, path: Path) -> None:
 # ----------------------------------------------------------------------------- plots
 
 
-def _figure(width: float, height: float) -> Any:
+def figure(width: float, height: float) -> Any:
+    """A matplotlib Figure on its own Agg canvas (no pyplot state, no backend switch)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     fig = Figure(figsize=(width, height), dpi=100, layout='constrained')
@@ -101,7 +102,7 @@ def _save(fig: Any, path: Path) -> None:
 def plot_error_vs_depth(result: EvaluationResult, path: Path) -> None:
     """Pooled relative error (absolute and signed) per 2 m of ground-truth depth, with the
     per-bin AbsRel (mean over frames) as steps."""
-    fig = _figure(7.5, 4.0)
+    fig = figure(7.5, 4.0)
     ax = fig.add_subplot()
     edges, n = result.curve_edges, result.curve_count
     centres = 0.5 * (edges[:-1] + edges[1:]) if edges.size > 1 else np.zeros(0)
@@ -129,7 +130,7 @@ def plot_error_vs_depth(result: EvaluationResult, path: Path) -> None:
 
 def plot_abs_rel_over_time(result: EvaluationResult, path: Path) -> None:
     """Per-frame AbsRel over time, coloured by fit state; frames without depth marked below."""
-    fig = _figure(7.5, 3.6)
+    fig = figure(7.5, 3.6)
     ax = fig.add_subplot()
     t = np.array([r.time for r in result.records])
     a = np.array([r.metrics.abs_rel if r.metrics and r.metrics.valid else np.nan
@@ -153,7 +154,7 @@ def plot_abs_rel_over_time(result: EvaluationResult, path: Path) -> None:
 
 def plot_scale_shift(result: EvaluationResult, path: Path) -> None:
     """Applied scale and shift over time, and each frame's own fit."""
-    fig = _figure(7.5, 4.8)
+    fig = figure(7.5, 4.8)
     t = np.array([r.time for r in result.records])
     for i, (key, label) in enumerate((('scale', 'scale'), ('shift', 'shift'))):
         ax = fig.add_subplot(2, 1, i + 1)
@@ -172,7 +173,7 @@ def plot_scale_shift(result: EvaluationResult, path: Path) -> None:
 
 def plot_latency(result: EvaluationResult, path: Path) -> None:
     """Mean and p95 per node stage (ms)."""
-    fig = _figure(7.5, 3.6)
+    fig = figure(7.5, 3.6)
     ax = fig.add_subplot()
     lat = result.latency()
     names = sorted(lat, key=lambda k: -lat[k]['mean'])
@@ -191,7 +192,7 @@ def plot_latency(result: EvaluationResult, path: Path) -> None:
 
 def plot_sample(result: EvaluationResult, path: Path) -> None:
     """RGB | metric depth | relative error of the sample frame."""
-    fig = _figure(13.5, 3.9)
+    fig = figure(13.5, 3.9)
     s = result.sample
     if s is None:
         ax = fig.add_subplot()

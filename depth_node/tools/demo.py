@@ -8,10 +8,16 @@ camera and LiDAR driver would (extrinsic from the bag's ``/tf_static``), records
 publishes and scores the metric depth against the ground truth. It writes a PNG per frame
 (RGB | coloured metric depth | error) and a JSON summary.
 
-Without ``--model`` the estimator is the *oracle*: the scene's true disparity under an unknown
-scale and shift, which tests the metric path (projection, fit, depth, cloud) but is not a
-model. With ``--model PATH`` (a Depth Anything V2 Hugging Face folder or official .pth) the
-real model runs; no weights ship with this package (see README).
+By default the estimator is the node's default model: the shipped student (Depth Anything V2
+architecture, trained by ``train`` on synthetic streets only; the sample bag's street is not
+among them). ``--model PATH`` runs other weights (a Depth Anything V2 Hugging Face folder or
+official .pth). ``--oracle`` replaces the model by the scene's true disparity under an unknown
+scale and shift with model-like errors, which tests the metric path (projection, fit, depth,
+cloud) alone; ``--exact`` drops the errors.
+
+Next to each frame's AbsRel the demo prints two references: the best a global affine map of the
+same relative prediction fitted on all ground-truth pixels achieves ("bound": what alignment
+could at most recover), and LiDAR alone interpolated to a dense map (no network).
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from depth_node.core.colormap import colorize_depth, colorize_normalized
 from depth_node.core.metrics import depth_metrics, mean_metrics
 from depth_node.core.align import OutputKind
 from depth_node.core.camera import PinholeCamera
+from depth_node.core.lidar import project_points
+from depth_node.core.robust import reject_see_through
 from depth_node.core.transforms import RigidTransform
 from depth_node.pipeline.accuracy import dense_oracle_fit
 from depth_node.sim.frames import save_frames, SimFrame, SimRig
@@ -55,7 +63,11 @@ def _parse(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument('--height', type=int, default=480)
     p.add_argument('--rate', type=float, default=4.0, help='frames per second played')
     p.add_argument('--seed', type=int, default=0, help='scene seed')
-    p.add_argument('--model', default='', help='Depth Anything V2 HF folder or .pth')
+    p.add_argument('--model', default='',
+                   help="Depth Anything V2 HF folder or .pth (default: the node's default, the "
+                        'shipped synthetic student)')
+    p.add_argument('--oracle', action='store_true',
+                   help='true disparity with model-like errors instead of a model')
     p.add_argument('--device', default='cpu')
     p.add_argument('--out', default='out/demo', help='folder for PNGs and summary.json')
     p.add_argument('--max-depth', type=float, default=80.0)
@@ -64,6 +76,9 @@ def _parse(argv: Optional[list[str]]) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.frames < 0:
         p.error('--frames must be >= 0')
+    if args.model and (args.oracle or args.exact):
+        p.error('--model and --oracle/--exact exclude each other')
+    args.oracle = args.oracle or args.exact
     return args
 
 
@@ -110,6 +125,16 @@ def _panel(rgb: np.ndarray, depth: Optional[np.ndarray], gt: np.ndarray,
     return np.concatenate([rgb, col, err_rgb], axis=1)
 
 
+def _lidar_only(frame: SimFrame, camera: PinholeCamera, extrinsic: RigidTransform,
+                min_depth: float = 0.5, max_depth: float = 120.0) -> np.ndarray:
+    """The sweep alone as dense depth: see-through filtered, interpolated (no network)."""
+    from depth_node.training.report import lidar_only_depth
+
+    sparse = project_points(frame.lidar, camera, extrinsic, min_depth, max_depth)
+    sparse = sparse.subset(reject_see_through(sparse, focal_px=camera.fy))
+    return lidar_only_depth(sparse)
+
+
 def run(args: argparse.Namespace) -> int:
     from depth_node.ros.player import extrinsic_parameters, GraphClient, stamp_of, wait_until
 
@@ -123,10 +148,14 @@ def run(args: argparse.Namespace) -> int:
     params = {'diagnostics.period': 0.5, 'lidar.wait': 0.3, 'lidar.max_age': 0.05,
               **extrinsic_parameters(extrinsic)}
     corruption = None
-    if args.model:
-        params.update({'estimator.model_path': os.path.abspath(args.model),
-                       'estimator.device': args.device})
-        label = f'Depth Anything V2 from {args.model}'
+    if not args.oracle:
+        params['estimator.device'] = args.device
+        if args.model:
+            params['estimator.model_path'] = os.path.abspath(args.model)
+            label = f'Depth Anything V2 from {args.model}'
+        else:
+            label = ('the shipped student (Depth Anything V2 architecture, trained on '
+                     'synthetic streets only)')
     else:
         folder = save_frames(os.path.join(work, 'frames'), frames)
         corruption = Corruption() if args.exact else _DEMO_CORRUPTION
@@ -169,38 +198,48 @@ def run(args: argparse.Namespace) -> int:
     from depth_node.ros.conversions import image_to_array
 
     depth_by_stamp = {stamp_of(m): image_to_array(m) for m in client.messages('depth')}
-    rows, per_frame, bounds = [], [], []
+    relative_by_stamp = {stamp_of(m): image_to_array(m)
+                         for m in client.messages('depth/relative')}
+    rows, per_frame, bounds, lidars = [], [], [], []
     for f in frames:
         depth = depth_by_stamp.get(f.stamp)
         bound = float('nan')
-        if corruption is not None:  # the best any global affine map can do on this frame
+        # the best any global affine map of this frame's relative prediction can do
+        pred = relative_by_stamp.get(f.stamp)
+        if corruption is not None:
             pred = oracle_prediction(f.depth, OutputKind.DISPARITY, 0.37, 0.05, corruption)
+        if pred is not None:
             b = depth_metrics(dense_oracle_fit(pred, f.depth, OutputKind.DISPARITY,
                                                args.max_depth), f.depth,
                               max_depth=args.max_depth)
             bound = b.abs_rel
             bounds.append(b)
+        lidar = depth_metrics(_lidar_only(f, camera, extrinsic), f.depth,
+                              max_depth=args.max_depth)
+        lidars.append(lidar)
         if depth is not None:
             m = depth_metrics(depth, f.depth, max_depth=args.max_depth)
             per_frame.append(m)
-            rows.append((f.index, m.abs_rel, bound, m.rmse, m.delta1, m.valid))
+            rows.append((f.index, m.abs_rel, bound, lidar.abs_rel, m.rmse, m.delta1, m.valid))
         else:
-            rows.append((f.index, float('nan'), bound, float('nan'), float('nan'), 0))
+            rows.append((f.index, float('nan'), bound, lidar.abs_rel, float('nan'),
+                         float('nan'), 0))
         png = _panel(f.rgb, depth, f.depth, args.max_depth)
         cv2.imwrite(os.path.join(args.out, f'frame_{f.index:04d}.png'), png[..., ::-1])
     overall = mean_metrics(per_frame)
 
     print(f'\ndata: {source}\nestimator: {label}')
     print('AbsRel of the published metric depth vs ground truth; "bound": the best a global '
-          'affine map fitted\non all ground-truth pixels achieves on the same input (oracle '
-          'only)')
-    print(f'{"frame":>5}  {"AbsRel":>8}  {"bound":>8}  {"RMSE m":>8}  {"delta1":>7}  '
-          f'{"valid px":>9}')
-    for i, a, b, r, d, n in rows:
-        print(f'{i:>5}  {a:>8.4f}  {b:>8.4f}  {r:>8.3f}  {d:>7.4f}  {n:>9}')
+          'affine map of the\nsame relative prediction fitted on all ground-truth pixels '
+          'achieves; "LiDAR": the sweep alone,\ninterpolated (no network)')
+    print(f'{"frame":>5}  {"AbsRel":>8}  {"bound":>8}  {"LiDAR":>8}  {"RMSE m":>8}  '
+          f'{"delta1":>7}  {"valid px":>9}')
+    for i, a, b, li, r, d, n in rows:
+        print(f'{i:>5}  {a:>8.4f}  {b:>8.4f}  {li:>8.4f}  {r:>8.3f}  {d:>7.4f}  {n:>9}')
     bound_all = mean_metrics(bounds).abs_rel if bounds else float('nan')
-    print(f'{"all":>5}  {overall.abs_rel:>8.4f}  {bound_all:>8.4f}  {overall.rmse:>8.3f}  '
-          f'{overall.delta1:>7.4f}  {overall.valid:>9}')
+    lidar_all = mean_metrics(lidars)
+    print(f'{"all":>5}  {overall.abs_rel:>8.4f}  {bound_all:>8.4f}  {lidar_all.abs_rel:>8.4f}  '
+          f'{overall.rmse:>8.3f}  {overall.delta1:>7.4f}  {overall.valid:>9}')
     if diag:
         keys = ('scale', 'shift', 'lidar_points_used', 'fit_inliers', 'see_through_rejected',
                 'fit_state', 'filter_event', 'latency_estimate_ms', 'latency_project_ms',
@@ -209,8 +248,9 @@ def run(args: argparse.Namespace) -> int:
         print('\nlast diagnostics: ' + ', '.join(f'{k}={diag[k]}' for k in keys if k in diag))
     summary = {'data': source, 'estimator': label, 'frames': len(frames),
                'with_depth': len(per_frame),
-               'mean': overall.as_dict(), 'per_frame': [dict(zip(
-                   ('index', 'abs_rel', 'bound', 'rmse', 'delta1', 'valid'), r)) for r in rows],
+               'mean': overall.as_dict(), 'lidar_only': lidar_all.as_dict(),
+               'per_frame': [dict(zip(('index', 'abs_rel', 'bound', 'lidar_only', 'rmse',
+                                       'delta1', 'valid'), r)) for r in rows],
                'diagnostics': diag, 'node_exit_code': code}
     with open(os.path.join(args.out, 'summary.json'), 'w') as fh:
         json.dump(summary, fh, indent=2, default=float)

@@ -28,7 +28,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    help='student folder (default: the shipped one)')
     p.add_argument('--frames', type=int, default=12, help='held-out frames (default 12)')
     p.add_argument('--seed', type=int, default=500,
-                   help='held-out street seed (the shipped student trained on 0-23)')
+                   help='held-out street seed (the shipped student trained on 1-24)')
     p.add_argument('--size', type=_size, default=(640, 480), metavar='WxH')
     p.add_argument('--max-depth', type=float, default=80.0, help='metrics cap, m')
     p.add_argument('--input-size', type=int, default=0, help="0: the model's own")

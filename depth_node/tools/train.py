@@ -54,8 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--resume', action='store_true', help='continue the run in --out')
     g = p.add_argument_group('data')
     g.add_argument('--synthetic-seeds', default=None,
-                   help="synthetic streets to train on, e.g. '0-23' (default: 0-23 without "
-                        "--bag, none with it)")
+                   help="synthetic streets to train on, e.g. '1-24' (default: 1-24 without "
+                        '--bag, none with it; street 0 is the sample bag\'s, kept out)')
     g.add_argument('--per-street', type=int, default=40,
                    help='frames per synthetic street (default %(default)s)')
     g.add_argument('--synthetic-size', type=_size, default=(320, 240), metavar='WxH',
@@ -148,7 +148,7 @@ def _run(args: argparse.Namespace) -> int:
         val_every=args.val_every, loss=LossConfig(grad_weight=args.grad_weight, trim=args.trim))
     config.validate()
     seeds = _seeds(args.synthetic_seeds) if args.synthetic_seeds is not None \
-        else ([] if args.bag else list(range(24)))
+        else ([] if args.bag else list(range(1, 25)))
     started = time.perf_counter()
     train = []
     described = []
@@ -156,7 +156,7 @@ def _run(args: argparse.Namespace) -> int:
         w, h = args.synthetic_size
         train.extend(synthetic_samples(seeds, args.per_street, w, h, shuffle_seed=args.seed))
         described.append(f'{len(train)} frames of {len(seeds)} synthetic streets '
-                         f'(seeds {args.synthetic_seeds or "0-23"}, {w}x{h})')
+                         f'(seeds {args.synthetic_seeds or "1-24"}, {w}x{h})')
     topics = TeacherTopics(args.image_topic, args.depth_topic, args.uncertainty_topic)
     for bag in args.bag:
         issues: list[str] = []

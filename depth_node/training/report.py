@@ -92,26 +92,33 @@ class StudentReport:
 def lidar_only_depth(sparse: SparseDepth) -> np.ndarray:
     """Dense depth [H, W] float32 (metres) interpolated from sparse LiDAR depth alone.
 
-    Linear in inverse depth inside the convex hull of the hit pixels (Delaunay; a plane's
+    Linear in inverse depth over the Delaunay triangulation of the hit pixels (a plane's
     inverse depth is linear in pixel coordinates, so planes come out exact), nearest return
-    outside it. NaN everywhere when there are fewer than 3 returns.
+    outside their convex hull. NaN everywhere when there are fewer than 3 returns. Points are
+    located with matplotlib's trapezoid map: scipy's ``find_simplex`` walks, and on the
+    near-degenerate triangles of pixel-grid points it takes minutes per image.
     """
-    from scipy.interpolate import LinearNDInterpolator, NearestNDInterpolator
+    import matplotlib.tri as mtri
+    from scipy.interpolate import NearestNDInterpolator
+    from scipy.spatial import Delaunay, QhullError
 
     h, w = sparse.height, sparse.width
     if sparse.count < 3:
         return np.full((h, w), np.nan, np.float32)
     pts = np.stack([sparse.u, sparse.v], axis=1).astype(np.float64)  # [M, 2] (x, y)
     inv = 1.0 / sparse.z.astype(np.float64)
-    vv, uu = np.mgrid[0:h, 0:w]
-    query = np.stack([uu.ravel(), vv.ravel()], axis=1).astype(np.float64)
-    dense = LinearNDInterpolator(pts, inv)(query)
+    vv, uu = np.mgrid[0:h, 0:w].astype(np.float64)
+    try:
+        tri = mtri.Triangulation(pts[:, 0], pts[:, 1], Delaunay(pts).simplices)
+        dense = np.ma.filled(mtri.LinearTriInterpolator(tri, inv)(uu, vv), np.nan)
+    except (QhullError, ValueError, RuntimeError):  # all points on a line
+        dense = np.full((h, w), np.nan)
     outside = ~np.isfinite(dense)
     if outside.any():
-        dense[outside] = NearestNDInterpolator(pts, inv)(query[outside])
+        dense[outside] = NearestNDInterpolator(pts, inv)(uu[outside], vv[outside])
     with np.errstate(divide='ignore'):
         depth = np.where(dense > 0, 1.0 / dense, np.nan)
-    return depth.reshape(h, w).astype(np.float32)
+    return depth.astype(np.float32)
 
 
 def random_like(model_path: Union[str, os.PathLike], seed: int = 0) -> Any:
@@ -168,7 +175,7 @@ def student_report(model_path: Union[str, os.PathLike], frames: int = 12, seed: 
     frames : int
         Frames of the held-out drive (10 Hz, 8 m/s), street ``seed``.
     seed : int
-        Street and LiDAR-noise seed; the shipped student was trained on 0-23 (validated on
+        Street and LiDAR-noise seed; the shipped student was trained on 1-24 (validated on
         1000-1001), so the default 500 is a street it never saw.
     size : (int, int)
         Camera width, height.
@@ -205,7 +212,7 @@ def student_report(model_path: Union[str, os.PathLike], frames: int = 12, seed: 
             seconds += time.perf_counter() - start
             depths.append(res.depth)
             if not res.fit.ok:
-                why = re.sub(r' [-0-9.e]+$', '', res.fit.reason)  # drop the number
+                why = re.sub(r'-?\d+(\.\d+)?(e-?\d+)?', '#', res.fit.reason)  # no numbers
                 refused[why] = refused.get(why, 0) + 1
             bounds.append(depth_metrics(dense_oracle_fit(res.relative, f.depth,
                                                          OutputKind.DISPARITY, max_depth),

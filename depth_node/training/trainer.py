@@ -357,12 +357,11 @@ class Trainer:
 
 def plot_losses(history: Sequence[dict[str, float]], path: str | os.PathLike) -> None:
     """Loss curves as a PNG: per-step total loss, its moving average, SSI, validation."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    from depth_node.pipeline.report import figure
 
     steps = np.array([r['step'] for r in history])
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    fig = figure(8, 4.5)
+    ax = fig.add_subplot()
     if len(steps):
         loss = np.array([r['loss'] for r in history])
         ssi = np.array([r['ssi'] for r in history])
@@ -381,9 +380,7 @@ def plot_losses(history: Sequence[dict[str, float]], path: str | os.PathLike) ->
     ax.set_title('student training: SSI + gradient matching (trimmed)')
     ax.grid(True, which='both', alpha=0.3)
     ax.legend()
-    fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
 
 
 def _remove_tree(path: Path) -> None:
