@@ -51,6 +51,7 @@ class EstimatorConfig:
     device: str = 'cpu'
     precision: str = 'fp32'
     options: dict[str, Any] = field(default_factory=dict)
+    threads: int = 0  # torch CPU threads of the process; 0 = torch's default
 
 
 def check_input_image(rgb: np.ndarray) -> None:

@@ -51,6 +51,9 @@ PARAMETERS: tuple[Param, ...] = (
           read_only=True, range=(0, 4102)),
     Param('estimator.device', 'cpu', "Device: 'cpu', 'cuda' or 'cuda:N'.",
           read_only=True),
+    Param('estimator.threads', 0,
+          "torch CPU threads of the node's process; 0 = torch's default (all cores).",
+          read_only=True, range=(0, 256)),
     Param('estimator.precision', 'fp32',
           'Inference precision: fp32, fp16, bf16; int8 (TensorRT only, with calibration).',
           read_only=True, choices=('fp32', 'fp16', 'bf16', 'int8')),
@@ -300,7 +303,8 @@ def build_config(values: dict[str, Any]) -> NodeConfig:
     estimator = EstimatorConfig(
         type=v['estimator.type'], model_path=v['estimator.model_path'],
         encoder=v['estimator.encoder'], input_size=int(v['estimator.input_size']),
-        device=device, precision=v['estimator.precision'], options=options)
+        device=device, precision=v['estimator.precision'], options=options,
+        threads=int(v['estimator.threads']))
     if 0 < estimator.input_size < 14:
         raise ConfigError('estimator.input_size', 'must be 0 (the model\'s own) or >= 14 '
                           'pixels', estimator.input_size)

@@ -6,6 +6,8 @@ saw) against exact depth, with the Marigold-style metrics (:mod:`depth_node.core
 * ``student`` - the model through the very :class:`~depth_node.pipeline.frame.DepthPipeline`
   the node runs: LiDAR projection, see-through rejection, robust affine fit in disparity space
   (per frame: the temporal filter is off, so each frame stands alone);
+* ``student_local`` - the same with the node's local alignment (``local.enable``: a smooth
+  scale field from the LiDAR residuals on top of the global fit);
 * ``random`` - a network of the same architecture and size with random weights (fan-in scaled,
   so that its output depends on the image), through the same pipeline;
 * ``lidar_only`` - no network: the sweep's see-through-filtered pixels interpolated to a dense
@@ -199,8 +201,10 @@ def student_report(model_path: Union[str, os.PathLike], frames: int = 12, seed: 
     rand.model = random_like(model_path, random_seed)
     use_official_pos_embed_interpolation(rand.model, True)
     methods: dict[str, MethodScore] = {}
-    for name, est in (('student', student), ('random', rand)):
-        pipe = DepthPipeline(est, cfg)
+    runs = (('student', student, cfg), ('student_local', student, replace(cfg, local=True)),
+            ('random', rand, cfg))
+    for name, est, run_cfg in runs:
+        pipe = DepthPipeline(est, run_cfg)
         depths = []
         bounds = []
         refused: dict[str, int] = {}
@@ -214,12 +218,13 @@ def student_report(model_path: Union[str, os.PathLike], frames: int = 12, seed: 
             if not res.fit.ok:
                 why = re.sub(r'-?\d+(\.\d+)?(e-?\d+)?', '#', res.fit.reason)  # no numbers
                 refused[why] = refused.get(why, 0) + 1
-            bounds.append(depth_metrics(dense_oracle_fit(res.relative, f.depth,
-                                                         OutputKind.DISPARITY, max_depth),
-                                        f.depth, max_depth=max_depth))
+            if not run_cfg.local:
+                bounds.append(depth_metrics(dense_oracle_fit(res.relative, f.depth,
+                                                             OutputKind.DISPARITY, max_depth),
+                                            f.depth, max_depth=max_depth))
         methods[name] = _score(name, depths, truths, max_depth, seconds)
         methods[name].refused = refused
-        methods[name].bound = mean_metrics(bounds)
+        methods[name].bound = mean_metrics(bounds) if bounds else None
     depths = []
     start = time.perf_counter()
     for f in drive:
