@@ -23,7 +23,7 @@ import yaml
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = 'depth_node'
 SOURCES = ('package.xml', 'setup.py', 'setup.cfg', 'resource', 'depth_node', 'launch', 'config')
-EXECUTABLES = ('depth_node', 'demo', 'benchmark')
+EXECUTABLES = ('depth_node', 'demo', 'benchmark', 'train', 'record', 'student_report')
 # Python module -> PyPI distribution, for what colcon needs to build an ament_python package.
 COLCON_MODULES = {
     'colcon_ros': 'colcon-ros',  # ament_python build type, ament index marker, hooks
@@ -125,6 +125,12 @@ def test_install_tree_has_the_ros_layout(install):
         assert os.path.isfile(path), f'missing lib/{PACKAGE}/{name}'
         assert os.access(path, os.X_OK), f'lib/{PACKAGE}/{name} is not executable'
     assert os.path.isfile(os.path.join(_site_packages(install), PACKAGE, 'ros', 'node.py'))
+    # the shipped student (estimator.model_path ''), next to the installed code
+    student = os.path.join(_site_packages(install), PACKAGE, 'models', 'student')
+    for name in ('config.json', 'model.safetensors', 'preprocessor_config.json', 'README.md'):
+        with open(os.path.join(ROOT, PACKAGE, 'models', 'student', name), 'rb') as a, \
+                open(os.path.join(student, name), 'rb') as b:
+            assert a.read() == b.read(), f'installed models/student/{name} differs'
 
 
 def test_sourced_workspace_finds_the_installed_package(install):

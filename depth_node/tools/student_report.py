@@ -26,9 +26,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(prog='student_report', description=__doc__.split('\n\n')[0])
     p.add_argument('--model', default=str(SHIPPED_STUDENT),
                    help='student folder (default: the shipped one)')
-    p.add_argument('--frames', type=int, default=12, help='held-out frames (default 12)')
-    p.add_argument('--seed', type=int, default=500,
-                   help='held-out street seed (the shipped student trained on 1-24)')
+    p.add_argument('--frames', type=int, default=8,
+                   help='frames per held-out street (default %(default)s)')
+    p.add_argument('--seeds', default='500-505',
+                   help='held-out street seeds (default %(default)s; the shipped student '
+                        'trained on 1-24)')
     p.add_argument('--size', type=_size, default=(640, 480), metavar='WxH')
     p.add_argument('--max-depth', type=float, default=80.0, help='metrics cap, m')
     p.add_argument('--input-size', type=int, default=0, help="0: the model's own")
@@ -41,13 +43,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from depth_node.training.report import student_report
         if args.threads:
             torch.set_num_threads(args.threads)
-        report = student_report(args.model, args.frames, args.seed, args.size, args.max_depth,
-                                args.input_size)
+        from depth_node.tools.train import _seeds
+        report = student_report(args.model, args.frames, _seeds(args.seeds), args.size,
+                                args.max_depth, args.input_size)
     except (ConfigError, DepthNodeError, OSError, ValueError) as exc:
         print(f'student_report: error: {exc}', file=sys.stderr)
         return 2
-    print(f'{report.frames} held-out frames of street {report.seed}, {report.size[0]}x'
-          f'{report.size[1]}, depth <= {report.max_depth:g} m, model {report.model}\n')
+    print(f'{report.frames} frames on each of the held-out streets {args.seeds}, '
+          f'{report.size[0]}x{report.size[1]}, depth <= {report.max_depth:g} m, model '
+          f'{report.model}\n')
     print(report.table())
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
