@@ -420,12 +420,17 @@ def test_checkpoint_code_is_never_executed(tmp_path):
 # Configuration and input errors
 
 
-@pytest.mark.parametrize('path', ['', '/nonexistent/depth_anything_v2_vits.pth'])
-def test_missing_model_path(path):
+def test_missing_model_path(tmp_path, monkeypatch):
     with pytest.raises(ConfigError) as err:
-        build_estimator(EstimatorConfig(model_path=path))
+        build_estimator(EstimatorConfig(model_path='/nonexistent/depth_anything_v2_vits.pth'))
     assert err.value.name == 'estimator.model_path'
     assert 'estimator.model_path' in str(err.value)
+    # '' is the shipped student; without it (a broken install) the error says so
+    from depth_node.estimators import registry
+    monkeypatch.setattr(registry, 'SHIPPED_STUDENT', tmp_path / 'gone')
+    with pytest.raises(ConfigError, match='shipped student is missing') as err:
+        build_estimator(EstimatorConfig(model_path=''))
+    assert err.value.name == 'estimator.model_path'
 
 
 @pytest.mark.parametrize('kwargs, name', [

@@ -288,9 +288,10 @@ def test_missing_bag_and_bad_parameters_fail_clearly(tmp_path, frames_dir, capsy
     bad = _params(tmp_path / 'bad.yaml', frames_dir, fit__method='median')
     assert main([SAMPLE, '--params-file', bad, '--out', str(tmp_path / 'o'), '-q']) == 2
     assert "parameter 'fit.method'" in capsys.readouterr().err
-    # The node's own rule: Depth Anything needs a model path.
-    assert main([SAMPLE, '--out', str(tmp_path / 'o'), '-q']) == 2
-    assert "'estimator.model_path'" in capsys.readouterr().err
+    # The node's own rules, for an override too
+    assert main([SAMPLE, '--out', str(tmp_path / 'o'), '-q', '-p',
+                 'estimator.input_size:=7']) == 2
+    assert "'estimator.input_size'" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- output bag
