@@ -16,27 +16,12 @@ from typing import Union
 def random_depth_anything(config, seed: int = 0, head_bias: float = 0.5):
     """A ``DepthAnythingForDepthEstimation`` in eval mode with image-dependent random weights.
 
-    The default initialisation (std 0.02) makes the prediction nearly constant; fan-in scaled
-    weights make the output depend on the image. The last conv sees ReLU'd (non-negative)
-    features: with positive weights and bias the relative output is strictly positive (the
-    final ReLU never clips).
+    :func:`depth_node.training.student.random_network` with the position embeddings redrawn
+    too (std 0.5), so the output depends on where a pixel is as well as on the image.
     """
-    import torch
-    from transformers import DepthAnythingForDepthEstimation
+    from depth_node.training.student import random_network
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = DepthAnythingForDepthEstimation(config).eval()
-        with torch.no_grad():
-            for name, param in model.named_parameters():
-                if param.ndim >= 2:
-                    param.normal_(0.0, param[0].numel() ** -0.5)
-                elif name.endswith('bias'):
-                    param.normal_(0.0, 0.1)
-            model.backbone.embeddings.position_embeddings.normal_(0.0, 0.5)
-            model.head.conv3.weight.abs_()
-            model.head.conv3.bias.fill_(head_bias)
-    return model
+    return random_network(config, seed, head_bias, position_std=0.5)
 
 
 def save_tiny_depth_anything(folder: Union[str, os.PathLike], seed: int = 0,

@@ -37,8 +37,6 @@ from depth_node.core.colormap import colorize_depth, colorize_normalized
 from depth_node.core.metrics import depth_metrics, mean_metrics
 from depth_node.core.align import OutputKind
 from depth_node.core.camera import PinholeCamera
-from depth_node.core.lidar import project_points
-from depth_node.core.robust import reject_see_through
 from depth_node.core.transforms import RigidTransform
 from depth_node.pipeline.accuracy import dense_oracle_fit
 from depth_node.sim.frames import save_frames, SimFrame, SimRig
@@ -126,18 +124,9 @@ def _panel(rgb: np.ndarray, depth: Optional[np.ndarray], gt: np.ndarray,
     return np.concatenate([rgb, col, err_rgb], axis=1)
 
 
-def _lidar_only(frame: SimFrame, camera: PinholeCamera, extrinsic: RigidTransform,
-                min_depth: float = 0.5, max_depth: float = 120.0) -> np.ndarray:
-    """The sweep alone as dense depth: see-through filtered, interpolated (no network)."""
-    from depth_node.training.report import lidar_only_depth
-
-    sparse = project_points(frame.lidar, camera, extrinsic, min_depth, max_depth)
-    sparse = sparse.subset(reject_see_through(sparse, focal_px=camera.fy))
-    return lidar_only_depth(sparse)
-
-
 def run(args: argparse.Namespace) -> int:
     from depth_node.ros.player import extrinsic_parameters, GraphClient, stamp_of, wait_until
+    from depth_node.training.report import lidar_only_from_sweep
 
     os.makedirs(args.out, exist_ok=True)
     work = tempfile.mkdtemp(prefix='depth_node_demo_')
@@ -219,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
                               max_depth=args.max_depth)
             bound = b.abs_rel
             bounds.append(b)
-        lidar = depth_metrics(_lidar_only(f, camera, extrinsic), f.depth,
+        lidar = depth_metrics(lidar_only_from_sweep(f.lidar, camera, extrinsic), f.depth,
                               max_depth=args.max_depth)
         lidars.append(lidar)
         if depth is not None:

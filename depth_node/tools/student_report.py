@@ -13,11 +13,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from depth_node.core.errors import ConfigError, DepthNodeError
-
-
-def _size(text: str) -> tuple[int, int]:
-    w, h = text.lower().split('x')
-    return int(w), int(h)
+from depth_node.tools.train import _seeds, _size
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -43,7 +39,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from depth_node.training.report import student_report
         if args.threads:
             torch.set_num_threads(args.threads)
-        from depth_node.tools.train import _seeds
         report = student_report(args.model, args.frames, _seeds(args.seeds), args.size,
                                 args.max_depth, args.input_size)
     except (ConfigError, DepthNodeError, OSError, ValueError) as exc:

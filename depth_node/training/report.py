@@ -29,15 +29,18 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from depth_node.core.align import OutputKind
+from depth_node.core.camera import PinholeCamera
 from depth_node.core.lidar import project_points, SparseDepth
 from depth_node.core.metrics import depth_metrics, DepthMetrics, mean_metrics
 from depth_node.core.robust import reject_see_through
+from depth_node.core.transforms import RigidTransform
 from depth_node.estimators.base import model_input_size
 from depth_node.pipeline.accuracy import dense_oracle_fit
 from depth_node.pipeline.frame import DepthPipeline, FrameInput, PipelineConfig
 from depth_node.sim.frames import SimFrame, SimRig
 
-__all__ = ['MethodScore', 'StudentReport', 'lidar_only_depth', 'random_like', 'student_report']
+__all__ = ['MethodScore', 'StudentReport', 'lidar_only_depth', 'lidar_only_from_sweep',
+           'random_like', 'student_report']
 
 
 @dataclass
@@ -144,29 +147,35 @@ def lidar_only_depth(sparse: SparseDepth) -> np.ndarray:
     return depth.astype(np.float32)
 
 
+def lidar_only_from_sweep(points: np.ndarray, camera: PinholeCamera,
+                          lidar_to_camera: RigidTransform,
+                          config: PipelineConfig = PipelineConfig()) -> np.ndarray:
+    """Dense depth [H, W] float32 (metres) from a sweep alone, as the pipeline would see it.
+
+    The sweep [N, 3] (LiDAR frame) is projected with the pipeline's depth limits, see-through
+    returns are dropped as the pipeline drops them (``config.see_through``), and the rest is
+    interpolated by :func:`lidar_only_depth`.
+    """
+    sparse = project_points(points, camera, lidar_to_camera, config.lidar_min_depth,
+                            config.lidar_max_depth)
+    if config.see_through:
+        sparse = sparse.subset(reject_see_through(sparse, config.see_through_window,
+                                                  config.see_through_gap, focal_px=camera.fy))
+    return lidar_only_depth(sparse)
+
+
 def random_like(model_path: Union[str, os.PathLike], seed: int = 0) -> Any:
     """A network with the architecture of ``model_path`` and random, fan-in scaled weights.
 
-    Each weight matrix is drawn from N(0, 1/fan_in) and biases from N(0, 0.1) (transformers'
-    own std-0.02 initialisation gives a nearly constant output that no fit accepts); the last
-    convolution is made non-negative with a positive bias so the final ReLU passes its output.
+    See :func:`depth_node.training.student.random_network` (transformers' own std-0.02
+    initialisation gives a nearly constant output that no fit accepts).
     """
-    import torch
-    from transformers import AutoConfig, DepthAnythingForDepthEstimation
+    from transformers import AutoConfig
+
+    from depth_node.training.student import random_network
 
     config = AutoConfig.from_pretrained(os.fspath(model_path), local_files_only=True)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = DepthAnythingForDepthEstimation(config).eval()
-        with torch.no_grad():
-            for name, param in model.named_parameters():
-                if param.ndim >= 2:
-                    param.normal_(0.0, param[0].numel() ** -0.5)
-                elif name.endswith('bias'):
-                    param.normal_(0.0, 0.1)
-            model.head.conv3.weight.abs_()
-            model.head.conv3.bias.fill_(0.5)
-    return model
+    return random_network(config, seed, head_bias=0.5)
 
 
 def _score(name: str, depths: Sequence[Optional[np.ndarray]], truths: Sequence[np.ndarray],
@@ -258,13 +267,7 @@ def student_report(model_path: Union[str, os.PathLike], frames: int = 8,
     start = time.perf_counter()
     for _, rig, drive in drives:
         for f in drive:
-            sparse = project_points(f.lidar, rig.camera, rig.lidar_to_camera,
-                                    cfg.lidar_min_depth, cfg.lidar_max_depth)
-            if cfg.see_through:
-                sparse = sparse.subset(reject_see_through(sparse, cfg.see_through_window,
-                                                          cfg.see_through_gap,
-                                                          focal_px=rig.camera.fy))
-            depths.append(lidar_only_depth(sparse))
+            depths.append(lidar_only_from_sweep(f.lidar, rig.camera, rig.lidar_to_camera, cfg))
     methods['lidar_only'] = _score('lidar_only', depths, truths, max_depth,
                                    time.perf_counter() - start)
     return StudentReport(os.fspath(model_path), frames, size, [int(x) for x in seeds],

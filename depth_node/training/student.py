@@ -20,7 +20,8 @@ from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, D
 
 from depth_node.estimators.depth_anything import PATCH_SIZE
 
-__all__ = ['PRESETS', 'build_student', 'save_student', 'student_config', 'write_preprocessor']
+__all__ = ['PRESETS', 'build_student', 'random_network', 'save_student', 'student_config',
+           'write_preprocessor']
 
 #: Student sizes: DINOv2 width/depth/heads/MLP ratio, the DPT neck widths, fusion width and the
 #: (0-based) blocks feeding the head. ``small`` is Depth Anything V2's ViT-S; ``tiny`` is what
@@ -83,6 +84,32 @@ def build_student(config: DepthAnythingConfig, seed: int,
         with torch.no_grad():
             model.head.conv3.bias.fill_(head_bias)
     return model.train()
+
+
+def random_network(config: DepthAnythingConfig, seed: int = 0, head_bias: float = 0.5,
+                   position_std: Optional[float] = None) -> DepthAnythingForDepthEstimation:
+    """A network of ``config`` in eval mode with random, image-dependent weights (a baseline).
+
+    Each weight matrix is drawn from N(0, 1/fan_in) and biases from N(0, 0.1); transformers'
+    own std-0.02 initialisation gives a nearly constant output. The last convolution is made
+    non-negative with bias ``head_bias``: a relative model's output is then strictly positive
+    (the final ReLU never clips). ``position_std`` redraws the position embeddings from
+    N(0, std) too (None keeps transformers' draw). The global torch RNG is left as it was.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = DepthAnythingForDepthEstimation(config).eval()
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if param.ndim >= 2:
+                    param.normal_(0.0, param[0].numel() ** -0.5)
+                elif name.endswith('bias'):
+                    param.normal_(0.0, 0.1)
+            if position_std is not None:
+                model.backbone.embeddings.position_embeddings.normal_(0.0, position_std)
+            model.head.conv3.weight.abs_()
+            model.head.conv3.bias.fill_(head_bias)
+    return model
 
 
 def write_preprocessor(folder: Union[str, os.PathLike], input_size: int) -> Path:

@@ -28,6 +28,7 @@ import logging
 import math
 import os
 import resource
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -217,7 +218,7 @@ class Trainer:
         ckpt = self.out / 'checkpoint'
         tmp = self.out / 'checkpoint.tmp'
         if tmp.exists():
-            _remove_tree(tmp)
+            shutil.rmtree(tmp)
         save_student(self.model, tmp, self.config.input_size)
         tensors: dict[str, torch.Tensor] = {}
         for i, state in self.optimizer.state_dict()['state'].items():
@@ -228,7 +229,7 @@ class Trainer:
                  'samples': len(self.train)}
         (tmp / _STATE).write_text(json.dumps(state) + '\n', encoding='utf-8')
         if ckpt.exists():
-            _remove_tree(ckpt)
+            shutil.rmtree(ckpt)
         tmp.rename(ckpt)
         return ckpt
 
@@ -381,12 +382,3 @@ def plot_losses(history: Sequence[dict[str, float]], path: str | os.PathLike) ->
     ax.grid(True, which='both', alpha=0.3)
     ax.legend()
     fig.savefig(path)
-
-
-def _remove_tree(path: Path) -> None:
-    for child in path.iterdir():
-        if child.is_dir():
-            _remove_tree(child)
-        else:
-            child.unlink()
-    path.rmdir()
