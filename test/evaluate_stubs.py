@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from depth_node.estimators.oracle import DisparityOracle
+from depth_node.testing.oracle import DisparityOracle
 
 
 class InterruptingOracle(DisparityOracle):

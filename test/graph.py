@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from depth_node.tools.nodeproc import NodeProcess, private_graph_env, write_params
+from depth_node.testing.nodeproc import NodeProcess, private_graph_env, write_params
 
 ENV = private_graph_env(int(os.environ['DEPTH_NODE_TEST_DOMAIN'])
                         if 'DEPTH_NODE_TEST_DOMAIN' in os.environ else None)

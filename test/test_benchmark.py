@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip('rclpy')
 
-from depth_node.tools import benchmark  # noqa: E402
+from depth_node.bench import pipeline as benchmark  # noqa: E402
 
 _NUMBER = r'(-?\d+\.\d+)'
 

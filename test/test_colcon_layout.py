@@ -137,7 +137,7 @@ def test_sourced_workspace_finds_the_installed_package(install):
     # What a user gets after `source install/setup.sh`: the installed code (not this
     # checkout) and the package's share folder through the ament index.
     setup = os.path.join(os.path.dirname(install), 'setup.sh')
-    check = ('import depth_node, depth_node.ros.node, depth_node.tools.benchmark; '
+    check = ('import depth_node, depth_node.ros.node, depth_node.bench.pipeline; '
              'from ament_index_python.packages import get_package_share_directory as share; '
              f"print(depth_node.__file__); print(share('{PACKAGE}'))")
     env = dict(os.environ)

@@ -1,4 +1,4 @@
-"""Tests for the message <-> array boundary (depth_node.ros.conversions), no ROS graph needed.
+"""Tests for the message <-> array boundary (depth_node.ros.messages), no ROS graph needed.
 
 Messages are built by hand (row padding, byte order, unusual field layouts) with ``struct`` and
 plain byte strings; clouds written by the module are decoded by an independent parser: rclpy
@@ -17,9 +17,10 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
 from depth_node.core.camera import PinholeCamera
-from depth_node.ros.conversions import (array_to_image, camera_info_to_camera, ENCODINGS,
-                                        image_to_array, image_to_rgb8, MessageError,
-                                        pointcloud2_to_xyz, xyz_to_pointcloud2)
+from depth_node.messages.encodings import ENCODINGS
+from depth_node.messages.readers import (camera_info_to_camera, image_to_array, image_to_rgb8,
+                                         MessageError, pointcloud2_to_xyz)
+from depth_node.ros.messages import array_to_image, xyz_to_pointcloud2
 
 TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
 NATIVE_BIG = sys.byteorder == 'big'

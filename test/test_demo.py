@@ -4,7 +4,7 @@ import json
 
 from graph import ENV  # noqa: F401  (private local graph for this process)
 
-from depth_node.tools.demo import main, sample_bag
+from depth_node.cli.demo import main, sample_bag
 
 
 def test_demo_runs_the_shipped_student_on_the_sample_bag(tmp_path):

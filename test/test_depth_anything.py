@@ -43,7 +43,7 @@ def _max_rel(ours: np.ndarray, reference: np.ndarray) -> float:
 
 def _import_official() -> types.ModuleType:
     """Import ``depth_anything_v2.dpt`` (torchvision stand-in: see the benchmark's helper)."""
-    from depth_node.tools.benchmark_backends import import_official
+    from depth_node.bench.backends import import_official
     return import_official()
 
 

@@ -18,20 +18,20 @@ from depth_node.core.errors import ConfigError, DepthNodeError
 from depth_node.core.lidar import project_points, SparseDepth
 from depth_node.core.metrics import METRIC_NAMES
 from depth_node.estimators import build_estimator
-from depth_node.pipeline import evaluate as evaluate_module
-from depth_node.pipeline.bag import read_drive, typestore, write_drive
-from depth_node.pipeline.evaluate import (BagEvaluation, check_no_leak, EvaluationOptions,
-                                          load_params_file, NodeSettings, point_pixels,
-                                          split_lidar)
-from depth_node.pipeline.published import pack_cloud
+from depth_node.offline import evaluate as evaluate_module
+from depth_node.offline.bag import read_drive, typestore, write_drive
+from depth_node.offline.evaluate import (BagEvaluation, check_no_leak, EvaluationOptions,
+                                         load_params_file, NodeSettings, point_pixels,
+                                         split_lidar)
+from depth_node.messages.layout import pack_cloud
 from depth_node.ros.params import build_config
 from depth_node.sim.frames import save_frames, SimFrame, SimRig
 from depth_node.sim.scene import LidarModel
-from depth_node.tools.evaluate import main
+from depth_node.cli.evaluate import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE = os.path.join(ROOT, 'data', 'sample_drive')
-ORACLE = 'depth_node.estimators.oracle:DisparityOracle'
+ORACLE = 'depth_node.testing.oracle:DisparityOracle'
 OUTPUT_TOPICS = ('/depth', '/depth/camera_info', '/depth/points', '/depth/relative',
                  '/depth/colored')
 
@@ -305,7 +305,7 @@ def test_output_bag_round_trip_holds_the_bytes_the_node_publishes(tmp_path, fram
 
     from depth_node.core.colormap import colorize_depth
     from depth_node.pipeline.frame import DepthPipeline, FrameInput
-    from depth_node.ros.conversions import array_to_image, xyz_to_pointcloud2
+    from depth_node.ros.messages import array_to_image, xyz_to_pointcloud2
 
     out, bag = tmp_path / 'report', tmp_path / 'published'
     params = _params(tmp_path / 'p.yaml', frames_dir, cloud__color=True)
@@ -359,7 +359,7 @@ def test_output_bag_round_trip_holds_the_bytes_the_node_publishes(tmp_path, fram
 def test_pack_cloud_is_the_nodes_cloud_layout():
     from std_msgs.msg import Header
 
-    from depth_node.ros.conversions import xyz_to_pointcloud2
+    from depth_node.ros.messages import xyz_to_pointcloud2
     rng = np.random.default_rng(0)
     pts = rng.normal(size=(5, 7, 3)).astype(np.float32)
     pts[2, 3] = np.nan
@@ -416,7 +416,8 @@ def test_sqlite3_bag_without_ground_truth_uses_held_out_lidar(tmp_path):
 def test_camera_and_ground_truth_encodings():
     import cv2
 
-    from depth_node.pipeline.bag import depth_image_to_metres, image_to_rgb
+    from depth_node.messages.readers import depth_image_to_metres
+    from depth_node.messages.readers import image_to_rgb8 as image_to_rgb
     t = typestore().types
     rng = np.random.default_rng(2)
     rgb = rng.integers(0, 256, (4, 5, 3), dtype=np.uint8)
@@ -445,7 +446,7 @@ def test_camera_and_ground_truth_encodings():
     m = np.array([[np.inf, -1.0], [2.5, 0.0]], np.float32)
     assert np.allclose(depth_image_to_metres(image(m, '32FC1')),
                        [[np.nan, np.nan], [2.5, np.nan]], equal_nan=True)
-    with pytest.raises(DepthNodeError, match="'32FC1' is not a camera image"):
+    with pytest.raises(DepthNodeError, match="'32FC1' cannot be converted to rgb8"):
         image_to_rgb(image(m, '32FC1'))
 
 

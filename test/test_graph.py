@@ -9,10 +9,11 @@ import pytest
 from graph import client, ENV, start_node
 
 from depth_node.core.metrics import depth_metrics
-from depth_node.ros.conversions import array_to_image, image_to_array
+from depth_node.messages.readers import image_to_array
+from depth_node.ros.messages import array_to_image
 from depth_node.ros.player import extrinsic_parameters, make_header, stamp_of, wait_until
 from depth_node.sim.frames import save_frames, SimRig
-from depth_node.tools.nodeproc import NodeProcess, write_params
+from depth_node.testing.nodeproc import NodeProcess, write_params
 
 from sensor_msgs.msg import Image, PointCloud2, PointField  # noqa: I100
 from std_msgs.msg import Float32
@@ -31,7 +32,7 @@ def drive(tmp_path_factory):
 
 def test_oracle_metric_depth_and_cloud_match_truth(drive, tmp_path):
     rig, frames, folder = drive
-    params = {'estimator.type': 'depth_node.estimators.oracle:DisparityOracle',
+    params = {'estimator.type': 'depth_node.testing.oracle:DisparityOracle',
               'estimator.options': f'{{"frames_dir": "{folder}", "scale": 0.31, "shift": 0.02}}',
               'cloud.stride': 2, 'cloud.color': True, 'diagnostics.period': 0.5,
               'lidar.wait': 0.3, **extrinsic_parameters(rig.lidar_to_camera)}
@@ -197,7 +198,7 @@ def test_overload_newest_frame_wins(drive, tmp_path):
 
 
 @pytest.mark.parametrize('params, name, code', [
-    ({'estimator.type': 'depth_node.estimators.oracle:DisparityOracle', 'cloud.stride': 0},
+    ({'estimator.type': 'depth_node.testing.oracle:DisparityOracle', 'cloud.stride': 0},
      'cloud.stride', None),
     ({'cloud.strid': 3}, "'cloud.strid'", 2),
     ({'estimator.input_size': 7}, 'estimator.input_size', 2),
@@ -240,7 +241,7 @@ def _set_params(feed, values):
 
 def test_runtime_parameters_validated_and_applied(drive, tmp_path):
     rig, frames, folder = drive
-    params = {'estimator.type': 'depth_node.estimators.oracle:DisparityOracle',
+    params = {'estimator.type': 'depth_node.testing.oracle:DisparityOracle',
               'estimator.options': f'{{"frames_dir": "{folder}"}}', 'lidar.wait': 0.3,
               **extrinsic_parameters(rig.lidar_to_camera)}
     proc = start_node(tmp_path, params)
@@ -270,7 +271,7 @@ def test_keyframe_teacher_publishes_while_real_time_keeps_its_rate(drive, tmp_pa
     from tiny_models import save_tiny_marigold
     rig, frames, folder = drive
     teacher = save_tiny_marigold(tmp_path / 'tiny_marigold', processing_resolution=64)
-    params = {'estimator.type': 'depth_node.estimators.oracle:DisparityOracle',
+    params = {'estimator.type': 'depth_node.testing.oracle:DisparityOracle',
               'estimator.options': f'{{"frames_dir": "{folder}"}}', 'lidar.wait': 0.3,
               'diagnostics.period': 0.5, 'keyframes.enable': True,
               'keyframes.model_path': str(teacher), 'keyframes.every_n': 4,

@@ -384,7 +384,7 @@ def test_process_mode_start_errors_and_stuck_teacher():
 
 def test_benchmark_runs_and_reports_ratios(scene):
     pytest.importorskip('torch')
-    from depth_node.tools.benchmark_keyframes import format_table, parse_config, run
+    from depth_node.bench.keyframes import format_table, parse_config, run
 
     rig, frame = scene
     factory = functools.partial(AffineOracleTeacher, frame.depth, SCALE, SHIFT, None, 0.01)

@@ -29,7 +29,7 @@ from depth_node.estimators.depth_anything import (  # noqa: E402
 from depth_node.estimators.onnx_export import (  # noqa: E402
     bicubic_matrix, compare_with_torch, export_onnx, ExportableDepthAnything)
 from depth_node.estimators.onnx_model import read_onnx_info  # noqa: E402
-from depth_node.tools import export_onnx as export_tool  # noqa: E402
+from depth_node.cli import export_onnx as export_tool  # noqa: E402
 
 from onnx_models import tiny_folder, tiny_onnx  # noqa: E402  (test/ is on sys.path)
 

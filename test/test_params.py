@@ -9,7 +9,7 @@ from depth_node.core.errors import ConfigError
 from depth_node.ros.params import build_config, changed_read_only, PARAMETERS, params_yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ORACLE = {'estimator.type': 'depth_node.estimators.oracle:DisparityOracle'}
+ORACLE = {'estimator.type': 'depth_node.testing.oracle:DisparityOracle'}
 
 
 def _flatten(tree, prefix=''):

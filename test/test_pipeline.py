@@ -8,7 +8,7 @@ from depth_node.core.errors import ConfigError, DepthNodeError
 from depth_node.core.lidar import project_points
 from depth_node.core.metrics import depth_metrics
 from depth_node.estimators.base import EstimatorConfig
-from depth_node.estimators.oracle import DisparityOracle
+from depth_node.testing.oracle import DisparityOracle
 from depth_node.estimators.registry import build_estimator
 from depth_node.pipeline.frame import DepthPipeline, FrameInput, PipelineConfig
 from depth_node.sim.frames import save_frames, SimRig
@@ -37,7 +37,7 @@ def test_synthetic_lidar_agrees_with_rendered_depth(sim):
 def test_oracle_by_import_path_gives_metric_depth(sim):
     rig, frames, folder = sim
     est = build_estimator(EstimatorConfig(
-        type='depth_node.estimators.oracle:DisparityOracle',
+        type='depth_node.testing.oracle:DisparityOracle',
         options={'frames_dir': str(folder), 'scale': 0.21, 'shift': 0.07}))
     pipe = DepthPipeline(est, PipelineConfig(max_depth=80.0))
     for f in frames:
@@ -102,9 +102,9 @@ def test_registry_errors():
     with pytest.raises(ConfigError, match='cannot be imported'):
         build_estimator(EstimatorConfig(type='no_such_module_xyz:f'))
     with pytest.raises(ConfigError, match='no attribute'):
-        build_estimator(EstimatorConfig(type='depth_node.estimators.oracle:Nope'))
+        build_estimator(EstimatorConfig(type='depth_node.testing.oracle:Nope'))
     with pytest.raises(ConfigError, match='estimator.options'):
-        build_estimator(EstimatorConfig(type='depth_node.estimators.oracle:DisparityOracle',
+        build_estimator(EstimatorConfig(type='depth_node.testing.oracle:DisparityOracle',
                                         options={'bogus': 1}))
     with pytest.raises(ConfigError, match='output'):
         build_estimator(EstimatorConfig(type='builtins:object'))

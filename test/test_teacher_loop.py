@@ -22,8 +22,8 @@ from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-from depth_node.pipeline.bag import DriveReader, read_drive, typestore
-from depth_node.ros.conversions import array_to_image
+from depth_node.offline.bag import DriveReader, read_drive, typestore
+from depth_node.ros.messages import array_to_image
 from depth_node.ros.player import extrinsic_parameters, make_header, stamp_of, wait_until
 from depth_node.ros.recorder import main as record_main, Recorder
 
@@ -160,7 +160,7 @@ def test_keyframes_recorded_from_the_node_train_the_student(tmp_path):
     from tiny_models import save_tiny_depth_anything, save_tiny_marigold
 
     from depth_node.estimators.depth_anything import DepthAnythingEstimator
-    from depth_node.tools.train import main as train_main
+    from depth_node.cli.train import main as train_main
 
     frames = []
     for f in read_drive(SAMPLE):
@@ -256,7 +256,7 @@ def _keyframe_runs(feed):
 def test_labels_received_seconds_after_their_image_still_label_it(tmp_path):
     from rosbags.rosbag2 import Writer
 
-    from depth_node.pipeline.bag import _Messages
+    from depth_node.offline.bag import _Messages
     from depth_node.training.data import bag_samples, TeacherTopics
 
     m = _Messages()

@@ -244,7 +244,7 @@ def test_train_config_validation_names_the_field():
 def test_train_cli_writes_a_student_the_estimator_loads(tmp_path):
     from depth_node.estimators.base import EstimatorConfig
     from depth_node.estimators.registry import build_estimator
-    from depth_node.tools.train import main
+    from depth_node.cli.train import main
 
     out = tmp_path / 'run'
     args = ['--out', str(out), '--synthetic-seeds', '0-1', '--per-street', '2',
@@ -274,7 +274,7 @@ def test_train_cli_writes_a_student_the_estimator_loads(tmp_path):
 def test_train_cli_on_a_bag_with_ground_truth_depth(tmp_path):
     import os
 
-    from depth_node.tools.train import main
+    from depth_node.cli.train import main
     from depth_node.training.data import bag_samples, TeacherTopics
 
     bag = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'data',

@@ -83,12 +83,12 @@ def save_tiny_marigold(folder: Union[str, os.PathLike], seed: int = 0, scheduler
     Built from configs following diffusers' dummy components of its Marigold depth tests
     (UNet2DConditionModel, AutoencoderKL, DDIM or LCM scheduler, CLIPTextModel) with a
     ``CLIPTokenizer`` made from a local vocabulary, every module in eval mode; see
-    :func:`depth_node.tools.tiny_marigold.save_tiny_marigold`, which the keyframe benchmark
+    :func:`depth_node.testing.tiny_marigold.save_tiny_marigold`, which the keyframe benchmark
     uses too. ``denoising_steps`` and ``processing_resolution`` become the checkpoint's
     defaults. Runs at 640x480 in tens of milliseconds per member at a processing resolution
     of 64; keep it <= 256.
     """
-    from depth_node.tools.tiny_marigold import save_tiny_marigold as save
+    from depth_node.testing.tiny_marigold import save_tiny_marigold as save
 
     return save(folder, seed=seed, scheduler=scheduler, denoising_steps=denoising_steps,
                 processing_resolution=processing_resolution, prediction_type=prediction_type)

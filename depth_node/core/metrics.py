@@ -9,9 +9,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Iterable, Optional
 
+import math
+
 import numpy as np
 
+from depth_node.core.align import apply_affine, fit_affine, OutputKind
 from depth_node.core.errors import DepthNodeError
+from depth_node.core.robust import fit_affine_robust
 
 METRIC_NAMES = ('abs_rel', 'sq_rel', 'rmse', 'rmse_log', 'delta1', 'delta2', 'delta3')
 
@@ -74,3 +78,27 @@ def mean_metrics(per_image: Iterable[DepthMetrics]) -> DepthMetrics:
         return DepthMetrics(nan, nan, nan, nan, nan, nan, nan, 0)
     vals = {k: float(np.mean([getattr(m, k) for m in items])) for k in METRIC_NAMES}
     return DepthMetrics(**vals, valid=sum(m.valid for m in items))
+
+
+def dense_oracle_fit(prediction: np.ndarray, depth: np.ndarray, space: OutputKind,
+                     max_depth: float, stride: int = 2) -> np.ndarray:
+    """Metric depth of the best global affine map fitted on all pixels with exact depth.
+
+    "Best" is the lower AbsRel of a dense least-squares and a dense robust (log-depth) fit,
+    both on every ``stride``-th pixel with ground truth in ``(0, max_depth]``.
+    """
+    valid = np.isfinite(depth) & (depth > 0) & (depth <= max_depth)
+    sub = np.zeros_like(valid)
+    sub[::stride, ::stride] = valid[::stride, ::stride]
+    x, z = prediction[sub], depth[sub]
+    best, best_err = None, math.inf
+    for fit in (fit_affine(x, z, space), fit_affine_robust(x, z, space, min_points=2)):
+        if not fit.ok:
+            continue
+        out = apply_affine(prediction, fit.scale, fit.shift, space, max_depth)
+        err = depth_metrics(out, depth, max_depth=max_depth).abs_rel
+        if err < best_err:
+            best, best_err = out, err
+    if best is None:
+        return np.full(depth.shape, np.nan, np.float32)
+    return best

@@ -97,7 +97,7 @@ def resolve_torch_device(device: str, parameter: str = 'estimator.device') -> An
 
 
 #: The student that ships with the package (Depth Anything V2 architecture, trained on synthetic
-#: streets only by ``depth_node.tools.train``): the model when ``estimator.model_path`` is ''.
+#: streets only by ``depth_node.cli.train``): the model when ``estimator.model_path`` is ''.
 SHIPPED_STUDENT = Path(__file__).resolve().parent.parent / 'models' / 'student'
 
 #: Network input lower bound of Depth Anything V2 (its official transform).

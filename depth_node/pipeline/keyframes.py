@@ -29,7 +29,7 @@ intra-op threads of the teacher (thread mode: of the worker thread only, see
 fight over the same cores; ``teacher_cpus`` pins the teacher to given CPUs (Linux);
 ``teacher_nice`` lowers the teacher's CPU priority (process mode: the child; thread mode: the
 worker thread only, which Linux allows), so that the real-time path preempts it whenever both
-want a CPU. ``depth_node/tools/benchmark_keyframes.py`` measures the real-time latency with the
+want a CPU. ``depth_node/bench/keyframes.py`` measures the real-time latency with the
 teacher off and on for each setting. On a 2-core machine, with a (tiny, CPU) Marigold running
 without pause next to the node's per-frame path (projection, fit, depth, cloud: numpy), a
 teacher at nice 0 slows the real-time path by x1.3-1.8 at p50 in a thread and in a process

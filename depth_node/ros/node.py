@@ -40,10 +40,10 @@ from depth_node.pipeline.frame import DepthPipeline, FrameInput
 from depth_node.pipeline.keyframes import KeyframeResult, KeyframeWorker
 from depth_node.pipeline.published import diagnostic_status, frame_outputs, PublishSettings
 from depth_node.pipeline.stats import FrameStats
-from depth_node.ros.conversions import (array_to_image, camera_info_to_camera,
-                                        depth_camera_info_msg, image_to_rgb8, MessageError,
-                                        packed_to_pointcloud2, pointcloud2_to_xyz,
-                                        xyz_to_pointcloud2)
+from depth_node.messages.readers import (camera_info_to_camera, image_to_rgb8, MessageError,
+                                         pointcloud2_to_xyz)
+from depth_node.ros.messages import (array_to_image, depth_camera_info_msg,
+                                     packed_to_pointcloud2, xyz_to_pointcloud2)
 from depth_node.ros.params import build_config, changed_read_only, NodeConfig, PARAMETERS
 
 # rclpy's own parameters, which a params file may set besides ours.

@@ -21,7 +21,7 @@ from std_msgs.msg import Header
 
 from depth_node.core.camera import PinholeCamera
 from depth_node.core.transforms import matrix_to_quaternion, RigidTransform
-from depth_node.ros.conversions import array_to_image, xyz_to_pointcloud2
+from depth_node.ros.messages import array_to_image, xyz_to_pointcloud2
 
 OUTPUTS = {'depth': Image, 'depth/relative': Image, 'depth/colored': Image,
            'depth/camera_info': CameraInfo, 'depth/points': PointCloud2,

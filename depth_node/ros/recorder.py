@@ -27,7 +27,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from depth_node.core.errors import DepthNodeError
-from depth_node.pipeline.bag import _qos, STORAGES, typestore
+from depth_node.offline.bag import _qos, STORAGES, typestore
 
 
 def message_class(type_name: str) -> Any:

@@ -47,7 +47,7 @@ def _publish(count: int, width: int, height: int) -> None:
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
-    from depth_node.ros.conversions import array_to_image
+    from depth_node.ros.messages import array_to_image
     rclpy.init()
     node = rclpy.create_node('transport_check_pub')
     pub = node.create_publisher(Image, 'transport_check', qos_profile_sensor_data)

@@ -30,8 +30,8 @@ import cv2
 import numpy as np
 
 from depth_node.core.errors import DepthNodeError
-from depth_node.pipeline.bag import (_header_stamp, depth_image_to_metres, DriveReader,
-                                     image_to_rgb, typestore)
+from depth_node.messages.readers import depth_image_to_metres, image_to_rgb8
+from depth_node.offline.bag import _header_stamp, DriveReader, typestore
 from depth_node.sim.frames import SimRig
 
 __all__ = ['Batch', 'Sample', 'TeacherTopics', 'bag_samples', 'inverse_depth', 'make_batch',
@@ -183,9 +183,9 @@ def bag_samples(path: str | Path, topics: TeacherTopics = TeacherTopics(),
         try:
             msg = store.deserialize_cdr(m.data, m.msgtype)
             if m.topic == topics.image:
-                value = image_to_rgb(msg, m.topic, m.msgtype)
+                value = image_to_rgb8(msg, m.msgtype)
             else:
-                value = depth_image_to_metres(msg, m.topic)
+                value = depth_image_to_metres(msg)
         except Exception as exc:  # rosbags raises assorted types on bad bytes
             notes.append(f'{m.topic} at {stamp * 1e-9:.3f} s: {exc}; skipped')
             continue

@@ -35,7 +35,7 @@ from depth_node.core.metrics import depth_metrics, DepthMetrics, mean_metrics
 from depth_node.core.robust import reject_see_through
 from depth_node.core.transforms import RigidTransform
 from depth_node.estimators.base import model_input_size
-from depth_node.pipeline.accuracy import dense_oracle_fit
+from depth_node.core.metrics import dense_oracle_fit
 from depth_node.pipeline.frame import DepthPipeline, FrameInput, PipelineConfig
 from depth_node.sim.frames import SimFrame, SimRig
 

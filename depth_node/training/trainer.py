@@ -358,7 +358,7 @@ class Trainer:
 
 def plot_losses(history: Sequence[dict[str, float]], path: str | os.PathLike) -> None:
     """Loss curves as a PNG: per-step total loss, its moving average, SSI, validation."""
-    from depth_node.pipeline.report import figure
+    from depth_node.offline.report import figure
 
     steps = np.array([r['step'] for r in history])
     fig = figure(8, 4.5)

@@ -5,7 +5,7 @@ with a relative input whose only unknown is the scale and shift the fit must rec
 frames up by the exact bytes of their RGB image, so it works only on frames it was given (e.g.
 by :func:`depth_node.sim.frames.save_frames`); any other image is an error.
 
-Use it by import path: ``estimator.type: depth_node.estimators.oracle:DisparityOracle`` with
+Use it by import path: ``estimator.type: depth_node.testing.oracle:DisparityOracle`` with
 ``estimator.options: '{"frames_dir": "...", "scale": 0.37, "shift": 0.05}'``.
 """
 

@@ -23,7 +23,7 @@ the GIL part of the time) or ``PATH``: a Depth Anything folder or ``.pth`` run o
 torch's default threads (e.g. a tiny random one from ``test/tiny_models.py``).
 
 The teacher is ``--teacher PATH``, any Marigold depth folder, or by default a tiny random
-Marigold (:func:`depth_node.tools.tiny_marigold.save_tiny_marigold`) run on the CPU in fp32
+Marigold (:func:`depth_node.testing.tiny_marigold.save_tiny_marigold`) run on the CPU in fp32
 with ``--teacher-options`` (default: ensemble of 3 at 128 px). It is not a real Marigold: its
 UNet is thousands of times smaller, so its time goes into Python (module calls, scheduler,
 the ensemble's scipy alignment) and small kernels - a worst case for the GIL, and on a CPU
@@ -31,7 +31,7 @@ the same cores as the student. A real Marigold on a GPU spends its time in CUDA 
 (GIL released) but keeps the Python part (and the alignment on GPU tensors, with a sync per
 cost evaluation).
 
-Run ``python -m depth_node.tools.benchmark_keyframes --help``.
+Run ``python -m depth_node.bench.keyframes --help``.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ import numpy as np
 
 from depth_node.core.align import OutputKind
 from depth_node.core.errors import DepthNodeError
-from depth_node.pipeline.accuracy import ArrayEstimator
+from depth_node.bench.accuracy import ArrayEstimator
 from depth_node.pipeline.frame import DepthPipeline, FrameInput, PipelineConfig
 from depth_node.pipeline.keyframes import KeyframeConfig, KeyframeWorker
 from depth_node.sim.frames import SimRig
@@ -235,7 +235,7 @@ def format_table(report: dict[str, Any]) -> str:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """Console-script entry point: ``python -m depth_node.tools.benchmark_keyframes``."""
+    """Console-script entry point: ``python -m depth_node.bench.keyframes``."""
     p = argparse.ArgumentParser(prog='benchmark_keyframes',
                                 description=__doc__.split('\n\n')[0])
     p.add_argument('--configs',
@@ -278,7 +278,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         path = args.teacher
         desc = path
         if not path:
-            from depth_node.tools.tiny_marigold import save_tiny_marigold
+            from depth_node.testing.tiny_marigold import save_tiny_marigold
             path = str(save_tiny_marigold(os.path.join(tmp, 'tiny_marigold')))
             desc = 'tiny random Marigold (tools/tiny_marigold.py)'
         factory = functools.partial(MarigoldEstimator, path, device=args.teacher_device,

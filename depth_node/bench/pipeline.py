@@ -2,7 +2,7 @@
 
 The input is a full synthetic 64-beam LiDAR sweep (``SimRig.default``, about 100k points) and a
 camera image, as the messages a driver would send; the model is replaced by the oracle
-estimator (:class:`~depth_node.estimators.oracle.DisparityOracle`), whose time is not counted.
+estimator (:class:`~depth_node.testing.oracle.DisparityOracle`), whose time is not counted.
 Each frame runs the node's stages in the node's order, in one process:
 
 ==========================  ===================================================================
@@ -45,7 +45,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from depth_node.tools.nodeproc import private_graph_env
+from depth_node.testing.nodeproc import private_graph_env
 
 #: Budget of the non-model path per frame, milliseconds.
 TARGET_MS = 5.0
@@ -267,10 +267,10 @@ class _Outputs:
 def run(args: argparse.Namespace, command: str) -> BenchmarkResult:
     """Render the frames, run warm-up and measured frames, return every stage's samples."""
     from depth_node.core.colormap import colorize_depth
-    from depth_node.estimators.oracle import DisparityOracle
+    from depth_node.testing.oracle import DisparityOracle
     from depth_node.pipeline.frame import DepthPipeline, FrameInput, PipelineConfig
-    from depth_node.ros.conversions import (array_to_image, image_to_rgb8, pointcloud2_to_xyz,
-                                            xyz_to_pointcloud2)
+    from depth_node.messages.readers import image_to_rgb8, pointcloud2_to_xyz
+    from depth_node.ros.messages import array_to_image, xyz_to_pointcloud2
     from depth_node.ros.params import BY_NAME
     from depth_node.ros.player import GraphClient, make_header, OUTPUTS
     from depth_node.sim.frames import save_frames, SimRig

@@ -28,7 +28,7 @@ import numpy as np
 
 from depth_node.core.colormap import colorize_depth
 from depth_node.core.metrics import METRIC_NAMES
-from depth_node.pipeline.evaluate import bin_label, EvaluationResult
+from depth_node.offline.evaluate import bin_label, EvaluationResult
 
 PLOTS = ('error_vs_depth.png', 'abs_rel_over_time.png', 'scale_shift.png', 'latency.png',
          'sample_frame.png')

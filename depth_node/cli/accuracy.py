@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import Optional
 
 from depth_node.core.align import OutputKind
-from depth_node.pipeline.accuracy import run_scenario, run_temporal, Scenario, time_alignment
+from depth_node.bench.accuracy import run_scenario, run_temporal, Scenario, time_alignment
 from depth_node.pipeline.frame import PipelineConfig
 from depth_node.sim.frames import SimRig
 from depth_node.sim.oracles import Corruption

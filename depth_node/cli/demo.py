@@ -38,10 +38,10 @@ from depth_node.core.metrics import depth_metrics, mean_metrics
 from depth_node.core.align import OutputKind
 from depth_node.core.camera import PinholeCamera
 from depth_node.core.transforms import RigidTransform
-from depth_node.pipeline.accuracy import dense_oracle_fit
+from depth_node.core.metrics import dense_oracle_fit
 from depth_node.sim.frames import save_frames, SimFrame, SimRig
 from depth_node.sim.oracles import Corruption, oracle_prediction
-from depth_node.tools.nodeproc import NodeProcess, private_graph_env, write_params
+from depth_node.testing.nodeproc import NodeProcess, private_graph_env, write_params
 
 
 #: Model-like errors of the default oracle: what a relative model gets wrong that no global
@@ -97,7 +97,7 @@ def _drive(args: argparse.Namespace) -> tuple[PinholeCamera, RigidTransform, lis
         rig = SimRig.default(args.width, args.height, seed=args.seed)
         frames = list(rig.frames(args.frames or 8, speed=8.0, rate=10.0, start=100.0))
         return rig.camera, rig.lidar_to_camera, frames
-    from depth_node.pipeline.bag import read_drive
+    from depth_node.offline.bag import read_drive
     path = args.bag or sample_bag()
     frames, camera, extrinsic = [], None, None
     for f in read_drive(path):
@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         folder = save_frames(os.path.join(work, 'frames'), frames)
         corruption = Corruption() if args.exact else _DEMO_CORRUPTION
-        params.update({'estimator.type': 'depth_node.estimators.oracle:DisparityOracle',
+        params.update({'estimator.type': 'depth_node.testing.oracle:DisparityOracle',
                        'estimator.options': json.dumps({
                            'frames_dir': str(folder), 'scale': 0.37, 'shift': 0.05,
                            'distortion': corruption.distortion, 'noise': corruption.noise,
@@ -189,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
         code = node.stop()
         if client is not None:
             client.close()
-    from depth_node.ros.conversions import image_to_array
+    from depth_node.messages.readers import image_to_array
 
     depth_by_stamp = {stamp_of(m): image_to_array(m) for m in client.messages('depth')}
     relative_by_stamp = {stamp_of(m): image_to_array(m)

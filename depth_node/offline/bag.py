@@ -46,7 +46,10 @@ import numpy as np
 from depth_node.core.camera import PinholeCamera
 from depth_node.core.errors import DepthNodeError
 from depth_node.core.transforms import matrix_to_quaternion, quaternion_to_matrix, RigidTransform
-from depth_node.pipeline.published import FLOAT32, FrameOutputs, NATIVE_BIG
+from depth_node.messages.encodings import FLOAT32, MessageError, NATIVE_BIG
+from depth_node.messages.readers import (camera_info_to_camera, depth_image_to_metres,
+                                         image_to_rgb8, pointcloud2_to_arrays)
+from depth_node.pipeline.published import FrameOutputs
 from depth_node.sim.frames import SimFrame
 from depth_node.sim.scene import BODY_TO_OPTICAL
 
@@ -57,10 +60,6 @@ ODOM_FRAME = 'odom'
 # 2023-11-14T22:13:20Z: stamps of zero would read as "latest" in tf2 lookups.
 DEFAULT_START_NS = 1_700_000_000 * 10**9
 STORAGES = ('mcap', 'sqlite3')
-
-_FLOAT32 = 7  # sensor_msgs/PointField datatypes
-_FLOAT64 = 8
-_POINT_DTYPES = {1: 'i1', 2: 'u1', 3: 'i2', 4: 'u2', 5: 'i4', 6: 'u4', 7: 'f4', 8: 'f8'}
 
 
 @dataclass(frozen=True)
@@ -198,7 +197,7 @@ class _Messages:
         rec['x'], rec['y'], rec['z'] = xyz[:, 0], xyz[:, 1], xyz[:, 2]
         if intensity is not None:
             rec['intensity'] = intensity
-        fields = [self.t['PointField'](name=name, offset=4 * i, datatype=_FLOAT32, count=1)
+        fields = [self.t['PointField'](name=name, offset=4 * i, datatype=FLOAT32, count=1)
                   for i, name in enumerate(('x', 'y', 'z', 'intensity'))]
         dense = bool(np.isfinite(xyz).all())
         return self.t['PointCloud2'](header=self.header(ns, frame_id), height=1, width=n,
@@ -319,94 +318,6 @@ def write_drive(path: str | Path, frames: Iterable[SimFrame], camera: PinholeCam
 # ----------------------------------------------------------------------------- reading
 
 
-#: Encodings :func:`image_to_array` reads -> (channels, dtype of one channel).
-_IMAGE_ENCODINGS = {'rgb8': (3, 'u1'), 'bgr8': (3, 'u1'), 'mono8': (1, 'u1'), '32FC1': (1, 'f4'),
-                    'rgba8': (4, 'u1'), 'bgra8': (4, 'u1'), '8UC1': (1, 'u1'), '8UC3': (3, 'u1'),
-                    '8UC4': (4, 'u1'), 'mono16': (1, 'u2'), '16UC1': (1, 'u2'),
-                    '64FC1': (1, 'f8')}
-
-
-def image_to_array(msg: Any, topic: str = 'image') -> np.ndarray:
-    """Array of a ``sensor_msgs/Image``: rgb8/bgr8 -> [H, W, 3] uint8 RGB, 32FC1 -> [H, W]."""
-    if str(msg.encoding) not in ('rgb8', 'bgr8', 'mono8', '32FC1'):
-        raise DepthNodeError(f'{topic}: encoding {str(msg.encoding)!r} is not supported '
-                             f"(one of {sorted(('rgb8', 'bgr8', 'mono8', '32FC1'))})")
-    return _image_pixels(msg, topic)
-
-
-def _image_pixels(msg: Any, topic: str) -> np.ndarray:
-    """Pixels of an Image in one of ``_IMAGE_ENCODINGS``: [H, W] or [H, W, C], native byte
-    order, channels in the encoding's order except bgr8, which comes back as RGB."""
-    enc = str(msg.encoding)
-    channels = _IMAGE_ENCODINGS
-    if enc not in channels:
-        raise DepthNodeError(f'{topic}: encoding {enc!r} is not supported '
-                             f'(one of {sorted(channels)})')
-    nch, kind = channels[enc]
-    dt = np.dtype(kind).newbyteorder('>' if msg.is_bigendian else '<')
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    row = w * nch * dt.itemsize
-    data = np.asarray(msg.data, dtype=np.uint8).reshape(-1)
-    if step < row or data.size < h * step:
-        raise DepthNodeError(f'{topic}: image {w}x{h} {enc} needs step >= {row} and '
-                             f'{h} * step bytes, got step={step} and {data.size} bytes')
-    rows = data[:h * step].reshape(h, step)[:, :row]
-    arr = np.ascontiguousarray(rows).view(dt).reshape(h, w, nch).astype(dt.newbyteorder('='))
-    if enc == 'bgr8':
-        arr = arr[..., ::-1].copy()
-    return arr[..., 0] if nch == 1 else arr
-
-
-def cloud_to_arrays(msg: Any, topic: str = 'points') -> tuple[np.ndarray, Optional[np.ndarray]]:
-    """``x, y, z`` [N, 3] float32 and ``intensity`` [N] float32 (or None) of a PointCloud2.
-
-    Honours field offsets, ``point_step``, ``row_step`` and endianness; drops non-finite
-    points.
-    """
-    fields = {f.name: f for f in msg.fields}
-    for name in ('x', 'y', 'z'):
-        if name not in fields:
-            raise DepthNodeError(f'{topic}: PointCloud2 has no field {name!r} '
-                                 f'(fields: {sorted(fields)})')
-        if fields[name].datatype not in (_FLOAT32, _FLOAT64):
-            raise DepthNodeError(f'{topic}: field {name!r} has datatype '
-                                 f'{fields[name].datatype}, expected FLOAT32 (7) or FLOAT64 (8)')
-    names = ['x', 'y', 'z'] + (['intensity'] if 'intensity' in fields else [])
-    endian = '>' if msg.is_bigendian else '<'
-    for n in names:
-        if fields[n].datatype not in _POINT_DTYPES:
-            raise DepthNodeError(f'{topic}: field {n!r} has unknown datatype '
-                                 f'{fields[n].datatype}')
-    dt = np.dtype({'names': names,
-                   'formats': [endian + _POINT_DTYPES[fields[n].datatype] for n in names],
-                   'offsets': [int(fields[n].offset) for n in names],
-                   'itemsize': int(msg.point_step)})
-    h, w, step = int(msg.height), int(msg.width), int(msg.row_step)
-    data = np.asarray(msg.data, dtype=np.uint8).reshape(-1)
-    if int(msg.point_step) <= 0 or step < w * msg.point_step or data.size < h * step:
-        raise DepthNodeError(f'{topic}: PointCloud2 {w}x{h} needs point_step > 0, '
-                             f'row_step >= width * point_step and height * row_step bytes, got '
-                             f'point_step={msg.point_step} row_step={step} {data.size} bytes')
-    rows = np.ascontiguousarray(data[:h * step].reshape(h, step)[:, :w * msg.point_step])
-    rec = rows.reshape(-1).view(dt)
-    xyz = np.stack([rec['x'], rec['y'], rec['z']], axis=1).astype(np.float32)
-    inten = rec['intensity'].astype(np.float32) if 'intensity' in names else None
-    good = np.isfinite(xyz).all(axis=1)
-    if not good.all():
-        xyz = xyz[good]
-        inten = None if inten is None else inten[good]
-    return xyz, inten
-
-
-def camera_from_info(msg: Any) -> PinholeCamera:
-    """Pinhole model of a ``sensor_msgs/CameraInfo`` (binning and ROI applied)."""
-    roi = (int(msg.roi.x_offset), int(msg.roi.y_offset), int(msg.roi.width),
-           int(msg.roi.height))
-    return PinholeCamera.from_camera_info(int(msg.width), int(msg.height), list(msg.k),
-                                          list(msg.p), int(msg.binning_x), int(msg.binning_y),
-                                          roi)
-
-
 def _header_stamp(raw: bytes | memoryview) -> int:
     """Header stamp (ns) of a CDR message whose first field is a std_msgs/Header."""
     little = bytes(raw[1:2]) == b'\x01'
@@ -516,12 +427,18 @@ def read_drive(path: str | Path, topics: DriveTopics = DriveTopics(),
             if key not in users or key in cache:
                 continue
             msg = ts.deserialize_cdr(raw, conn.msgtype)
-            if conn.topic == topics.camera_info:
-                data = camera_from_info(msg)
-            elif conn.topic == topics.points:
-                data = cloud_to_arrays(msg, conn.topic)
-            else:
-                data = image_to_array(msg, conn.topic)
+            try:
+                if conn.topic == topics.camera_info:
+                    data = camera_info_to_camera(msg)
+                elif conn.topic == topics.points:
+                    xyz, values = pointcloud2_to_arrays(msg, ('intensity',))
+                    data = (xyz, values.get('intensity'))
+                elif conn.topic == topics.depth:
+                    data = depth_image_to_metres(msg)
+                else:
+                    data = image_to_rgb8(msg)
+            except MessageError as exc:
+                raise DepthNodeError(f'{path}: {conn.topic}: {exc}') from None
             cache[key] = (_frame(msg.header.frame_id), data)
             while nxt < len(plan) and all(v is None or (t, v) in cache
                                           for t, v in plan[nxt].items()):
@@ -989,8 +906,8 @@ class DriveReader:
         if msg is None:
             return
         try:
-            camera = camera_from_info(msg)
-        except DepthNodeError as exc:
+            camera = camera_info_to_camera(msg)
+        except MessageError as exc:
             self._issue(m.topic, f'camera_info at log time {m.log_ns * 1e-9:.3f} s is '
                                  f'invalid ({exc}); skipped')
             return
@@ -1024,9 +941,9 @@ class DriveReader:
             got = None
             if msg is not None:
                 try:
-                    xyz, inten = cloud_to_arrays(msg, m.topic)
-                    got = (_frame(msg.header.frame_id), xyz, inten)
-                except DepthNodeError as exc:
+                    xyz, values = pointcloud2_to_arrays(msg, ('intensity',))
+                    got = (_frame(msg.header.frame_id), xyz, values.get('intensity'))
+                except MessageError as exc:
                     self._issue(m.topic, f'cloud at log time {m.log_ns * 1e-9:.3f} s: {exc}; '
                                          'skipped')
             self._decoded[key] = got
@@ -1042,8 +959,8 @@ class DriveReader:
         if msg is None:
             return None
         try:
-            return depth_image_to_metres(msg, m.topic)
-        except DepthNodeError as exc:
+            return depth_image_to_metres(msg)
+        except MessageError as exc:
             self._issue(m.topic, f'{exc}; ground truth skipped', once=f'depth:{exc}')
             return None
 
@@ -1059,8 +976,8 @@ class DriveReader:
         rgb = None
         if msg is not None:
             try:
-                rgb = image_to_rgb(msg, m.topic, m.msgtype)
-            except DepthNodeError as exc:
+                rgb = image_to_rgb8(msg, m.msgtype)
+            except MessageError as exc:
                 self._issue(m.topic, f'image at log time {m.log_ns * 1e-9:.3f} s: {exc}; '
                                      'skipped')
         if rgb is None or s is None:
@@ -1095,55 +1012,6 @@ class DriveReader:
         keep = [i for i in self._infos if i[0] >= s - self.lookahead_ns]
         older = [i for i in self._infos if i[0] < s - self.lookahead_ns]
         self._infos = older[-1:] + keep
-
-
-def image_to_rgb(msg: Any, topic: str = 'image',
-                 msgtype: str = 'sensor_msgs/msg/Image') -> np.ndarray:
-    """[H, W, 3] uint8 RGB of a camera message, converted as the node converts it.
-
-    ``sensor_msgs/Image`` in rgb8, bgr8, rgba8, bgra8, mono8, mono16, 8UC1, 8UC3, 8UC4 or
-    16UC1 (generic 8UC3/8UC4 are BGR/BGRA and 16-bit values are shifted right by 8, as in
-    cv_bridge), or a ``sensor_msgs/CompressedImage`` (JPEG, PNG).
-    """
-    if msgtype.endswith('/CompressedImage'):
-        import cv2
-        bgr = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise DepthNodeError(f'{topic}: CompressedImage (format {msg.format!r}) cannot be '
-                                 'decoded')
-        return np.ascontiguousarray(bgr[..., ::-1])
-    enc = str(msg.encoding)
-    if enc in ('32FC1', '64FC1'):
-        raise DepthNodeError(f'{topic}: encoding {enc!r} is not a camera image')
-    arr = _image_pixels(msg, topic)
-    if enc in ('rgb8', 'bgr8'):  # _image_pixels returns RGB for both
-        return arr
-    if enc == 'rgba8':
-        return np.ascontiguousarray(arr[..., :3])
-    if enc in ('bgra8', '8UC3', '8UC4'):
-        return np.ascontiguousarray(arr[..., 2::-1])
-    grey = (arr >> 8).astype(np.uint8) if arr.dtype == np.uint16 else arr
-    return np.repeat(grey[:, :, None], 3, axis=2)
-
-
-def depth_image_to_metres(msg: Any, topic: str = 'depth') -> np.ndarray:
-    """[H, W] float32 metres of a depth image, NaN = no data (REP 118).
-
-    ``32FC1``/``64FC1`` are metres (non-finite or non-positive values are no data);
-    ``16UC1``/``mono16`` are millimetres with 0 = no data.
-    """
-    enc = str(msg.encoding)
-    if enc not in ('32FC1', '64FC1', '16UC1', 'mono16'):
-        raise DepthNodeError(f'{topic}: depth encoding {enc!r} is not supported (32FC1, 64FC1 '
-                             'metres; 16UC1, mono16 millimetres)')
-    arr = _image_pixels(msg, topic)
-    if arr.dtype == np.uint16:
-        out = arr.astype(np.float32) * np.float32(1e-3)
-        out[arr == 0] = np.nan
-        return out
-    out = arr.astype(np.float32)
-    out[~(np.isfinite(out) & (out > 0))] = np.nan
-    return out
 
 
 # ----------------------------------------------------------------------------- output bags

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from depth_node.core.errors import ConfigError, DepthNodeError
-from depth_node.tools.train import _seeds, _size
+from depth_node.cli.train import _seeds, _size
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

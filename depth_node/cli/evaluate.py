@@ -5,7 +5,7 @@ the node's configuration read from its params file, and scores the metric depth 
 dense ground-truth depth topic or, without one, against held-out LiDAR. Writes a CSV per
 frame, a JSON summary, PNG plots and an HTML page to ``--out``; ``--output-bag`` also writes
 what the node would publish, to replay next to the input in rviz2. Needs no ROS install
-(``ros2 run depth_node evaluate`` works too). See :mod:`depth_node.pipeline.evaluate`.
+(``ros2 run depth_node evaluate`` works too). See :mod:`depth_node.offline.evaluate`.
 
 Exit status: 0 done; 1 nothing could be evaluated; 2 bad arguments or configuration; 3 the bag
 is damaged (what was readable was evaluated and reported); 130 interrupted (Ctrl-C; the
@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 from depth_node.core.errors import ConfigError, DepthNodeError
-from depth_node.pipeline.bag import BagReadError, DriveTopics, STORAGES
-from depth_node.pipeline.evaluate import (BagEvaluation, EvaluationOptions, EvaluationResult,
-                                          EXTRINSIC_SOURCES, GROUND_TRUTHS, load_params_file,
-                                          NodeSettings)
+from depth_node.offline.bag import BagReadError, DriveTopics, STORAGES
+from depth_node.offline.evaluate import (BagEvaluation, EvaluationOptions, EvaluationResult,
+                                         EXTRINSIC_SOURCES, GROUND_TRUTHS, load_params_file,
+                                         NodeSettings)
 
 
 def _parse(argv: Optional[list[str]]) -> argparse.Namespace:
@@ -171,7 +171,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     except (BagReadError, DepthNodeError) as exc:
         print(f'evaluate: {exc}', file=sys.stderr)
         return 1
-    from depth_node.pipeline.report import write_report
+    from depth_node.offline.report import write_report
     try:
         write_report(result, args.out, plots=not args.no_plots)
     except KeyboardInterrupt:  # a second Ctrl-C while writing: still say where things are

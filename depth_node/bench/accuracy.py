@@ -18,10 +18,10 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from depth_node.core.align import apply_affine, fit_affine, OutputKind, OutputSpec
+from depth_node.core.align import OutputKind, OutputSpec
 from depth_node.core.lidar import project_points
-from depth_node.core.metrics import depth_metrics, DepthMetrics, mean_metrics
-from depth_node.core.robust import fit_affine_robust, reject_see_through
+from depth_node.core.metrics import dense_oracle_fit, depth_metrics, DepthMetrics, mean_metrics
+from depth_node.core.robust import reject_see_through
 from depth_node.core.temporal import AffineFilter
 from depth_node.pipeline.frame import DepthPipeline, FrameInput, PipelineConfig
 from depth_node.sim.frames import SimFrame, SimRig
@@ -50,30 +50,6 @@ class Scenario:
     name: str
     corruption: Corruption = Corruption()
     config: PipelineConfig = field(default_factory=PipelineConfig)
-
-
-def dense_oracle_fit(prediction: np.ndarray, depth: np.ndarray, space: OutputKind,
-                     max_depth: float, stride: int = 2) -> np.ndarray:
-    """Metric depth of the best global affine map fitted on all pixels with exact depth.
-
-    "Best" is the lower AbsRel of a dense least-squares and a dense robust (log-depth) fit,
-    both on every ``stride``-th pixel with ground truth in ``(0, max_depth]``.
-    """
-    valid = np.isfinite(depth) & (depth > 0) & (depth <= max_depth)
-    sub = np.zeros_like(valid)
-    sub[::stride, ::stride] = valid[::stride, ::stride]
-    x, z = prediction[sub], depth[sub]
-    best, best_err = None, math.inf
-    for fit in (fit_affine(x, z, space), fit_affine_robust(x, z, space, min_points=2)):
-        if not fit.ok:
-            continue
-        out = apply_affine(prediction, fit.scale, fit.shift, space, max_depth)
-        err = depth_metrics(out, depth, max_depth=max_depth).abs_rel
-        if err < best_err:
-            best, best_err = out, err
-    if best is None:
-        return np.full(depth.shape, np.nan, np.float32)
-    return best
 
 
 @dataclass

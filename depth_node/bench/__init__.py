@@ -1,0 +1,1 @@
+"""Benchmarks: each prints a table (``benchmark <name>``); never imported by runtime code."""

@@ -1,0 +1,125 @@
+"""The byte layouts of what the node publishes: ``depth/points`` and ``depth/camera_info``.
+
+The live node (:mod:`depth_node.ros`) and the offline writer of replay bags
+(:mod:`depth_node.offline`) put out the very same messages, so the layout decisions live here,
+once: :func:`pack_cloud` (packed XYZ or XYZRGB float32 fields, the PCL/rviz ``rgb`` packing,
+native byte order, ``is_dense``) and :func:`depth_camera_info` (the camera model actually used,
+rectified, no distortion). Units: metres along the optical axis, NaN = no data (REP 118).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from depth_node.core.camera import PinholeCamera
+from depth_node.messages.encodings import MessageError, NATIVE_BIG
+
+
+@dataclass(frozen=True)
+class PackedCloud:
+    """The fields of a ``sensor_msgs/PointCloud2`` except the header.
+
+    Every field is FLOAT32 with count 1; ``data`` holds ``row_step * height`` bytes.
+    """
+
+    height: int
+    width: int
+    fields: tuple[tuple[str, int], ...]  # (name, byte offset)
+    point_step: int  # bytes
+    row_step: int  # bytes
+    is_bigendian: bool
+    is_dense: bool  # True only when every coordinate is finite
+    data: np.ndarray  # [row_step * height] uint8
+
+
+def pack_cloud(points: np.ndarray, rgb: Optional[np.ndarray] = None) -> PackedCloud:
+    """Packed XYZ or XYZRGB cloud of ``points``.
+
+    Parameters
+    ----------
+    points
+        [H, W, 3] (organized: the cloud keeps height H and width W) or [N, 3] (height 1),
+        floating point, metres; NaN marks a missing point.
+    rgb
+        Optional [H, W, 3] or [N, 3] uint8 R, G, B, the same leading shape as ``points``.
+
+    Returns
+    -------
+    PackedCloud
+        XYZ: float32 ``x, y, z`` at offsets 0, 4, 8, ``point_step`` 12 (no padding). XYZRGB:
+        plus ``rgb`` at offset 12, a FLOAT32 field holding the bits ``0x00RRGGBB`` (the PCL /
+        rviz packing), ``point_step`` 16. Native byte order, ``row_step = width * point_step``.
+
+    Raises
+    ------
+    MessageError
+        ``points`` or ``rgb`` of the wrong shape or dtype (``field`` is ``'points'`` or
+        ``'rgb'``).
+
+    """
+    pts = np.asarray(points)
+    if pts.ndim not in (2, 3) or pts.shape[-1] != 3:
+        raise MessageError('points', f'of shape {pts.shape} is not [N, 3] or [H, W, 3]')
+    if not np.issubdtype(pts.dtype, np.floating):
+        raise MessageError('points', f'of dtype {pts.dtype} is not floating point')
+    height, width = (pts.shape[0], pts.shape[1]) if pts.ndim == 3 else (1, pts.shape[0])
+    count = height * width
+    names = ['x', 'y', 'z']
+    if rgb is None:
+        buffer = np.empty((count, 3), dtype=np.float32)  # [N, 3] x, y, z
+    else:
+        colours = np.asarray(rgb)
+        if colours.shape != pts.shape or colours.dtype != np.uint8:
+            raise MessageError('rgb', f'of shape {colours.shape} and dtype {colours.dtype} '
+                               f'is not uint8 of the points shape {pts.shape}')
+        colours = colours.reshape(count, 3)
+        names.append('rgb')
+        buffer = np.empty((count, 4), dtype=np.float32)  # [N, 4] x, y, z, rgb bits
+        # 0x00RRGGBB computed as an integer and stored through a uint32 view: exact bits.
+        packed = colours[:, 0].astype(np.uint32)
+        packed <<= 16
+        packed |= colours[:, 1].astype(np.uint32) << 8
+        packed |= colours[:, 2]
+        buffer.view(np.uint32)[:, 3] = packed
+    flat = pts.reshape(count, 3)
+    with np.errstate(over='ignore'):
+        for i in range(3):  # per column: faster than one strided [N, 3] copy
+            buffer[:, i] = flat[:, i]
+    dense = all(bool(np.isfinite(buffer[:, i]).all()) for i in range(3))
+    point_step = 4 * len(names)
+    return PackedCloud(height=int(height), width=int(width),
+                       fields=tuple((name, 4 * i) for i, name in enumerate(names)),
+                       point_step=point_step, row_step=point_step * int(width),
+                       is_bigendian=NATIVE_BIG, is_dense=dense,
+                       data=buffer.reshape(-1).view(np.uint8))
+
+
+@dataclass(frozen=True)
+class DepthCameraInfo:
+    """Numbers of ``depth/camera_info``: the model of the published depth image."""
+
+    width: int
+    height: int
+    distortion_model: str  # copied from the input camera_info
+    d: list[float]  # zeros, as many as the input had: the depth image is rectified
+    k: list[float]  # 9, row-major
+    r: list[float]  # 9, identity
+    p: list[float]  # 12, row-major
+
+
+def depth_camera_info(camera: PinholeCamera, distortion_model: str,
+                      distortion_count: int) -> DepthCameraInfo:
+    """``depth/camera_info`` of a frame processed with ``camera`` (binning/ROI already applied).
+
+    ``distortion_model`` and ``distortion_count`` are the input camera_info's
+    ``distortion_model`` and ``len(d)``.
+    """
+    return DepthCameraInfo(
+        width=camera.width, height=camera.height, distortion_model=distortion_model,
+        d=[0.0] * int(distortion_count), k=camera.k.reshape(-1).tolist(),
+        r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+        p=[camera.fx, 0.0, camera.cx, camera.tx, 0.0, camera.fy, camera.cy, camera.ty,
+           0.0, 0.0, 1.0, 0.0])

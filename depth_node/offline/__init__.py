@@ -1,0 +1,1 @@
+"""Offline: bag reading and writing, evaluation and reports (never imported by the node)."""

@@ -1,1 +1,0 @@
-"""Tools layer: command-line entry points (benchmark, demo, ...), thin over the layers above."""
