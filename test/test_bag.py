@@ -10,9 +10,10 @@ from rosbags.typesys import get_typestore, Stores
 
 from depth_node.core.errors import DepthNodeError
 from depth_node.core.lidar import project_points
-from depth_node.core.transforms import quaternion_to_matrix, rpy_to_matrix
-from depth_node.offline.bag import (BASE_FRAME, CAMERA_FRAME, DEFAULT_START_NS, LIDAR_FRAME,
-                                    matrix_to_quaternion, read_drive, write_drive)
+from depth_node.core.transforms import matrix_to_quaternion, quaternion_to_matrix, rpy_to_matrix
+from depth_node.offline.drive_bag import (BASE_FRAME, CAMERA_FRAME, DEFAULT_START_NS,
+                                          LIDAR_FRAME, write_drive)
+from depth_node.offline.reader import read_drive
 from depth_node.sim.frames import SimRig
 from depth_node.sim.scene import LidarModel
 from depth_node.cli import make_bag

@@ -19,7 +19,8 @@ from depth_node.core.lidar import project_points, SparseDepth
 from depth_node.core.metrics import METRIC_NAMES
 from depth_node.estimators import build_estimator
 from depth_node.offline import evaluate as evaluate_module
-from depth_node.offline.bag import read_drive, typestore, write_drive
+from depth_node.offline.drive_bag import typestore, write_drive
+from depth_node.offline.reader import read_drive
 from depth_node.offline.evaluate import (BagEvaluation, check_no_leak, EvaluationOptions,
                                          load_params_file, NodeSettings, point_pixels,
                                          split_lidar)

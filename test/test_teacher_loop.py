@@ -22,7 +22,8 @@ from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-from depth_node.offline.bag import DriveReader, read_drive, typestore
+from depth_node.offline.drive_bag import typestore
+from depth_node.offline.reader import DriveReader, read_drive
 from depth_node.ros.messages import array_to_image
 from depth_node.ros.player import extrinsic_parameters, make_header, stamp_of, wait_until
 from depth_node.ros.recorder import main as record_main, Recorder
@@ -256,10 +257,10 @@ def _keyframe_runs(feed):
 def test_labels_received_seconds_after_their_image_still_label_it(tmp_path):
     from rosbags.rosbag2 import Writer
 
-    from depth_node.offline.bag import _Messages
+    from depth_node.offline.drive_bag import MessageBuilder
     from depth_node.training.data import bag_samples, TeacherTopics
 
-    m = _Messages()
+    m = MessageBuilder()
     writer = Writer(tmp_path / 'late', version=Writer.VERSION_LATEST)
     start = 1_700_000_000 * 10**9
     rgb = np.zeros((24, 32, 3), np.uint8)

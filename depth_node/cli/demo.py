@@ -97,7 +97,7 @@ def _drive(args: argparse.Namespace) -> tuple[PinholeCamera, RigidTransform, lis
         rig = SimRig.default(args.width, args.height, seed=args.seed)
         frames = list(rig.frames(args.frames or 8, speed=8.0, rate=10.0, start=100.0))
         return rig.camera, rig.lidar_to_camera, frames
-    from depth_node.offline.bag import read_drive
+    from depth_node.offline.reader import read_drive
     path = args.bag or sample_bag()
     frames, camera, extrinsic = [], None, None
     for f in read_drive(path):

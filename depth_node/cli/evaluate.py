@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from depth_node.core.errors import ConfigError, DepthNodeError
-from depth_node.offline.bag import BagReadError, DriveTopics, STORAGES
+from depth_node.offline.drive_bag import DriveTopics, STORAGES
+from depth_node.offline.records import BagReadError
 from depth_node.offline.evaluate import (BagEvaluation, EvaluationOptions, EvaluationResult,
                                          EXTRINSIC_SOURCES, GROUND_TRUTHS, load_params_file,
                                          NodeSettings)

@@ -3,7 +3,7 @@
 ``make_bag OUT`` drives the synthetic street (KITTI-like camera, 64-beam LiDAR 0.3 m above and
 behind it) and writes camera images, camera info, LiDAR clouds (at the camera stamps), the
 static transforms, ego poses and dense ground-truth depth; see
-:mod:`depth_node.offline.bag` for the topics. Deterministic by ``--seed``. Needs no ROS.
+:mod:`depth_node.offline.drive_bag` for the topics. Deterministic by ``--seed``. Needs no ROS.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from depth_node.core.errors import DepthNodeError
-from depth_node.offline.bag import STORAGES, write_drive
+from depth_node.offline.drive_bag import STORAGES, write_drive
 from depth_node.sim.frames import SimRig
 from depth_node.sim.scene import LidarModel
 

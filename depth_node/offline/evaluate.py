@@ -3,7 +3,7 @@
 Every camera frame of the bag goes through :class:`~depth_node.pipeline.frame.DepthPipeline`
 with the node's configuration, exactly as the node would process it (same estimator, same
 LiDAR projection, see-through rejection, fit, temporal filter, depth and cloud), but without
-a ROS graph: frames are read with :class:`~depth_node.offline.bag.DriveReader` and none is
+a ROS graph: frames are read with :class:`~depth_node.offline.reader.DriveReader` and none is
 dropped for lack of time.
 
 Ground truth
@@ -52,7 +52,9 @@ from depth_node.core.metrics import depth_metrics, DepthMetrics, mean_metrics, M
 from depth_node.core.robust import reject_see_through
 from depth_node.core.transforms import RigidTransform
 from depth_node.estimators.base import Estimator
-from depth_node.offline.bag import BagIssue, DriveFrame, DriveReader, DriveTopics
+from depth_node.offline.drive_bag import DriveTopics
+from depth_node.offline.reader import DriveReader
+from depth_node.offline.records import BagIssue, DriveFrame
 from depth_node.pipeline.frame import DepthPipeline, FrameInput, FrameResult, PipelineConfig
 from depth_node.pipeline.published import (diagnostic_status, frame_outputs, PublishSettings)
 from depth_node.pipeline.stats import FrameStats
@@ -583,7 +585,7 @@ class BagEvaluation:
         return result
 
     def _writer(self) -> Any:
-        from depth_node.offline.bag import OutputBagWriter
+        from depth_node.offline.writer import OutputBagWriter
         return OutputBagWriter(
             self.output_bag, storage=self.output_storage, namespace=self.output_namespace,
             qos_depth=self.settings.qos_depth, reliable=self.settings.qos_output_reliable)

@@ -27,7 +27,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from depth_node.core.errors import DepthNodeError
-from depth_node.offline.bag import _qos, STORAGES, typestore
+from depth_node.offline.drive_bag import qos_profiles, STORAGES, typestore
 
 
 def message_class(type_name: str) -> Any:
@@ -109,7 +109,8 @@ class Recorder(Node):
                              if reliable else ReliabilityPolicy.BEST_EFFORT,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL
                              if latched else DurabilityPolicy.VOLATILE)
-            self._queue.put(('connect', topic, msgtype, _qos(self._depth, latched, reliable)))
+            self._queue.put(('connect', topic, msgtype,
+                             qos_profiles(self._depth, latched, reliable)))
             self.create_subscription(cls, topic, self._callback(topic), qos, raw=True)
             self.types[topic] = msgtype
             self.get_logger().info(f'recording {topic} ({msgtype}, '

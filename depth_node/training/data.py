@@ -20,8 +20,6 @@ label is ever invented across a depth edge.
 
 from __future__ import annotations
 
-import bisect
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
@@ -30,8 +28,10 @@ import cv2
 import numpy as np
 
 from depth_node.core.errors import DepthNodeError
-from depth_node.messages.readers import depth_image_to_metres, image_to_rgb8
-from depth_node.offline.bag import _header_stamp, DriveReader, typestore
+from depth_node.core.stamped import StampedCache
+from depth_node.messages.encodings import MessageError
+from depth_node.messages.readers import depth_image_to_metres, image_to_rgb8, stamp_ns
+from depth_node.offline.reader import DriveReader
 from depth_node.sim.frames import SimRig
 
 __all__ = ['Batch', 'Sample', 'TeacherTopics', 'bag_samples', 'inverse_depth', 'make_batch',
@@ -156,37 +156,43 @@ def bag_samples(path: str | Path, topics: TeacherTopics = TeacherTopics(),
     reader = DriveReader(path)
     stamps: dict[str, list[int]] = {t: [] for t in label_topics}
     for m in reader.messages(set(label_topics)):
-        try:
-            stamps[m.topic].append(_header_stamp(m.data))
-        except (IndexError, ValueError, struct.error) as exc:
-            notes.append(f'{m.topic} at {m.log_ns * 1e-9:.3f} s: no readable header ({exc})')
-    keys = sorted(set(stamps[topics.depth]))  # a sample per depth label
+        msg = reader.decode(m)
+        if msg is not None:
+            stamps[m.topic].append(stamp_ns(msg))
+    # A sample per depth label (with an uncertainty label when weights are asked for): the
+    # same nearest-within-tolerance rule as the node's LiDAR buffer and the bag reader.
+    depths = sorted(set(stamps[topics.depth]))
+    keys: StampedCache[None] = StampedCache(max(1, len(depths)))
     if topics.uncertainty:
-        have = sorted(stamps[topics.uncertainty])
-        keys = [k for k in keys if _nearest(have, k, tol_ns) is not None]
-    notes.extend(str(i) for i in reader.issues)
-    if not keys:
+        have: StampedCache[None] = StampedCache(max(1, len(stamps[topics.uncertainty])))
+        for k in stamps[topics.uncertainty]:
+            have.add(k, None)
+        depths = [k for k in depths if have.nearest(k, tol_ns) is not None]
+    for k in depths:
+        keys.add(k, None)
+    first_pass = [str(i) for i in reader.issues]
+    notes.extend(first_pass)
+    if not len(keys):
         return
-    store = typestore()
     pending: dict[int, dict[str, np.ndarray]] = {}
     done: set[int] = set()
     need = 1 + len(label_topics)
     reader = DriveReader(path)
     for m in reader.messages({topics.image, *label_topics}):
-        try:
-            stamp = _header_stamp(m.data)
-        except (IndexError, ValueError, struct.error):
-            continue  # reported in the first pass (labels) or unusable (images)
-        key = _nearest(keys, stamp, tol_ns)
-        if key is None or key in done:
+        msg = reader.decode(m)
+        if msg is None:
+            continue  # an issue of the reader (labels: of the first pass too)
+        stamp = stamp_ns(msg)
+        got = keys.nearest(stamp, tol_ns)
+        if got is None or got[0] in done:
             continue
+        key = got[0]
         try:
-            msg = store.deserialize_cdr(m.data, m.msgtype)
             if m.topic == topics.image:
                 value = image_to_rgb8(msg, m.msgtype)
             else:
                 value = depth_image_to_metres(msg)
-        except Exception as exc:  # rosbags raises assorted types on bad bytes
+        except MessageError as exc:
             notes.append(f'{m.topic} at {stamp * 1e-9:.3f} s: {exc}; skipped')
             continue
         parts = pending.setdefault(key, {})
@@ -201,18 +207,7 @@ def bag_samples(path: str | Path, topics: TeacherTopics = TeacherTopics(),
     for key, parts in pending.items():
         missing = [t for t in (topics.image, *label_topics) if t not in parts]
         notes.append(f'label at {key * 1e-9:.3f} s: no {", ".join(missing)} in the bag; skipped')
-    notes.extend(str(i) for i in reader.issues)
-
-
-def _nearest(sorted_keys: Sequence[int], stamp: int, tol_ns: int) -> Optional[int]:
-    """The key nearest ``stamp`` within ``tol_ns``, or None."""
-    i = bisect.bisect_left(sorted_keys, stamp)
-    best = None
-    for j in (i - 1, i):
-        if 0 <= j < len(sorted_keys) and abs(sorted_keys[j] - stamp) <= tol_ns:
-            if best is None or abs(sorted_keys[j] - stamp) < abs(best - stamp):
-                best = sorted_keys[j]
-    return best
+    notes.extend(i for i in map(str, reader.issues) if i not in first_pass)
 
 
 def _labelled(parts: dict[str, np.ndarray], topics: TeacherTopics, relative: float, key: int,

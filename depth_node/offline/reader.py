@@ -1,0 +1,332 @@
+"""The one bag reader: camera frames of a rosbag2 bag with what goes with them.
+
+Messages come from ``rosbags.highlevel.AnyReader`` (a rosbag2 folder, mcap or sqlite3, or a
+bare ``.mcap`` file), decoded with the types of the bag's own message definitions, or with the
+default type store (:func:`~depth_node.offline.drive_bag.typestore`) for bags recorded without
+them. A damaged MCAP bag - truncated by a killed recording, or with corrupt chunks - is read on
+with :class:`~depth_node.offline.recovery.McapRecovery` from where ``rosbags`` stopped, and every
+problem is a :class:`~depth_node.offline.records.BagIssue` naming the bag and the topics that
+lost messages. Pairing by stamp uses :class:`~depth_node.core.stamped.StampedCache`, the
+node's own LiDAR buffer; decoding uses :mod:`depth_node.messages.readers`, the node's decoders.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import numpy as np
+
+from depth_node.core.camera import PinholeCamera
+from depth_node.core.errors import DepthNodeError
+from depth_node.core.stamped import StampedCache
+from depth_node.messages.encodings import MessageError
+from depth_node.messages.readers import (camera_info_to_camera, depth_image_to_metres, frame_id,
+                                         image_to_rgb8, pointcloud2_to_arrays, stamp_ns)
+from depth_node.offline.drive_bag import DriveTopics, typestore
+from depth_node.offline.records import BagIssue, BagMessage, BagReadError, DriveFrame
+from depth_node.offline.recovery import declared_topics, mcap_files, McapRecovery
+from depth_node.offline.tf_tree import StaticTree
+
+
+@dataclass
+class _Held:
+    """A decoded message waiting in a cache, and (once asked for) what it decodes to."""
+
+    message: BagMessage
+    msg: Any
+    value: Any = None
+    tried: bool = False
+
+
+@dataclass(frozen=True)
+class _Info:
+    frame_id: str
+    camera: PinholeCamera
+    distortion_model: str
+    distortion_count: int
+
+
+class DriveReader:
+    """Camera frames of a bag with what goes with them, in one streaming pass.
+
+    Bounded memory on long bags, configurable matching, Image or CompressedImage cameras, and
+    damaged bags are read as far as they can be, with every problem in :attr:`issues`.
+
+    Matching, per camera frame (header stamps): the camera_info is the latest at or before the
+    image (else the first after it); the LiDAR sweep is the one nearest in stamp within
+    ``lidar_tolerance`` s (the node's ``lidar.max_age``); ground-truth depth the one within
+    ``depth_tolerance`` s. A frame is assembled once the bag has moved ``lookahead`` s (bag
+    time) past its image, so sweeps and ground truth recorded a little later still match; at
+    most ``max_buffered`` sweeps / depth images / camera_infos wait. ``lidar_to_camera`` comes
+    from ``/tf_static`` (the pose of the cloud's frame in the image's frame), None when it does
+    not connect them.
+    """
+
+    def __init__(self, path: str | Path, topics: DriveTopics = DriveTopics(),
+                 lidar_tolerance: float = 0.05, depth_tolerance: float = 1e-3,
+                 lookahead: float = 1.0, max_buffered: int = 64) -> None:
+        self.path = Path(path)
+        self.bag = str(path)
+        self.topics = topics
+        self.tol_ns = int(round(lidar_tolerance * 1e9))
+        self.depth_tol_ns = int(round(depth_tolerance * 1e9))
+        self.lookahead_ns = int(round(lookahead * 1e9))
+        self.max_buffered = int(max_buffered)
+        self.issues: list[BagIssue] = []
+        self.read: Counter[str] = Counter()  # messages read per topic
+        self.skipped_images = 0  # camera messages that could not be decoded
+        self.static_transforms: list[BagMessage] = []  # raw /tf_static messages seen
+        self._tree = StaticTree()
+        self.connections: dict[str, str] = {}  # topic -> type of every topic in the bag
+        self._types: Any = None  # the bag's type store, once reading has started
+        self._infos: StampedCache[_Info] = StampedCache(self.max_buffered)
+        self._sweeps: StampedCache[_Held] = StampedCache(self.max_buffered)
+        self._depths: StampedCache[_Held] = StampedCache(self.max_buffered)
+        self._once: set[str] = set()
+
+    # ----- what the bag declares
+    def topics_in_bag(self) -> dict[str, tuple[str, int]]:
+        """Topic -> (type, message count) as declared by the bag ({} when unknown)."""
+        return declared_topics(self.path) if self.path.is_dir() else {}
+
+    def _issue(self, topic: Optional[str], message: str, once: Optional[str] = None) -> None:
+        if once is not None:
+            if once in self._once:
+                return
+            self._once.add(once)
+        self.issues.append(BagIssue(self.bag, topic, message))
+
+    # ----- raw messages
+    def _open(self) -> Any:
+        from rosbags.highlevel import AnyReader
+        reader = AnyReader([self.path], default_typestore=typestore())
+        reader.open()
+        return reader
+
+    def messages(self, wanted: Optional[set[str]] = None) -> Iterator[BagMessage]:
+        """Raw messages of the wanted topics (None: all), in bag-time order, surviving damage."""
+        if not self.path.exists():
+            raise BagReadError(f'{self.bag}: no such bag (file or folder)')
+        if self.path.is_file() and self.path.suffix != '.mcap':
+            raise BagReadError(f'{self.bag}: a bag is a rosbag2 folder or an .mcap file')
+        try:
+            reader = self._open()
+        except Exception as exc:  # AnyReaderError, storage plugins' own errors
+            files = mcap_files(self.path)
+            if not files:
+                raise BagReadError(f'{self.bag}: cannot be read as a rosbag2 bag: {exc}') from exc
+            self._issue(None, f'cannot be opened as a rosbag2 bag ({exc}); reading what is '
+                              f"readable of {', '.join(f.name for f in files)}")
+            recovery = McapRecovery(self.bag, self.issues, wanted)
+            self._types = recovery.typestore
+            for f in files:
+                yield from recovery.messages(f)
+            self.connections.update(recovery.channels.values())
+            return
+        self._types = reader.typestore  # close() replaces it, this object stays usable
+        self.connections.update((c.topic, c.msgtype) for c in reader.connections)
+        last, at_last = -1, Counter()  # what was read at the last log time
+        try:
+            conns = [c for c in reader.connections if wanted is None or c.topic in wanted]
+            for conn, log_ns, raw in reader.messages(connections=conns) if conns else ():
+                if log_ns != last:
+                    last, at_last = log_ns, Counter()
+                at_last[conn.topic] += 1
+                yield BagMessage(conn.topic, conn.msgtype, int(log_ns), raw)
+        except Exception as exc:  # storage plugins and decompressors raise their own types
+            where = f'at log time {last * 1e-9:.3f} s' if last >= 0 else 'at the start'
+            files = mcap_files(self.path)
+            if not files:
+                self._issue(None, f'reading stopped {where}: {type(exc).__name__}: {exc}')
+                return
+            self._issue(None, f'reading stopped {where} ({type(exc).__name__}: {exc}); '
+                              'skipping the damaged part with the mcap stream reader')
+            recovery = McapRecovery(self.bag, self.issues, wanted)
+            for f in files:
+                for m in recovery.messages(f):
+                    if m.log_ns < last:
+                        continue  # read already
+                    if m.log_ns == last and at_last[m.topic] > 0:
+                        at_last[m.topic] -= 1
+                        continue
+                    yield m
+        finally:
+            reader.close()
+
+    def decode(self, m: BagMessage) -> Any:
+        """The message object of a raw message, or None (and an issue naming topic and log
+        time) when its bytes do not decode as its type."""
+        store = self._types
+        if store is None or m.msgtype not in store.types:
+            store = typestore()
+        try:
+            return store.deserialize_cdr(m.data, m.msgtype)
+        except Exception as exc:  # rosbags raises assorted types on bad bytes
+            self._issue(m.topic, f'message at log time {m.log_ns * 1e-9:.3f} s cannot be '
+                                 f'decoded as {m.msgtype} ({type(exc).__name__}: {exc}); '
+                                 'skipped')
+            return None
+
+    def _static_prepass(self) -> None:
+        """Read /tf_static first (cheap: one topic), so that early frames have it."""
+        try:
+            reader = self._open()
+        except Exception:  # damage is reported by the main pass
+            return
+        self._types = reader.typestore
+        try:
+            conns = [c for c in reader.connections if c.topic == self.topics.tf_static]
+            for conn, log_ns, raw in reader.messages(connections=conns) if conns else ():
+                self._add_static(BagMessage(conn.topic, conn.msgtype, int(log_ns), raw))
+        except Exception:
+            return
+        finally:
+            reader.close()
+
+    # ----- frames
+    def frames(self) -> Iterator[DriveFrame]:
+        """Camera frames in bag order (see the class docstring)."""
+        t = self.topics
+        self._static_prepass()
+        wanted = {t.image, t.camera_info, t.depth, t.points, t.tf_static}
+        pending: deque[tuple[BagMessage, Any]] = deque()
+        index = 0
+        for m in self.messages(wanted):
+            self.read[m.topic] += 1
+            msg = self.decode(m)
+            if msg is None:
+                if m.topic == t.image:
+                    self.skipped_images += 1
+            elif m.topic == t.image:
+                pending.append((m, msg))
+            elif m.topic == t.camera_info:
+                self._add_info(m, msg)
+            elif m.topic == t.points:
+                self._sweeps.add(stamp_ns(msg), _Held(m, msg))
+            elif m.topic == t.depth:
+                self._depths.add(stamp_ns(msg), _Held(m, msg))
+            elif m.topic == t.tf_static:
+                self._add_static(m, msg)
+            while pending and pending[0][0].log_ns + self.lookahead_ns < m.log_ns:
+                frame = self._assemble(*pending.popleft(), index)
+                index += 1
+                if frame is not None:
+                    yield frame
+        while pending:
+            frame = self._assemble(*pending.popleft(), index)
+            index += 1
+            if frame is not None:
+                yield frame
+        if self.issues:  # say which topics came up short
+            for topic, (_, declared) in self.topics_in_bag().items():
+                if topic in wanted and self.read[topic] < declared:
+                    self._issue(topic, f'only {self.read[topic]} of its {declared} messages '
+                                       'could be read')
+
+    def _add_static(self, m: BagMessage, msg: Any = None) -> None:
+        msg = self.decode(m) if msg is None else msg
+        if msg is not None:
+            self._tree.add(msg)
+            if not any(bytes(s.data) == bytes(m.data) for s in self.static_transforms):
+                self.static_transforms.append(BagMessage(m.topic, m.msgtype, m.log_ns,
+                                                         bytes(m.data)))
+
+    def _add_info(self, m: BagMessage, msg: Any) -> None:
+        try:
+            camera = camera_info_to_camera(msg)
+        except MessageError as exc:
+            self._issue(m.topic, f'camera_info at log time {m.log_ns * 1e-9:.3f} s is '
+                                 f'invalid ({exc}); skipped')
+            return
+        self._infos.add(stamp_ns(msg), _Info(frame_id(msg), camera, str(msg.distortion_model),
+                                             len(msg.d)))
+
+    def _sweep(self, s: int) -> Optional[tuple[int, str, np.ndarray, Optional[np.ndarray]]]:
+        got = self._sweeps.nearest(s, self.tol_ns)
+        if got is None:
+            return None
+        key, held = got
+        if not held.tried:
+            held.tried = True
+            try:
+                xyz, values = pointcloud2_to_arrays(held.msg, ('intensity',))
+                held.value = (frame_id(held.msg), xyz, values.get('intensity'))
+            except MessageError as exc:
+                self._issue(held.message.topic, f'cloud at log time '
+                                                f'{held.message.log_ns * 1e-9:.3f} s: {exc}; '
+                                                'skipped')
+        return None if held.value is None else (key, *held.value)
+
+    def _depth(self, s: int) -> Optional[np.ndarray]:
+        got = self._depths.nearest(s, self.depth_tol_ns)
+        if got is None:
+            return None
+        try:
+            return depth_image_to_metres(got[1].msg)
+        except MessageError as exc:
+            self._issue(got[1].message.topic, f'{exc}; ground truth skipped',
+                        once=f'depth:{exc}')
+            return None
+
+    def _assemble(self, m: BagMessage, msg: Any, index: int) -> Optional[DriveFrame]:
+        try:
+            rgb = image_to_rgb8(msg, m.msgtype)
+        except MessageError as exc:
+            self._issue(m.topic, f'image at log time {m.log_ns * 1e-9:.3f} s: {exc}; skipped')
+            self.skipped_images += 1
+            return None
+        s = stamp_ns(msg)
+        camera_frame = frame_id(msg)
+        got = self._infos.before(s) or self._infos.after(s)
+        info = None if got is None else got[1]
+        sweep = self._sweep(s)
+        depth = self._depth(s)
+        extrinsic = None if sweep is None else self._tree.lookup(camera_frame, sweep[1])
+        self._prune(s)
+        return DriveFrame(
+            index=index, stamp_ns=s, frame_id=camera_frame, rgb=rgb,
+            camera=None if info is None else info.camera, depth=depth,
+            lidar=None if sweep is None else sweep[2],
+            intensity=None if sweep is None else sweep[3],
+            lidar_stamp_ns=None if sweep is None else sweep[0],
+            lidar_frame_id=None if sweep is None else sweep[1], lidar_to_camera=extrinsic,
+            log_ns=m.log_ns, distortion_model='' if info is None else info.distortion_model,
+            distortion_count=0 if info is None else info.distortion_count)
+
+    def _prune(self, s: int) -> None:
+        """Forget what no later frame can use (stamps far enough behind this one)."""
+        self._sweeps.prune_before(s - self.tol_ns - self.lookahead_ns)
+        self._depths.prune_before(s - self.lookahead_ns)
+        older = self._infos.before(s - self.lookahead_ns - 1)
+        if older is not None:  # keep the newest older one: it still applies to what follows
+            self._infos.prune_before(older[0])
+
+
+def read_drive(path: str | Path, topics: DriveTopics = DriveTopics(),
+               lidar_tolerance: float = 0.05) -> Iterator[DriveFrame]:
+    """Camera frames of a healthy drive bag (e.g. one of :func:`write_drive`), each with its data.
+
+    :class:`DriveReader` with ground truth matched by exact header stamp; frames come in bag
+    order (stamp order for bags whose log times are the header stamps). Strict where the reader
+    is lenient: the first problem it meets (a damaged bag, a message that does not decode)
+    raises :class:`~depth_node.core.errors.DepthNodeError`, and so does a bag without camera
+    images.
+    """
+    reader = DriveReader(path, topics, lidar_tolerance=lidar_tolerance, depth_tolerance=0.0)
+    count = 0
+    for frame in reader.frames():
+        if reader.issues:
+            break
+        count += 1
+        yield frame
+    if reader.issues:
+        raise DepthNodeError(str(reader.issues[0]))
+    if count == 0:
+        raise DepthNodeError(f'{path}: no {topics.image} messages (topics: '
+                             f'{sorted(reader.connections)})')
+
+
+__all__ = ['DriveReader', 'read_drive']
