@@ -82,6 +82,7 @@ class DriveReader:
         self._tree = StaticTree()
         self.connections: dict[str, str] = {}  # topic -> type of every topic in the bag
         self._types: Any = None  # the bag's type store, once reading has started
+        self._held: Any = None  # an open AnyReader handed from the pre-pass to the main pass
         self._infos: StampedCache[_Info] = StampedCache(self.max_buffered)
         self._sweeps: StampedCache[_Held] = StampedCache(self.max_buffered)
         self._depths: StampedCache[_Held] = StampedCache(self.max_buffered)
@@ -101,9 +102,12 @@ class DriveReader:
 
     # ----- raw messages
     def _open(self) -> Any:
-        from rosbags.highlevel import AnyReader
-        reader = AnyReader([self.path], default_typestore=typestore())
-        reader.open()
+        """An open AnyReader: the one the /tf_static pre-pass left open, else a new one."""
+        reader, self._held = self._held, None
+        if reader is None:
+            from rosbags.highlevel import AnyReader
+            reader = AnyReader([self.path], default_typestore=typestore())
+            reader.open()
         return reader
 
     def messages(self, wanted: Optional[set[str]] = None) -> Iterator[BagMessage]:
@@ -171,7 +175,10 @@ class DriveReader:
             return None
 
     def _static_prepass(self) -> None:
-        """Read /tf_static first (cheap: one topic), so that early frames have it."""
+        """Read /tf_static first (cheap: one topic), so that early frames have it; the reader
+        stays open for the main pass (opening a bag costs as much as reading a short one)."""
+        if not self.path.exists():
+            return
         try:
             reader = self._open()
         except Exception:  # damage is reported by the main pass
@@ -181,10 +188,10 @@ class DriveReader:
             conns = [c for c in reader.connections if c.topic == self.topics.tf_static]
             for conn, log_ns, raw in reader.messages(connections=conns) if conns else ():
                 self._add_static(BagMessage(conn.topic, conn.msgtype, int(log_ns), raw))
-        except Exception:
-            return
-        finally:
+        except Exception:  # damage is reported by the main pass
             reader.close()
+            return
+        self._held = reader
 
     # ----- frames
     def frames(self) -> Iterator[DriveFrame]:
