@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from rosbags.highlevel import AnyReader, AnyReaderError
 from rosbags.rosbag2 import Writer
+from rosbags.rosbag2.enums import StoragePlugin
 from rosbags.typesys import get_types_from_msg, get_typestore, Stores
 
 from depth_node.offline.drive_bag import DEFAULT_START_NS, MessageBuilder, typestore, write_drive
@@ -103,7 +104,8 @@ def test_types_come_from_the_bag_own_definitions(tmp_path):
     store.register(get_types_from_msg('std_msgs/Header header\nfloat64 value\n', name))
     assert name not in typestore().types
     header = MessageBuilder().header(DEFAULT_START_NS, 'sensor')
-    with Writer(tmp_path / 'bag', version=Writer.VERSION_LATEST) as writer:
+    with Writer(tmp_path / 'bag', version=Writer.VERSION_LATEST,
+                storage_plugin=StoragePlugin.MCAP) as writer:
         conn = writer.add_connection('/reading', name, typestore=store)
         for k in range(3):
             msg = store.types[name](header=header, value=0.5 * k)
@@ -111,6 +113,14 @@ def test_types_come_from_the_bag_own_definitions(tmp_path):
     reader = DriveReader(tmp_path / 'bag')
     got = [reader.decode(m) for m in reader.messages()]
     assert [g.value for g in got] == [0.0, 0.5, 1.0] and reader.issues == []
+    # Without its footer, rosbags cannot open the file: the types come from its schema records.
+    mcap = tmp_path / 'bag' / 'bag.mcap'
+    mcap.write_bytes(mcap.read_bytes()[:-20])
+    reader = DriveReader(mcap)
+    got = [reader.decode(m) for m in reader.messages()]
+    assert [g.value for g in got] == [0.0, 0.5, 1.0]
+    assert [i.message.split(' (')[0] for i in reader.issues] == \
+        ['cannot be opened as a rosbag2 bag']
 
 
 def _damaged(tmp_path, name, damage, bare=False):

@@ -9,7 +9,7 @@ fails its CRC is skipped, the message index records that follow it tell which to
 many messages, and later chunks are still read. A file that ends inside a record (truncated)
 yields everything before the cut. Every problem becomes a :class:`BagIssue`.
 
-Message types come from the file's own schema records (``ros2msg`` / ``ros2idl``), as
+Message types come from the file's own ``ros2msg`` schema records, as
 ``rosbags.highlevel.AnyReader`` takes them from a healthy bag.
 """
 
@@ -62,18 +62,12 @@ def mcap_files(path: Path) -> list[Path]:
 
 
 def types_of_schema(encoding: str, name: str, text: str) -> dict:
-    """rosbags type definitions of one MCAP schema record ({} for other encodings)."""
-    from rosbags.typesys import get_types_from_idl, get_types_from_msg
-    if encoding == 'ros2msg':
-        return dict(get_types_from_msg(text, name))
-    if encoding in ('ros2idl', 'omgidl'):
-        sep = '=' * 80 + '\n'
-        typs: dict = {}
-        parts = text.split(sep)[1:] if text.startswith(f'{sep}IDL: ') else [f'\n{text}']
-        for part in parts:  # rosbag2 concatenates the IDL of each dependency
-            typs.update(get_types_from_idl(part.split('\n', 1)[1]))
-        return typs
-    return {}
+    """rosbags type definitions of one MCAP schema record: ``ros2msg`` (what rosbag2 writes for
+    message types); {} for other encodings, whose types come from the default type store."""
+    if encoding != 'ros2msg':
+        return {}
+    from rosbags.typesys import get_types_from_msg
+    return dict(get_types_from_msg(text, name))
 
 
 class McapRecovery:
