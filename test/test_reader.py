@@ -180,3 +180,25 @@ def test_a_file_that_is_not_mcap_is_one_issue(tmp_path):
     reader = DriveReader(path)
     assert list(reader.frames()) == []
     assert any('not an MCAP file' in i.message for i in reader.issues), reader.issues
+
+
+def test_training_labels_pair_with_images_by_the_same_nearest_rule(tmp_path):
+    from depth_node.training.data import bag_samples, TeacherTopics
+
+    m = MessageBuilder()
+    rgb = np.zeros((8, 12, 3), np.uint8)
+    offsets_us = [0, 400, -900, 2000]  # label stamp minus image stamp; tolerance 1 ms
+    with Writer(tmp_path / 'bag', version=Writer.VERSION_LATEST) as writer:
+        image, depth = (writer.add_connection(t, 'sensor_msgs/msg/Image', typestore=m.ts)
+                        for t in ('/image', '/depth'))
+        for k, off in enumerate(offsets_us):
+            ns = DEFAULT_START_NS + k * 10**8
+            writer.write(image, ns, m.serialize(m.image(ns, 'cam', rgb, 'rgb8')))
+            label = np.full((8, 12), 1.0 + k, np.float32)
+            msg = m.image(ns + off * 1000, 'cam', label, '32FC1')
+            writer.write(depth, ns + 1000, m.serialize(msg))
+    issues = []
+    got = list(bag_samples(tmp_path / 'bag', TeacherTopics('/image', '/depth', ''),
+                           issues=issues))
+    assert [float(s.target[0, 0]) for s in got] == pytest.approx([1.0, 1 / 2.0, 1 / 3.0])
+    assert len(issues) == 1 and 'no /image' in issues[0], issues
