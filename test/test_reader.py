@@ -14,7 +14,9 @@ from rosbags.rosbag2 import Writer
 from rosbags.rosbag2.enums import StoragePlugin
 from rosbags.typesys import get_types_from_msg, get_typestore, Stores
 
-from depth_node.offline.drive_bag import DEFAULT_START_NS, MessageBuilder, typestore, write_drive
+from depth_node.core.errors import DepthNodeError
+from depth_node.offline.drive_bag import (DEFAULT_START_NS, DriveTopics, MessageBuilder, typestore,
+                                          write_drive)
 from depth_node.offline.reader import DriveReader, read_drive
 from depth_node.sim.frames import SimRig
 from depth_node.sim.scene import LidarModel
@@ -58,6 +60,8 @@ def test_pairing_on_the_sample_bag_is_the_nearest_rule_and_both_readers_agree():
                for f in frames)
     assert all(f.depth is not None and f.camera is not None for f in frames)
     _same_frames(frames, list(read_drive(SAMPLE)))
+    with pytest.raises(DepthNodeError, match=r"no /nope messages \(topics: \['/camera"):
+        list(read_drive(SAMPLE, DriveTopics(image='/nope')))
 
 
 def test_jittered_lidar_stamps_pair_with_the_nearest_sweep_within_tolerance(rig, tmp_path):
@@ -170,7 +174,7 @@ def test_truncated_bare_mcap_file_yields_what_is_before_the_cut(tmp_path, health
     frames = list(reader.frames())
     assert [f.index for f in frames] == list(range(10))
     assert all(f.lidar is not None and f.lidar_to_camera is not None for f in frames[:9])
-    with pytest.raises(Exception, match='truncated'):
+    with pytest.raises(DepthNodeError, match='truncated'):
         list(read_drive(path))  # the strict reader refuses a damaged bag
 
 
