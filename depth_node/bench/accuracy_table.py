@@ -25,8 +25,8 @@ from depth_node.sim.frames import SimRig
 from depth_node.sim.oracles import Corruption
 
 #: Corruption of the "distorted + noisy" experiments: a smooth field of +-10 % and 5 %
-#: per-pixel noise (a dense-GT global fit then has ~6 % AbsRel, close to what relative models
-#: reach on driving data after alignment).
+#: per-pixel noise, meant to leave a dense-GT global fit about where relative models are on
+#: driving data after alignment (the measured AbsRel: docs/benchmarks.md).
 DISTORTED = Corruption(distortion=0.10, noise=0.05)
 LOW_FREQUENCY = Corruption(distortion=0.15, noise=0.01)
 LSQ = PipelineConfig(fit_method='lsq', see_through=False)
