@@ -141,7 +141,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = _parse(argv)
     try:
         return run(args)
-    except DepthNodeError as exc:
+    except (DepthNodeError, OSError) as exc:  # a bad bag, a node that did not come up
         print(f'demo: error: {exc}', file=sys.stderr)
         return 1
 
