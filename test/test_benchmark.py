@@ -123,3 +123,25 @@ def test_a_name_imports_only_its_own_benchmark():
                    'depth_node.bench.keyframes', 'depth_node.ros.transport_check', 'torch',
                    'rclpy'):
         assert module not in loaded, module
+
+
+def test_keyframes_benchmark_runs_and_reports_ratios():
+    """``benchmark keyframes`` with an oracle teacher (no Marigold): one short configuration."""
+    pytest.importorskip('torch')
+    import functools
+
+    from depth_node.bench.keyframes import format_table, parse_config, run
+    from depth_node.core.errors import ConfigError
+    from depth_node.sim.frames import SimRig
+    from keyframe_stubs import AffineOracleTeacher  # test/ is on sys.path (conftest)
+
+    frame = next(SimRig.default(320, 240).frames(1))
+    factory = functools.partial(AffineOracleTeacher, frame.depth, 40.0, 2.0, None, 0.01)
+    report = run([parse_config('thread:1:0')], 'array', factory, 'oracle stub', frames=6,
+                 blocks=1, rate=0.0, width=320, height=240, warmup=1)
+    (row,) = report['rows']
+    assert row['off']['n'] == row['on']['n'] == 6 and row['keyframes'] >= 1
+    assert row['ratio_p50'] > 0 and row['failed'] == 0
+    assert 'thread' in format_table(report)
+    with pytest.raises(ConfigError):
+        parse_config('fork:1')
