@@ -33,17 +33,14 @@ setup(
         'console_scripts': [
             'depth_node = depth_node.ros.node:main',
             'demo = depth_node.cli.demo:main',
-            'benchmark = depth_node.bench.pipeline:main',
-            'transport_check = depth_node.ros.transport_check:main',
-            'export_onnx = depth_node.cli.export_onnx:main',
-            'benchmark_backends = depth_node.bench.backends:main',
-            'accuracy = depth_node.cli.accuracy:main',
-            'make_bag = depth_node.cli.make_bag:main',
             'evaluate = depth_node.cli.evaluate:main',
-            'benchmark_keyframes = depth_node.bench.keyframes:main',
+            'make_bag = depth_node.cli.make_bag:main',
+            'record = depth_node.ros.recorder:main',
             'train = depth_node.cli.train:main',
             'student_report = depth_node.cli.student_report:main',
-            'record = depth_node.ros.recorder:main',
+            'export_onnx = depth_node.cli.export_onnx:main',
+            # benchmark pipeline | backends | keyframes | transport | accuracy
+            'benchmark = depth_node.bench.cli:main',
         ],
     },
 )

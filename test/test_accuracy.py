@@ -6,7 +6,7 @@ import pytest
 from depth_node.core.align import OutputKind
 from depth_node.core.metrics import dense_oracle_fit
 from depth_node.sim.oracles import Corruption, distortion_field, oracle_prediction
-from depth_node.cli.accuracy import format_table, main, measure, passed
+from depth_node.bench.accuracy_table import format_table, main, measure, passed
 
 
 @pytest.fixture(scope='module')

@@ -1,17 +1,21 @@
-"""The benchmark tool: a small run prints every stage with finite numbers and writes the JSON.
+"""The ``benchmark`` entry point: its names, and the pipeline benchmark it runs by default.
 
-No timing assertions: shared machines are noisy. The run publishes on a real rclpy graph
-(private domain, local only), so it needs the rclpy wheels.
+A small pipeline run prints every stage with finite numbers and writes the JSON. No timing
+assertions: shared machines are noisy. The run publishes on a real rclpy graph (private domain,
+local only), so it needs the rclpy wheels.
 """
 
 import json
 import math
 import re
+import subprocess
+import sys
 
 import pytest
 
 pytest.importorskip('rclpy')
 
+from depth_node.bench import cli  # noqa: E402
 from depth_node.bench import pipeline as benchmark  # noqa: E402
 
 _NUMBER = r'(-?\d+\.\d+)'
@@ -29,11 +33,11 @@ def _row(text, label):
 
 def test_small_run_prints_every_stage(tmp_path, capsys):
     out = tmp_path / 'bench.json'
-    code = benchmark.main(['--frames', '3', '--warmup', '1', '--width', '320', '--height', '240',
-                           '--json', str(out)])
+    code = cli.main(['pipeline', '--frames', '3', '--warmup', '1', '--width', '320',
+                     '--height', '240', '--json', str(out)])
     assert code == 0
     text = capsys.readouterr().out
-    assert 'command:  benchmark --frames 3 --warmup 1 --width 320 --height 240' in text
+    assert 'command:  benchmark pipeline --frames 3 --warmup 1 --width 320 --height 240' in text
     for needle in ('machine:', 'cores', 'numpy', 'points/sweep', 'projected pixels',
                    'target:   5.0 ms'):
         assert needle in text
@@ -65,10 +69,12 @@ def test_small_run_prints_every_stage(tmp_path, capsys):
 
 
 def test_color_and_relative_add_their_work(capsys):
-    code = benchmark.main(['--frames', '2', '--warmup', '0', '--width', '160', '--height', '120',
-                           '--distinct', '1', '--color', '--relative', '--stride', '1'])
+    # No name: the pipeline benchmark, as a bare ``benchmark`` has always run.
+    code = cli.main(['--frames', '2', '--warmup', '0', '--width', '160', '--height', '120',
+                     '--distinct', '1', '--color', '--relative', '--stride', '1'])
     assert code == 0
     text = capsys.readouterr().out
+    assert 'command:  benchmark pipeline --frames 2' in text
     assert 'XYZRGB cloud of 19,200 points (stride 1)' in text
     assert all(math.isfinite(v) for v in _row(text, benchmark.RELATIVE_STAGE.label))
     assert 'depth/relative 2/2' in text or re.search(r'depth/relative [12]/2', text)
@@ -81,3 +87,61 @@ def test_bad_arguments_exit_2_naming_the_option(argv, capsys):
         benchmark.main(argv)
     assert exc.value.code == 2
     assert argv[0] in capsys.readouterr().err
+
+
+def test_help_lists_every_benchmark_and_each_name_has_its_options(capsys):
+    assert cli.main(['--help']) == 0
+    text = capsys.readouterr().out
+    assert text.startswith('usage: benchmark [NAME]')
+    assert set(cli.BENCHMARKS) == {'pipeline', 'backends', 'keyframes', 'transport', 'accuracy'}
+    for name in cli.BENCHMARKS:
+        assert f'\n  {name} ' in text, name
+        with pytest.raises(SystemExit) as exc:  # argparse's --help of that benchmark
+            cli.main([name, '--help'])
+        assert exc.value.code == 0
+        assert capsys.readouterr().out.startswith(f'usage: benchmark {name} '), name
+
+
+def test_unknown_name_exits_2_listing_the_names(capsys):
+    assert cli.main(['pipline', '--frames', '3']) == 2
+    err = capsys.readouterr().err
+    assert "'pipline'" in err and 'pipeline, backends, keyframes, transport, accuracy' in err
+
+
+def test_a_name_imports_only_its_own_benchmark():
+    """``benchmark accuracy`` loads neither the other benchmarks nor torch nor rclpy."""
+    code = ('import sys\n'
+            'from depth_node.bench.cli import main\n'
+            "assert main(['accuracy', '--frames', '1', '--width', '96', '--height', '72']) == 0\n"
+            "print(' '.join(sorted(sys.modules)))")
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    loaded = out.stdout.split('\n')[-2].split()
+    assert 'depth_node.bench.accuracy_table' in loaded
+    for module in ('depth_node.bench.pipeline', 'depth_node.bench.backends',
+                   'depth_node.bench.keyframes', 'depth_node.ros.transport_check', 'torch',
+                   'rclpy'):
+        assert module not in loaded, module
+
+
+def test_keyframes_benchmark_runs_and_reports_ratios():
+    """``benchmark keyframes`` with an oracle teacher (no Marigold): one short configuration."""
+    pytest.importorskip('torch')
+    import functools
+
+    from depth_node.bench.keyframes import format_table, parse_config, run
+    from depth_node.core.errors import ConfigError
+    from depth_node.sim.frames import SimRig
+    from keyframe_stubs import AffineOracleTeacher  # test/ is on sys.path (conftest)
+
+    frame = next(SimRig.default(320, 240).frames(1))
+    factory = functools.partial(AffineOracleTeacher, frame.depth, 40.0, 2.0, None, 0.01)
+    report = run([parse_config('thread:1:0')], 'array', factory, 'oracle stub', frames=6,
+                 blocks=1, rate=0.0, width=320, height=240, warmup=1)
+    (row,) = report['rows']
+    assert row['off']['n'] == row['on']['n'] == 6 and row['keyframes'] >= 1
+    assert row['ratio_p50'] > 0 and row['failed'] == 0
+    assert 'thread' in format_table(report)
+    with pytest.raises(ConfigError):
+        parse_config('fork:1')

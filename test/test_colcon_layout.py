@@ -23,7 +23,8 @@ import yaml
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = 'depth_node'
 SOURCES = ('package.xml', 'setup.py', 'setup.cfg', 'resource', 'depth_node', 'launch', 'config')
-EXECUTABLES = ('depth_node', 'demo', 'benchmark', 'train', 'record', 'student_report')
+EXECUTABLES = ('depth_node', 'demo', 'evaluate', 'make_bag', 'record', 'train', 'student_report',
+               'export_onnx', 'benchmark')
 # Python module -> PyPI distribution, for what colcon needs to build an ament_python package.
 COLCON_MODULES = {
     'colcon_ros': 'colcon-ros',  # ament_python build type, ament index marker, hooks
@@ -124,6 +125,7 @@ def test_install_tree_has_the_ros_layout(install):
         path = os.path.join(install, 'lib', PACKAGE, name)
         assert os.path.isfile(path), f'missing lib/{PACKAGE}/{name}'
         assert os.access(path, os.X_OK), f'lib/{PACKAGE}/{name} is not executable'
+    assert sorted(os.listdir(os.path.join(install, 'lib', PACKAGE))) == sorted(EXECUTABLES)
     assert os.path.isfile(os.path.join(_site_packages(install), PACKAGE, 'ros', 'node.py'))
     # the shipped student (estimator.model_path ''), next to the installed code
     student = os.path.join(_site_packages(install), PACKAGE, 'models', 'student')
@@ -178,7 +180,13 @@ def test_installed_benchmark_entry_point_runs(install, tmp_path):
     proc = subprocess.run([script, '--help'], env=_installed_env(install), cwd=str(tmp_path),
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert 'usage: benchmark' in proc.stdout and '--json' in proc.stdout
+    assert 'usage: benchmark' in proc.stdout
+    for name in ('pipeline', 'backends', 'keyframes', 'transport', 'accuracy'):
+        assert f'  {name} ' in proc.stdout, name
+    proc = subprocess.run([script, 'pipeline', '--help'], env=_installed_env(install),
+                          cwd=str(tmp_path), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert 'usage: benchmark pipeline' in proc.stdout and '--json' in proc.stdout
 
 
 def _check_launch_file(path, tmp_path):

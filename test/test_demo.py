@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from graph import ENV  # noqa: F401  (private local graph for this process)
 
 from depth_node.cli.demo import main, sample_bag
@@ -37,3 +39,13 @@ def test_demo_exact_oracle_adds_no_error(tmp_path):
     assert main(['--frames', '3', '--exact', '--out', str(out), '--rate', '5']) == 0
     summary = json.loads((out / 'summary.json').read_text())
     assert summary['mean']['abs_rel'] <= 0.002
+
+
+def test_demo_names_a_missing_bag_and_a_bad_rate(tmp_path, capsys):
+    missing = str(tmp_path / 'no_such_bag')
+    assert main(['--bag', missing, '--out', str(tmp_path / 'out')]) == 1
+    err = capsys.readouterr().err
+    assert 'demo: error:' in err and missing in err and 'Traceback' not in err
+    with pytest.raises(SystemExit) as exc:
+        main(['--rate', '0'])
+    assert exc.value.code == 2 and '--rate' in capsys.readouterr().err

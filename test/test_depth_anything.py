@@ -42,8 +42,8 @@ def _max_rel(ours: np.ndarray, reference: np.ndarray) -> float:
 
 
 def _import_official() -> types.ModuleType:
-    """Import ``depth_anything_v2.dpt`` (torchvision stand-in: see the benchmark's helper)."""
-    from depth_node.bench.backends import import_official
+    """Import ``depth_anything_v2.dpt`` (torchvision stand-in: see testing/official.py)."""
+    from depth_node.testing.official import import_official
     return import_official()
 
 

@@ -74,4 +74,32 @@ def test_node_imports_only_runtime_layers():
                or (m.startswith('depth_node.') and m.split('.')[1] in (
                    'offline', 'sim', 'training', 'testing', 'bench', 'cli'))]
     assert not offline, offline
+    tools = [m for m in loaded if m in ('depth_node.ros.player', 'depth_node.ros.transport_check',
+                                        'depth_node.ros.recorder')]
+    assert not tools, tools
     assert 'depth_node.pipeline.frame' in loaded  # the import really happened
+
+
+def test_ros_harness_is_used_only_by_harness_layers():
+    """The ros modules that are tools, not the node (the graph client, the transport check,
+    the recorder), are imported only from testing, bench or cli (and tests), never by the
+    runtime layers or the node's own ros modules."""
+    tools = ('depth_node.ros.player', 'depth_node.ros.transport_check', 'depth_node.ros.recorder')
+    harness = ('testing', 'bench', 'cli')
+    bad = []
+    for folder, _, files in os.walk(os.path.join(ROOT, 'depth_node')):
+        layer = os.path.relpath(folder, os.path.join(ROOT, 'depth_node')).split(os.sep)[0]
+        for name in files:
+            if not name.endswith('.py') or layer in harness:
+                continue
+            path = os.path.join(folder, name)
+            with open(path) as f:
+                tree = ast.parse(f.read())
+            for node in ast.walk(tree):
+                mods = []
+                if isinstance(node, ast.Import):
+                    mods = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module:
+                    mods = [node.module]
+                bad += [f'{os.path.relpath(path, ROOT)} imports {m}' for m in mods if m in tools]
+    assert not bad, bad

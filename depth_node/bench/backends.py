@@ -24,14 +24,12 @@ median over rounds of official / backend time in the same round, which a changin
 shared machine affects least), and the largest difference to the official output relative
 to its maximum (a check that the rows compute the same thing).
 
-Run ``benchmark_backends --help``.
+Run ``benchmark backends --help``.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
 import os
 import platform
@@ -39,11 +37,12 @@ import shlex
 import sys
 import tempfile
 import time
-import types
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
+
+from depth_node.testing.official import import_official, random_official_vits
 
 #: Speed-up of the fastest backend over the official path that the benchmark aims at.
 GOAL = 1.3
@@ -51,62 +50,6 @@ BACKENDS = ('official', 'torch-fp32', 'torch-bf16', 'onnxruntime', 'onnxruntime-
             'onnxruntime-fixed', 'tensorrt')
 DEFAULT_BACKENDS = ('official', 'torch-fp32', 'torch-bf16', 'onnxruntime', 'onnxruntime-opset23',
                     'tensorrt')
-
-
-def import_official() -> types.ModuleType:
-    """``depth_anything_v2.dpt``; torchvision is stubbed while importing if it is missing.
-
-    The official code imports torchvision only for ``transforms.Compose``, and torchvision
-    does not install next to this CPU torch. The stand-in modules are removed afterwards
-    (transformers probes for torchvision with ``find_spec``, which they would break).
-    """
-    if importlib.util.find_spec('depth_anything_v2') is None:
-        raise RuntimeError('the official Depth Anything V2 code is not installed '
-                           '(pip install --no-deps jkp-depth-anything-v2)')
-    if importlib.util.find_spec('torchvision') is not None:
-        return importlib.import_module('depth_anything_v2.dpt')
-
-    class Compose:
-        def __init__(self, transforms: Sequence[Callable[[Any], Any]]) -> None:
-            self.transforms = transforms
-
-        def __call__(self, sample: Any) -> Any:
-            for transform in self.transforms:
-                sample = transform(sample)
-            return sample
-
-    transforms = types.ModuleType('torchvision.transforms')
-    transforms.Compose = Compose
-    package = types.ModuleType('torchvision')
-    package.transforms = transforms
-    stubs = {'torchvision': package, 'torchvision.transforms': transforms}
-    sys.modules.update(stubs)
-    try:
-        return importlib.import_module('depth_anything_v2.dpt')
-    finally:
-        for name, stub in stubs.items():
-            if sys.modules.get(name) is stub:
-                del sys.modules[name]
-
-
-def random_official_vits(official: types.ModuleType, seed: int = 0) -> Any:
-    """Official ViT-S ``DepthAnythingV2`` with fan-in scaled random weights, eval mode."""
-    import torch
-
-    model = official.DepthAnythingV2(encoder='vits', features=64,
-                                     out_channels=[48, 96, 192, 384]).eval()
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if param.ndim >= 2:
-                param.copy_(torch.randn(param.shape, generator=gen) * param[0].numel() ** -0.5)
-            else:
-                scale = name.endswith('.gamma') or ('norm' in name and name.endswith('weight'))
-                param.copy_(float(scale) + 0.1 * torch.randn(param.shape, generator=gen))
-        last = model.depth_head.scratch.output_conv2[2]  # keep the final ReLU from clipping
-        last.weight.abs_()
-        last.bias.fill_(0.5)
-    return model
 
 
 def scene_image(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -146,7 +89,7 @@ def _size(text: str) -> tuple[int, int]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog='benchmark_backends',
+        prog='benchmark backends',
         description='Latency of Depth Anything V2 ViT-S (random weights) per backend - torch '
                     'fp32/bf16, ONNX Runtime, TensorRT - next to the official implementation '
                     'on the same weights.')
@@ -326,14 +269,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(args_list)
     unknown = [b for b in args.backends if b not in BACKENDS]
     if unknown or 'official' not in args.backends:
-        print(f'benchmark_backends: error: --backends must include official and only name '
+        print(f'benchmark backends: error: --backends must include official and only name '
               f'{", ".join(BACKENDS)} (got {unknown or args.backends})', file=sys.stderr)
         return 1
-    command = shlex.join(['benchmark_backends'] + args_list)
+    command = shlex.join(['benchmark', 'backends'] + args_list)
     try:
         rows, settings = run(args)
     except RuntimeError as exc:
-        print(f'benchmark_backends: error: {exc}', file=sys.stderr)
+        print(f'benchmark backends: error: {exc}', file=sys.stderr)
         return 1
     print(format_table(rows, settings, command), flush=True)
     if args.json:

@@ -1,6 +1,6 @@
 """Real-time latency with the keyframe teacher off vs running, thread vs process worker.
 
-``benchmark_keyframes [--configs thread:1,process:1:19,...] [--student array|PATH]
+``benchmark keyframes [--configs thread:1,process:1:19,...] [--student array|PATH]
 [--student-threads N] [--student-cpus 0+1] [--teacher PATH] [--teacher-options JSON]
 [--frames N] [--blocks B] [--rate HZ] [--json PATH]``
 
@@ -31,7 +31,7 @@ the same cores as the student. A real Marigold on a GPU spends its time in CUDA 
 (GIL released) but keeps the Python part (and the alignment on GPU tensors, with a sync per
 cost evaluation).
 
-Run ``python -m depth_node.bench.keyframes --help``.
+Run ``benchmark keyframes --help``.
 """
 
 from __future__ import annotations
@@ -235,8 +235,8 @@ def format_table(report: dict[str, Any]) -> str:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """Console-script entry point: ``python -m depth_node.bench.keyframes``."""
-    p = argparse.ArgumentParser(prog='benchmark_keyframes',
+    """Entry point of ``benchmark keyframes``; 0 on success."""
+    p = argparse.ArgumentParser(prog='benchmark keyframes',
                                 description=__doc__.split('\n\n')[0])
     p.add_argument('--configs',
                    default='thread:1:0,process:1:0,thread:0:0,process:0:0,thread:1:19,'

@@ -26,7 +26,7 @@ layer (:class:`~depth_node.ros.player.GraphClient`). Between frames, outside the
 sections, the benchmark waits until the subscriber has taken every message, so its work does
 not land in the next frame's stages.
 
-Run ``benchmark --help`` (or ``ros2 run depth_node benchmark --help``).
+Run ``benchmark pipeline --help`` (or ``ros2 run depth_node benchmark pipeline --help``).
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def _non_negative(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog='benchmark',
+        prog='benchmark pipeline',
         description='Per-stage latency of the non-model path of depth_node (conversion, LiDAR '
                     'projection, fit, metric depth, cloud, previews, publishing) on a '
                     'synthetic 64-beam sweep. The model is replaced by an oracle and not '
@@ -433,14 +433,14 @@ def format_report(result: BenchmarkResult) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Console-script entry point: ``benchmark [options]``; 0 on success."""
+    """Entry point of ``benchmark pipeline [options]`` (and of a bare ``benchmark``)."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(args_list)
-    command = shlex.join(['benchmark'] + args_list)
+    command = shlex.join(['benchmark', 'pipeline'] + args_list)
     try:
         result = run(args, command)
     except (FileNotFoundError, RuntimeError) as exc:  # no Fast DDS profile, no discovery
-        print(f'benchmark: error: {exc}', file=sys.stderr)
+        print(f'benchmark pipeline: error: {exc}', file=sys.stderr)
         return 1
     print(format_report(result), flush=True)
     if args.json:

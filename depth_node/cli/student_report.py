@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from depth_node.core.errors import ConfigError, DepthNodeError
-from depth_node.cli.train import _seeds, _size
+from depth_node.training.recipe import parse_seeds, parse_size
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -27,7 +27,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument('--seeds', default='500-505',
                    help='held-out street seeds (default %(default)s; the shipped student '
                         'trained on 1-24)')
-    p.add_argument('--size', type=_size, default=(640, 480), metavar='WxH')
+    p.add_argument('--size', type=parse_size, default=(640, 480), metavar='WxH')
     p.add_argument('--max-depth', type=float, default=80.0, help='metrics cap, m')
     p.add_argument('--input-size', type=int, default=0, help="0: the model's own")
     p.add_argument('--threads', type=int, default=0, help='torch threads (0: default)')
@@ -39,7 +39,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from depth_node.training.report import student_report
         if args.threads:
             torch.set_num_threads(args.threads)
-        report = student_report(args.model, args.frames, _seeds(args.seeds), args.size,
+        report = student_report(args.model, args.frames, parse_seeds(args.seeds), args.size,
                                 args.max_depth, args.input_size)
     except (ConfigError, DepthNodeError, OSError, ValueError) as exc:
         print(f'student_report: error: {exc}', file=sys.stderr)

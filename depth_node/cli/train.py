@@ -10,41 +10,22 @@ With ``--bag`` the images are labelled by a depth topic matched by header stamp:
 teacher's LiDAR-aligned depth (``/keyframe/depth``, the default) weighted by its uncertainty
 (``/keyframe/uncertainty``), or ground truth (``--depth-topic /camera/depth_gt
 --uncertainty-topic ''``). Runs without ROS; ``ros2 run depth_node train`` is the same program.
+The run itself is :mod:`depth_node.training.recipe`; this module parses and prints.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import sys
-import time
-from pathlib import Path
 from typing import Optional, Sequence
 
 from depth_node.core.errors import ConfigError, DepthNodeError
 
 
-def _seeds(text: str) -> list[int]:
-    """'0-23' or '1,5,9' -> seeds."""
-    out: list[int] = []
-    for part in text.split(','):
-        part = part.strip()
-        if '-' in part:
-            lo, hi = part.split('-', 1)
-            out.extend(range(int(lo), int(hi) + 1))
-        elif part:
-            out.append(int(part))
-    return out
-
-
-def _size(text: str) -> tuple[int, int]:
-    w, h = text.lower().split('x')
-    return int(w), int(h)
-
-
 def build_parser() -> argparse.ArgumentParser:
     from depth_node.training.data import TeacherTopics
+    from depth_node.training.recipe import parse_size
     from depth_node.training.trainer import TrainConfig
     d = TrainConfig()
     t = TeacherTopics()
@@ -58,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                         '--bag, none with it; street 0 is the sample bag\'s, kept out)')
     g.add_argument('--per-street', type=int, default=40,
                    help='frames per synthetic street (default %(default)s)')
-    g.add_argument('--synthetic-size', type=_size, default=(320, 240), metavar='WxH',
+    g.add_argument('--synthetic-size', type=parse_size, default=(320, 240), metavar='WxH',
                    help='synthetic render size (default 320x240)')
     g.add_argument('--val-seeds', default='1000-1001',
                    help="held-out synthetic streets for the validation loss ('' = none; "
@@ -101,25 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _card(trainer, data: str) -> str:
-    c = trainer.config
-    n = sum(p.numel() for p in trainer.model.parameters())
-    return (
-        '# depth_node synthetic student\n\n'
-        'A Depth Anything V2-architecture relative depth model (DINOv2 backbone + DPT head, '
-        f'{n / 1e6:.2f} M parameters, transformers format) trained by `depth_node`\'s `train` '
-        f'from {"random initialisation" if not c.init else c.init} on {data}.\n\n'
-        '**It has only ever seen synthetic street scenes.** It exists so that the demo and the '
-        'tests run a real network without downloads; on real images use real Depth Anything V2 '
-        'weights (`estimator.model_path`).\n\n'
-        f'- output: affine-invariant disparity (relative), input lower bound {c.input_size} px\n'
-        f'- loss: scale-and-shift-invariant + {c.loss.grad_weight} x gradient matching, top '
-        f'{c.loss.trim:.0%} largest-loss pixels of each image ignored\n'
-        f'- {trainer.step} steps of batch {c.batch_size}, AdamW lr {c.lr}, seed {c.seed}, '
-        f'crop {c.crop_size[1]}x{c.crop_size[0]}\n')
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Console-script entry point: ``ros2 run depth_node train``; 2 on a bad option or data."""
     args = build_parser().parse_args(argv)
     try:
         return _run(args)
@@ -135,9 +99,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     import torch
 
-    from depth_node.training.data import bag_samples, synthetic_samples, TeacherTopics
+    from depth_node.training.data import TeacherTopics
     from depth_node.training.losses import LossConfig
-    from depth_node.training.trainer import peak_memory_mb, TrainConfig, Trainer
+    from depth_node.training.recipe import DataOptions, run_training, training_data
+    from depth_node.training.trainer import TrainConfig
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -147,55 +112,19 @@ def _run(args: argparse.Namespace) -> int:
         grid=args.grid, init=args.init, checkpoint_every=args.checkpoint_every,
         val_every=args.val_every, loss=LossConfig(grad_weight=args.grad_weight, trim=args.trim))
     config.validate()
-    seeds = _seeds(args.synthetic_seeds) if args.synthetic_seeds is not None \
-        else ([] if args.bag else list(range(1, 25)))
-    started = time.perf_counter()
-    train = []
-    described = []
-    if seeds:
-        w, h = args.synthetic_size
-        train.extend(synthetic_samples(seeds, args.per_street, w, h, shuffle_seed=args.seed))
-        described.append(f'{len(train)} frames of {len(seeds)} synthetic streets '
-                         f'(seeds {args.synthetic_seeds or "1-24"}, {w}x{h})')
-    topics = TeacherTopics(args.image_topic, args.depth_topic, args.uncertainty_topic)
-    for bag in args.bag:
-        issues: list[str] = []
-        got = list(bag_samples(bag, topics, args.relative_uncertainty, issues=issues))
-        for issue in issues[:10]:
-            print(f'train: {bag}: {issue}', file=sys.stderr)
-        if not got:
-            raise DepthNodeError(f'{bag}: no image on {topics.image} has a label on '
-                                 f'{topics.depth}' + (f' and {topics.uncertainty}'
-                                                      if topics.uncertainty else ''))
-        train.extend(got)
-        described.append(f'{len(got)} labelled images of {Path(bag).name} ({topics.depth}'
-                         + (f', weighted by {topics.uncertainty}' if topics.uncertainty else '')
-                         + ')')
-    val = []
-    val_seeds = _seeds(args.val_seeds) if args.val_seeds else []
-    if val_seeds and seeds:
-        w, h = args.synthetic_size
-        val = list(synthetic_samples(val_seeds, args.val_per_street, w, h,
-                                     shuffle_seed=args.seed + 1))
-    data_seconds = time.perf_counter() - started
-    data = '; '.join(described) or 'no data'
+    options = DataOptions(
+        synthetic_seeds=args.synthetic_seeds, per_street=args.per_street,
+        synthetic_size=args.synthetic_size, val_seeds=args.val_seeds,
+        val_per_street=args.val_per_street, bags=tuple(args.bag),
+        topics=TeacherTopics(args.image_topic, args.depth_topic, args.uncertainty_topic),
+        relative_uncertainty=args.relative_uncertainty)
+    data = training_data(options, shuffle_seed=args.seed,
+                         warn=lambda line: print(f'train: {line}', file=sys.stderr))
     if not args.quiet:
-        print(f'train: {data}; {len(val)} validation frames ({data_seconds:.1f} s)')
-    trainer = Trainer(config, args.out, train, val, resume=args.resume)
-    result = trainer.run(progress=not args.quiet, card=lambda t: _card(t, data),
-                         stop_after=args.stop_after)
-    summary = {
-        'student': str(result.student), 'data': data, 'train_samples': len(train),
-        'val_samples': len(val), 'steps_this_run': result.steps, 'step': result.final_step,
-        'seconds': round(result.seconds, 1), 'data_seconds': round(data_seconds, 1),
-        's_per_step': round(result.seconds / max(1, result.steps), 3),
-        'threads': torch.get_num_threads(), 'peak_memory_mb': round(peak_memory_mb(), 1),
-        'train_loss_last50': round(result.train_loss, 5),
-        'val_loss': None if result.val_loss is None else round(result.val_loss, 5),
-        'config': config.to_dict(),
-    }
-    (Path(args.out) / 'summary.json').write_text(json.dumps(summary, indent=2) + '\n',
-                                                 encoding='utf-8')
+        print(f'train: {data.description}; {len(data.val)} validation frames '
+              f'({data.seconds:.1f} s)')
+    summary = run_training(config, args.out, data, resume=args.resume,
+                           progress=not args.quiet, stop_after=args.stop_after)
     if not args.quiet:
         for key in itertools.islice(summary, 12):
             print(f'  {key}: {summary[key]}')

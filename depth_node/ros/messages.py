@@ -22,8 +22,8 @@ def _to_byte_array(values: np.ndarray) -> pyarray.array:
     """Copy an array's bytes (C order) into the ``array.array('B')`` rclpy keeps for uint8[].
 
     ``frombytes`` on a buffer is one memcpy; assigning an ``array.array('B')`` to a message's
-    ``data`` is the setter's fast path (a list, a memoryview or an ndarray go element by element:
-    ~40-70 ms for a 640x480 float image instead of ~0.05 ms).
+    ``data`` is the setter's fast path (a list, a memoryview or an ndarray go element by element,
+    orders of magnitude slower for an image: figures in docs/benchmarks.md).
     """
     out = pyarray.array('B')
     out.frombytes(np.ascontiguousarray(values).reshape(-1).view(np.uint8))

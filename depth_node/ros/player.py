@@ -1,8 +1,9 @@
 """Play synthetic frames into a ROS graph and record what depth_node publishes.
 
-Used by the demo (the README's main job) and by the real-graph tests: a driver-like publisher
-of camera image, camera_info and LiDAR cloud, with sensor-data QoS, and a recorder of the
-node's outputs.
+A driver-like publisher of camera image, camera_info and LiDAR cloud, with sensor-data QoS,
+and a recorder of the node's outputs. It sits in ``ros/`` because it imports rclpy, but it is a
+harness: only the demo (:mod:`depth_node.testing.live`), the benchmarks and the real-graph tests
+use it, never the node (``test/test_lint.py`` checks this).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Measure delivery of large best-effort images between two processes, with and without the
 shipped Fast DDS profile.
 
-``transport_check [--count 90] [--width 640 --height 480]`` publishes ``count`` 32FC1 images
-with sensor-data QoS at 20 Hz to a subscriber in another process, once with the default
+``benchmark transport [--count 90] [--width 640 --height 480]`` publishes ``count`` 32FC1
+images with sensor-data QoS at 20 Hz to a subscriber in another process, once with the default
 transports and once with ``config/fastdds_large_messages.xml``, on a private local-only domain,
 and prints how many arrived and the median publish-to-callback latency.
 """
@@ -92,8 +92,9 @@ def measure(profile: Optional[str], count: int = 90, width: int = 640, height: i
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """Console-script entry point: print delivery with and without the profile."""
-    p = argparse.ArgumentParser(prog='transport_check', description=__doc__.split('\n\n')[0])
+    """Entry point of ``benchmark transport``: print delivery with and without the profile."""
+    p = argparse.ArgumentParser(prog='benchmark transport',
+                                description=__doc__.split('\n\n')[0])
     p.add_argument('--count', type=int, default=90)
     p.add_argument('--width', type=int, default=640)
     p.add_argument('--height', type=int, default=480)

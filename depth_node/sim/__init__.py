@@ -1,5 +1,8 @@
 """Synthetic scenes with exact depth (numpy only; same layer as core).
 
 Used by the demo, the tests and the accuracy harness: no dataset can be downloaded, so the
-project renders its own camera images, exact depth and LiDAR sweeps.
+project renders its own camera images, exact depth and LiDAR sweeps. ``scene`` gathers the
+public names of ``geometry`` (primitives, ray casting), ``shading`` (textures), ``street``
+(the seeded street), ``camera`` and ``lidar`` (the sensors); ``frames`` renders drives;
+``oracles`` turns exact depth into model-like relative predictions.
 """

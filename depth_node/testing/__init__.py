@@ -1,1 +1,1 @@
-"""Test helpers: oracles, tiny models, a node in a subprocess; never imported by runtime code."""
+"""Test helpers: oracles, tiny models, official reference code, the node live; not for runtime."""

@@ -1,10 +1,12 @@
-"""Accuracy harness CLI: the ground-truth numbers of the metric path, as a table.
+"""The accuracy table: the ground-truth numbers of the metric path, each next to its target.
 
-``accuracy [--frames N] [--width W --height H] [--seed S] [--json PATH]`` renders frames of
-the synthetic drive (exact depth, 64-beam LiDAR with its natural see-through returns) and
-prints, for each experiment, the number, its target and whether it is met. The relative input
+``benchmark accuracy [--frames N] [--width W --height H] [--seed S] [--json PATH]`` renders
+frames of the synthetic drive (exact depth, 64-beam LiDAR with its natural see-through returns)
+and prints, for each experiment, the number, its target and whether it is met. The relative input
 is an oracle (exact disparity under an unknown affine map, optionally corrupted), so the table
 measures projection, outlier rejection, fitting, filtering and local alignment, not a model.
+The experiments themselves are in :mod:`depth_node.bench.accuracy`; ``test/test_accuracy.py``
+asserts the targets.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from depth_node.sim.frames import SimRig
 from depth_node.sim.oracles import Corruption
 
 #: Corruption of the "distorted + noisy" experiments: a smooth field of +-10 % and 5 %
-#: per-pixel noise (a dense-GT global fit then has ~6 % AbsRel, close to what relative models
-#: reach on driving data after alignment).
+#: per-pixel noise, meant to leave a dense-GT global fit about where relative models are on
+#: driving data after alignment (the measured AbsRel: docs/benchmarks.md).
 DISTORTED = Corruption(distortion=0.10, noise=0.05)
 LOW_FREQUENCY = Corruption(distortion=0.15, noise=0.01)
 LSQ = PipelineConfig(fit_method='lsq', see_through=False)
@@ -110,8 +112,8 @@ def format_table(rows: dict[str, dict[str, float]]) -> str:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """Console-script entry point: ``ros2 run depth_node accuracy``."""
-    p = argparse.ArgumentParser(prog='accuracy', description=__doc__.split('\n\n')[0])
+    """Entry point of ``benchmark accuracy``; 0 on success."""
+    p = argparse.ArgumentParser(prog='benchmark accuracy', description=__doc__.split('\n\n')[0])
     p.add_argument('--frames', type=int, default=4)
     p.add_argument('--width', type=int, default=640)
     p.add_argument('--height', type=int, default=480)
