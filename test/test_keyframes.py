@@ -3,6 +3,8 @@
 import functools
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -427,6 +429,38 @@ def test_process_mode_detects_a_teacher_that_dies_while_idle():
         assert not worker.stats().alive
     finally:
         worker.close(2.0)
+
+
+_EXIT_WITHOUT_CLOSE = """
+import functools, sys, time
+import numpy as np
+from keyframe_stubs import SleepyTeacher
+from depth_node.pipeline.frame import FrameInput
+from depth_node.pipeline.keyframes import KeyframeConfig, KeyframeWorker
+from depth_node.sim.frames import SimRig
+if __name__ == '__main__':
+    worker = KeyframeWorker(functools.partial(SleepyTeacher, 60.0), lambda r: None,
+                            KeyframeConfig(mode='process'))
+    worker.submit(FrameInput(np.zeros((48, 64, 3), np.uint8), SimRig.default(64, 48).camera,
+                             0.0, None))
+    while not worker.busy:
+        time.sleep(0.01)
+    print(worker.teacher_pid, flush=True)
+"""
+
+
+def test_exit_without_close_does_not_wait_for_a_running_keyframe(tmp_path):
+    script = tmp_path / 'exit_without_close.py'
+    script.write_text(_EXIT_WITHOUT_CLOSE)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.dirname(__file__), os.environ.get('PYTHONPATH', '')]))
+    t0 = time.monotonic()
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=120, env=env)
+    elapsed = time.monotonic() - t0
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert elapsed < 30.0  # the teacher sleeps 60 s
+    assert not _pid_alive(int(out.stdout.split()[0]))
 
 
 def test_submit_never_waits_for_a_busy_process_teacher():

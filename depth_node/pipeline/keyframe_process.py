@@ -9,7 +9,9 @@ the parent can raise it with its type (a :class:`ConfigError` stays one) instead
 seeing a broken pool. A child that dies is reported by the executor (``BrokenProcessPool``).
 
 Python 3.14 added ``terminate_workers``/``kill_workers`` to the executor; on older Pythons
-:class:`TeacherProcess` reads the executor's process table once, its only private access.
+:class:`TeacherProcess` reads the executor's process table once. The other private call is
+``threading._register_atexit`` (the hook concurrent.futures itself uses), so that an
+interpreter exiting without :meth:`KeyframeWorker.close` does not wait for a running keyframe.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import concurrent.futures
 import multiprocessing
 import os
 import sys
+import threading
 import traceback
+import weakref
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Optional
 
@@ -136,6 +140,11 @@ class TeacherProcess:
             self.terminate()
             _raise_start_error(hello[1], *hello[2])
         self.teacher_name, self.pid = hello[1], hello[2]
+        # At interpreter exit concurrent.futures joins its executors, which waits for a running
+        # keyframe (a stuck teacher: for ever). Terminate the child first: threading's exit
+        # hooks run last registered first, so this one runs before the executor's.
+        ref = weakref.ref(self)
+        threading._register_atexit(lambda: ref() is not None and ref().terminate())
 
     def submit(self, frame: FrameInput,
                student_depth: Optional[np.ndarray]) -> concurrent.futures.Future:
