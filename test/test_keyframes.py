@@ -464,20 +464,25 @@ def test_exit_without_close_does_not_wait_for_a_running_keyframe(tmp_path):
 
 
 def test_submit_never_waits_for_a_busy_process_teacher():
-    worker = KeyframeWorker(functools.partial(SleepyTeacher, 2.0), lambda r: None,
+    # The teacher takes 20 s per keyframe; each submit only swaps the waiting candidate (the
+    # bound is loose for a loaded machine: the point is that no submit waits for the teacher).
+    worker = KeyframeWorker(functools.partial(SleepyTeacher, 20.0), lambda r: None,
                             KeyframeConfig(mode='process'))
     try:
         worker.submit(_small_frame(), tag='first')
         deadline = time.monotonic() + 10.0
         while not worker.busy and time.monotonic() < deadline:
             time.sleep(0.01)
-        t0 = time.perf_counter()
-        replaced = [worker.submit(_small_frame(), tag=i) for i in range(50)]
-        elapsed = time.perf_counter() - t0
+        times, replaced = [], []
+        for i in range(50):
+            t0 = time.perf_counter()
+            replaced.append(worker.submit(_small_frame(), tag=i))
+            times.append(time.perf_counter() - t0)
         stats = worker.stats()
     finally:
         worker.close(0.5)
-    assert elapsed < 0.5 and replaced == [False] + [True] * 49
+    assert max(times) < 2.0 and sum(times) < 5.0
+    assert replaced == [False] + [True] * 49
     assert stats.busy and stats.waiting and stats.replaced == 49
 
 
