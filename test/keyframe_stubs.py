@@ -110,3 +110,17 @@ class SleepyTeacher:
     def predict(self, rgb: np.ndarray) -> np.ndarray:
         time.sleep(self.seconds)
         return np.full(rgb.shape[:2], 0.5, np.float32)
+
+
+class DyingTeacher:
+    """Ends its process (exit code 3) on images whose first pixel is 0: a crashing teacher."""
+
+    name = 'dying'
+
+    def __init__(self) -> None:
+        self.output = OutputSpec(OutputKind.DEPTH, metric=False)
+
+    def predict(self, rgb: np.ndarray) -> np.ndarray:
+        if rgb[0, 0, 0] == 0:
+            os._exit(3)
+        return np.full(rgb.shape[:2], 0.5, np.float32)

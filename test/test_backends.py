@@ -39,9 +39,10 @@ from depth_node.estimators.onnx_model import (  # noqa: E402
 from depth_node.estimators.onnxruntime_backend import (  # noqa: E402
     default_providers, OnnxRuntimeEstimator)
 from depth_node.estimators.registry import registered  # noqa: E402
-from depth_node.estimators.tensorrt_backend import (  # noqa: E402
-    EngineCache, EngineKey, input_profile, InputProfile, load_or_build, preprocess_on_device,
-    tensorrt_missing, TensorRTEstimator)
+from depth_node.estimators.preprocess import network_input_size, preprocess_on_device  # noqa
+from depth_node.estimators.tensorrt_backend import tensorrt_missing, TensorRTEstimator  # noqa
+from depth_node.estimators.tensorrt_engine import (  # noqa: E402
+    EngineCache, EngineKey, input_profile, InputProfile, load_or_build)
 
 from onnx_models import tiny_folder, tiny_onnx  # noqa: E402  (test/ is on sys.path)
 
@@ -101,6 +102,40 @@ def test_onnxruntime_shares_the_torch_estimators_processing(torch_estimator, ort
     assert torch.equal(ort_estimator.preprocess(rgb), torch_estimator.preprocess(rgb))
     assert ort_estimator.output == torch_estimator.output == OutputSpec(OutputKind.DISPARITY)
     assert ort_estimator.providers == ['CPUExecutionProvider']
+
+
+_WITHOUT_TRANSFORMERS = """
+import sys
+sys.modules['transformers'] = None  # any 'import transformers' now raises ImportError
+import numpy as np
+from depth_node.estimators import build_estimator, EstimatorConfig
+from depth_node.estimators.onnxruntime_backend import OnnxRuntimeEstimator
+import depth_node.estimators.tensorrt_backend  # noqa: F401 - imports without transformers too
+rgb = np.load(sys.argv[2])
+direct = OnnxRuntimeEstimator(sys.argv[1]).predict(rgb)
+built = build_estimator(EstimatorConfig(type='depth_anything_onnxruntime', model_path=sys.argv[1],
+                                        input_size=518))
+np.save(sys.argv[3], np.stack([direct, built.predict(rgb)]))
+loaded = sorted(m for m, mod in sys.modules.items() if mod is not None
+                and m.split('.')[0] in ('transformers', 'diffusers'))
+print('LOADED', loaded)
+"""
+
+
+def test_onnxruntime_backend_runs_without_transformers(dynamic_onnx, ort_estimator, tmp_path):
+    """An ONNX deployment needs no transformers: the ONNX Runtime backend imports and predicts
+    (and the TensorRT backend imports) in a fresh interpreter where importing transformers
+    fails, with the same numbers as in this one."""
+    rgb = _image(300, 400, seed=7)
+    np.save(tmp_path / 'rgb.npy', rgb)
+    out = subprocess.run([sys.executable, '-c', _WITHOUT_TRANSFORMERS, str(dynamic_onnx),
+                          str(tmp_path / 'rgb.npy'), str(tmp_path / 'pred.npy')],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert 'LOADED []' in out.stdout
+    direct, built = np.load(tmp_path / 'pred.npy')
+    np.testing.assert_array_equal(direct, ort_estimator.predict(rgb))
+    np.testing.assert_array_equal(built, direct)
 
 
 def test_onnxruntime_metric_model_predicts_metric_depth(tmp_path_factory):
@@ -210,7 +245,6 @@ def test_default_profile_covers_square_to_two_to_one():
     assert profile.opt == (1, 3, 518, 686)
     assert profile.min == (1, 3, 518, 518) and profile.max == (1, 3, 1036, 1036)
     for height, width in [(480, 640), (640, 480), (1080, 1920), (500, 500)]:
-        from depth_node.estimators.depth_anything import network_input_size
         assert profile.contains((1, 3) + network_input_size(height, width))
 
 

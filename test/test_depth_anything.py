@@ -26,9 +26,12 @@ pytest.importorskip('transformers', reason='the depth_anything estimator needs t
 from depth_node.core.align import OutputKind, OutputSpec  # noqa: E402
 from depth_node.core.errors import ConfigError, DepthNodeError  # noqa: E402
 from depth_node.estimators import build_estimator, EstimatorConfig  # noqa: E402
-from depth_node.estimators.depth_anything import (  # noqa: E402
-    convert_official_state_dict, DepthAnythingEstimator, ENCODERS, infer_encoder,
-    network_input_size, official_config)
+from depth_node.estimators.depth_anything import DepthAnythingEstimator  # noqa: E402
+from depth_node.estimators.depth_anything_checkpoint import (  # noqa: E402
+    convert_official_state_dict, infer_encoder)
+from depth_node.estimators.depth_anything_config import (  # noqa: E402
+    depth_anything_config, ENCODERS)
+from depth_node.estimators.preprocess import network_input_size  # noqa: E402
 
 from tiny_models import save_tiny_depth_anything  # noqa: E402  (test/ is on sys.path: conftest)
 
@@ -188,9 +191,9 @@ def test_rename_table_covers_every_encoder(official, encoder):
     cpu_linspace = functools.partial(linspace, device='cpu')
     with torch.device('meta'), mock.patch('torch.linspace', cpu_linspace):
         reference = official.DepthAnythingV2(encoder=encoder, features=spec['features'],
-                                             out_channels=list(spec['out_channels']))
+                                             out_channels=list(spec['neck']))
         from transformers import DepthAnythingForDepthEstimation
-        ours = DepthAnythingForDepthEstimation(official_config(encoder))
+        ours = DepthAnythingForDepthEstimation(depth_anything_config(encoder))
     assert reference.intermediate_layer_idx[encoder] == list(spec['taps'])
     converted = {k: tuple(v.shape)
                  for k, v in convert_official_state_dict(reference.state_dict()).items()}

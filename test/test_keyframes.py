@@ -2,6 +2,9 @@
 
 import functools
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -15,7 +18,8 @@ from depth_node.pipeline.frame import FrameInput, PipelineConfig
 from depth_node.pipeline.keyframes import (cross_check, KeyframeConfig, KeyframePolicy,
                                            KeyframeWorker, process_keyframe)
 from depth_node.sim.frames import SimRig
-from keyframe_stubs import AffineOracleTeacher, FailingTeacher, GatedTeacher, SleepyTeacher
+from keyframe_stubs import (AffineOracleTeacher, DyingTeacher, FailingTeacher, GatedTeacher,
+                            SleepyTeacher)
 
 SCALE, SHIFT = 40.0, 2.0  # the oracle teacher's affine map (depth space: z = s·m + t)
 THREAD = KeyframeConfig(mode='thread')  # built stub teachers run on a thread
@@ -37,6 +41,14 @@ def _small_frame(value=1, stamp=0.0):
     rgb = np.full((48, 64, 3), value, np.uint8)
     rig_cam = SimRig.default(64, 48).camera
     return FrameInput(rgb, rig_cam, stamp, None)
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 class _Collector:
@@ -359,7 +371,7 @@ def test_process_mode_matches_thread_mode_and_keeps_tags_local(scene):
     assert (result.fit.scale, result.fit.shift) == (expected.fit.scale, expected.fit.shift)
     np.testing.assert_array_equal(result.uncertainty, expected.uncertainty)
     assert result.cross_check == 0.0
-    assert not worker._proc.is_alive()
+    assert not _pid_alive(worker.teacher_pid)  # the child exited and was reaped
 
 
 def test_process_mode_start_errors_and_stuck_teacher():
@@ -378,8 +390,100 @@ def test_process_mode_start_errors_and_stuck_teacher():
     t0 = time.monotonic()
     assert worker.close(timeout=0.5) is False  # terminated, not waited for
     assert time.monotonic() - t0 < 5.0
-    assert not worker._proc.is_alive() and not worker._thread.is_alive()
+    assert not _pid_alive(worker.teacher_pid) and not worker._thread.is_alive()
     assert got.results == []
+
+
+def test_process_mode_detects_a_teacher_that_dies_during_a_keyframe():
+    got = _Collector()
+    worker = KeyframeWorker(functools.partial(DyingTeacher), got, KeyframeConfig(mode='process'),
+                            on_error=got.on_error)
+    try:
+        assert worker.stats().alive
+        worker.submit(_small_frame(value=1), tag='lives')
+        assert worker.wait_idle(30.0)
+        worker.submit(_small_frame(value=0), tag='dies')
+        assert got.event.wait(30.0)
+        deadline = time.monotonic() + 10.0
+        while worker.stats().alive and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stats = worker.stats()
+    finally:
+        worker.close(2.0)
+    assert [r.tag for r in got.results] == ['lives']
+    assert got.errors and got.errors[0][0] == 'dies' and 'died' in got.errors[0][1]
+    assert 'exit code 3' in got.errors[0][1]
+    assert not stats.alive and stats.failed == 1 and 'died' in stats.last_error
+    assert not worker.wait_idle(1.0) or not worker.stats().alive
+
+
+def test_process_mode_detects_a_teacher_that_dies_while_idle():
+    worker = KeyframeWorker(functools.partial(DyingTeacher), lambda r: None,
+                            KeyframeConfig(mode='process'))
+    try:
+        assert worker.stats().alive
+        os.kill(worker.teacher_pid, signal.SIGKILL)  # our own child
+        deadline = time.monotonic() + 10.0
+        while worker.stats().alive and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not worker.stats().alive
+    finally:
+        worker.close(2.0)
+
+
+_EXIT_WITHOUT_CLOSE = """
+import functools, sys, time
+import numpy as np
+from keyframe_stubs import SleepyTeacher
+from depth_node.pipeline.frame import FrameInput
+from depth_node.pipeline.keyframes import KeyframeConfig, KeyframeWorker
+from depth_node.sim.frames import SimRig
+if __name__ == '__main__':
+    worker = KeyframeWorker(functools.partial(SleepyTeacher, 60.0), lambda r: None,
+                            KeyframeConfig(mode='process'))
+    worker.submit(FrameInput(np.zeros((48, 64, 3), np.uint8), SimRig.default(64, 48).camera,
+                             0.0, None))
+    while not worker.busy:
+        time.sleep(0.01)
+    print(worker.teacher_pid, flush=True)
+"""
+
+
+def test_exit_without_close_does_not_wait_for_a_running_keyframe(tmp_path):
+    script = tmp_path / 'exit_without_close.py'
+    script.write_text(_EXIT_WITHOUT_CLOSE)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.dirname(__file__), os.environ.get('PYTHONPATH', '')]))
+    t0 = time.monotonic()
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=120, env=env)
+    elapsed = time.monotonic() - t0
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert elapsed < 30.0  # the teacher sleeps 60 s
+    assert not _pid_alive(int(out.stdout.split()[0]))
+
+
+def test_submit_never_waits_for_a_busy_process_teacher():
+    # The teacher takes 20 s per keyframe; each submit only swaps the waiting candidate (the
+    # bound is loose for a loaded machine: the point is that no submit waits for the teacher).
+    worker = KeyframeWorker(functools.partial(SleepyTeacher, 20.0), lambda r: None,
+                            KeyframeConfig(mode='process'))
+    try:
+        worker.submit(_small_frame(), tag='first')
+        deadline = time.monotonic() + 10.0
+        while not worker.busy and time.monotonic() < deadline:
+            time.sleep(0.01)
+        times, replaced = [], []
+        for i in range(50):
+            t0 = time.perf_counter()
+            replaced.append(worker.submit(_small_frame(), tag=i))
+            times.append(time.perf_counter() - t0)
+        stats = worker.stats()
+    finally:
+        worker.close(0.5)
+    assert max(times) < 2.0 and sum(times) < 5.0
+    assert replaced == [False] + [True] * 49
+    assert stats.busy and stats.waiting and stats.replaced == 49
 
 
 def test_benchmark_runs_and_reports_ratios(scene):

@@ -24,8 +24,8 @@ pytest.importorskip('onnxruntime', reason='parity runs ONNX Runtime (pip install
 import torch.nn.functional as F  # noqa: E402
 
 from depth_node.core.errors import ConfigError  # noqa: E402
-from depth_node.estimators.depth_anything import (  # noqa: E402
-    DepthAnythingEstimator, load_model, official_config)
+from depth_node.estimators.depth_anything import DepthAnythingEstimator, load_model  # noqa: E402,E501
+from depth_node.estimators.depth_anything_config import depth_anything_config  # noqa: E402
 from depth_node.estimators.onnx_export import (  # noqa: E402
     bicubic_matrix, compare_with_torch, export_onnx, ExportableDepthAnything)
 from depth_node.estimators.onnx_model import read_onnx_info  # noqa: E402
@@ -130,7 +130,7 @@ def test_vits_export_matches_torch_at_real_sizes(tmp_path_factory):
     """ViT-S architecture, random fan-in scaled weights, dynamic export, 3 real shapes."""
     from tiny_models import random_depth_anything
 
-    model = random_depth_anything(official_config('vits'), seed=3)
+    model = random_depth_anything(depth_anything_config('vits'), seed=3)
     folder = tmp_path_factory.mktemp('vits') / 'vits-hf'
     model.save_pretrained(folder, safe_serialization=True)
     estimator = DepthAnythingEstimator(folder)

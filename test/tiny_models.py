@@ -29,9 +29,10 @@ def save_tiny_depth_anything(folder: Union[str, os.PathLike], seed: int = 0,
                              hidden_size: int = 32, num_layers: int = 4) -> pathlib.Path:
     """Save a tiny ``DepthAnythingForDepthEstimation`` as a Hugging Face folder.
 
-    The backbone is a DINOv2 with 14-pixel patches and 37 x 37 position embeddings (the real
-    518 x 518 grid), ``hidden_size`` wide and ``num_layers`` deep, tapped after each of its last
-    four layers; neck and head are a few channels wide.
+    The ``micro`` architecture of :func:`~depth_node.estimators.depth_anything_config.
+    depth_anything_config`: a DINOv2 with 14-pixel patches and 37 x 37 position embeddings (the
+    real 518 x 518 grid), ``hidden_size`` wide and ``num_layers`` deep, tapped after each of its
+    last four layers; neck and head are a few channels wide.
 
     Parameters
     ----------
@@ -54,19 +55,13 @@ def save_tiny_depth_anything(folder: Union[str, os.PathLike], seed: int = 0,
     pathlib.Path
         ``folder``.
     """
-    from transformers import DepthAnythingConfig, Dinov2Config
+    from depth_node.estimators.depth_anything_config import depth_anything_config
 
     if num_layers < 4:
         raise ValueError(f'num_layers must be >= 4 (four tapped layers), got {num_layers}')
-    backbone = Dinov2Config(
-        image_size=518, patch_size=14, hidden_size=hidden_size, num_hidden_layers=num_layers,
-        num_attention_heads=2, mlp_ratio=2, layerscale_value=1.0, reshape_hidden_states=False,
-        out_indices=list(range(num_layers - 3, num_layers + 1)))
-    config = DepthAnythingConfig(
-        backbone_config=backbone, patch_size=14, reassemble_hidden_size=hidden_size,
-        reassemble_factors=[4, 2, 1, 0.5], neck_hidden_sizes=[8, 8, 16, 16],
-        fusion_hidden_size=16, head_hidden_size=8, depth_estimation_type=depth_estimation_type,
-        max_depth=max_depth if depth_estimation_type == 'metric' else 1)
+    config = depth_anything_config(
+        'micro', metric=depth_estimation_type == 'metric', max_depth=max_depth,
+        hidden=hidden_size, layers=num_layers, taps=tuple(range(num_layers - 4, num_layers)))
     model = random_depth_anything(config, seed,
                                   head_bias=0.5 if depth_estimation_type == 'relative' else -1.0)
     path = pathlib.Path(folder)

@@ -141,7 +141,7 @@ def _build(name: str, pth: str, folder: str, args: argparse.Namespace,
         return OnnxRuntimeEstimator(onnx, device=args.device, threads=args.threads,
                                     optimization=args.ort_optimization).predict
     if name == 'onnxruntime-fixed':
-        from depth_node.estimators.depth_anything import network_input_size
+        from depth_node.estimators.preprocess import network_input_size
         from depth_node.estimators.onnxruntime_backend import OnnxRuntimeEstimator
         per_size = {}
         for height, width in sizes:
@@ -216,7 +216,7 @@ def run(args: argparse.Namespace) -> tuple[list[Row], dict[str, Any]]:
 
 def format_table(rows: Sequence[Row], settings: dict[str, Any], command: str) -> str:
     """The header, the table (median ms, speed-up over official, max rel. diff) and a verdict."""
-    from depth_node.estimators.depth_anything import network_input_size
+    from depth_node.estimators.preprocess import network_input_size
 
     labels = settings['sizes']
     lines = [

@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from depth_node.core.errors import ConfigError
-from depth_node.estimators.base import Estimator, EstimatorConfig
+from depth_node.estimators.base import Estimator, EstimatorConfig, model_input_size
 from depth_node.estimators.onnx_model import is_onnx_path
 
 __all__ = ['AUTO_ORDER', 'BACKENDS', 'Candidate', 'OPTION_KEYS', 'build_depth_anything',
@@ -149,8 +149,8 @@ def candidates(config: EstimatorConfig, backends: tuple[str, ...] = AUTO_ORDER
 
 def _construct(backend: str, path: str, config: EstimatorConfig) -> Estimator:
     options = {k: v for k, v in config.options.items() if k in OPTION_KEYS[backend]}
-    common: dict[str, Any] = dict(input_size=config.input_size, device=config.device,
-                                  precision=config.precision)
+    common: dict[str, Any] = dict(input_size=config.input_size or model_input_size(path),
+                                  device=config.device, precision=config.precision)
     factory: Callable[..., Estimator]
     if backend == 'tensorrt':
         from depth_node.estimators.tensorrt_backend import TensorRTEstimator as factory

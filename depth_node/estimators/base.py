@@ -47,7 +47,7 @@ class EstimatorConfig:
     type: str = 'depth_anything'
     model_path: str = ''  # '' = the shipped synthetic student (SHIPPED_STUDENT)
     encoder: str = ''
-    input_size: int = 518  # 0 = the model's own (model_input_size)
+    input_size: int = 0  # 0 = the model's own (model_input_size), as the node's parameter
     device: str = 'cpu'
     precision: str = 'fp32'
     options: dict[str, Any] = field(default_factory=dict)

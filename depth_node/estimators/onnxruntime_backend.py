@@ -2,8 +2,10 @@
 
 Same numbers as :class:`~depth_node.estimators.depth_anything.DepthAnythingEstimator` on the
 same weights (to float32 rounding, ``test/test_backends.py``): the pre-processing and the
-resize back to the image size are *that class's own functions* (:meth:`preprocess`,
-:meth:`predict`), not copies; only :meth:`infer` differs. The graph comes from
+resize back to the image size are the same functions
+(:class:`~depth_node.estimators.preprocess.DepthAnythingPredictor`), not copies; only
+:meth:`infer` differs. Neither needs transformers: an ONNX deployment installs onnxruntime,
+torch and OpenCV only. The graph comes from
 ``export_onnx`` (:mod:`depth_node.estimators.onnx_export`), whose metadata says whether the
 model predicts relative disparity or metric depth.
 
@@ -26,9 +28,8 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from depth_node.core.errors import ConfigError, DepthNodeError
-# DepthAnythingEstimator's preprocess/predict are used as they are (see the class below).
-from depth_node.estimators.depth_anything import DepthAnythingEstimator
 from depth_node.estimators.onnx_model import is_onnx_path, OnnxModelInfo
+from depth_node.estimators.preprocess import DepthAnythingPredictor, PATCH_SIZE
 
 try:
     import onnxruntime as ort
@@ -74,7 +75,7 @@ def default_providers(device: str, precision: str = 'fp32', engine_cache: str = 
     return providers + ['CPUExecutionProvider']
 
 
-class OnnxRuntimeEstimator:
+class OnnxRuntimeEstimator(DepthAnythingPredictor):
     """Depth Anything from an exported ONNX file, on ONNX Runtime.
 
     Parameters
@@ -109,12 +110,6 @@ class OnnxRuntimeEstimator:
         Short description for logs.
     """
 
-    # Not copies: DepthAnythingEstimator's own functions. They use only `input_size`, `infer`
-    # and `name`, which this class defines. `predict` = preprocess -> infer -> bilinear resize
-    # back (align_corners=True) -> check, exactly as the torch estimator.
-    preprocess = DepthAnythingEstimator.preprocess
-    predict = DepthAnythingEstimator.predict
-
     def __init__(self, model_path: Union[str, os.PathLike], input_size: int = 518,
                  device: str = 'cpu', precision: str = 'fp32',
                  providers: Optional[Sequence[Any]] = None, threads: int = 0,
@@ -126,9 +121,9 @@ class OnnxRuntimeEstimator:
         if not os.path.isfile(path):
             raise ConfigError('estimator.model_path', 'does not exist', path)
         if isinstance(input_size, bool) or not isinstance(input_size, (int, np.integer)) \
-                or input_size < 14:
-            raise ConfigError('estimator.input_size', 'must be an integer >= 14 pixels',
-                              input_size)
+                or input_size < PATCH_SIZE:
+            raise ConfigError('estimator.input_size', f'must be an integer >= {PATCH_SIZE} '
+                              'pixels', input_size)
         if precision not in _PRECISIONS:
             raise ConfigError('estimator.precision', 'must be one of ' + ', '.join(_PRECISIONS),
                               precision)

@@ -14,12 +14,15 @@ What happens on construction
 4. An execution context runs it on torch CUDA tensors (no copies to pinned host memory, no
    pycuda), on the current torch CUDA stream.
 
-Pre-processing runs on the GPU (:func:`preprocess_on_device`: the uint8 image is uploaded, then
-scaled, bicubic-resized and normalised there); it matches the official CPU pre-processing to
-about 1e-3 of the normalised range (torch's bicubic vs OpenCV's), well under FP16 noise. The
-resize back to the image size and the checks are :meth:`DepthAnythingEstimator.predict`
-itself. Precision: ``fp16`` (default), ``fp32``, ``bf16`` or ``int8`` (with FP16 fallback and
-an entropy calibrator over ``calibration_images``).
+Profiles, keys and the cache are :mod:`~depth_node.estimators.tensorrt_engine`.
+Pre-processing runs on the GPU (:func:`~depth_node.estimators.preprocess.preprocess_on_device`:
+the uint8 image is uploaded, then scaled, bicubic-resized and normalised there); it matches
+the official CPU pre-processing to about 1e-3 of the normalised range (torch's bicubic vs
+OpenCV's), well under FP16 noise. The resize back to the image size and the checks are
+:class:`~depth_node.estimators.preprocess.DepthAnythingPredictor`'s, as for the torch and ONNX
+Runtime backends; none of it needs transformers. Precision: ``fp16`` (default), ``fp32``,
+``bf16`` or ``int8`` (with FP16 fallback and an entropy calibrator over
+``calibration_images``).
 
 ``tensorrt`` is imported lazily, inside functions: everything but building and running an engine
 (profiles, keys, the cache, pre-processing) works and is tested without it. It is type-checked
@@ -28,46 +31,37 @@ against ``tensorrt-stubs`` (``test/test_backends.py`` runs mypy when both are in
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import logging
 import os
 import pathlib
-import tempfile
-from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence, TYPE_CHECKING, Union
+from typing import Any, Optional, Sequence, TYPE_CHECKING, Union
 
 import numpy as np
 
 from depth_node.core.errors import ConfigError, DepthNodeError
-from depth_node.estimators.base import check_input_image
-# _MEAN/_STD: the official ImageNet statistics the CPU pre-processing uses.
-from depth_node.estimators.depth_anything import (_MEAN, _STD, DepthAnythingEstimator,
-                                                  network_input_size, PATCH_SIZE)
 from depth_node.estimators.onnx_model import (is_onnx_path, onnx_digest, OnnxModelInfo,
                                               read_onnx_info)
+from depth_node.estimators.preprocess import DepthAnythingPredictor, preprocess_on_device
+from depth_node.estimators.tensorrt_engine import (DEFAULT_ENGINE_CACHE, EngineCache, EngineKey,
+                                                   file_set_digest, input_profile, InputProfile,
+                                                   load_or_build)
 
 try:
     import torch
-    import torch.nn.functional as F
 except ImportError as _exc:  # pragma: no cover - depends on the installation
     raise ImportError(f'the tensorrt backend needs torch with CUDA ({_exc})') from _exc
 
 if TYPE_CHECKING:
     import tensorrt as trt
 
+# DEFAULT_ENGINE_CACHE ... load_or_build: re-exported from tensorrt_engine for callers.
 __all__ = ['DEFAULT_ENGINE_CACHE', 'EngineCache', 'EngineKey', 'InputProfile', 'PRECISIONS',
-           'TensorRTEstimator', 'input_profile', 'load_or_build', 'preprocess_on_device',
-           'tensorrt_missing']
+           'TensorRTEstimator', 'build_serialized_engine', 'calibration_files',
+           'file_set_digest', 'gpu_description', 'input_profile', 'load_or_build',
+           'preprocess_on_device', 'tensorrt_missing']
 
 _LOG = logging.getLogger(__name__)
 
-Shape = tuple[int, int, int, int]  # [B, 3, H, W]
-
-#: Where engines are cached unless ``engine_cache`` says otherwise.
-DEFAULT_ENGINE_CACHE = os.path.join(os.environ.get('XDG_CACHE_HOME', '~/.cache'),
-                                    'depth_node', 'engines')
 PRECISIONS = ('fp16', 'fp32', 'bf16', 'int8')
 DEFAULT_WORKSPACE_MB = 1024
 _IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp')
@@ -96,195 +90,10 @@ def _require_tensorrt() -> None:
                           + missing)
 
 
-# ------------------------------------------------------------------------------------------------
-# Shapes
-
-
-@dataclass(frozen=True)
-class InputProfile:
-    """TensorRT optimisation profile of the input ``[B, 3, H, W]``: smallest, tuned, largest."""
-
-    min: Shape
-    opt: Shape
-    max: Shape
-
-    def __post_init__(self) -> None:
-        for low, mid, high in zip(self.min, self.opt, self.max):
-            if not 0 < low <= mid <= high:
-                raise DepthNodeError(f'optimisation profile needs 0 < min <= opt <= max per '
-                                     f'dimension, got {self.min}, {self.opt}, {self.max}')
-
-    def contains(self, shape: Sequence[int]) -> bool:
-        """True when an input of ``shape`` fits the profile."""
-        return len(shape) == 4 and all(lo <= s <= hi for lo, s, hi
-                                       in zip(self.min, shape, self.max))
-
-    def describe(self) -> str:
-        """``'1x3x518x518 .. 1x3x518x686 .. 1x3x1036x1036'`` (min .. opt .. max)."""
-        return ' .. '.join('x'.join(map(str, s)) for s in (self.min, self.opt, self.max))
-
-
-def input_profile(image_sizes: Sequence[Sequence[int]], input_size: int = 518,
-                  max_batch: int = 1, fixed: Optional[tuple[int, int]] = None,
-                  patch: int = PATCH_SIZE) -> InputProfile:
-    """Profile for the camera resolutions ``image_sizes`` (``[(H, W), ...]``, first = tuned).
-
-    Each image size maps to a network size as the official pre-processing picks it
-    (:func:`network_input_size`); the profile spans them, tuned for the first. Without image
-    sizes it spans square to 2:1 either way (``input_size`` to twice that per side), tuned for
-    4:3 landscape. A graph with a fixed size (``fixed``) allows only that size, and image sizes
-    must map to it.
-    """
-    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
-        raise ConfigError('estimator.options.max_batch', 'must be an integer >= 1', max_batch)
-    sizes = []
-    for size in image_sizes:
-        if len(size) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-                                     and v > 0 for v in size):
-            raise ConfigError('estimator.options.image_sizes', 'must be a list of [height, width] '
-                              'pairs of positive integers', list(image_sizes))
-        sizes.append(network_input_size(int(size[0]), int(size[1]), input_size, patch))
-    if fixed is not None:
-        wrong = [s for s in sizes if s != fixed]
-        if wrong:
-            raise ConfigError('estimator.options.image_sizes', f'the ONNX graph has a fixed '
-                              f'input size {fixed[0]}x{fixed[1]}, these image sizes need '
-                              f'{wrong} (re-export with dynamic shapes)', list(image_sizes))
-        sizes = [fixed]
-    elif not sizes:
-        side = network_input_size(input_size, input_size, input_size, patch)[0]
-        wide = network_input_size(input_size, 2 * input_size, input_size, patch)[1]
-        opt = network_input_size(480, 640, input_size, patch)
-        sizes = [opt, (side, side), (wide, wide)]
-    heights, widths = [s[0] for s in sizes], [s[1] for s in sizes]
-    return InputProfile((1, 3, min(heights), min(widths)), (1, 3) + sizes[0],
-                        (max_batch, 3, max(heights), max(widths)))
-
-
-# ------------------------------------------------------------------------------------------------
-# Engine cache
-
-
-@dataclass(frozen=True)
-class EngineKey:
-    """Everything that makes one engine differ from another; its digest names the cache file."""
-
-    onnx_sha256: str
-    tensorrt_version: str
-    gpu: str  # device name and compute capability
-    precision: str
-    profile: InputProfile
-    workspace_mb: int
-    calibration_sha256: str = ''  # INT8 only
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def digest(self) -> str:
-        """SHA-256 (hex) of the key's canonical JSON."""
-        text = json.dumps(self.as_dict(), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()
-
-    def file_name(self, stem: str) -> str:
-        """``<stem>.<precision>.<16 hex digits>.engine``."""
-        return f'{stem}.{self.precision}.{self.digest()[:16]}.engine'
-
-
-class EngineCache:
-    """A folder of serialised engines, each next to a JSON file with its key."""
-
-    def __init__(self, folder: Union[str, os.PathLike[str]]) -> None:
-        self.folder = pathlib.Path(os.path.expanduser(os.fspath(folder)))
-
-    def path(self, key: EngineKey, stem: str) -> pathlib.Path:
-        return self.folder / key.file_name(stem)
-
-    def load(self, key: EngineKey, stem: str) -> Optional[bytes]:
-        """The serialised engine for ``key``, or None."""
-        try:
-            return self.path(key, stem).read_bytes()
-        except FileNotFoundError:
-            return None
-
-    def store(self, key: EngineKey, stem: str, blob: bytes) -> pathlib.Path:
-        """Write the engine (and its key as JSON) atomically; return the engine's path."""
-        path = self.path(key, stem)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        for target, data in ((path.with_suffix('.json'),
-                              json.dumps(key.as_dict(), indent=2, sort_keys=True).encode()),
-                             (path, blob)):
-            fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=target.name + '.', suffix='.tmp')
-            try:
-                with os.fdopen(fd, 'wb') as stream:
-                    stream.write(data)
-                os.replace(tmp, target)
-            except BaseException:
-                os.unlink(tmp)
-                raise
-        return path
-
-
-def load_or_build(cache: EngineCache, key: EngineKey, stem: str, build: Callable[[], bytes],
-                  deserialize: Callable[[bytes], Optional[Any]]) -> tuple[Any, bool]:
-    """The engine for ``key``: from the cache, or built, stored and loaded.
-
-    A cached file that ``deserialize`` refuses (None: written by another TensorRT build, or
-    truncated) is rebuilt and overwritten. Returns ``(engine, built)``.
-    """
-    blob = cache.load(key, stem)
-    if blob is not None:
-        engine = deserialize(blob)
-        if engine is not None:
-            _LOG.info('TensorRT engine from the cache: %s', cache.path(key, stem))
-            return engine, False
-        _LOG.warning('cached TensorRT engine %s cannot be loaded: rebuilding it',
-                     cache.path(key, stem))
-    _LOG.info('building TensorRT engine %s (%s, profile %s); this can take minutes',
-              cache.path(key, stem), key.precision, key.profile.describe())
-    blob = build()
-    path = cache.store(key, stem, blob)
-    engine = deserialize(blob)
-    if engine is None:
-        raise RuntimeError(f'TensorRT cannot load the engine it has just built ({path})')
-    return engine, True
-
-
 def gpu_description(device: torch.device) -> str:
     """``'<name> sm_<major><minor>'`` of a CUDA device (part of the engine key)."""
     major, minor = torch.cuda.get_device_capability(device)
     return f'{torch.cuda.get_device_name(device)} sm_{major}{minor}'
-
-
-def file_set_digest(paths: Sequence[Union[str, os.PathLike[str]]]) -> str:
-    """SHA-256 (hex) of files' names and contents, in the given order."""
-    digest = hashlib.sha256()
-    for path in paths:
-        digest.update(os.path.basename(os.fspath(path)).encode() + b'\0')
-        digest.update(pathlib.Path(path).read_bytes())
-    return digest.hexdigest()
-
-
-# ------------------------------------------------------------------------------------------------
-# Pre-processing on the GPU
-
-
-def preprocess_on_device(rgb: np.ndarray, input_size: int, device: Union[str, torch.device],
-                         size: Optional[tuple[int, int]] = None) -> torch.Tensor:
-    """Network input ``[1, 3, h, w]`` float32 on ``device`` from an RGB ``[H, W, 3]`` uint8.
-
-    The official pre-processing (``/255``, bicubic resize to :func:`network_input_size`,
-    ImageNet mean/std) with torch ops where the image lives, instead of OpenCV in float64 on
-    the CPU. ``size`` forces the network size ``(h, w)`` (calibration images).
-    """
-    check_input_image(rgb)
-    height, width = rgb.shape[:2]
-    net_h, net_w = size or network_input_size(height, width, input_size)
-    image = torch.from_numpy(np.ascontiguousarray(rgb)).to(device, non_blocking=True)
-    image = image.permute(2, 0, 1)[None].float() / 255.0  # [1, 3, H, W]
-    image = F.interpolate(image, (net_h, net_w), mode='bicubic', align_corners=False)
-    mean = torch.tensor(_MEAN, dtype=torch.float32, device=image.device).view(1, 3, 1, 1)
-    std = torch.tensor(_STD, dtype=torch.float32, device=image.device).view(1, 3, 1, 1)
-    return ((image - mean) / std).contiguous()  # [1, 3, h, w]
 
 
 def calibration_files(folder: Union[str, os.PathLike[str]]) -> list[pathlib.Path]:
@@ -375,7 +184,7 @@ def build_serialized_engine(onnx_path: str, info: OnnxModelInfo, profile: InputP
 _TORCH_DTYPES = {'FLOAT': torch.float32, 'HALF': torch.float16, 'BF16': torch.bfloat16}
 
 
-class TensorRTEstimator:
+class TensorRTEstimator(DepthAnythingPredictor):
     """Depth Anything as a TensorRT engine (see the module docstring).
 
     Parameters
@@ -411,10 +220,6 @@ class TensorRTEstimator:
     built : bool
         True when this construction built the engine (no cache hit).
     """
-
-    # DepthAnythingEstimator's own predict (preprocess -> infer -> resize back -> check); it
-    # uses `preprocess`, `infer` and `name`, defined here.
-    predict = DepthAnythingEstimator.predict
 
     def __init__(self, model_path: Union[str, os.PathLike[str]], input_size: int = 518,
                  device: str = 'cuda', precision: str = 'fp16',

@@ -16,24 +16,20 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 import torch
-from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
+from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation
 
-from depth_node.estimators.depth_anything import PATCH_SIZE
+from depth_node.core.errors import ConfigError
+from depth_node.estimators.depth_anything_config import (depth_anything_config,
+                                                         PRESETS as ARCHITECTURES, STUDENTS)
+from depth_node.estimators.preprocess import IMAGENET_MEAN, IMAGENET_STD, PATCH_SIZE
 
 __all__ = ['PRESETS', 'build_student', 'random_network', 'save_student', 'student_config',
            'write_preprocessor']
 
-#: Student sizes: DINOv2 width/depth/heads/MLP ratio, the DPT neck widths, fusion width and the
-#: (0-based) blocks feeding the head. ``small`` is Depth Anything V2's ViT-S; ``tiny`` is what
-#: ships (about 3 M parameters); ``micro`` is for tests.
-PRESETS: dict[str, dict[str, Any]] = {
-    'small': {'hidden': 384, 'layers': 12, 'heads': 6, 'mlp': 4, 'features': 64,
-              'neck': (48, 96, 192, 384), 'taps': (2, 5, 8, 11), 'head': 32},
-    'tiny': {'hidden': 192, 'layers': 6, 'heads': 3, 'mlp': 3, 'features': 48,
-             'neck': (24, 48, 96, 192), 'taps': (1, 2, 4, 5), 'head': 32},
-    'micro': {'hidden': 32, 'layers': 4, 'heads': 2, 'mlp': 2, 'features': 16,
-              'neck': (8, 8, 16, 16), 'taps': (0, 1, 2, 3), 'head': 8},
-}
+#: Student sizes (architectures in :data:`~depth_node.estimators.depth_anything_config.PRESETS`):
+#: ``small`` is Depth Anything V2's ViT-S; ``tiny`` is what ships (about 3 M parameters);
+#: ``micro`` is for tests.
+PRESETS: dict[str, dict[str, Any]] = {name: ARCHITECTURES[name] for name in STUDENTS}
 
 
 def student_config(preset: str = 'tiny', grid: int = 37) -> DepthAnythingConfig:
@@ -46,23 +42,15 @@ def student_config(preset: str = 'tiny', grid: int = 37) -> DepthAnythingConfig:
     grid : int
         Side of the stored position-embedding grid in patches (37 = 518 px, as DINOv2); any
         other network input resamples it (see :mod:`depth_node.estimators.depth_anything`).
+
+    Raises
+    ------
+    ConfigError
+        (a ValueError) naming ``preset`` or ``grid``.
     """
     if preset not in PRESETS:
-        raise ValueError(f'student preset must be one of {", ".join(PRESETS)}, got {preset!r}')
-    if grid < 1:
-        raise ValueError(f'grid must be >= 1 patch, got {grid}')
-    p = PRESETS[preset]
-    backbone = Dinov2Config(
-        image_size=grid * PATCH_SIZE, patch_size=PATCH_SIZE, hidden_size=p['hidden'],
-        num_hidden_layers=p['layers'], num_attention_heads=p['heads'], mlp_ratio=p['mlp'],
-        qkv_bias=True, layerscale_value=1.0, layer_norm_eps=1e-6, hidden_act='gelu',
-        apply_layernorm=True, reshape_hidden_states=False,
-        out_indices=[i + 1 for i in p['taps']])  # hidden_states[0] is the embedding output
-    return DepthAnythingConfig(
-        backbone_config=backbone, patch_size=PATCH_SIZE, reassemble_hidden_size=p['hidden'],
-        reassemble_factors=[4, 2, 1, 0.5], neck_hidden_sizes=list(p['neck']),
-        fusion_hidden_size=p['features'], head_in_index=-1, head_hidden_size=p['head'],
-        depth_estimation_type='relative', max_depth=1)
+        raise ConfigError('preset', 'must be one of ' + ', '.join(PRESETS), preset)
+    return depth_anything_config(preset, grid=grid, parameter='preset')
 
 
 def build_student(config: DepthAnythingConfig, seed: int,
@@ -120,7 +108,7 @@ def write_preprocessor(folder: Union[str, os.PathLike], input_size: int) -> Path
         'size': {'height': int(input_size), 'width': int(input_size)},
         'keep_aspect_ratio': True, 'ensure_multiple_of': PATCH_SIZE, 'resample': 3,
         'do_rescale': True, 'rescale_factor': 1 / 255, 'do_normalize': True,
-        'image_mean': [0.485, 0.456, 0.406], 'image_std': [0.229, 0.224, 0.225],
+        'image_mean': IMAGENET_MEAN.tolist(), 'image_std': IMAGENET_STD.tolist(),
         'do_pad': False,
     }
     path.write_text(json.dumps(data, indent=2) + '\n', encoding='utf-8')
