@@ -332,7 +332,7 @@ def test_output_bag_round_trip_holds_the_bytes_the_node_publishes(tmp_path, fram
         '/depth': array_to_image(res.depth, '32FC1', header),
         '/depth/points': xyz_to_pointcloud2(res.points, header, f.rgb[::s, ::s]),
         '/depth/relative': array_to_image(res.relative, '32FC1', header),
-        '/depth/colored': array_to_image(colorize_depth(res.depth, *config.colormap_range),
+        '/depth/colored': array_to_image(colorize_depth(res.depth, *config.publish.colormap_range),
                                          'rgb8', header)}
     for topic, msg in expected.items():
         log_ns, msgtype, raw = msgs[topic][0]
