@@ -11,15 +11,14 @@ import os
 import pytest
 from rosbags.rosbag2 import Reader
 
-from graph import ENV, start_node
+from graph import ENV, ReliableFeeder, start_node
 
 from depth_node.cli.evaluate import main as evaluate_main
+from depth_node.messages.readers import stamp_ns as _stamp_ns
 from depth_node.offline.bag import DriveReader, typestore
 from depth_node.ros.player import extrinsic_parameters, wait_until
 
-import rclpy  # noqa: I100
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.serialization import deserialize_message
+from rclpy.serialization import deserialize_message  # noqa: I100
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -27,10 +26,6 @@ SAMPLE = os.path.join(ROOT, 'data', 'sample_drive')
 TOPICS = {'/camera/image_rect': Image, '/camera/camera_info': CameraInfo,
           '/lidar/points': PointCloud2}
 assert ENV  # the private graph is set up before rclpy is used
-
-
-def _stamp_ns(msg):
-    return msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
 
 
 def _sample_messages():
@@ -60,57 +55,6 @@ def _info_fields(m):
             list(m.r), list(m.p))
 
 
-class _Feeder:
-    """Reliable publishers of the node's inputs and reliable recorders of its outputs."""
-
-    OUT = {'depth': Image, 'depth/points': PointCloud2, 'depth/camera_info': CameraInfo,
-           'depth/colored': Image}
-
-    def __init__(self) -> None:
-        import threading
-        from rclpy.executors import SingleThreadedExecutor
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node('one_path_feeder', context=self.context)
-        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
-                         reliability=ReliabilityPolicy.RELIABLE)
-        self.pubs = {'image': self.node.create_publisher(Image, 'image', qos),
-                     'camera_info': self.node.create_publisher(CameraInfo, 'camera_info', qos),
-                     'points': self.node.create_publisher(PointCloud2, 'points', qos)}
-        self.got = {t: {} for t in self.OUT}
-        self._lock = threading.Lock()
-        for topic, kind in self.OUT.items():
-            def cb(msg, topic=topic):
-                with self._lock:
-                    self.got[topic][_stamp_ns(msg)] = msg
-            self.node.create_subscription(kind, topic, cb, 50)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        while self.context.ok():
-            try:
-                self.executor.spin_once(timeout_sec=0.05)
-            except Exception:  # shut down while spinning
-                return
-
-    def connected(self) -> bool:
-        return all(p.get_subscription_count() > 0 for p in self.pubs.values())
-
-    def has(self, topic: str, stamp: int) -> bool:
-        with self._lock:
-            return stamp in self.got[topic]
-
-    def close(self) -> None:
-        try:
-            self.node.destroy_node()
-        finally:
-            rclpy.try_shutdown(context=self.context)
-            self._thread.join(timeout=5)
-
-
 @pytest.mark.timeout(600)
 def test_node_and_evaluate_publish_the_same_bytes_for_every_sample_frame(tmp_path):
     first = next(DriveReader(SAMPLE).frames())
@@ -124,7 +68,7 @@ def test_node_and_evaluate_publish_the_same_bytes_for_every_sample_frame(tmp_pat
     messages = _sample_messages()
     images = [s for s, m in messages.items() if '/camera/image_rect' in m]
     assert len(images) == 20
-    feed = _Feeder()
+    feed = ReliableFeeder('one_path_feeder')
     try:
         assert wait_until(feed.connected, 120, proc.alive), proc.output()
         for stamp in images:
