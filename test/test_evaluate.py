@@ -539,3 +539,37 @@ def test_rviz_config_parses_and_shows_the_launch_topics(tmp_path):
     source = open(launch).read()
     assert "executable='rviz2'" in source and "'-d'" in source and 'depth.rviz' in source
     assert "condition=IfCondition(LaunchConfiguration('rviz'))" in source
+
+
+# ----------------------------------------------------------------------------- node's rules
+
+
+def test_frames_without_extrinsic_are_counted_as_the_node_counts_them(tmp_path, frames_dir):
+    """--extrinsic bag without a transform: the node's rule (tf2 lookup fails): the frame runs
+    without LiDAR and ``frames_without_extrinsic`` counts it in the published diagnostics."""
+    from rosbags.rosbag2 import Writer
+    no_tf = tmp_path / 'no_tf'  # the sample bag without /tf_static
+    ts = typestore()
+    with Reader(SAMPLE) as reader, Writer(no_tf, version=Writer.VERSION_LATEST) as writer:
+        conns = {c.id: writer.add_connection(c.topic, c.msgtype, typestore=ts)
+                 for c in reader.connections if c.topic != '/tf_static'}
+        for c, t, raw in reader.messages([c for c in reader.connections if c.id in conns]):
+            writer.write(conns[c.id], t, raw)
+    config = build_config(load_params_file(_params(tmp_path / 'p.yaml', frames_dir)))
+    bag = tmp_path / 'out'
+    result = BagEvaluation(
+        no_tf, build_estimator(config.estimator), NodeSettings.from_node_config(config),
+        EvaluationOptions(extrinsic='bag'), output_bag=bag).run()
+    assert result.frames == 20 and all(r.extrinsic == '' and r.fit_state == 'none'
+                                       for r in result.records)
+    assert any("no LiDAR->camera transform: no transform from 'lidar' to 'camera_optical'" in
+               i.message for i in result.issues)
+    with Reader(bag) as reader:
+        conns = [c for c in reader.connections if c.topic == '/diagnostics']
+        last = [ts.deserialize_cdr(raw, c.msgtype) for c, _, raw in reader.messages(conns)][-1]
+    values = {kv.key: kv.value for kv in last.status[0].values}
+    n = int(values['frames_in'])
+    assert n > 0 and values['frames_without_extrinsic'] == str(n)
+    assert values['sweeps_in'] == str(n) and values['published_relative_only'] == str(n)
+    assert values['frames_without_lidar'] == '0'  # a sweep was there: not counted twice
+    assert values['last_error'].startswith('no LiDAR->camera transform')
