@@ -21,9 +21,9 @@ from depth_node.estimators import build_estimator
 from depth_node.offline import evaluate as evaluate_module
 from depth_node.offline.bag import read_drive, typestore, write_drive
 from depth_node.offline.evaluate import (BagEvaluation, check_no_leak, EvaluationOptions,
-                                         load_params_file, NodeSettings, point_pixels,
-                                         split_lidar)
+                                         NodeSettings, point_pixels, split_lidar)
 from depth_node.messages.layout import pack_cloud
+from depth_node.ros.param_files import load_params_file
 from depth_node.ros.params import build_config
 from depth_node.sim.frames import save_frames, SimFrame, SimRig
 from depth_node.sim.scene import LidarModel
@@ -459,11 +459,11 @@ def test_params_file_sections_merge_and_flatten(tmp_path):
         '/**': {'ros__parameters': {'use_sim_time': True, 'fit': {'method': 'lsq'},
                                     'qos_overrides': {'/x': {'depth': 3}}}},
         '/car/depth_node': {'ros__parameters': {'fit': {'min_points': 50},
-                                                'extrinsic': {'translation': [0, -0.3, 0]}}},
+                                                'extrinsic': {'translation': [0.0, -0.3, 0.0]}}},
         'other_node': {'ros__parameters': {'fit': {'method': 'robust'}}}}))
     values = load_params_file(path)
     assert values == {'fit.method': 'lsq', 'fit.min_points': 50,
-                      'extrinsic.translation': [0, -0.3, 0]}
+                      'extrinsic.translation': [0.0, -0.3, 0.0]}
     assert load_params_file(path, 'other_node')['fit.method'] == 'robust'
     nothing = tmp_path / 'n.yaml'
     nothing.write_text(yaml.safe_dump({'other': {'ros__parameters': {}}}))
@@ -473,6 +473,18 @@ def test_params_file_sections_merge_and_flatten(tmp_path):
     flat.write_text(yaml.safe_dump({'/**': {'fit': 1}}))
     with pytest.raises(ConfigError, match='ros__parameters'):
         load_params_file(flat)
+    # As rcl reads the file (the node's parser): a quoted JSON string stays a string, a list
+    # mixing integers and floats is refused (rclpy's parameter_dict_from_yaml_file differs).
+    typed = tmp_path / 't.yaml'
+    typed.write_text(yaml.safe_dump({'/**': {'ros__parameters': {
+        'estimator': {'options': '{"a": 1}'}, 'extrinsic': {'rotation': [0.0, 0.0, 0.0, 1.0]}}}}))
+    assert load_params_file(typed) == {'estimator.options': '{"a": 1}',
+                                       'extrinsic.rotation': [0.0, 0.0, 0.0, 1.0]}
+    mixed = tmp_path / 'm.yaml'
+    mixed.write_text(yaml.safe_dump({'/**': {'ros__parameters': {
+        'extrinsic': {'translation': [0, -0.3, 0]}}}}))
+    with pytest.raises(ConfigError, match="'extrinsic.translation': mixes value types"):
+        load_params_file(mixed)
     shipped = load_params_file(os.path.join(ROOT, 'config', 'depth.yaml'))
     assert build_config({**shipped, 'estimator.model_path': '/m'}).pipeline.fit_method == \
         'robust'

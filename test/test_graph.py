@@ -203,6 +203,8 @@ def test_overload_newest_frame_wins(drive, tmp_path):
     ({'cloud.strid': 3}, "'cloud.strid'", 2),
     ({'estimator.input_size': 7}, 'estimator.input_size', 2),
     ({'estimator.model_path': '/nonexistent/model'}, 'estimator.model_path', 2),
+    # rcl itself refuses the file (a list mixing integers and floats): named, no traceback
+    ({'extrinsic.translation': [0, -0.3, 0]}, "'extrinsic.translation'", 2),
 ])
 def test_bad_parameter_fails_at_start_naming_it(tmp_path, params, name, code):
     path = write_params(str(tmp_path / 'bad.yaml'), params)
@@ -214,6 +216,7 @@ def test_bad_parameter_fails_at_start_naming_it(tmp_path, params, name, code):
     assert proc.proc.returncode not in (0, None)
     if code is not None:
         assert proc.proc.returncode == code
+        assert 'Traceback' not in proc.output(), proc.output()
     assert name in proc.output(), proc.output()
 
 

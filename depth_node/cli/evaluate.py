@@ -24,8 +24,7 @@ from typing import Any, Optional
 from depth_node.core.errors import ConfigError, DepthNodeError
 from depth_node.offline.bag import BagReadError, DriveTopics, STORAGES
 from depth_node.offline.evaluate import (BagEvaluation, EvaluationOptions, EvaluationResult,
-                                         EXTRINSIC_SOURCES, GROUND_TRUTHS, load_params_file,
-                                         NodeSettings)
+                                         EXTRINSIC_SOURCES, GROUND_TRUTHS, NodeSettings)
 
 
 def _parse(argv: Optional[list[str]]) -> argparse.Namespace:
@@ -88,6 +87,8 @@ def _parse(argv: Optional[list[str]]) -> argparse.Namespace:
 def _values(args: argparse.Namespace) -> dict[str, Any]:
     """Parameter values as the node would get them: params file, then the overrides."""
     import yaml
+
+    from depth_node.ros.param_files import load_params_file
 
     values = load_params_file(args.params_file, args.node_name) if args.params_file else {}
     for item in args.param:

@@ -60,65 +60,11 @@ from depth_node.pipeline.runner import (CameraModel, DROPPED_NO_CAMERA_INFO, Ext
 
 GROUND_TRUTHS = ('auto', 'depth', 'lidar')
 EXTRINSIC_SOURCES = ('auto', 'bag', 'parameters')
-# rclpy's own parameters, which a params file may set besides the node's (as the node skips).
-_RCLPY_PARAMS = ('use_sim_time', 'start_type_description_service', 'qos_overrides.')
 # Resolution of the pooled error-versus-depth curve, metres.
 _CURVE_STEP = 2.0
 
 
 # ----------------------------------------------------------------------------- configuration
-
-
-def load_params_file(path: str | Path, node_name: str = 'depth_node') -> dict[str, Any]:
-    """Parameter values for ``node_name`` from a ROS 2 params file, with dotted names.
-
-    Sections apply as ``ros2 run ... --params-file`` applies them: ``/**`` (or ``**``) to every
-    node, ``<name>``, ``/<name>``, ``/<namespace>/<name>`` or ``/**/<name>`` to the node of that
-    name; later sections override earlier ones. Each section's ``ros__parameters`` is flattened
-    (``{'fit': {'method': 'lsq'}}`` -> ``{'fit.method': 'lsq'}``). rclpy's own parameters
-    (``use_sim_time``, ``qos_overrides.*``, ...) are left out, as the node ignores them.
-
-    Raises
-    ------
-    ConfigError
-        The file is not YAML, has no section for the node, or a section has no
-        ``ros__parameters`` mapping (the message names the file).
-    """
-    import yaml
-
-    p = Path(path)
-    try:
-        doc = yaml.safe_load(p.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError('--params-file', f'cannot be read as YAML ({exc})', str(p)) from None
-    if not isinstance(doc, dict):
-        raise ConfigError('--params-file', 'must map node names to ros__parameters', str(p))
-    values: dict[str, Any] = {}
-    matched = False
-    for key, section in doc.items():
-        name = str(key).strip()
-        last = name.rstrip('/').rsplit('/', 1)[-1]
-        if not (name in ('/**', '**') or last == node_name):
-            continue
-        if not isinstance(section, dict) or not isinstance(section.get('ros__parameters'),
-                                                           dict):
-            raise ConfigError('--params-file', f'section {name!r} has no ros__parameters '
-                              'mapping', str(p))
-        matched = True
-        _flatten(section['ros__parameters'], '', values)
-    if not matched:
-        raise ConfigError('--params-file', f'has no section for node {node_name!r} (sections: '
-                          f'{", ".join(map(str, doc))}; use /** or {node_name})', str(p))
-    return {k: v for k, v in values.items() if not k.startswith(_RCLPY_PARAMS)}
-
-
-def _flatten(tree: dict, prefix: str, out: dict[str, Any]) -> None:
-    for k, v in tree.items():
-        name = f'{prefix}{k}'
-        if isinstance(v, dict):
-            _flatten(v, name + '.', out)
-        else:
-            out[name] = v
 
 
 @dataclass(frozen=True)
@@ -501,5 +447,5 @@ class _NoBar:
 
 
 __all__ = ['BagEvaluation', 'EvaluationOptions', 'EvaluationResult', 'FrameRecord',
-           'HeldOutSplit', 'NodeSettings', 'RANGE_BINS', 'check_no_leak', 'load_params_file',
-           'point_pixels', 'split_lidar', 'METRIC_NAMES']
+           'HeldOutSplit', 'NodeSettings', 'RANGE_BINS', 'check_no_leak', 'point_pixels',
+           'split_lidar', 'METRIC_NAMES']

@@ -22,9 +22,9 @@ import rclpy
 import rclpy.duration
 import rclpy.time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
-                                SetParametersResult)
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.qos import (HistoryPolicy, qos_profile_sensor_data, QoSProfile, ReliabilityPolicy)
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -44,25 +44,11 @@ from depth_node.pipeline.published import diagnostic_status, FrameOutputs
 from depth_node.pipeline.runner import CameraModel, FrameRunner, ImageFrame, nearest_sweep, Sweep
 from depth_node.ros.messages import (array_to_image, depth_camera_info_msg,
                                      packed_to_pointcloud2, xyz_to_pointcloud2)
-from depth_node.ros.params import build_config, changed_read_only, NodeConfig, PARAMETERS
+from depth_node.ros.declare import declare_parameters
+from depth_node.ros.param_files import load_params_file
+from depth_node.ros.params import build_config, changed_read_only, NodeConfig
 
-# rclpy's own parameters, which a params file may set besides ours.
-_RCLPY_PARAMS = ('use_sim_time', 'start_type_description_service', 'qos_overrides.')
 _THROTTLE_S = 5.0
-
-
-def _descriptor(p: Any) -> ParameterDescriptor:
-    d = ParameterDescriptor(description=p.description, read_only=p.read_only)
-    if p.choices is not None:
-        d.additional_constraints = 'one of: ' + ', '.join(repr(c) for c in p.choices)
-    if p.range is not None and not isinstance(p.default, bool):
-        if isinstance(p.default, int):
-            d.integer_range = [IntegerRange(from_value=int(p.range[0]),
-                                            to_value=int(p.range[1]), step=1)]
-        elif isinstance(p.default, float):
-            d.floating_point_range = [FloatingPointRange(from_value=float(p.range[0]),
-                                                         to_value=float(p.range[1]), step=0.0)]
-    return d
 
 
 class DepthNode(Node):
@@ -70,9 +56,7 @@ class DepthNode(Node):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__('depth_node', **kwargs)
-        self._check_unknown_overrides()
-        values = self._declare()
-        self.config: NodeConfig = build_config(values)
+        self.config: NodeConfig = build_config(declare_parameters(self))
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)  # a sweep or camera_info arrived
         self._images: NewestSlot[tuple[Image, float]] = NewestSlot()  # (image, perf_counter)
@@ -123,26 +107,6 @@ class DepthNode(Node):
         self._worker.start()
 
     # ----- parameters -----
-    def _check_unknown_overrides(self) -> None:
-        overrides = getattr(self, '_parameter_overrides', {}) or {}
-        known = {p.name for p in PARAMETERS}
-        for name in sorted(overrides):
-            if name not in known and not name.startswith(_RCLPY_PARAMS):
-                raise ConfigError(name, 'is not a parameter of depth_node (typo?)',
-                                  overrides[name].value)
-
-    def _declare(self) -> dict[str, Any]:
-        values = {}
-        for p in PARAMETERS:
-            try:
-                param = self.declare_parameter(p.name, p.default, _descriptor(p))
-            except Exception as exc:  # rclpy's range/type exceptions have no common base
-                overrides = getattr(self, '_parameter_overrides', {}) or {}
-                given = overrides[p.name].value if p.name in overrides else p.default
-                raise ConfigError(p.name, str(exc).strip(), given) from None
-            values[p.name] = param.value
-        return values
-
     def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
         names = [p.name for p in params]
         ro = changed_read_only(names)
@@ -375,9 +339,27 @@ class DepthNode(Node):
             self._keyframes.close()
 
 
+def _rcl_error(exc: Exception, args: Optional[list[str]]) -> str:
+    """rcl's start-up error, with the parameter named when a params file is the cause."""
+    message = str(exc).split(', at ')[0]  # drop rcl's source locations
+    argv = sys.argv if args is None else args
+    for flag, path in zip(argv, argv[1:]):
+        if flag == '--params-file':
+            try:
+                load_params_file(path)
+            except ConfigError as named:
+                if named.name != '--params-file':
+                    return f'{named} ({message})'
+    return message
+
+
 def main(args: Optional[list[str]] = None) -> int:
     """Console-script entry point: ``ros2 run depth_node depth_node``."""
-    rclpy.init(args=args)
+    try:
+        rclpy.init(args=args)
+    except _rclpy.RCLError as exc:  # e.g. a params file rcl cannot parse: say so, no traceback
+        print(f'depth_node: configuration error: {_rcl_error(exc, args)}', file=sys.stderr)
+        return 2
     node = None
     code = 0
     try:

@@ -381,39 +381,6 @@ def changed_read_only(names: Sequence[str]) -> Optional[str]:
     return None
 
 
-def params_yaml() -> str:
-    """``config/depth.yaml`` as rendered from the table (a test keeps the file equal to it)."""
-    import textwrap
-
-    def fmt(v: Any) -> str:
-        if isinstance(v, bool):
-            return 'true' if v else 'false'
-        if isinstance(v, str):
-            return json.dumps(v) if v == '' or v.startswith('{') else v
-        if isinstance(v, list):
-            return '[' + ', '.join(repr(float(x)) for x in v) + ']'
-        return repr(v)
-
-    lines = ['# depth_node parameters: every one, with its default.',
-             '# Values marked (restart) are read-only while the node runs.',
-             '# Use with: ros2 launch depth_node depth.launch.py params_file:=<this file>',
-             '# (generated from depth_node/ros/params.py: python -m depth_node.ros.params)',
-             '/**:', '  ros__parameters:']
-    group = None
-    for p in PARAMETERS:
-        g, key = p.name.split('.', 1)
-        if g != group:
-            if group is not None:
-                lines.append('')
-            lines.append(f'    {g}:')
-            group = g
-        desc = p.description + (' (restart)' if p.read_only else '')
-        if p.range:
-            desc += f' Range [{p.range[0]}, {p.range[1]}].'
-        lines += ['      # ' + t for t in textwrap.wrap(desc, 88)]
-        lines.append(f'      {key}: {fmt(p.default)}')
-    return '\n'.join(lines) + '\n'
-
-
-if __name__ == '__main__':
+if __name__ == '__main__':  # config/depth.yaml
+    from depth_node.ros.param_files import params_yaml
     print(params_yaml(), end='')
