@@ -32,6 +32,7 @@ import numpy as np
 
 from depth_node.core.align import AffineFit, OutputKind
 from depth_node.core.errors import ConfigError, DepthNodeError
+from depth_node.core.fit_data import FitData, strided_subset
 # Re-exported: callers that imported it from here before the split keep working.
 from depth_node.core.see_through import reject_see_through  # noqa: F401
 
@@ -200,8 +201,8 @@ def _fit(prediction: np.ndarray, z: np.ndarray, space: OutputKind,
     # Relative spread test, as in fit_affine: a prediction flat to rounding carries no scale.
     if not float(np.std(x)) > 1e-6 * max(float(np.abs(x).mean()), 1e-30):
         return AffineFit.refused(space, n, 'prediction is constant over the LiDAR points')
-    data = _Data(x, 1.0 / zg if space is OutputKind.DISPARITY else zg,
-                 None if w0 is None else w0[good] / w0[good].max())
+    data = FitData(x, 1.0 / zg if space is OutputKind.DISPARITY else zg,
+                   None if w0 is None else w0[good] / w0[good].max())
 
     start = _sample_start(data, cfg)
     if start is None:
@@ -214,11 +215,12 @@ def _fit(prediction: np.ndarray, z: np.ndarray, space: OutputKind,
         if n > 2 * cfg.coarse_points:
             # Converge on an evenly strided subset first; the full set then needs a round or
             # two from there instead of five or more.
-            s, t = _irls(s, t, data.subset(_subset(n, cfg.coarse_points)), cfg, _COARSE_TOL)
-        final = data if n <= cfg.max_points else data.subset(_subset(n, cfg.max_points))
+            coarse = data.subset(strided_subset(n, cfg.coarse_points))
+            s, t = _irls(s, t, coarse, cfg, _COARSE_TOL)
+        final = data if n <= cfg.max_points else data.subset(strided_subset(n, cfg.max_points))
         s, t = _irls(s, t, final, cfg, cfg.tol)
         rho = data.log_residual(s, t)
-        sigma = _robust_sigma(rho[_subset(n, _SCALE_POINTS)])
+        sigma = _robust_sigma(rho[strided_subset(n, _SCALE_POINTS)])
         inl = np.abs(rho) <= cfg.inlier_sigmas * sigma
     if not (np.isfinite(s) and s > 0):
         return AffineFit.refused(space, n, f'non-positive scale {s:.4g}')
@@ -233,73 +235,6 @@ def _fit(prediction: np.ndarray, z: np.ndarray, space: OutputKind,
     z_fit = 1.0 / mapped if space is OutputKind.DISPARITY else mapped
     abs_rel = float(np.mean(np.abs(z_fit - zg[inl]) / zg[inl]))
     return AffineFit(float(s), float(t), space, n, float(sigma), abs_rel, inliers=k)
-
-
-class _Data:
-    """Usable pairs of one fit and the derived arrays every step needs (all [n] float64)."""
-
-    def __init__(self, x: np.ndarray, y: np.ndarray, prior: Optional[np.ndarray]) -> None:
-        self.x = x  # prediction
-        self.y = y  # target: 1/z or z
-        self.log_y = np.log(y)
-        self.prior = prior  # None: all 1
-        lo, hi = np.percentile(x[_subset(x.size, 4096)], [1.0, 99.0])
-        self.x_range = (float(lo), float(hi))
-        # The relative residual s·fx + t·fy - 1 = y_fit / y - 1 is linear in (s, t).
-        self.fy = 1.0 / y
-        self.fx = x * self.fy
-
-    def moved(self, s0: float, t0: float, s1: float, t1: float) -> float:
-        """Largest relative change of the fitted value between two maps over the data.
-
-        ``y_fit`` is linear in ``x``, so the ratio of two maps is monotone in ``x`` wherever
-        both are positive: its extremes over the central 98 % of ``x`` are at the ends.
-        """
-        out = 0.0
-        for x in self.x_range:
-            a, b = s0 * x + t0, s1 * x + t1
-            if not (a > 0 and b > 0):
-                return math.inf
-            out = max(out, abs(math.log(b / a)))
-        return out
-
-    def subset(self, idx: np.ndarray) -> '_Data':
-        """The pairs at ``idx``."""
-        return _Data(self.x[idx], self.y[idx], None if self.prior is None else self.prior[idx])
-
-    def residuals(self, s: float, t: float) -> tuple[np.ndarray, np.ndarray]:
-        """Relative ``r = y_fit / y - 1`` and log ``rho = log1p(r)`` residuals, [n] each.
-
-        ``rho`` is +inf where ``y_fit <= 0`` (no valid depth there: a gross outlier).
-        """
-        r = s * self.fx + t * self.fy
-        r -= 1.0
-        with np.errstate(divide='ignore', invalid='ignore'):
-            rho = np.log1p(r)
-        rho[~(r > -1.0)] = np.inf
-        return r, rho
-
-    def log_residual(self, s: float, t: float) -> np.ndarray:
-        """``log(y_fit / y)`` [n]; +inf where ``y_fit <= 0``."""
-        return self.residuals(s, t)[1]
-
-    def solve(self, w: np.ndarray) -> tuple[float, float]:
-        """Weighted least squares of ``s·fx + t·fy ≈ 1`` (2x2 normal equations)."""
-        if self.prior is not None:
-            w = w * self.prior
-        wx = w * self.fx
-        wy = w * self.fy
-        # einsum, not np.dot: a BLAS dot may wake BLAS threads, whose start-up costs more
-        # than the sum itself at this size and jitters under load.
-        a = float(np.einsum('i,i->', wx, self.fx))
-        b = float(np.einsum('i,i->', wx, self.fy))
-        c = float(np.einsum('i,i->', wy, self.fy))
-        e = float(wx.sum())
-        f = float(wy.sum())
-        det = a * c - b * b
-        if not det > 1e-12 * a * c:
-            return float('nan'), float('nan')
-        return (c * e - b * f) / det, (a * f - b * e) / det
 
 
 def _mad_sigma(a: np.ndarray) -> float:
@@ -323,12 +258,7 @@ def _robust_sigma(rho: np.ndarray) -> float:
     return _mad_sigma(a[a <= _SCALE_CUT * first])
 
 
-def _subset(n: int, size: int) -> np.ndarray:
-    """Evenly strided indices: deterministic and spread over the sweep."""
-    return np.arange(n) if n <= size else (np.arange(size) * n) // size
-
-
-def _sample_start(data: _Data, cfg: FitConfig) -> Optional[tuple[float, float]]:
+def _sample_start(data: FitData, cfg: FitConfig) -> Optional[tuple[float, float]]:
     """Best 2-point hypothesis ``(s, t)``: least median (IRLS) or most inliers (RANSAC)."""
     x, y = data.x, data.y
     n = x.size
@@ -343,7 +273,7 @@ def _sample_start(data: _Data, cfg: FitConfig) -> Optional[tuple[float, float]]:
         s = (y[i] - y[j]) / dx  # [K]
     t = y[i] - s * x[i]
     # Pairs too close in prediction give a noise-dominated slope; drop them, and s <= 0.
-    sub = _subset(n, cfg.score_points)
+    sub = strided_subset(n, cfg.score_points)
     lo, hi = np.percentile(x[sub], [10.0, 90.0])
     ok = np.isfinite(s) & (s > 0) & (np.abs(dx) > 0.05 * max(hi - lo, 1e-12))
     if not ok.any():
@@ -381,11 +311,11 @@ def _log_weights(r: np.ndarray, rho: np.ndarray) -> np.ndarray:
     return g
 
 
-def _irls(s: float, t: float, data: _Data, cfg: FitConfig,
+def _irls(s: float, t: float, data: FitData, cfg: FitConfig,
           tol: float) -> tuple[float, float]:
     """Iteratively reweighted least squares of the log residual from ``(s, t)``."""
     c = cfg.tuning_constant
-    sub = _subset(data.x.size, _SCALE_POINTS)
+    sub = strided_subset(data.x.size, _SCALE_POINTS)
     r, rho = data.residuals(s, t)
     for _ in range(cfg.max_iter):
         sigma = _robust_sigma(rho[sub])
@@ -408,7 +338,7 @@ def _irls(s: float, t: float, data: _Data, cfg: FitConfig,
     return s, t
 
 
-def _ransac_refine(s: float, t: float, data: _Data,
+def _ransac_refine(s: float, t: float, data: FitData,
                    cfg: FitConfig) -> tuple[float, float, np.ndarray]:
     """Least squares of the log residual on the inliers of ``(s, t)``, until they settle."""
     inl = np.abs(data.log_residual(s, t)) <= cfg.ransac_threshold
