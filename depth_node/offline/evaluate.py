@@ -1,10 +1,12 @@
 """Replay a rosbag2 recording through the node's own pipeline and score the metric depth.
 
-Every camera frame of the bag goes through :class:`~depth_node.pipeline.frame.DepthPipeline`
-with the node's configuration, exactly as the node would process it (same estimator, same
-LiDAR projection, see-through rejection, fit, temporal filter, depth and cloud), but without
-a ROS graph: frames are read with :class:`~depth_node.offline.bag.DriveReader` and none is
-dropped for lack of time.
+Every camera frame of the bag goes through the node's own per-frame runner
+(:class:`~depth_node.pipeline.runner.FrameRunner`) with the node's configuration: same
+estimator, decisions (frames without camera_info, LiDAR or extrinsic), projection,
+see-through rejection, fit, temporal filter, published bytes and diagnostics counters, but
+without a ROS graph: frames are read with :class:`~depth_node.offline.bag.DriveReader` and none
+is dropped for lack of time. The held-out split is :mod:`depth_node.offline.heldout`, the
+records and summary :mod:`depth_node.offline.results`.
 
 Ground truth
 ------------

@@ -1,13 +1,19 @@
 """The depth_node ROS 2 node: camera + LiDAR in, metric depth, cloud and diagnostics out.
 
+The node holds only the ROS parts: parameters, subscriptions, the LiDAR buffer and the wait
+for a frame's sweep, tf2, publishers and the diagnostics message. What happens to a frame is
+:class:`depth_node.pipeline.runner.FrameRunner`'s, the same runner the bag evaluation calls.
+
 Concurrency contract
 --------------------
 Subscription callbacks and the diagnostics timer run on one single-threaded executor, so
 they never run in parallel with each other; they only convert/cache inputs and are cheap.
-Inference runs on one dedicated worker thread. The two share the newest-image slot, the LiDAR
-buffer and the camera model under ``self._lock``; the worker reads a snapshot and publishes
-from its own thread (rclpy publishers are thread-safe). While the worker is busy a newer
+Inference runs on one dedicated worker thread. Images reach it through a
+:class:`~depth_node.core.stamped.NewestSlot` (its own lock): while the worker is busy a newer
 image replaces the waiting one (counted as ``dropped_superseded``), so latency cannot grow.
+The LiDAR buffer (a :class:`~depth_node.core.stamped.StampedCache` of decoded sweeps) and the
+camera model are shared under ``self._lock``, whose condition wakes a worker waiting for them;
+the worker publishes from its own thread (rclpy publishers are thread-safe).
 """
 
 from __future__ import annotations
