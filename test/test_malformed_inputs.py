@@ -206,6 +206,16 @@ def test_node_and_evaluate_decide_alike_on_malformed_inputs(tmp_path):
             assert used_eval == expected, (name, text_node, issues)
         if text_node or not expected:
             assert text_node and any(text_node in i for i in issues), (name, text_node, issues)
+    # The diagnostics counters agree too (the reader does not count the clouds and camera_infos
+    # it drops, so those two are the node's only; the held-out split feeds the fit less
+    # LiDAR, so metric and relative-only frames may split differently).
+    counts = evaluation.runner.stats.counts
+    for key in ('frames_in', 'malformed_image'):
+        assert int(before.get(key, 0)) == counts[key], key
+    assert int(before['published']) + int(before['published_relative_only']) == \
+        counts['published'] + counts['published_relative_only']
+    assert int(before.get('frames_without_lidar', 0)) + len(reader_gap) == \
+        counts['frames_without_lidar']
     if reader_gap:  # everything else agreed
         pytest.xfail(f'{reader_gap}: DriveReader picks the nearest sweep before decoding it, '
                      'the node caches only the sweeps it could decode (helper 1: pair decoded '
