@@ -175,6 +175,11 @@ def test_node_and_evaluate_decide_alike_on_malformed_inputs(tmp_path):
         code = proc.stop()
         feed.close()
     assert code == 0, proc.output()
+    # Each kind of drop is logged (throttled per kind: one kind does not silence the others,
+    # as rclpy's per-call-site throttle did, the frames being a second or so apart).
+    log = proc.output()
+    for kind in ('image', 'points', 'camera_info'):
+        assert PREFIX[kind] in log, (kind, log)
 
     # --- the same messages in a bag, through the evaluation
     bag = tmp_path / 'malformed_bag'

@@ -14,8 +14,8 @@ from depth_node.core.metrics import DepthMetrics, mean_metrics
 from depth_node.offline.bag import BagIssue
 from depth_node.pipeline.frame import FitState
 
-if TYPE_CHECKING:  # the options and settings are the evaluation's (which imports this module)
-    from depth_node.offline.evaluate import EvaluationOptions, NodeSettings
+if TYPE_CHECKING:  # eval_config imports RANGE_BINS from here
+    from depth_node.offline.eval_config import EvaluationOptions, NodeSettings
 
 #: Depth bins of the per-range metrics, metres (ground truth along the optical axis).
 RANGE_BINS: tuple[tuple[float, float], ...] = ((0.0, 10.0), (10.0, 20.0), (20.0, 40.0),
