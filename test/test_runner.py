@@ -7,8 +7,8 @@ import pytest
 from depth_node.core.stamped import StampedCache
 from depth_node.core.transforms import RigidTransform
 from depth_node.pipeline.frame import FitState
-from depth_node.pipeline.runner import (CameraModel, FrameRunner, ImageFrame, nearest_sweep,
-                                        NO_CAMERA_INFO, RunnerConfig, Sweep)
+from depth_node.pipeline.runner import (add_sweep, CameraModel, FrameRunner, ImageFrame,
+                                        nearest_sweep, NO_CAMERA_INFO, RunnerConfig, Sweep)
 from depth_node.sim.frames import save_frames, SimRig
 from depth_node.testing.oracle import DisparityOracle
 
@@ -33,6 +33,16 @@ def test_nearest_sweep_is_within_max_age_and_earlier_on_a_tie():
     assert nearest_sweep(cache, 260 * 10**6, 0.1) == (300 * 10**6, 300)
     assert nearest_sweep(cache, 450 * 10**6, 0.1) is None
     assert nearest_sweep(cache, 400 * 10**6, 0.1) == (300 * 10**6, 300)  # inclusive
+
+
+def test_a_jump_back_in_time_clears_the_sweeps():
+    cache = StampedCache(3)
+    for k in range(5):  # a first pass fills the cache
+        assert not add_sweep(cache, 10**9 * (100 + k), k)
+    assert add_sweep(cache, 10**9 * 100, 'again')  # the bag starts again
+    assert list(cache) == [(10**9 * 100, 'again')]
+    assert not add_sweep(cache, 10**9 * 99, 'late')  # a little out of order: kept
+    assert len(cache) == 2
 
 
 def test_runner_decisions_are_the_nodes(sim):

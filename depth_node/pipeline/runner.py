@@ -51,6 +51,26 @@ NO_CAMERA_INFO = 'frame dropped: no camera_info received yet'
 ExtrinsicLookup = Callable[[str, str, int], RigidTransform]
 
 
+#: A sweep this much older than the newest one held means time jumped back (a bag played
+#: again, ``--loop``, sim time reset), seconds.
+TIME_JUMP_S = 1.0
+
+
+def add_sweep(cache: StampedCache[T], stamp_ns: int, sweep: T) -> bool:
+    """Cache ``sweep``; on a jump back in time forget the sweeps held first (True then).
+
+    Without it, a replay that starts again keeps the stale sweeps of its first pass, whose
+    stamps are newer, and the full cache evicts every new sweep at once (the oldest stamp).
+    tf2 clears its buffer the same way.
+    """
+    newest = cache.newest()
+    jumped = newest is not None and stamp_ns < newest[0] - int(TIME_JUMP_S * 1e9)
+    if jumped:
+        cache.clear()
+    cache.add(int(stamp_ns), sweep)
+    return jumped
+
+
 def nearest_sweep(cache: StampedCache[T], stamp_ns: int,
                   max_age: float) -> Optional[tuple[int, T]]:
     """The (stamp, sweep) of ``cache`` nearest ``stamp_ns`` within ``max_age`` s, or None.
@@ -231,6 +251,6 @@ class FrameRunner:
         return replace(run, frame=frame, extrinsic_error=lookup_error, unexpected=unexpected)
 
 
-__all__ = ['CameraModel', 'DROPPED_ERROR', 'DROPPED_NO_CAMERA_INFO', 'ExtrinsicLookup',
-           'FrameRun', 'FrameRunner', 'ImageFrame', 'NO_CAMERA_INFO', 'RunnerConfig', 'Sweep',
-           'nearest_sweep']
+__all__ = ['add_sweep', 'CameraModel', 'DROPPED_ERROR', 'DROPPED_NO_CAMERA_INFO',
+           'ExtrinsicLookup', 'FrameRun', 'FrameRunner', 'ImageFrame', 'NO_CAMERA_INFO',
+           'RunnerConfig', 'Sweep', 'nearest_sweep', 'TIME_JUMP_S']

@@ -47,7 +47,8 @@ from depth_node.messages.readers import (camera_info_to_camera, frame_id, image_
 from depth_node.pipeline.frame import FitState, FrameInput, FrameResult
 from depth_node.pipeline.keyframes import KeyframeResult, KeyframeWorker
 from depth_node.pipeline.published import diagnostic_status, FrameOutputs
-from depth_node.pipeline.runner import CameraModel, FrameRunner, ImageFrame, nearest_sweep, Sweep
+from depth_node.pipeline.runner import (add_sweep, CameraModel, FrameRunner, ImageFrame,
+                                        nearest_sweep, Sweep)
 from depth_node.ros.messages import (array_to_image, depth_camera_info_msg,
                                      packed_to_pointcloud2, xyz_to_pointcloud2)
 from depth_node.ros.declare import declare_parameters
@@ -209,7 +210,7 @@ class DepthNode(Node):
         sweep = Sweep(stamp_ns(msg), frame_id(msg), xyz)
         with self._wake:
             self._stats.count('sweeps_in')
-            self._sweeps.add(sweep.stamp_ns, sweep)
+            add_sweep(self._sweeps, sweep.stamp_ns, sweep)
             self._wake.notify_all()
 
     def _drop(self, key: str, message: str) -> None:
