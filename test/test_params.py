@@ -6,7 +6,8 @@ import pytest
 import yaml
 
 from depth_node.core.errors import ConfigError
-from depth_node.ros.params import build_config, changed_read_only, PARAMETERS, params_yaml
+from depth_node.ros.param_files import params_yaml
+from depth_node.ros.params import build_config, changed_read_only, PARAMETERS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ORACLE = {'estimator.type': 'depth_node.testing.oracle:DisparityOracle'}

@@ -14,15 +14,14 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
 from depth_node.core.align import OutputKind, OutputSpec
-from depth_node.core.lidar import project_points
 from depth_node.core.metrics import dense_oracle_fit, depth_metrics, DepthMetrics, mean_metrics
-from depth_node.core.robust import reject_see_through
 from depth_node.core.temporal import AffineFilter
+from depth_node.pipeline.alignment import align_to_lidar
 from depth_node.pipeline.frame import DepthPipeline, FrameInput, PipelineConfig
 from depth_node.sim.frames import SimFrame, SimRig
 from depth_node.sim.oracles import Corruption, oracle_prediction
@@ -142,28 +141,23 @@ def time_alignment(rig: SimRig, frame: SimFrame, repeats: int = 30) -> dict[str,
     pred = oracle_prediction(frame.depth, OutputKind.DISPARITY, 0.37, 0.05,
                              Corruption(distortion=0.1, noise=0.05))
     cfg = PipelineConfig()
-    robust = cfg.robust_config()
     filt = AffineFilter(cfg.filter_config())
     stages: dict[str, list[float]] = {'project': [], 'see_through': [], 'fit': [],
                                       'filter': [], 'total': []}
-
-    def timed(key: str, fn: Callable[[], object]) -> object:
-        t = time.perf_counter()
-        out = fn()
-        stages[key].append((time.perf_counter() - t) * 1e3)
-        return out
     for k in range(repeats + 3):
         t0 = time.perf_counter()
-        sp = timed('project', lambda: project_points(frame.lidar, rig.camera,
-                                                     rig.lidar_to_camera, cfg.lidar_min_depth,
-                                                     cfg.lidar_max_depth))
-        keep = timed('see_through', lambda: reject_see_through(
-            sp, cfg.see_through_window, cfg.see_through_gap, focal_px=rig.camera.fy))
-        used = sp.subset(keep)
-        fit = timed('fit', lambda: robust.fit(used.sample(pred), used.z, OutputKind.DISPARITY))
-        timed('filter', lambda: filt.update(fit, k * 0.1))
-        stages['total'].append((time.perf_counter() - t0) * 1e3)
+        timings: dict[str, float] = {}
+        support, fit = align_to_lidar(pred, frame.lidar, rig.camera, rig.lidar_to_camera,
+                                      OutputKind.DISPARITY, cfg, method='robust',
+                                      timings_ms=timings)
+        t1 = time.perf_counter()
+        filt.update(fit, k * 0.1)
+        t2 = time.perf_counter()
+        for key in ('project', 'see_through', 'fit'):
+            stages[key].append(timings[key])
+        stages['filter'].append((t2 - t1) * 1e3)
+        stages['total'].append((t2 - t0) * 1e3)
     out = {k: float(np.median(v[3:])) for k, v in stages.items()}  # first runs warm caches
     out['lidar_points'] = float(frame.lidar.shape[0])
-    out['projected_pixels'] = float(sp.count)
+    out['projected_pixels'] = float(support.sparse.count)
     return out

@@ -25,8 +25,7 @@ from depth_node.core.errors import ConfigError, DepthNodeError
 from depth_node.offline.drive_bag import DriveTopics, STORAGES
 from depth_node.offline.records import BagReadError
 from depth_node.offline.evaluate import (BagEvaluation, EvaluationOptions, EvaluationResult,
-                                         EXTRINSIC_SOURCES, GROUND_TRUTHS, load_params_file,
-                                         NodeSettings)
+                                         EXTRINSIC_SOURCES, GROUND_TRUTHS, NodeSettings)
 
 
 def _parse(argv: Optional[list[str]]) -> argparse.Namespace:
@@ -89,6 +88,8 @@ def _parse(argv: Optional[list[str]]) -> argparse.Namespace:
 def _values(args: argparse.Namespace) -> dict[str, Any]:
     """Parameter values as the node would get them: params file, then the overrides."""
     import yaml
+
+    from depth_node.ros.param_files import load_params_file
 
     values = load_params_file(args.params_file, args.node_name) if args.params_file else {}
     for item in args.param:

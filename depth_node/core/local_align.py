@@ -51,7 +51,7 @@ def align_local(prediction: np.ndarray, sparse: SparseDepth, keep_mask: Optional
         Projected LiDAR of the same image size (``M`` pixels).
     keep_mask : numpy.ndarray, optional
         [M] bool, LiDAR pixels to use (e.g. from
-        :func:`depth_node.core.robust.reject_see_through`); None: all.
+        :func:`depth_node.core.see_through.reject_see_through`); None: all.
     global_fit : AffineFit
         The global fit the correction refines; when refused (``ok=False``) the result is all
         NaN.

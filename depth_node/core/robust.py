@@ -1,11 +1,9 @@
-"""Robust alignment of a relative prediction to LiDAR: see-through rejection and robust fits.
+"""Robust alignment of a relative prediction to LiDAR: the robust scale/shift fit.
 
 Two steps guard the scale/shift fit of :mod:`depth_node.core.align` against bad LiDAR pixels:
 
-1. :func:`reject_see_through` drops returns that a clearly nearer return surrounds in the
-   image. A LiDAR mounted apart from the camera (above and behind it, as on most vehicles) sees
-   past the edges of foreground objects; those background returns project *inside* the
-   foreground object in the image, where the camera (and so the model) sees the object.
+1. :func:`depth_node.core.see_through.reject_see_through` drops returns that see past the
+   edges of foreground objects (see that module).
 2. :func:`fit_affine_robust` fits ``scale, shift`` by iteratively reweighted least squares
    (Tukey or Huber weights, MAD scale) from a deterministic least-median start, or by RANSAC.
    It rejects what step 1 misses (see-through behind thin objects, LiDAR noise, model errors).
@@ -30,12 +28,13 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
-import cv2
 import numpy as np
 
 from depth_node.core.align import AffineFit, OutputKind
 from depth_node.core.errors import ConfigError, DepthNodeError
-from depth_node.core.lidar import SparseDepth
+from depth_node.core.fit_data import FitData, strided_subset
+# Re-exported: callers that imported it from here before the split keep working.
+from depth_node.core.see_through import reject_see_through  # noqa: F401
 
 # 1.4826 * MAD estimates the standard deviation of Gaussian residuals.
 _MAD_TO_SIGMA = 1.4826
@@ -50,89 +49,6 @@ _SCALE_CUT = 4.685
 # The robust scale is estimated on an evenly strided subset of this many residuals (the
 # median is the costliest step of a round; 4096 residuals estimate it to ~2 %).
 _SCALE_POINTS = 4096
-_KERNEL_3X3 = np.ones((3, 3), np.uint8)  # erosion element: a 3x3 square
-
-
-def reject_see_through(sparse: SparseDepth, window: int = 7, rel_gap: float = 0.1,
-                       focal_px: Optional[float] = None,
-                       plane_distance: float = 1.5) -> np.ndarray:
-    """Mask [M] bool of LiDAR pixels to keep: False for likely see-through returns.
-
-    A return at depth ``z`` is see-through when another return within a ``window`` x
-    ``window`` pixel neighbourhood (Chebyshev distance ``d <= window // 2``) is clearly
-    nearer, i.e. its depth ``z_n`` satisfies::
-
-        1 / z_n - 1 / z > rel_gap / z + d / (focal_px * plane_distance)
-
-    The first term is a relative depth gap: with ``rel_gap = 0.1`` the neighbour must be more
-    than ~9 % nearer (``z_n < z / 1.1``). The second term, used only when ``focal_px`` is
-    given, tolerates surfaces seen at a grazing angle: on a plane at distance ``h`` from the
-    camera, inverse depth changes by at most ``1 / (focal_px * h)`` per pixel, so with
-    ``plane_distance`` below the camera's height above the road the ground is never taken for
-    an occluder (without it, far ground returns next to the nearer returns of the beam below
-    are rejected). Legitimate background returns right next to a foreground edge are rejected
-    too; they are few, and near depth edges the model's prediction is unreliable anyway.
-    See-through returns farther from every foreground return than ``window // 2`` pixels (the
-    parallax of an edge is about ``focal_px * baseline * (1/z_near - 1/z_far)`` pixels) stay,
-    as do small gaps; the robust fit handles those.
-
-    Parameters
-    ----------
-    sparse : SparseDepth
-        Projected LiDAR, one return per pixel (``M`` pixels).
-    window : int
-        Odd neighbourhood size in pixels, >= 3. About two LiDAR beam spacings in the image
-        works well (7 at 640x480 for a 64-beam sensor with 0.4 deg between beams).
-    rel_gap : float
-        Relative depth gap (>= 0) above which a nearer neighbour counts as an occluder.
-    focal_px : float, optional
-        Focal length of the camera in pixels; enables the grazing-surface allowance.
-    plane_distance : float
-        Metres (> 0): sloped surfaces at least this far from the camera are never taken for
-        their own occluders. A little below the camera's height above the road (1.5 m for a
-        car roof camera at 1.65 m) keeps the road and rejects the most see-through returns.
-
-    Returns
-    -------
-    numpy.ndarray
-        [M] bool, True for returns to keep.
-
-    Notes
-    -----
-    Cost is a few 3x3 erosions of a float image over the rows the points cover (a min-filter
-    of growing radius, so that each radius gets its own allowance): about 1 ms for 25k points
-    at 640x480.
-    """
-    if window < 3 or window % 2 != 1:
-        raise DepthNodeError(f'window must be an odd number >= 3, got {window}')
-    if not rel_gap >= 0:
-        raise DepthNodeError(f'rel_gap must be >= 0, got {rel_gap}')
-    if focal_px is not None and not (np.isfinite(focal_px) and focal_px > 0):
-        raise DepthNodeError(f'focal_px must be a positive number, got {focal_px}')
-    if not plane_distance > 0:
-        raise DepthNodeError(f'plane_distance must be > 0, got {plane_distance}')
-    m = sparse.count
-    keep = np.ones(m, dtype=bool)
-    if m < 2:
-        return keep
-    radius = window // 2
-    # Work on the band of rows the LiDAR covers (a sweep rarely fills the whole image).
-    v0 = max(int(sparse.v.min()) - radius, 0)
-    v1 = min(int(sparse.v.max()) + radius + 1, sparse.height)
-    rows = sparse.v - v0
-    cols = sparse.u
-    img = np.full((v1 - v0, sparse.width), np.inf, dtype=np.float32)  # [H', W'] metres
-    img[rows, cols] = sparse.z
-    inv_z = 1.0 / sparse.z.astype(np.float32)  # [M] 1/m
-    base = np.float32(1.0 + rel_gap) * inv_z
-    step = np.float32(0.0 if focal_px is None else 1.0 / (focal_px * plane_distance))
-    near: np.ndarray = img
-    for d in range(1, radius + 1):
-        # Eroding d times with a 3x3 square is the min-filter of (Chebyshev) radius d.
-        near = cv2.erode(near, _KERNEL_3X3, borderType=cv2.BORDER_CONSTANT, borderValue=np.inf)
-        z_near = near[rows, cols]  # [M], inf where no return within d
-        keep &= np.float32(1.0) / z_near <= base + d * step
-    return keep
 
 
 @dataclass(frozen=True)
@@ -285,8 +201,8 @@ def _fit(prediction: np.ndarray, z: np.ndarray, space: OutputKind,
     # Relative spread test, as in fit_affine: a prediction flat to rounding carries no scale.
     if not float(np.std(x)) > 1e-6 * max(float(np.abs(x).mean()), 1e-30):
         return AffineFit.refused(space, n, 'prediction is constant over the LiDAR points')
-    data = _Data(x, 1.0 / zg if space is OutputKind.DISPARITY else zg,
-                 None if w0 is None else w0[good] / w0[good].max())
+    data = FitData(x, 1.0 / zg if space is OutputKind.DISPARITY else zg,
+                   None if w0 is None else w0[good] / w0[good].max())
 
     start = _sample_start(data, cfg)
     if start is None:
@@ -299,11 +215,12 @@ def _fit(prediction: np.ndarray, z: np.ndarray, space: OutputKind,
         if n > 2 * cfg.coarse_points:
             # Converge on an evenly strided subset first; the full set then needs a round or
             # two from there instead of five or more.
-            s, t = _irls(s, t, data.subset(_subset(n, cfg.coarse_points)), cfg, _COARSE_TOL)
-        final = data if n <= cfg.max_points else data.subset(_subset(n, cfg.max_points))
+            coarse = data.subset(strided_subset(n, cfg.coarse_points))
+            s, t = _irls(s, t, coarse, cfg, _COARSE_TOL)
+        final = data if n <= cfg.max_points else data.subset(strided_subset(n, cfg.max_points))
         s, t = _irls(s, t, final, cfg, cfg.tol)
         rho = data.log_residual(s, t)
-        sigma = _robust_sigma(rho[_subset(n, _SCALE_POINTS)])
+        sigma = _robust_sigma(rho[strided_subset(n, _SCALE_POINTS)])
         inl = np.abs(rho) <= cfg.inlier_sigmas * sigma
     if not (np.isfinite(s) and s > 0):
         return AffineFit.refused(space, n, f'non-positive scale {s:.4g}')
@@ -318,73 +235,6 @@ def _fit(prediction: np.ndarray, z: np.ndarray, space: OutputKind,
     z_fit = 1.0 / mapped if space is OutputKind.DISPARITY else mapped
     abs_rel = float(np.mean(np.abs(z_fit - zg[inl]) / zg[inl]))
     return AffineFit(float(s), float(t), space, n, float(sigma), abs_rel, inliers=k)
-
-
-class _Data:
-    """Usable pairs of one fit and the derived arrays every step needs (all [n] float64)."""
-
-    def __init__(self, x: np.ndarray, y: np.ndarray, prior: Optional[np.ndarray]) -> None:
-        self.x = x  # prediction
-        self.y = y  # target: 1/z or z
-        self.log_y = np.log(y)
-        self.prior = prior  # None: all 1
-        lo, hi = np.percentile(x[_subset(x.size, 4096)], [1.0, 99.0])
-        self.x_range = (float(lo), float(hi))
-        # The relative residual s·fx + t·fy - 1 = y_fit / y - 1 is linear in (s, t).
-        self.fy = 1.0 / y
-        self.fx = x * self.fy
-
-    def moved(self, s0: float, t0: float, s1: float, t1: float) -> float:
-        """Largest relative change of the fitted value between two maps over the data.
-
-        ``y_fit`` is linear in ``x``, so the ratio of two maps is monotone in ``x`` wherever
-        both are positive: its extremes over the central 98 % of ``x`` are at the ends.
-        """
-        out = 0.0
-        for x in self.x_range:
-            a, b = s0 * x + t0, s1 * x + t1
-            if not (a > 0 and b > 0):
-                return math.inf
-            out = max(out, abs(math.log(b / a)))
-        return out
-
-    def subset(self, idx: np.ndarray) -> '_Data':
-        """The pairs at ``idx``."""
-        return _Data(self.x[idx], self.y[idx], None if self.prior is None else self.prior[idx])
-
-    def residuals(self, s: float, t: float) -> tuple[np.ndarray, np.ndarray]:
-        """Relative ``r = y_fit / y - 1`` and log ``rho = log1p(r)`` residuals, [n] each.
-
-        ``rho`` is +inf where ``y_fit <= 0`` (no valid depth there: a gross outlier).
-        """
-        r = s * self.fx + t * self.fy
-        r -= 1.0
-        with np.errstate(divide='ignore', invalid='ignore'):
-            rho = np.log1p(r)
-        rho[~(r > -1.0)] = np.inf
-        return r, rho
-
-    def log_residual(self, s: float, t: float) -> np.ndarray:
-        """``log(y_fit / y)`` [n]; +inf where ``y_fit <= 0``."""
-        return self.residuals(s, t)[1]
-
-    def solve(self, w: np.ndarray) -> tuple[float, float]:
-        """Weighted least squares of ``s·fx + t·fy ≈ 1`` (2x2 normal equations)."""
-        if self.prior is not None:
-            w = w * self.prior
-        wx = w * self.fx
-        wy = w * self.fy
-        # einsum, not np.dot: a BLAS dot may wake BLAS threads, whose start-up costs more
-        # than the sum itself at this size and jitters under load.
-        a = float(np.einsum('i,i->', wx, self.fx))
-        b = float(np.einsum('i,i->', wx, self.fy))
-        c = float(np.einsum('i,i->', wy, self.fy))
-        e = float(wx.sum())
-        f = float(wy.sum())
-        det = a * c - b * b
-        if not det > 1e-12 * a * c:
-            return float('nan'), float('nan')
-        return (c * e - b * f) / det, (a * f - b * e) / det
 
 
 def _mad_sigma(a: np.ndarray) -> float:
@@ -408,12 +258,7 @@ def _robust_sigma(rho: np.ndarray) -> float:
     return _mad_sigma(a[a <= _SCALE_CUT * first])
 
 
-def _subset(n: int, size: int) -> np.ndarray:
-    """Evenly strided indices: deterministic and spread over the sweep."""
-    return np.arange(n) if n <= size else (np.arange(size) * n) // size
-
-
-def _sample_start(data: _Data, cfg: FitConfig) -> Optional[tuple[float, float]]:
+def _sample_start(data: FitData, cfg: FitConfig) -> Optional[tuple[float, float]]:
     """Best 2-point hypothesis ``(s, t)``: least median (IRLS) or most inliers (RANSAC)."""
     x, y = data.x, data.y
     n = x.size
@@ -428,7 +273,7 @@ def _sample_start(data: _Data, cfg: FitConfig) -> Optional[tuple[float, float]]:
         s = (y[i] - y[j]) / dx  # [K]
     t = y[i] - s * x[i]
     # Pairs too close in prediction give a noise-dominated slope; drop them, and s <= 0.
-    sub = _subset(n, cfg.score_points)
+    sub = strided_subset(n, cfg.score_points)
     lo, hi = np.percentile(x[sub], [10.0, 90.0])
     ok = np.isfinite(s) & (s > 0) & (np.abs(dx) > 0.05 * max(hi - lo, 1e-12))
     if not ok.any():
@@ -466,11 +311,11 @@ def _log_weights(r: np.ndarray, rho: np.ndarray) -> np.ndarray:
     return g
 
 
-def _irls(s: float, t: float, data: _Data, cfg: FitConfig,
+def _irls(s: float, t: float, data: FitData, cfg: FitConfig,
           tol: float) -> tuple[float, float]:
     """Iteratively reweighted least squares of the log residual from ``(s, t)``."""
     c = cfg.tuning_constant
-    sub = _subset(data.x.size, _SCALE_POINTS)
+    sub = strided_subset(data.x.size, _SCALE_POINTS)
     r, rho = data.residuals(s, t)
     for _ in range(cfg.max_iter):
         sigma = _robust_sigma(rho[sub])
@@ -493,7 +338,7 @@ def _irls(s: float, t: float, data: _Data, cfg: FitConfig,
     return s, t
 
 
-def _ransac_refine(s: float, t: float, data: _Data,
+def _ransac_refine(s: float, t: float, data: FitData,
                    cfg: FitConfig) -> tuple[float, float, np.ndarray]:
     """Least squares of the log residual on the inliers of ``(s, t)``, until they settle."""
     inl = np.abs(data.log_residual(s, t)) <= cfg.ransac_threshold

@@ -34,6 +34,7 @@ frames, while a single outlier fit is ignored. The state is also reset when time
 
 from __future__ import annotations
 
+import enum
 import math
 from dataclasses import dataclass, replace
 from typing import Optional
@@ -74,20 +75,28 @@ class FilterConfig:
                               self.reference_depth)
 
 
+class FilterEvent(enum.StrEnum):
+    """What one :meth:`AffineFilter.update` did (str-valued: reports keep the text)."""
+
+    INIT = 'init'  # first accepted fit
+    UPDATE = 'update'  # fit accepted into the state
+    GATED = 'gated'  # fit too far from the state: output is the prediction
+    RESET = 'reset'  # state dropped (confirmed jump, time backwards, other fit space)
+    PREDICT = 'predict'  # refused fit: output is the prediction
+    STALE = 'stale'  # nothing accepted for max_age: state dropped
+    NONE = 'none'  # no state and a refused fit
+
+
 class AffineFilter:
     """Kalman filter over successive :class:`AffineFit` results of one camera.
 
     Call :meth:`update` once per frame, in time order, with that frame's fit (refused or not).
-    ``last_event`` then says what happened: ``'init'``, ``'update'``, ``'gated'`` (output is
-    the prediction), ``'reset'`` (state dropped: a confirmed jump, time going backwards or a
-    change of fit space), ``'predict'`` (refused fit, output is the prediction),
-    ``'stale'`` (nothing accepted for ``max_age``: state dropped) or ``'none'`` (no state and a
-    refused fit). Not thread-safe.
+    ``last_event`` then says what happened (a :class:`FilterEvent`). Not thread-safe.
     """
 
     def __init__(self, config: Optional[FilterConfig] = None) -> None:
         self.config = config if config is not None else FilterConfig()
-        self.last_event = 'none'
+        self.last_event = FilterEvent.NONE
         self.reset()
 
     def reset(self) -> None:
@@ -127,10 +136,11 @@ class AffineFilter:
             and math.isfinite(fit.shift)
         if self._x is None:
             if not usable:
-                self.last_event = 'reset' if restarted else 'none'
+                self.last_event = FilterEvent.RESET if restarted else FilterEvent.NONE
                 self._stamp = stamp
                 return fit
-            return self._initialise(fit, stamp, 'reset' if restarted else 'init')
+            return self._initialise(fit, stamp,
+                                    FilterEvent.RESET if restarted else FilterEvent.INIT)
         dt = stamp - self._stamp
         self._stamp = stamp
         # Predict: a random walk, the covariance grows with elapsed time.
@@ -141,10 +151,10 @@ class AffineFilter:
                 space = self._space or fit.space
                 self.reset()
                 self._stamp = stamp
-                self.last_event = 'stale'
+                self.last_event = FilterEvent.STALE
                 return AffineFit.refused(space, fit.points, f'no fit accepted for {age:.3g} s '
                                                             f'(max_age {cfg.max_age:.3g} s)')
-            self.last_event = 'predict'
+            self.last_event = FilterEvent.PREDICT
             return self._output()
         z, r_var = self._measure(fit)
         nu = z - self._x
@@ -155,7 +165,7 @@ class AffineFilter:
             self._x = self._x + gain @ nu
             self._p = (np.eye(2) - gain) @ self._p
             self._accepted(fit, stamp)
-            self.last_event = 'update'
+            self.last_event = FilterEvent.UPDATE
             return self._output()
         # Gated: count it if it agrees with the previous gated fit, else start a new run.
         if self._pending is not None:
@@ -166,8 +176,8 @@ class AffineFilter:
             self._gated = 1
         self._pending = (z, r_var)
         if self._gated >= cfg.reset_after:
-            return self._initialise(fit, stamp, 'reset')
-        self.last_event = 'gated'
+            return self._initialise(fit, stamp, FilterEvent.RESET)
+        self.last_event = FilterEvent.GATED
         return self._output()
 
     def _y_ref(self, space: OutputKind) -> float:
@@ -185,7 +195,7 @@ class AffineFilter:
         z = np.array([math.log(fit.scale), fit.shift / self._y_ref(fit.space)])
         return z, max(var, 1e-12)
 
-    def _initialise(self, fit: AffineFit, stamp: float, event: str) -> AffineFit:
+    def _initialise(self, fit: AffineFit, stamp: float, event: 'FilterEvent') -> AffineFit:
         z, r_var = self._measure(fit)
         self._x = z
         self._p = np.eye(2) * r_var

@@ -1,10 +1,12 @@
 """Replay a rosbag2 recording through the node's own pipeline and score the metric depth.
 
-Every camera frame of the bag goes through :class:`~depth_node.pipeline.frame.DepthPipeline`
-with the node's configuration, exactly as the node would process it (same estimator, same
-LiDAR projection, see-through rejection, fit, temporal filter, depth and cloud), but without
-a ROS graph: frames are read with :class:`~depth_node.offline.reader.DriveReader` and none is
-dropped for lack of time.
+Every camera frame of the bag goes through the node's own per-frame runner
+(:class:`~depth_node.pipeline.runner.FrameRunner`) with the node's configuration: same
+estimator, decisions (frames without camera_info, LiDAR or extrinsic), projection,
+see-through rejection, fit, temporal filter, published bytes and diagnostics counters, but
+without a ROS graph: frames are read with :class:`~depth_node.offline.reader.DriveReader` and none
+is dropped for lack of time. The held-out split is :mod:`depth_node.offline.heldout`, the
+records and summary :mod:`depth_node.offline.results`.
 
 Ground truth
 ------------
@@ -38,437 +40,30 @@ import dataclasses
 import math
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
-from depth_node.core.camera import PinholeCamera
 from depth_node.core.errors import ConfigError, DepthNodeError
-from depth_node.core.lidar import point_pixels as core_point_pixels
-from depth_node.core.lidar import project_points, SparseDepth
-from depth_node.core.metrics import depth_metrics, DepthMetrics, mean_metrics, METRIC_NAMES
-from depth_node.core.robust import reject_see_through
+from depth_node.core.metrics import depth_metrics, METRIC_NAMES
 from depth_node.core.transforms import RigidTransform
 from depth_node.estimators.base import Estimator
-from depth_node.offline.drive_bag import DriveTopics
 from depth_node.offline.reader import DriveReader
 from depth_node.offline.records import BagIssue, DriveFrame
-from depth_node.pipeline.frame import DepthPipeline, FrameInput, FrameResult, PipelineConfig
-from depth_node.pipeline.published import (diagnostic_status, frame_outputs, PublishSettings)
-from depth_node.pipeline.stats import FrameStats
+from depth_node.offline.eval_config import (EvaluationOptions, EXTRINSIC_SOURCES,
+                                            GROUND_TRUTHS, NodeSettings)
+from depth_node.offline.heldout import (check_no_leak, HeldOutSplit, point_pixels,
+                                        split_lidar)
+from depth_node.offline.results import (bin_label, EvaluationResult, FrameRecord, RANGE_BINS,
+                                        SamplePanel)
+from depth_node.pipeline.frame import FrameInput, FrameResult
+from depth_node.pipeline.published import diagnostic_status, FrameOutputs
+from depth_node.pipeline.runner import (CameraModel, DROPPED_NO_CAMERA_INFO, ExtrinsicLookup,
+                                        FrameRunner, ImageFrame, Sweep)
 
-#: Depth bins of the per-range metrics, metres (ground truth along the optical axis).
-RANGE_BINS: tuple[tuple[float, float], ...] = ((0.0, 10.0), (10.0, 20.0), (20.0, 40.0),
-                                               (40.0, 80.0))
-GROUND_TRUTHS = ('auto', 'depth', 'lidar')
-EXTRINSIC_SOURCES = ('auto', 'bag', 'parameters')
-# rclpy's own parameters, which a params file may set besides the node's (as the node skips).
-_RCLPY_PARAMS = ('use_sim_time', 'start_type_description_service', 'qos_overrides.')
 # Resolution of the pooled error-versus-depth curve, metres.
 _CURVE_STEP = 2.0
-
-
-def bin_label(lo: float, hi: float) -> str:
-    """``'0-10'`` for the bin [0, 10) m."""
-    return f'{lo:g}-{hi:g}'
-
-
-# ----------------------------------------------------------------------------- configuration
-
-
-def load_params_file(path: str | Path, node_name: str = 'depth_node') -> dict[str, Any]:
-    """Parameter values for ``node_name`` from a ROS 2 params file, with dotted names.
-
-    Sections apply as ``ros2 run ... --params-file`` applies them: ``/**`` (or ``**``) to every
-    node, ``<name>``, ``/<name>``, ``/<namespace>/<name>`` or ``/**/<name>`` to the node of that
-    name; later sections override earlier ones. Each section's ``ros__parameters`` is flattened
-    (``{'fit': {'method': 'lsq'}}`` -> ``{'fit.method': 'lsq'}``). rclpy's own parameters
-    (``use_sim_time``, ``qos_overrides.*``, ...) are left out, as the node ignores them.
-
-    Raises
-    ------
-    ConfigError
-        The file is not YAML, has no section for the node, or a section has no
-        ``ros__parameters`` mapping (the message names the file).
-    """
-    import yaml
-
-    p = Path(path)
-    try:
-        doc = yaml.safe_load(p.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError('--params-file', f'cannot be read as YAML ({exc})', str(p)) from None
-    if not isinstance(doc, dict):
-        raise ConfigError('--params-file', 'must map node names to ros__parameters', str(p))
-    values: dict[str, Any] = {}
-    matched = False
-    for key, section in doc.items():
-        name = str(key).strip()
-        last = name.rstrip('/').rsplit('/', 1)[-1]
-        if not (name in ('/**', '**') or last == node_name):
-            continue
-        if not isinstance(section, dict) or not isinstance(section.get('ros__parameters'),
-                                                           dict):
-            raise ConfigError('--params-file', f'section {name!r} has no ros__parameters '
-                              'mapping', str(p))
-        matched = True
-        _flatten(section['ros__parameters'], '', values)
-    if not matched:
-        raise ConfigError('--params-file', f'has no section for node {node_name!r} (sections: '
-                          f'{", ".join(map(str, doc))}; use /** or {node_name})', str(p))
-    return {k: v for k, v in values.items() if not k.startswith(_RCLPY_PARAMS)}
-
-
-def _flatten(tree: dict, prefix: str, out: dict[str, Any]) -> None:
-    for k, v in tree.items():
-        name = f'{prefix}{k}'
-        if isinstance(v, dict):
-            _flatten(v, name + '.', out)
-        else:
-            out[name] = v
-
-
-@dataclass(frozen=True)
-class NodeSettings:
-    """The parts of the node's configuration an evaluation uses.
-
-    :meth:`from_node_config` takes them from a
-    :class:`depth_node.ros.params.NodeConfig` (``build_config`` of the node's parameters), so an
-    evaluation runs with exactly the configuration, and validation, of the node.
-    """
-
-    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
-    extrinsic: RigidTransform = field(default_factory=RigidTransform.identity)  # extrinsic.*
-    lidar_max_age: float = 0.1  # s, LiDAR sweep matching (lidar.max_age)
-    publish: PublishSettings = field(default_factory=PublishSettings)
-    qos_depth: int = 5
-    qos_output_reliable: bool = True
-    diagnostics_period: float = 1.0  # s
-
-    @classmethod
-    def from_node_config(cls, config: Any) -> 'NodeSettings':
-        """From a ``NodeConfig`` (read by attribute: this layer does not import ``ros``)."""
-        return cls(
-            pipeline=config.pipeline, extrinsic=config.extrinsic,
-            lidar_max_age=float(config.lidar_max_age),
-            publish=PublishSettings(
-                relative=bool(config.publish_relative), colored=bool(config.publish_colored),
-                colormap_range=tuple(config.colormap_range),
-                cloud=bool(config.cloud_enable), cloud_color=bool(config.cloud_color),
-                cloud_stride=int(config.pipeline.cloud_stride)),
-            qos_depth=int(config.qos_depth),
-            qos_output_reliable=bool(config.qos_output_reliable),
-            diagnostics_period=float(config.diagnostics_period))
-
-
-@dataclass(frozen=True)
-class EvaluationOptions:
-    """How to evaluate (see the module docstring)."""
-
-    topics: DriveTopics = DriveTopics()
-    ground_truth: str = 'auto'  # 'auto', 'depth' (dense topic) or 'lidar' (held-out LiDAR)
-    holdout: float = 0.2  # fraction of each sweep's LiDAR pixels held out (lidar GT)
-    seed: int = 0  # of the held-out split
-    clean_lidar_gt: bool = True  # drop see-through returns from the held-out ground truth
-    extrinsic: str = 'auto'  # 'auto': /tf_static when it connects the frames, else parameters
-    max_frames: int = 0  # 0: all
-    min_depth: float = 1e-3  # m, metrics
-    max_depth: Optional[float] = None  # m, metrics cap; None: the pipeline's max_depth
-    bins: tuple[tuple[float, float], ...] = RANGE_BINS
-    sample_frame: Optional[int] = None  # frame index of the sample figure; None: the middle
-    progress: bool = False  # tqdm progress bar on stderr
-
-    def validate(self) -> None:
-        """Raise :class:`ConfigError` naming the first bad option."""
-        if self.ground_truth not in GROUND_TRUTHS:
-            raise ConfigError('--gt', f'must be one of {", ".join(GROUND_TRUTHS)}',
-                              self.ground_truth)
-        if self.extrinsic not in EXTRINSIC_SOURCES:
-            raise ConfigError('--extrinsic', f'must be one of {", ".join(EXTRINSIC_SOURCES)}',
-                              self.extrinsic)
-        if not 0.0 < self.holdout < 1.0:
-            raise ConfigError('--holdout', 'must be in (0, 1)', self.holdout)
-        if self.max_frames < 0:
-            raise ConfigError('--max-frames', 'must be >= 0', self.max_frames)
-        if self.max_depth is not None and not self.max_depth > self.min_depth:
-            raise ConfigError('--max-depth', 'must be > the minimum depth', self.max_depth)
-        for lo, hi in self.bins:
-            if not 0 <= lo < hi:
-                raise ConfigError('bins', 'must be (lo, hi) with 0 <= lo < hi', (lo, hi))
-
-
-# ----------------------------------------------------------------------------- held-out LiDAR
-
-
-@dataclass(frozen=True)
-class HeldOutSplit:
-    """One sweep split into what the fit may see and what only the metrics see.
-
-    Pixels are flat indices ``v * width + u``. ``fit_points`` are exactly the raw points whose
-    projection lands on a fit pixel; the evaluation ground truth is the nearest return of the
-    whole sweep at each evaluation pixel.
-    """
-
-    fit_points: np.ndarray  # [K, 3] float32, LiDAR frame, metres: all the pipeline receives
-    fit_pixels: np.ndarray  # [F] int64, sorted
-    eval_pixels: np.ndarray  # [E] int64, sorted, disjoint from fit_pixels
-    eval_depth: SparseDepth  # [E'] the evaluation ground truth (E' <= E after cleaning)
-    full: SparseDepth  # the whole sweep's projection
-
-
-def point_pixels(points: np.ndarray, camera: PinholeCamera, lidar_to_camera: RigidTransform,
-                 min_depth: float, max_depth: float) -> np.ndarray:
-    """Flat pixel ``v * width + u`` [N] int64 of each raw point, -1 where it is not projected.
-
-    :func:`depth_node.core.lidar.point_pixels`, the first half of ``project_points`` (which
-    keeps only the nearest return per pixel and so cannot say where each point went).
-    """
-    return core_point_pixels(points, camera, lidar_to_camera, min_depth, max_depth)[0]
-
-
-def split_lidar(points: np.ndarray, camera: PinholeCamera, lidar_to_camera: RigidTransform,
-                config: PipelineConfig, holdout: float, rng: np.random.Generator,
-                clean: bool = True) -> HeldOutSplit:
-    """Split a sweep's LiDAR pixels into fit and held-out evaluation sets.
-
-    Parameters
-    ----------
-    points
-        [N, 3] LiDAR frame, metres (one sweep).
-    camera, lidar_to_camera
-        As the pipeline will use them.
-    config
-        The pipeline's configuration (LiDAR depth limits and see-through test).
-    holdout
-        Fraction of the projected pixels held out, in (0, 1) (rounded to whole pixels).
-    rng
-        Source of the random split.
-    clean
-        Drop held-out pixels whose return fails the see-through test on the whole sweep.
-    """
-    full = project_points(points, camera, lidar_to_camera, config.lidar_min_depth,
-                          config.lidar_max_depth)
-    pixels = full.v.astype(np.int64) * camera.width + full.u.astype(np.int64)  # [M]
-    n_eval = int(round(holdout * full.count))
-    held = np.zeros(full.count, dtype=bool)
-    held[rng.permutation(full.count)[:n_eval]] = True
-    fit_pixels = np.sort(pixels[~held])
-    eval_pixels = np.sort(pixels[held])
-    where = point_pixels(points, camera, lidar_to_camera, config.lidar_min_depth,
-                         config.lidar_max_depth)
-    to_fit = np.isin(where, fit_pixels)  # never -1: fit pixels are >= 0
-    fit_points = np.asarray(points, dtype=np.float32)[to_fit]
-    keep = held
-    if clean and config.see_through and full.count:
-        keep = held & reject_see_through(full, config.see_through_window,
-                                         config.see_through_gap, focal_px=camera.fy)
-    return HeldOutSplit(fit_points, fit_pixels, eval_pixels, full.subset(keep), full)
-
-
-def check_no_leak(split: HeldOutSplit, used: Optional[SparseDepth], width: int) -> None:
-    """Raise :class:`DepthNodeError` unless the pipeline's LiDAR pixels are the fit set.
-
-    ``used`` is the pipeline's projection of what it received (``FrameResult.sparse``; None
-    when it projected nothing, e.g. a metric model).
-    """
-    if np.intersect1d(split.fit_pixels, split.eval_pixels).size:
-        raise DepthNodeError('held-out split: fit and evaluation pixels overlap')
-    if used is None:
-        return
-    got = np.sort(used.v.astype(np.int64) * width + used.u.astype(np.int64))
-    if not np.array_equal(got, split.fit_pixels):
-        extra = np.setdiff1d(got, split.fit_pixels).size
-        raise DepthNodeError(f'held-out split: the pipeline projected {got.size} LiDAR pixels, '
-                             f'{extra} of them outside the {split.fit_pixels.size} fit pixels')
-
-
-# ----------------------------------------------------------------------------- results
-
-
-@dataclass
-class FrameRecord:
-    """What one frame did and how good its depth was."""
-
-    index: int  # camera frame of the bag (0-based, in bag order)
-    stamp: float  # s, image header stamp
-    time: float  # s since the first evaluated frame
-    gt: str  # ground truth used: 'depth', 'lidar' or 'none'
-    fit_state: str  # fresh, held, none, metric
-    filter_event: str
-    fit_ok: bool  # this frame's own fit was accepted
-    fit_reason: str  # why it was refused ('' when accepted)
-    scale: float  # applied to the depth (nan: no metric depth)
-    shift: float
-    frame_scale: float  # this frame's own fit (nan when refused)
-    frame_shift: float
-    fit_points: int  # LiDAR pixels the fit used
-    fit_inliers: int  # of them, kept by the robust fit (-1: all)
-    fit_residual: float  # log-depth sigma (robust) or fit-space RMS (lsq)
-    lidar_points: int  # raw points of the matched sweep (0: none)
-    lidar_pixels: int  # projected LiDAR pixels of the sweep
-    eval_pixels: int  # held-out pixels (lidar ground truth; 0 otherwise)
-    extrinsic: str  # 'bag' (/tf_static), 'parameters' or '' (no LiDAR)
-    metrics: Optional[DepthMetrics]  # None: no metric depth or no ground truth
-    bins: dict[str, DepthMetrics] = field(default_factory=dict)
-    gt_pixels: int = 0  # ground-truth pixels in range
-    timings_ms: dict[str, float] = field(default_factory=dict)  # the node's stages
-
-    @property
-    def has_depth(self) -> bool:
-        return self.fit_state != 'none'
-
-    @property
-    def coverage(self) -> float:
-        """Fraction of ground-truth pixels with a valid metric prediction."""
-        if not self.gt_pixels:
-            return float('nan')
-        return (self.metrics.valid if self.metrics else 0) / self.gt_pixels
-
-
-@dataclass
-class SamplePanel:
-    """What the sample figure shows for one frame."""
-
-    index: int
-    rgb: np.ndarray  # [H, W, 3] uint8
-    depth: Optional[np.ndarray]  # [H, W] float32 m
-    gt_dense: Optional[np.ndarray]  # [H, W] float32 m (depth ground truth)
-    gt_sparse: Optional[SparseDepth]  # held-out ground truth
-    abs_rel: float
-
-
-@dataclass
-class EvaluationResult:
-    """An evaluation: per-frame records and everything the report needs."""
-
-    bag: str
-    estimator: str
-    ground_truth: str  # 'depth' or 'lidar'
-    options: EvaluationOptions
-    settings: NodeSettings
-    records: list[FrameRecord] = field(default_factory=list)
-    issues: list[BagIssue] = field(default_factory=list)
-    interrupted: bool = False
-    damaged: bool = False  # the bag could not be read completely (see issues)
-    images_declared: int = 0  # camera messages the bag declares (0: unknown)
-    images_skipped: int = 0  # camera messages that could not be decoded
-    frames_failed: int = 0  # frames the pipeline refused (bad input), each an issue
-    wall_s: float = 0.0  # the replay loop
-    read_s: float = 0.0  # reading and decoding the bag
-    process_s: float = 0.0  # DepthPipeline.process
-    split_s: float = 0.0  # held-out split and its check
-    metrics_s: float = 0.0
-    output_s: float = 0.0  # messages for the output bag
-    output_bag: Optional[str] = None
-    output_counts: dict[str, int] = field(default_factory=dict)
-    sample: Optional[SamplePanel] = None
-    curve_edges: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [B+1] m
-    curve_abs: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [B] sum |d-g|/g
-    curve_signed: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [B] sum (d-g)/g
-    curve_count: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [B] pixels
-
-    @property
-    def frames(self) -> int:
-        return len(self.records)
-
-    @property
-    def frames_with_depth(self) -> int:
-        return sum(r.has_depth for r in self.records)
-
-    @property
-    def frames_evaluated(self) -> int:
-        return sum(r.metrics is not None and r.metrics.valid > 0 for r in self.records)
-
-    def overall(self) -> DepthMetrics:
-        """Mean of the per-frame metrics over frames with valid pixels."""
-        return mean_metrics(r.metrics for r in self.records if r.metrics is not None)
-
-    def overall_bins(self) -> dict[str, DepthMetrics]:
-        """Per depth bin: mean over frames with valid pixels in that bin."""
-        return {bin_label(lo, hi): mean_metrics(r.bins[bin_label(lo, hi)] for r in self.records
-                                                if bin_label(lo, hi) in r.bins)
-                for lo, hi in self.options.bins}
-
-    def latency(self) -> dict[str, dict[str, float]]:
-        """Per stage of the node (ms): mean, p50, p95, max over frames."""
-        stages: dict[str, list[float]] = {}
-        for r in self.records:
-            for k, v in r.timings_ms.items():
-                stages.setdefault(k, []).append(v)
-        return {k: {'mean': float(np.mean(v)), 'p50': float(np.percentile(v, 50)),
-                    'p95': float(np.percentile(v, 95)), 'max': float(np.max(v)),
-                    'frames': len(v)} for k, v in stages.items()}
-
-    def throughput(self) -> dict[str, float]:
-        """Frames per second and where the time went."""
-        estimate_s = sum(r.timings_ms.get('estimate', 0.0) for r in self.records) / 1e3
-        wall = max(self.wall_s, 1e-9)
-        n = len(self.records)
-        return {'frames_per_s': n / wall, 'wall_s': self.wall_s, 'read_s': self.read_s,
-                'process_s': self.process_s, 'estimate_s': estimate_s,
-                'split_s': self.split_s, 'metrics_s': self.metrics_s,
-                'output_bag_s': self.output_s,
-                'model_share': estimate_s / wall,
-                'outside_model_share': 1.0 - estimate_s / wall,
-                'pipeline_outside_model_share': (1.0 - estimate_s / self.process_s
-                                                 if self.process_s > 0 else float('nan'))}
-
-    def fit_states(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for r in self.records:
-            out[r.fit_state] = out.get(r.fit_state, 0) + 1
-        return out
-
-    def refusals(self) -> dict[str, int]:
-        """Why frames' own fits were refused: reason (numbers dropped) -> frames."""
-        out: dict[str, int] = {}
-        for r in self.records:
-            if not r.fit_ok and r.fit_reason:
-                key = ' '.join(w for w in r.fit_reason.split()
-                               if not any(c.isdigit() for c in w))
-                out[key] = out.get(key, 0) + 1
-        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
-
-    def summary(self) -> dict[str, Any]:
-        """Everything of the evaluation as plain JSON-able data (no per-frame rows)."""
-        opts = dataclasses.asdict(self.options)
-        return {
-            'bag': self.bag, 'estimator': self.estimator, 'ground_truth': self.ground_truth,
-            'interrupted': self.interrupted, 'damaged': self.damaged,
-            'frames': {'declared': self.images_declared, 'processed': self.frames,
-                       'with_metric_depth': self.frames_with_depth,
-                       'evaluated': self.frames_evaluated,
-                       'skipped_unreadable': self.images_skipped,
-                       'failed': self.frames_failed},
-            'fit_states': self.fit_states(), 'fit_refusals': self.refusals(),
-            'metrics': _metrics_dict(self.overall()),
-            'metrics_by_depth': {k: _metrics_dict(m) for k, m in self.overall_bins().items()},
-            'scale': _series_stats([r.scale for r in self.records]),
-            'shift': _series_stats([r.shift for r in self.records]),
-            'latency_ms': self.latency(),
-            'throughput': self.throughput(),
-            'issues': [{'bag': i.bag, 'topic': i.topic, 'message': i.message}
-                       for i in self.issues],
-            'output_bag': ({'path': self.output_bag, 'messages': self.output_counts}
-                           if self.output_bag else None),
-            'options': opts,
-            'pipeline': dataclasses.asdict(self.settings.pipeline),
-        }
-
-
-def _metrics_dict(m: DepthMetrics) -> dict[str, Any]:
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-            for k, v in m.as_dict().items()}
-
-
-def _series_stats(values: list[float]) -> dict[str, Any]:
-    v = np.asarray([x for x in values if math.isfinite(x)], dtype=np.float64)
-    if not v.size:
-        return {'frames': 0, 'mean': None, 'std': None, 'min': None, 'max': None}
-    return {'frames': int(v.size), 'mean': float(v.mean()), 'std': float(v.std()),
-            'min': float(v.min()), 'max': float(v.max())}
 
 
 # ----------------------------------------------------------------------------- the replay
@@ -508,7 +103,8 @@ class BagEvaluation:
         self.output_bag = None if output_bag is None else str(output_bag)
         self.output_storage = output_storage
         self.output_namespace = output_namespace
-        self.pipeline = DepthPipeline(estimator, settings.pipeline)
+        self.runner = FrameRunner(estimator, settings.runner)
+        self.pipeline = self.runner.pipeline
         self.max_depth = options.max_depth or settings.pipeline.max_depth
 
     def run(self) -> EvaluationResult:
@@ -532,19 +128,30 @@ class BagEvaluation:
         if target is None:
             target = max(result.images_declared // 2, 0)
         writer = None
-        stats = FrameStats()
+        stats = self.runner.stats
         last_diag: Optional[int] = None
         bar = _progress(opts.progress, result.images_declared or None)
         frames = reader.frames()
         t_start = time.perf_counter()
         first_stamp: Optional[float] = None
+        sweeps_seen: set[int] = set()
+        skipped = 0
         try:
             while not (opts.max_frames and len(result.records) >= opts.max_frames):
                 t0 = time.perf_counter()
                 frame = next(frames, None)
                 result.read_s += time.perf_counter() - t0
+                # The node counts every image it receives, and those it cannot decode.
+                for _ in range(reader.skipped_images - skipped):
+                    stats.count('frames_in')
+                    stats.error('malformed_image', 'image dropped: see the issues')
+                skipped = reader.skipped_images
                 if frame is None:
                     break
+                stats.count('frames_in')
+                if frame.lidar_stamp_ns is not None and frame.lidar_stamp_ns not in sweeps_seen:
+                    sweeps_seen.add(frame.lidar_stamp_ns)
+                    stats.count('sweeps_in')
                 if first_stamp is None:
                     first_stamp = frame.stamp
                     if gt == 'auto':
@@ -553,10 +160,9 @@ class BagEvaluation:
                 if writer is None and self.output_bag is not None:  # once the bag reads
                     writer = self._writer()
                     result.output_bag = self.output_bag
-                record = self._frame(frame, gt, result, first_stamp, stats, writer, target)
-                if record is None:
-                    continue
-                result.records.append(record)
+                record = self._frame(frame, gt, result, first_stamp, writer, target)
+                if record is not None:
+                    result.records.append(record)
                 if writer is not None:
                     t_w = time.perf_counter()
                     stamp_ns = frame.stamp_ns
@@ -567,6 +173,8 @@ class BagEvaluation:
                                                                    self.pipeline.space.value))
                         last_diag = stamp_ns
                     result.output_s += time.perf_counter() - t_w
+                if record is None:
+                    continue
                 bar.update(1)
                 if record.metrics is not None and math.isfinite(record.metrics.abs_rel):
                     bar.set_postfix(abs_rel=f'{record.metrics.abs_rel:.4f}', refresh=False)
@@ -592,67 +200,61 @@ class BagEvaluation:
 
     # ----- one frame
     def _frame(self, frame: DriveFrame, gt: str, result: EvaluationResult, first_stamp: float,
-               stats: FrameStats, writer: Any, target: int) -> Optional[FrameRecord]:
+               writer: Any, target: int) -> Optional[FrameRecord]:
+        """Run one frame through the node's runner and score it (None: dropped, an issue)."""
         opts, cfg = self.options, self.settings.pipeline
-        if frame.camera is None:
-            self._issue(result, self.options.topics.camera_info,
-                        'no camera_info before or near the image: frame skipped',
-                        once=True)
-            result.frames_failed += 1
-            return None
-        h, w = frame.rgb.shape[:2]
-        camera = frame.camera
-        if (camera.width, camera.height) != (w, h):  # as the node does
-            camera = camera.resized(w, h)
-        extrinsic, source = self._extrinsic(frame, result)
-        lidar = frame.lidar if source else None
-        split = None
-        t_s = time.perf_counter()
-        if gt == 'lidar' and lidar is not None:
+        camera = None if frame.camera is None else CameraModel(
+            frame.camera, frame.distortion_model, frame.distortion_count)
+        sweep = None
+        if frame.lidar is not None:
+            sweep = Sweep(int(frame.lidar_stamp_ns or frame.stamp_ns),
+                          str(frame.lidar_frame_id or ''), frame.lidar)
+        source = self._extrinsic_source(frame, result)
+        lookup = None if source == 'parameters' else self._lookup(frame)
+        held: list[HeldOutSplit] = []
+
+        def prepare(inp: FrameInput) -> FrameInput:
+            if gt != 'lidar' or inp.lidar is None:
+                return inp
+            t_s = time.perf_counter()
             rng = np.random.default_rng([opts.seed, frame.index])
-            split = split_lidar(lidar, camera, extrinsic, cfg, opts.holdout, rng,
-                                clean=opts.clean_lidar_gt)
-            lidar = split.fit_points
-        result.split_s += time.perf_counter() - t_s
+            held.append(split_lidar(inp.lidar, inp.camera, inp.lidar_to_camera, cfg,
+                                    opts.holdout, rng, clean=opts.clean_lidar_gt))
+            result.split_s += time.perf_counter() - t_s
+            return dataclasses.replace(inp, lidar=held[0].fit_points)
+
+        def emit(out: FrameOutputs, inp: FrameInput, res: FrameResult) -> None:
+            if writer is not None:
+                t_w = time.perf_counter()
+                writer.copy_static(self._reader.static_transforms)
+                writer.write_frame(frame.log_ns or frame.stamp_ns, frame.stamp_ns,
+                                   frame.frame_id, out)
+                result.output_s += time.perf_counter() - t_w
+
         t_p = time.perf_counter()
-        try:
-            res = self.pipeline.process(FrameInput(frame.rgb, camera, frame.stamp, lidar,
-                                                   extrinsic),
-                                        want_points=self.settings.publish.cloud)
-        except DepthNodeError as exc:  # a bad input: the node drops the frame too
-            self._issue(result, self.options.topics.image,
-                        f'frame {frame.index} (stamp {frame.stamp:.3f} s) dropped by the '
-                        f'pipeline: {exc}')
-            result.frames_failed += 1
-            return None
-        except Exception as exc:  # the node logs these and keeps serving frames; so do we
-            self._issue(result, self.options.topics.image, f'frames dropped by an unexpected '
-                        f'error in the pipeline: {type(exc).__name__}: {exc}', once=True)
-            result.frames_failed += 1
-            return None
+        run = self.runner.run(ImageFrame(frame.rgb, frame.stamp_ns, frame.frame_id), camera,
+                              sweep, lookup, prepare=prepare, emit=emit)
         result.process_s += time.perf_counter() - t_p
+        if run.extrinsic_error:
+            self._issue(result, opts.topics.tf_static, f'{run.extrinsic_error}: LiDAR not used '
+                        f'(--extrinsic {opts.extrinsic})', once=True)
+        if run.dropped or run.result is None or run.frame is None:
+            if run.dropped == DROPPED_NO_CAMERA_INFO:  # once: it says the same every frame
+                self._issue(result, opts.topics.camera_info, run.reason, once=True)
+            else:
+                self._issue(result, opts.topics.image, f'frame {frame.index} (stamp '
+                            f'{frame.stamp:.3f} s): {run.reason}')
+            result.frames_failed += 1
+            return None
+        res = run.result
+        split = held[0] if held else None
         if split is not None:
             t_s = time.perf_counter()
-            check_no_leak(split, res.sparse, camera.width)
+            check_no_leak(split, res.sparse, run.frame.camera.width)
             result.split_s += time.perf_counter() - t_s
-        timings = dict(res.timings_ms)
-        rejected = 0 if res.kept is None else int(res.kept.size - res.kept.sum())
-        stats.count('frames_in')
-        stats.count('sweeps_in' if frame.lidar is not None else 'frames_without_lidar')
-        stats.record_frame(timings, res.fit, res.fit_state, res.fit_age, res.applied,
-                           rejected, res.filter_event)
-        stats.count('published' if res.depth is not None else 'published_relative_only')
-        if writer is not None:
-            t_w = time.perf_counter()
-            out = frame_outputs(res.depth, res.points, res.relative, frame.rgb, camera,
-                                frame.distortion_model or 'plumb_bob', frame.distortion_count,
-                                self.settings.publish)
-            writer.copy_static(self._reader.static_transforms)
-            writer.write_frame(frame.log_ns or frame.stamp_ns, frame.stamp_ns, frame.frame_id,
-                               out)
-            result.output_s += time.perf_counter() - t_w
         t_m = time.perf_counter()
-        record = self._score(frame, gt, res, split, first_stamp, source, timings, result)
+        used = '' if run.frame.lidar is None else source
+        record = self._score(frame, gt, res, split, first_stamp, used, run.timings_ms, result)
         if res.depth is not None and (result.sample is None or frame.index <= target):
             result.sample = SamplePanel(
                 frame.index, frame.rgb, res.depth, frame.depth if gt == 'depth' else None,
@@ -667,26 +269,27 @@ class BagEvaluation:
             return
         result.issues.append(BagIssue(self.bag, topic, message))
 
-    def _extrinsic(self, frame: DriveFrame,
-                   result: EvaluationResult) -> tuple[RigidTransform, str]:
-        """LiDAR -> camera pose and where it came from ('' when the LiDAR is unusable)."""
-        params = self.settings.extrinsic
-        if frame.lidar is None:
-            return params, ''
+    def _extrinsic_source(self, frame: DriveFrame, result: EvaluationResult) -> str:
+        """Where the LiDAR -> camera pose comes from: 'bag' (/tf_static) or 'parameters'."""
         source = self.options.extrinsic
-        if source == 'parameters':
-            return params, 'parameters'
-        if frame.lidar_to_camera is not None:
-            return frame.lidar_to_camera, 'bag'
-        if source == 'bag':
+        if source == 'auto':
+            if frame.lidar is None or frame.lidar_to_camera is not None:
+                return 'bag'
             self._issue(result, self.options.topics.tf_static,
-                        f'no transform from {frame.lidar_frame_id!r} to {frame.frame_id!r}: '
-                        'LiDAR not used (--extrinsic bag)', once=True)
-            return params, ''
-        self._issue(result, self.options.topics.tf_static,
-                    f'no transform from {frame.lidar_frame_id!r} to {frame.frame_id!r} in the '
-                    'bag: using the extrinsic.* parameters', once=True)
-        return params, 'parameters'
+                        f'no transform from {frame.lidar_frame_id!r} to {frame.frame_id!r} in '
+                        'the bag: using the extrinsic.* parameters', once=True)
+            return 'parameters'
+        return source
+
+    @staticmethod
+    def _lookup(frame: DriveFrame) -> ExtrinsicLookup:
+        """The bag's /tf_static pose of this frame's sweep (the reader looked it up)."""
+        def lookup(camera_frame: str, lidar_frame: str, stamp_ns: int) -> RigidTransform:
+            if frame.lidar_to_camera is None:
+                raise DepthNodeError(f'no transform from {lidar_frame!r} to {camera_frame!r} '
+                                     'in /tf_static')
+            return frame.lidar_to_camera
+        return lookup
 
     def _truth(self, frame: DriveFrame, gt: str, res: FrameResult,
                split: Optional[HeldOutSplit]) -> tuple[Optional[np.ndarray],
@@ -772,6 +375,7 @@ class _NoBar:
         pass
 
 
-__all__ = ['BagEvaluation', 'EvaluationOptions', 'EvaluationResult', 'FrameRecord',
-           'HeldOutSplit', 'NodeSettings', 'RANGE_BINS', 'check_no_leak', 'load_params_file',
-           'point_pixels', 'split_lidar', 'METRIC_NAMES']
+__all__ = ['BagEvaluation', 'EvaluationOptions', 'EvaluationResult', 'EXTRINSIC_SOURCES',
+           'FrameRecord', 'GROUND_TRUTHS',
+           'HeldOutSplit', 'NodeSettings', 'RANGE_BINS', 'check_no_leak', 'point_pixels',
+           'split_lidar', 'METRIC_NAMES']

@@ -2,84 +2,35 @@
 
 from __future__ import annotations
 
+import enum
 import time
 from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
 
-from depth_node.core.align import AffineFit, apply_affine, fit_affine, OutputKind
+from depth_node.core.align import AffineFit, apply_affine, OutputKind
 from depth_node.core.camera import PinholeCamera
 from depth_node.core.cloud import PointGrid
-from depth_node.core.errors import ConfigError, DepthNodeError
-from depth_node.core.lidar import project_points, SparseDepth
+from depth_node.core.errors import DepthNodeError
+from depth_node.core.lidar import SparseDepth
 from depth_node.core.local_align import align_local
-from depth_node.core.robust import FitConfig, reject_see_through
-from depth_node.core.temporal import AffineFilter, FilterConfig
+from depth_node.core.temporal import AffineFilter, FilterEvent
 from depth_node.core.transforms import RigidTransform
 from depth_node.estimators.base import check_input_image, check_prediction, Estimator
+from depth_node.pipeline.alignment import align_to_lidar
+from depth_node.pipeline.config import PipelineConfig
+
+__all__ = ['DepthPipeline', 'FitState', 'FrameInput', 'FrameResult', 'PipelineConfig']
 
 
-@dataclass
-class PipelineConfig:
-    """Numbers that shape one frame's processing (the node's ``lidar.*``, ``fit.*``, ...)."""
+class FitState(enum.StrEnum):
+    """Which fit a frame's metric depth comes from (str-valued: reports keep the text)."""
 
-    lidar_min_depth: float = 0.5  # m, LiDAR points nearer than this are dropped
-    lidar_max_depth: float = 120.0  # m, and farther than this
-    max_depth: float = 80.0  # m, metric output beyond this is NaN
-    min_fit_points: int = 20  # fewer LiDAR pixels than this: no fresh fit
-    hold_time: float = 1.0  # s, how long a good fit is reused when no fresh one is possible
-    cloud_stride: int = 2  # output cloud keeps every n-th pixel in each direction
-    fit_method: str = 'robust'  # 'robust' (IRLS, log-depth residuals) or 'lsq' (plain)
-    fit_loss: str = 'tukey'  # robust weight function: 'tukey' or 'huber'
-    max_residual: float = 0.25  # robust fit: log-depth sigma above this is refused
-    see_through: bool = True  # drop LiDAR returns that see past foreground edges
-    see_through_window: int = 7  # px, neighbourhood of the see-through test
-    see_through_gap: float = 0.1  # relative depth gap that marks a nearer neighbour
-    temporal: bool = True  # Kalman-filter scale and shift over time
-    filter_process_noise: float = 0.02  # random-walk std of log-scale per sqrt(s)
-    filter_gate: float = 4.0  # sigmas beyond which a fit does not update the filter
-    filter_reset_after: int = 2  # consecutive agreeing gated fits that reset it
-    local: bool = False  # spatially varying scale from LiDAR residuals
-    local_sigma: float = 0.06  # smoothness of the local scale field, fraction of image size
-
-    def validate(self) -> None:
-        """Raise :class:`ConfigError` naming the first bad value."""
-        if not self.lidar_min_depth >= 0:
-            raise ConfigError('lidar.min_depth', 'must be >= 0', self.lidar_min_depth)
-        if not self.lidar_max_depth > self.lidar_min_depth:
-            raise ConfigError('lidar.max_depth', 'must be > lidar.min_depth',
-                              self.lidar_max_depth)
-        if not self.max_depth > 0:
-            raise ConfigError('output.max_depth', 'must be > 0', self.max_depth)
-        if self.min_fit_points < 2:
-            raise ConfigError('fit.min_points', 'must be >= 2', self.min_fit_points)
-        if not self.hold_time >= 0:
-            raise ConfigError('fit.hold_time', 'must be >= 0', self.hold_time)
-        if self.cloud_stride < 1:
-            raise ConfigError('cloud.stride', 'must be >= 1', self.cloud_stride)
-        if self.fit_method not in ('robust', 'lsq'):
-            raise ConfigError('fit.method', "must be 'robust' or 'lsq'", self.fit_method)
-        if self.see_through_window < 3 or self.see_through_window % 2 == 0:
-            raise ConfigError('fit.see_through_window', 'must be an odd number >= 3',
-                              self.see_through_window)
-        if not self.see_through_gap > 0:
-            raise ConfigError('fit.see_through_gap', 'must be > 0', self.see_through_gap)
-        if not self.local_sigma > 0:
-            raise ConfigError('local.sigma', 'must be > 0', self.local_sigma)
-        self.robust_config()
-        self.filter_config()
-
-    def robust_config(self) -> FitConfig:
-        """Options of the robust fit (raises ConfigError naming the bad field)."""
-        return FitConfig(loss=self.fit_loss, min_points=self.min_fit_points,
-                         max_residual=self.max_residual)
-
-    def filter_config(self) -> FilterConfig:
-        """Options of the temporal filter; it drops its state after ``hold_time``."""
-        return FilterConfig(process_noise=self.filter_process_noise, gate=self.filter_gate,
-                            reset_after=self.filter_reset_after,
-                            max_age=max(self.hold_time, 1e-6))
+    FRESH = 'fresh'  # fitted on this frame
+    HELD = 'held'  # a recent good fit reused
+    NONE = 'none'  # no usable fit: only relative outputs
+    METRIC = 'metric'  # the model is metric: no fit
 
 
 @dataclass
@@ -95,23 +46,19 @@ class FrameInput:
 
 @dataclass
 class FrameResult:
-    """Everything one frame produced. ``depth`` is None when no fit could be used.
-
-    ``fit_state`` is ``fresh`` (fitted on this frame), ``held`` (a recent good fit reused),
-    ``none`` (no usable fit: only relative outputs) or ``metric`` (the model is metric).
-    """
+    """Everything one frame produced. ``depth`` is None when no fit could be used."""
 
     relative: np.ndarray  # [H, W] float32, raw model output (disparity or depth, unitless)
     depth: Optional[np.ndarray]  # [H, W] float32, metres, NaN = invalid
     points: Optional[np.ndarray]  # [H', W', 3] float32, metres, optical frame, NaN = invalid
     fit: AffineFit  # this frame's own fit attempt
     applied: Optional[AffineFit]  # the fit used for `depth` (this frame's or a held one)
-    fit_state: str
+    fit_state: FitState
     fit_age: float  # s since the applied fit was made (0 when fresh)
     sparse: Optional[SparseDepth]  # projected LiDAR used for the fit
     timings_ms: dict[str, float] = field(default_factory=dict)
     kept: Optional[np.ndarray] = None  # [M] bool, LiDAR pixels that passed see-through test
-    filter_event: str = ''  # temporal filter: init, update, gated, reset, predict, stale, none
+    filter_event: str = ''  # FilterEvent of the temporal filter; '' when it is off
 
 
 class DepthPipeline:
@@ -135,7 +82,6 @@ class DepthPipeline:
     def config(self, config: PipelineConfig) -> None:
         """Validate and apply; the temporal filter restarts when its settings change."""
         config.validate()
-        self._robust = config.robust_config()
         old = getattr(self, '_config', None)
         if old is None or old.filter_config() != config.filter_config() \
                 or old.temporal != config.temporal:
@@ -180,22 +126,13 @@ class DepthPipeline:
         if spec.metric:
             fit = AffineFit(1.0, 0.0, spec.kind, 0, 0.0, 0.0)
             applied: Optional[AffineFit] = fit
-            state, age = 'metric', 0.0
+            state, age = FitState.METRIC, 0.0
         else:
             if frame.lidar is not None:
-                sparse = project_points(frame.lidar, frame.camera, frame.lidar_to_camera,
-                                        cfg.lidar_min_depth, cfg.lidar_max_depth)
-                t2 = time.perf_counter()
-                timings['project'] = (t2 - t1) * 1e3
-                if cfg.see_through:
-                    kept = reject_see_through(sparse, cfg.see_through_window,
-                                              cfg.see_through_gap, focal_px=frame.camera.fy)
-                    t2b = time.perf_counter()
-                    timings['see_through'] = (t2b - t2) * 1e3
-                    t2 = t2b
-                used = sparse if kept is None else sparse.subset(kept)
-                fit = self._fit(used.sample(relative), used.z, spec.kind)
-                timings['fit'] = (time.perf_counter() - t2) * 1e3
+                support, fit = align_to_lidar(relative, frame.lidar, frame.camera,
+                                              frame.lidar_to_camera, spec.kind, cfg,
+                                              timings_ms=timings)
+                sparse, kept = support.sparse, support.kept
             else:
                 fit = AffineFit.refused(spec.kind, 0, 'no LiDAR sweep within max_age')
             t_f = time.perf_counter()
@@ -222,27 +159,22 @@ class DepthPipeline:
         return FrameResult(relative, depth, points, fit, applied, state, age, sparse, timings,
                            kept, event)
 
-    def _fit(self, prediction: np.ndarray, z: np.ndarray, space: OutputKind) -> AffineFit:
-        if self.config.fit_method == 'lsq':
-            return fit_affine(prediction, z, space, min_points=self.config.min_fit_points)
-        return self._robust.fit(prediction, z, space)
-
     def _filtered(self, fit: AffineFit,
-                  stamp: float) -> tuple[Optional[AffineFit], str, float, str]:
+                  stamp: float) -> tuple[Optional[AffineFit], FitState, float, str]:
         out = self._filter.update(fit, stamp)
         event = self._filter.last_event
         if not out.ok:
-            return None, 'none', float('inf'), event
-        if event in ('init', 'update', 'reset'):
-            return out, 'fresh', 0.0, event
-        return out, 'held', float(self._filter.age), event
+            return None, FitState.NONE, float('inf'), event
+        if event in (FilterEvent.INIT, FilterEvent.UPDATE, FilterEvent.RESET):
+            return out, FitState.FRESH, 0.0, event
+        return out, FitState.HELD, float(self._filter.age), event
 
     def _choose_fit(self, fit: AffineFit,
-                    stamp: float) -> tuple[Optional[AffineFit], str, float]:
+                    stamp: float) -> tuple[Optional[AffineFit], FitState, float]:
         if fit.ok:
             self._last_good, self._last_good_stamp = fit, stamp
-            return fit, 'fresh', 0.0
+            return fit, FitState.FRESH, 0.0
         age = stamp - self._last_good_stamp
         if self._last_good is not None and 0.0 <= age <= self.config.hold_time:
-            return self._last_good, 'held', float(age)
-        return None, 'none', float(age) if np.isfinite(age) else float('inf')
+            return self._last_good, FitState.HELD, float(age)
+        return None, FitState.NONE, float(age) if np.isfinite(age) else float('inf')

@@ -23,6 +23,8 @@ import numpy as np
 from depth_node.core.camera import PinholeCamera
 from depth_node.core.colormap import colorize_depth, colorize_relative
 from depth_node.messages.layout import depth_camera_info, DepthCameraInfo, pack_cloud, PackedCloud
+from depth_node.pipeline.frame import FitState
+from depth_node.pipeline.stats import StatsSnapshot
 
 #: diagnostic_msgs/DiagnosticStatus levels
 DIAG_OK, DIAG_WARN = 0, 1
@@ -42,7 +44,7 @@ def preview(depth: Optional[np.ndarray], relative: np.ndarray,
     return colorize_relative(relative)
 
 
-def diagnostic_status(snapshot: dict,
+def diagnostic_status(snapshot: StatsSnapshot,
                       estimator_output: str) -> tuple[int, str, list[tuple[str, str]]]:
     """Level, message and key/values of the node's ``/diagnostics`` status.
 
@@ -61,40 +63,40 @@ def diagnostic_status(snapshot: dict,
         status ``'<node name>: metric depth'`` with the namespace as ``hardware_id``.
 
     """
-    fit = snapshot['fit']
-    state = snapshot['fit_state']
-    counts = snapshot['counts']
+    fit = snapshot.fit
+    state = snapshot.fit_state
+    counts = snapshot.counts
     if not counts.get('frames_in'):
         level, message = DIAG_WARN, 'no images received'
-    elif state == 'none':
+    elif state == FitState.NONE:
         level = DIAG_WARN
         message = f"relative only, no metric fit: {fit.reason if fit else ''}"
-    elif state == 'held':
+    elif state == FitState.HELD:
         level = DIAG_WARN
-        message = f"holding last fit ({snapshot['fit_age']:.2f} s old): " \
+        message = f'holding last fit ({snapshot.fit_age:.2f} s old): ' \
                   f"{fit.reason if fit else ''}"
-    elif snapshot['new_problems']:
-        level, message = DIAG_WARN, f"inputs dropped: {snapshot['last_error']}"
+    elif snapshot.new_problems:
+        level, message = DIAG_WARN, f'inputs dropped: {snapshot.last_error}'
     else:
         level, message = DIAG_OK, f'fit {state}'
-    values = {'fit_state': state, 'fit_age_s': f"{snapshot['fit_age']:.3f}",
+    values = {'fit_state': str(state), 'fit_age_s': f'{snapshot.fit_age:.3f}',
               'estimator_output': estimator_output}
     if fit is not None:
         values.update({'frame_scale': f'{fit.scale:.6g}', 'frame_shift': f'{fit.shift:.6g}',
                        'fit_space': fit.space.value, 'lidar_points_used': str(fit.points),
                        'fit_inliers': str(fit.inliers), 'fit_residual': f'{fit.residual:.6g}',
                        'fit_abs_rel': f'{fit.abs_rel:.6g}', 'fit_reason': fit.reason,
-                       'see_through_rejected': str(snapshot['see_through_rejected']),
-                       'filter_event': str(snapshot['filter_event'])})
-    applied = snapshot['applied']
+                       'see_through_rejected': str(snapshot.see_through_rejected),
+                       'filter_event': str(snapshot.filter_event)})
+    applied = snapshot.applied
     values['scale'] = f'{applied.scale:.6g}' if applied is not None else 'nan'
     values['shift'] = f'{applied.shift:.6g}' if applied is not None else 'nan'
     for key in DIAGNOSTIC_COUNTERS:
         values[key] = str(counts.get(key, 0))
-    values['last_error'] = str(snapshot['last_error'])
-    for stage, (mean, peak, _) in sorted(snapshot['latency'].items()):
-        values[f'latency_{stage}_ms'] = f'{mean:.2f}'
-        values[f'latency_{stage}_max_ms'] = f'{peak:.2f}'
+    values['last_error'] = str(snapshot.last_error)
+    for stage, lat in sorted(snapshot.latency.items()):
+        values[f'latency_{stage}_ms'] = f'{lat.mean:.2f}'
+        values[f'latency_{stage}_max_ms'] = f'{lat.max:.2f}'
     return level, message, list(values.items())
 
 

@@ -4,11 +4,38 @@ from __future__ import annotations
 
 import threading
 from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
 
 from depth_node.core.align import AffineFit
+from depth_node.pipeline.frame import FitState
+
+
+@dataclass(frozen=True)
+class StageLatency:
+    """One stage's latency over a report period, milliseconds."""
+
+    mean: float
+    max: float
+    frames: int
+
+
+@dataclass(frozen=True)
+class StatsSnapshot:
+    """What :meth:`FrameStats.snapshot` reports: the input of the node's diagnostics."""
+
+    counts: dict[str, int] = field(default_factory=dict)  # cumulative counters
+    latency: dict[str, StageLatency] = field(default_factory=dict)  # per stage, this period
+    fit: Optional[AffineFit] = None  # the last frame's own fit attempt
+    applied: Optional[AffineFit] = None  # the fit its depth used
+    see_through_rejected: int = 0  # LiDAR pixels the last frame's see-through test dropped
+    filter_event: str = ''  # FilterEvent of the last frame
+    fit_state: FitState = FitState.NONE
+    fit_age: float = float('inf')  # s
+    last_error: str = ''  # why the last input was dropped
+    new_problems: int = 0  # inputs dropped since the previous snapshot
 
 
 class FrameStats:
@@ -26,11 +53,11 @@ class FrameStats:
         self.applied_fit: Optional[AffineFit] = None
         self.see_through_rejected = 0
         self.filter_event = ''
-        self.fit_state = 'none'
+        self.fit_state = FitState.NONE
         self.fit_age = float('inf')
         self.last_error = ''
         self._new_problems = 0
-        self._last_latency: dict[str, tuple[float, float, int]] = {}
+        self._last_latency: dict[str, StageLatency] = {}
 
     def count(self, key: str, n: int = 1, problem: bool = False) -> None:
         with self._lock:
@@ -45,7 +72,7 @@ class FrameStats:
             self._new_problems += 1
             self.last_error = message
 
-    def record_frame(self, timings_ms: dict[str, float], fit: AffineFit, state: str,
+    def record_frame(self, timings_ms: dict[str, float], fit: AffineFit, state: FitState,
                      age: float, applied: Optional[AffineFit] = None,
                      see_through_rejected: int = 0, filter_event: str = '') -> None:
         with self._lock:
@@ -58,17 +85,17 @@ class FrameStats:
             self.see_through_rejected = see_through_rejected
             self.filter_event = filter_event
 
-    def snapshot(self) -> dict[str, object]:
+    def snapshot(self) -> StatsSnapshot:
         """Counters, last fit, and mean/max latency per stage (ms) of the latest busy period."""
         with self._lock:
-            lat = {k: (float(np.mean(v)), float(np.max(v)), len(v))
+            lat = {k: StageLatency(float(np.mean(v)), float(np.max(v)), len(v))
                    for k, v in self._latency.items() if v}
             self._latency.clear()
             # A period without frames reports the last period that had some.
             lat = self._last_latency = lat or self._last_latency
             problems, self._new_problems = self._new_problems, 0
-            return {'counts': dict(self.counts), 'latency': lat, 'fit': self.last_fit,
-                    'applied': self.applied_fit, 'see_through_rejected': self.see_through_rejected,
-                    'filter_event': self.filter_event,
-                    'fit_state': self.fit_state, 'fit_age': self.fit_age,
-                    'last_error': self.last_error, 'new_problems': problems}
+            return StatsSnapshot(
+                counts=dict(self.counts), latency=dict(lat), fit=self.last_fit,
+                applied=self.applied_fit, see_through_rejected=self.see_through_rejected,
+                filter_event=self.filter_event, fit_state=self.fit_state,
+                fit_age=self.fit_age, last_error=self.last_error, new_problems=problems)

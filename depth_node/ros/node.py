@@ -1,18 +1,23 @@
 """The depth_node ROS 2 node: camera + LiDAR in, metric depth, cloud and diagnostics out.
 
+The node holds only the ROS parts: parameters, subscriptions, the LiDAR buffer and the wait
+for a frame's sweep, tf2, publishers and the diagnostics message. What happens to a frame is
+:class:`depth_node.pipeline.runner.FrameRunner`'s, the same runner the bag evaluation calls.
+
 Concurrency contract
 --------------------
 Subscription callbacks and the diagnostics timer run on one single-threaded executor, so
 they never run in parallel with each other; they only convert/cache inputs and are cheap.
-Inference runs on one dedicated worker thread. The two share the newest-image slot, the LiDAR
-buffer and the camera model under ``self._lock``; the worker reads a snapshot and publishes
-from its own thread (rclpy publishers are thread-safe). While the worker is busy a newer
+Inference runs on one dedicated worker thread. Images reach it through a
+:class:`~depth_node.core.stamped.NewestSlot` (its own lock): while the worker is busy a newer
 image replaces the waiting one (counted as ``dropped_superseded``), so latency cannot grow.
+The LiDAR buffer (a :class:`~depth_node.core.stamped.StampedCache` of decoded sweeps) and the
+camera model are shared under ``self._lock``, whose condition wakes a worker waiting for them;
+the worker publishes from its own thread (rclpy publishers are thread-safe).
 """
 
 from __future__ import annotations
 
-import bisect
 import sys
 import threading
 import time
@@ -23,9 +28,9 @@ import rclpy
 import rclpy.duration
 import rclpy.time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
-                                SetParametersResult)
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.qos import (HistoryPolicy, qos_profile_sensor_data, QoSProfile, ReliabilityPolicy)
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -36,37 +41,21 @@ from depth_node.core.colormap import colorize_depth
 from depth_node.core.errors import ConfigError, DepthNodeError
 from depth_node.core.transforms import quaternion_to_matrix, RigidTransform
 from depth_node.estimators import build_estimator
-from depth_node.pipeline.frame import DepthPipeline, FrameInput
+from depth_node.core.stamped import NewestSlot, StampedCache
+from depth_node.messages.readers import (camera_info_to_camera, frame_id, image_to_rgb8,
+                                         MessageError, pointcloud2_to_xyz, stamp_ns)
+from depth_node.pipeline.frame import FitState, FrameInput, FrameResult
 from depth_node.pipeline.keyframes import KeyframeResult, KeyframeWorker
-from depth_node.pipeline.published import diagnostic_status, frame_outputs, PublishSettings
-from depth_node.pipeline.stats import FrameStats
-from depth_node.messages.readers import (camera_info_to_camera, image_to_rgb8, MessageError,
-                                         pointcloud2_to_xyz)
+from depth_node.pipeline.published import diagnostic_status, FrameOutputs
+from depth_node.pipeline.runner import (add_sweep, CameraModel, FrameRunner, ImageFrame,
+                                        nearest_sweep, Sweep)
 from depth_node.ros.messages import (array_to_image, depth_camera_info_msg,
                                      packed_to_pointcloud2, xyz_to_pointcloud2)
-from depth_node.ros.params import build_config, changed_read_only, NodeConfig, PARAMETERS
+from depth_node.ros.declare import declare_parameters
+from depth_node.ros.param_files import load_params_file
+from depth_node.ros.params import build_config, changed_read_only, NodeConfig
 
-# rclpy's own parameters, which a params file may set besides ours.
-_RCLPY_PARAMS = ('use_sim_time', 'start_type_description_service', 'qos_overrides.')
 _THROTTLE_S = 5.0
-
-
-def _stamp(msg: Any) -> float:
-    return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-
-
-def _descriptor(p: Any) -> ParameterDescriptor:
-    d = ParameterDescriptor(description=p.description, read_only=p.read_only)
-    if p.choices is not None:
-        d.additional_constraints = 'one of: ' + ', '.join(repr(c) for c in p.choices)
-    if p.range is not None and not isinstance(p.default, bool):
-        if isinstance(p.default, int):
-            d.integer_range = [IntegerRange(from_value=int(p.range[0]),
-                                            to_value=int(p.range[1]), step=1)]
-        elif isinstance(p.default, float):
-            d.floating_point_range = [FloatingPointRange(from_value=float(p.range[0]),
-                                                         to_value=float(p.range[1]), step=0.0)]
-    return d
 
 
 class DepthNode(Node):
@@ -74,22 +63,20 @@ class DepthNode(Node):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__('depth_node', **kwargs)
-        self._check_unknown_overrides()
-        values = self._declare()
-        self.config: NodeConfig = build_config(values)
+        self.config: NodeConfig = build_config(declare_parameters(self))
         self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
-        self._stats = FrameStats()
-        self._pending: Optional[tuple[Image, float]] = None
-        self._sweeps: list[tuple[float, str, np.ndarray]] = []  # (stamp, frame, [N, 3])
-        self._camera_info: Optional[CameraInfo] = None
-        self._running = True
+        self._wake = threading.Condition(self._lock)  # a sweep or camera_info arrived
+        self._images: NewestSlot[tuple[Image, float]] = NewestSlot()  # (image, perf_counter)
+        self._sweeps: StampedCache[Sweep] = StampedCache(self.config.lidar_buffer_size)
+        self._camera: Optional[CameraModel] = None
+        self._last_logged: dict[str, float] = {}
 
         self._tf_buffer = None
         if self.config.extrinsic_source == 'tf':
             self._tf_buffer = self._make_tf_listener()
         self.estimator = build_estimator(self.config.estimator)
-        self.pipeline = DepthPipeline(self.estimator, self.config.pipeline)
+        self.runner = FrameRunner(self.estimator, self.config.runner)
+        self._stats = self.runner.stats
         spec = self.estimator.output
         self.get_logger().info(
             f"estimator '{getattr(self.estimator, 'name', type(self.estimator).__name__)}' "
@@ -127,26 +114,6 @@ class DepthNode(Node):
         self._worker.start()
 
     # ----- parameters -----
-    def _check_unknown_overrides(self) -> None:
-        overrides = getattr(self, '_parameter_overrides', {}) or {}
-        known = {p.name for p in PARAMETERS}
-        for name in sorted(overrides):
-            if name not in known and not name.startswith(_RCLPY_PARAMS):
-                raise ConfigError(name, 'is not a parameter of depth_node (typo?)',
-                                  overrides[name].value)
-
-    def _declare(self) -> dict[str, Any]:
-        values = {}
-        for p in PARAMETERS:
-            try:
-                param = self.declare_parameter(p.name, p.default, _descriptor(p))
-            except Exception as exc:  # rclpy's range/type exceptions have no common base
-                overrides = getattr(self, '_parameter_overrides', {}) or {}
-                given = overrides[p.name].value if p.name in overrides else p.default
-                raise ConfigError(p.name, str(exc).strip(), given) from None
-            values[p.name] = param.value
-        return values
-
     def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
         names = [p.name for p in params]
         ro = changed_read_only(names)
@@ -161,7 +128,7 @@ class DepthNode(Node):
             return SetParametersResult(successful=False, reason=str(exc))
         with self._lock:
             self.config = new
-            self.pipeline.config = new.pipeline
+            self.runner.config = new.runner
             if self._keyframes is not None and new.keyframes is not None:
                 policy = new.keyframes.policy  # thresholds change; the policy's state stays
                 self._kf_policy.every_n = policy.every_n
@@ -194,19 +161,18 @@ class DepthNode(Node):
             if result.uncertainty is not None:
                 self._pub_kf_unc.publish(array_to_image(result.uncertainty, '32FC1', header))
             self._pub_kf_colored.publish(array_to_image(
-                colorize_depth(result.depth, *config.colormap_range), 'rgb8', header))
+                colorize_depth(result.depth, *config.publish.colormap_range), 'rgb8', header))
             if config.keyframes is not None and config.keyframes.points:
                 grid = PointGrid(camera, config.pipeline.cloud_stride)
                 self._pub_kf_points.publish(xyz_to_pointcloud2(grid.points(result.depth),
                                                                header))
         else:
-            self.get_logger().warn(f'keyframe without metric depth: {result.fit.reason}',
-                                   throttle_duration_sec=_THROTTLE_S)
+            self._warn('keyframe_no_fit', f'keyframe without metric depth: {result.fit.reason}')
         if np.isfinite(result.cross_check):
             self._pub_kf_check.publish(Float32(data=float(result.cross_check)))
 
     def _on_keyframe_error(self, tag: Any, message: str) -> None:
-        self.get_logger().error(f'keyframe failed: {message}', throttle_duration_sec=_THROTTLE_S)
+        self._warn('keyframe_error', f'keyframe failed: {message}', error=True)
 
     def _make_tf_listener(self) -> Any:
         try:
@@ -220,22 +186,19 @@ class DepthNode(Node):
 
     # ----- input callbacks (executor thread) -----
     def _on_image(self, msg: Image) -> None:
-        received = time.perf_counter()
-        with self._wake:
-            self._stats.count('frames_in')
-            if self._pending is not None:
-                self._stats.count('dropped_superseded')
-            self._pending = (msg, received)
-            self._wake.notify()
+        self._stats.count('frames_in')
+        if self._images.put((msg, time.perf_counter())):
+            self._stats.count('dropped_superseded')
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         try:
-            camera_info_to_camera(msg)
+            camera = CameraModel(camera_info_to_camera(msg), str(msg.distortion_model),
+                                 len(msg.d))
         except DepthNodeError as exc:
             self._drop('malformed_camera_info', f'camera_info dropped: {exc}')
             return
         with self._wake:
-            self._camera_info = msg
+            self._camera = camera
             self._wake.notify_all()
 
     def _on_points(self, msg: PointCloud2) -> None:
@@ -244,103 +207,88 @@ class DepthNode(Node):
         except DepthNodeError as exc:
             self._drop('malformed_points', f'points dropped: {exc}')
             return
-        stamp = _stamp(msg)
+        sweep = Sweep(stamp_ns(msg), frame_id(msg), xyz)
         with self._wake:
             self._stats.count('sweeps_in')
-            keys = [s[0] for s in self._sweeps]
-            self._sweeps.insert(bisect.bisect(keys, stamp), (stamp, msg.header.frame_id, xyz))
-            del self._sweeps[:-self.config.lidar_buffer_size]
+            add_sweep(self._sweeps, sweep.stamp_ns, sweep)
             self._wake.notify_all()
 
     def _drop(self, key: str, message: str) -> None:
         self._stats.error(key, message)
-        self.get_logger().warn(message, throttle_duration_sec=_THROTTLE_S)
+        self._warn(key, message)
+
+    def _warn(self, kind: str, message: str, error: bool = False) -> None:
+        """Log ``message`` at most once per ``_THROTTLE_S`` for each ``kind``.
+
+        rclpy throttles per call site, and every kind of drop is logged from here: one kind
+        would hide the others for the throttle period.
+        """
+        now = time.monotonic()
+        if now - self._last_logged.get(kind, -np.inf) < _THROTTLE_S:
+            return
+        self._last_logged[kind] = now
+        (self.get_logger().error if error else self.get_logger().warn)(message)
 
     # ----- inference worker -----
     def _work(self) -> None:
         while True:
-            with self._wake:
-                while self._pending is None and self._running:
-                    self._wake.wait()
-                if not self._running:
-                    return
-                msg, received = self._pending
-                self._pending = None
+            item = self._images.take()
+            if item is None:  # closed
+                return
+            msg, received = item
             try:
                 self._process(msg, received)
             except MessageError as exc:
                 self._drop('malformed_image', f'image dropped: {exc}')
-            except DepthNodeError as exc:
-                self._drop('dropped_error', f'frame dropped: {exc}')
             except Exception as exc:  # keep serving frames; say what broke
-                self._stats.error('dropped_error', f'{type(exc).__name__}: {exc}')
-                self.get_logger().error(f'frame dropped by an unexpected error: '
-                                        f'{type(exc).__name__}: {exc}',
-                                        throttle_duration_sec=_THROTTLE_S)
+                message = f'frame dropped by an unexpected error: {type(exc).__name__}: {exc}'
+                self._stats.error('dropped_error', message)
+                self._warn('unexpected', message, error=True)
 
-    def _nearest_sweep(self, stamp: float,
-                       max_age: float) -> Optional[tuple[float, str, np.ndarray]]:
-        best = None
-        for sweep in self._sweeps:
-            dt = abs(sweep[0] - stamp)
-            if dt <= max_age and (best is None or dt < abs(best[0] - stamp)):
-                best = sweep
-        return best
-
-    def _extrinsic(self, image: Image, lidar_frame: str) -> RigidTransform:
-        if self._tf_buffer is None:
-            return self.config.extrinsic
-        target = self.config.camera_frame or image.header.frame_id
-        source = self.config.lidar_frame or lidar_frame
+    def _lookup(self, camera_frame: str, lidar_frame: str, stamp: int) -> RigidTransform:
+        """LiDAR -> camera from tf2 at the image stamp (raises tf2's errors)."""
+        assert self._tf_buffer is not None  # only passed to the runner when tf is used
+        config = self.config
         tf = self._tf_buffer.lookup_transform(
-            target, source, rclpy.time.Time.from_msg(image.header.stamp),
-            rclpy.duration.Duration(seconds=self.config.tf_timeout))
+            config.camera_frame or camera_frame, config.lidar_frame or lidar_frame,
+            rclpy.time.Time(nanoseconds=stamp),
+            rclpy.duration.Duration(seconds=config.tf_timeout))
         t, q = tf.transform.translation, tf.transform.rotation
         return RigidTransform(quaternion_to_matrix((q.x, q.y, q.z, q.w)),
                               np.array([t.x, t.y, t.z]))
 
     def _process(self, msg: Image, received: float) -> None:
         t0 = time.perf_counter()
-        rgb = image_to_rgb8(msg)
+        image = ImageFrame(image_to_rgb8(msg), stamp_ns(msg), frame_id(msg))
         convert_ms = (time.perf_counter() - t0) * 1e3
-        stamp = _stamp(msg)
         with self._wake:
             config = self.config
-            sweep = self._nearest_sweep(stamp, config.lidar_max_age)
+            sweep = nearest_sweep(self._sweeps, image.stamp_ns, config.lidar_max_age)
             # Camera, camera_info and LiDAR arrive on separate topics in no set order: when
             # the camera model or a close-enough sweep is missing, give them a short time.
             deadline = time.perf_counter() + config.lidar_wait
-            while (sweep is None or self._camera_info is None) and self._running \
+            while (sweep is None or self._camera is None) and not self._images.closed \
                     and time.perf_counter() < deadline:
                 self._wake.wait(deadline - time.perf_counter())
-                sweep = self._nearest_sweep(stamp, config.lidar_max_age)
-            info = self._camera_info
-        if info is None:
-            self._drop('dropped_no_camera_info', 'frame dropped: no camera_info received yet')
+                sweep = nearest_sweep(self._sweeps, image.stamp_ns, config.lidar_max_age)
+            camera = self._camera
+        run = self.runner.run(
+            image, camera, None if sweep is None else sweep[1],
+            self._lookup if self._tf_buffer is not None else None,
+            emit=lambda out, frame, result: self._publish(msg.header, out, frame, result),
+            received=received, timings_ms={'convert': convert_ms})
+        if run.dropped:
+            self._warn(run.dropped, run.reason, error=run.unexpected)
             return
-        camera = camera_info_to_camera(info)
-        if (camera.width, camera.height) != (rgb.shape[1], rgb.shape[0]):
-            camera = camera.resized(rgb.shape[1], rgb.shape[0])
-        lidar, extrinsic = None, config.extrinsic
-        if sweep is None:
-            self._stats.count('frames_without_lidar')
-        else:
-            try:
-                extrinsic = self._extrinsic(msg, sweep[1])
-                lidar = sweep[2]
-            except Exception as exc:  # tf2 lookup errors: treat as no LiDAR for this frame
-                self._drop('frames_without_extrinsic', f'no LiDAR->camera transform: {exc}')
-        result = self.pipeline.process(FrameInput(rgb, camera, stamp, lidar, extrinsic),
-                                       want_points=config.cloud_enable)
+        if run.extrinsic_error:
+            self._warn('frames_without_extrinsic', run.extrinsic_error)
+        if run.result is not None and run.result.fit_state == FitState.NONE:
+            self._warn('no_fit', f'no metric depth: {run.result.fit.reason}; publishing '
+                       'relative outputs only')
 
-        t1 = time.perf_counter()
-        header = msg.header
-        out = frame_outputs(result.depth, result.points, result.relative, rgb, camera,
-                            info.distortion_model, len(info.d), PublishSettings(
-                                relative=config.publish_relative, colored=config.publish_colored,
-                                colormap_range=config.colormap_range,
-                                cloud=config.cloud_enable, cloud_color=config.cloud_color,
-                                cloud_stride=config.pipeline.cloud_stride))
+    def _publish(self, header: Any, out: FrameOutputs, frame: FrameInput,
+                 result: FrameResult) -> None:
+        """Publish one frame's outputs (worker thread) and hand keyframes to the teacher."""
         if out.depth is not None:
             self._pub_depth.publish(array_to_image(out.depth, '32FC1', header))
         if out.camera_info is not None:
@@ -352,23 +300,10 @@ class DepthNode(Node):
         if out.colored is not None:
             self._pub_colored.publish(array_to_image(out.colored, 'rgb8', header))
         if self._keyframes is not None:
-            hit, _ = self._kf_policy.should_trigger(stamp, rgb)
+            hit, _ = self._kf_policy.should_trigger(frame.stamp, frame.rgb)
             if hit:
-                frame = FrameInput(rgb, camera, stamp, lidar, extrinsic)
                 # Arrays handed over are not modified afterwards (a new set every frame).
-                self._keyframes.submit(frame, result.depth, tag=(header, camera))
-        t2 = time.perf_counter()
-        timings = dict(result.timings_ms)
-        timings['convert'] = convert_ms
-        timings['publish'] = (t2 - t1) * 1e3
-        timings['total'] = (t2 - received) * 1e3
-        rejected = 0 if result.kept is None else int(result.kept.size - result.kept.sum())
-        self._stats.record_frame(timings, result.fit, result.fit_state, result.fit_age,
-                                 result.applied, rejected, result.filter_event)
-        self._stats.count('published' if result.depth is not None else 'published_relative_only')
-        if result.fit_state == 'none':
-            self.get_logger().warn(f'no metric depth: {result.fit.reason}; publishing relative '
-                                   'outputs only', throttle_duration_sec=_THROTTLE_S)
+                self._keyframes.submit(frame, result.depth, tag=(header, frame.camera))
 
     # ----- diagnostics (executor thread) -----
     def _publish_diagnostics(self) -> None:
@@ -402,8 +337,8 @@ class DepthNode(Node):
 
     def shutdown(self) -> None:
         """Stop the worker thread (idempotent)."""
+        self._images.close()
         with self._wake:
-            self._running = False
             self._wake.notify_all()
         if self._worker.is_alive() and threading.current_thread() is not self._worker:
             self._worker.join(timeout=5.0)
@@ -411,9 +346,27 @@ class DepthNode(Node):
             self._keyframes.close()
 
 
+def _rcl_error(exc: Exception, args: Optional[list[str]]) -> str:
+    """rcl's start-up error, with the parameter named when a params file is the cause."""
+    message = str(exc).split(', at ')[0]  # drop rcl's source locations
+    argv = sys.argv if args is None else args
+    for flag, path in zip(argv, argv[1:]):
+        if flag == '--params-file':
+            try:
+                load_params_file(path)
+            except ConfigError as named:
+                if named.name != '--params-file':
+                    return f'{named} ({message})'
+    return message
+
+
 def main(args: Optional[list[str]] = None) -> int:
     """Console-script entry point: ``ros2 run depth_node depth_node``."""
-    rclpy.init(args=args)
+    try:
+        rclpy.init(args=args)
+    except _rclpy.RCLError as exc:  # e.g. a params file rcl cannot parse: say so, no traceback
+        print(f'depth_node: configuration error: {_rcl_error(exc, args)}', file=sys.stderr)
+        return 2
     node = None
     code = 0
     try:

@@ -16,6 +16,8 @@ from depth_node.core.transforms import RigidTransform
 from depth_node.estimators.base import EstimatorConfig
 from depth_node.pipeline.frame import PipelineConfig
 from depth_node.pipeline.keyframes import KeyframeConfig, KeyframePolicy
+from depth_node.pipeline.published import PublishSettings
+from depth_node.pipeline.runner import RunnerConfig
 
 
 @dataclass(frozen=True)
@@ -216,17 +218,18 @@ class NodeConfig:
     camera_frame: str
     lidar_frame: str
     tf_timeout: float
-    publish_relative: bool
-    publish_colored: bool
-    colormap_range: tuple[float, float]
-    cloud_enable: bool
-    cloud_color: bool
+    publish: PublishSettings  # output.*, cloud.*: what goes out for each frame
     qos_sensor_data: bool
     qos_output_reliable: bool
     qos_depth: int
     diagnostics_period: float
     keyframes: Optional['KeyframeSettings'] = None
     raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def runner(self) -> RunnerConfig:
+        """What the per-frame runner takes (the node's and the evaluation's)."""
+        return RunnerConfig(self.pipeline, self.publish, self.extrinsic, self.lidar_max_age)
 
 
 @dataclass
@@ -316,9 +319,11 @@ def build_config(values: dict[str, Any]) -> NodeConfig:
         extrinsic_source=v['extrinsic.source'], extrinsic=extrinsic,
         camera_frame=v['extrinsic.camera_frame'], lidar_frame=v['extrinsic.lidar_frame'],
         tf_timeout=float(v['extrinsic.tf_timeout']),
-        publish_relative=bool(v['output.relative']), publish_colored=bool(v['output.colored']),
-        colormap_range=(float(v['output.colormap_min']), float(v['output.colormap_max'])),
-        cloud_enable=bool(v['cloud.enable']), cloud_color=bool(v['cloud.color']),
+        publish=PublishSettings(
+            relative=bool(v['output.relative']), colored=bool(v['output.colored']),
+            colormap_range=(float(v['output.colormap_min']), float(v['output.colormap_max'])),
+            cloud=bool(v['cloud.enable']), cloud_color=bool(v['cloud.color']),
+            cloud_stride=pipeline.cloud_stride),
         qos_sensor_data=bool(v['qos.sensor_data']),
         qos_output_reliable=bool(v['qos.output_reliable']), qos_depth=int(v['qos.depth']),
         diagnostics_period=float(v['diagnostics.period']), raw=v)
@@ -376,39 +381,6 @@ def changed_read_only(names: Sequence[str]) -> Optional[str]:
     return None
 
 
-def params_yaml() -> str:
-    """``config/depth.yaml`` as rendered from the table (a test keeps the file equal to it)."""
-    import textwrap
-
-    def fmt(v: Any) -> str:
-        if isinstance(v, bool):
-            return 'true' if v else 'false'
-        if isinstance(v, str):
-            return json.dumps(v) if v == '' or v.startswith('{') else v
-        if isinstance(v, list):
-            return '[' + ', '.join(repr(float(x)) for x in v) + ']'
-        return repr(v)
-
-    lines = ['# depth_node parameters: every one, with its default.',
-             '# Values marked (restart) are read-only while the node runs.',
-             '# Use with: ros2 launch depth_node depth.launch.py params_file:=<this file>',
-             '# (generated from depth_node/ros/params.py: python -m depth_node.ros.params)',
-             '/**:', '  ros__parameters:']
-    group = None
-    for p in PARAMETERS:
-        g, key = p.name.split('.', 1)
-        if g != group:
-            if group is not None:
-                lines.append('')
-            lines.append(f'    {g}:')
-            group = g
-        desc = p.description + (' (restart)' if p.read_only else '')
-        if p.range:
-            desc += f' Range [{p.range[0]}, {p.range[1]}].'
-        lines += ['      # ' + t for t in textwrap.wrap(desc, 88)]
-        lines.append(f'      {key}: {fmt(p.default)}')
-    return '\n'.join(lines) + '\n'
-
-
-if __name__ == '__main__':
+if __name__ == '__main__':  # config/depth.yaml
+    from depth_node.ros.param_files import params_yaml
     print(params_yaml(), end='')

@@ -30,12 +30,12 @@ import numpy as np
 
 from depth_node.core.align import OutputKind
 from depth_node.core.camera import PinholeCamera
-from depth_node.core.lidar import project_points, SparseDepth
+from depth_node.core.lidar import SparseDepth
 from depth_node.core.metrics import depth_metrics, DepthMetrics, mean_metrics
-from depth_node.core.robust import reject_see_through
 from depth_node.core.transforms import RigidTransform
 from depth_node.estimators.base import model_input_size
 from depth_node.core.metrics import dense_oracle_fit
+from depth_node.pipeline.alignment import project_lidar
 from depth_node.pipeline.frame import DepthPipeline, FrameInput, PipelineConfig
 from depth_node.sim.frames import SimFrame, SimRig
 
@@ -156,12 +156,7 @@ def lidar_only_from_sweep(points: np.ndarray, camera: PinholeCamera,
     returns are dropped as the pipeline drops them (``config.see_through``), and the rest is
     interpolated by :func:`lidar_only_depth`.
     """
-    sparse = project_points(points, camera, lidar_to_camera, config.lidar_min_depth,
-                            config.lidar_max_depth)
-    if config.see_through:
-        sparse = sparse.subset(reject_see_through(sparse, config.see_through_window,
-                                                  config.see_through_gap, focal_px=camera.fy))
-    return lidar_only_depth(sparse)
+    return lidar_only_depth(project_lidar(points, camera, lidar_to_camera, config).used)
 
 
 def random_like(model_path: Union[str, os.PathLike], seed: int = 0) -> Any:

@@ -1,0 +1,86 @@
+"""The pairs of one robust fit and the arithmetic every step of it needs.
+
+:class:`FitData` holds the usable (prediction, target) pairs of one fit of
+:mod:`depth_node.core.robust` with the derived arrays (log target, the linear relative
+residual's coefficients), the residuals of a candidate ``(s, t)`` and the closed-form 2x2
+weighted least-squares solve that each IRLS / RANSAC step makes.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+
+
+def strided_subset(n: int, size: int) -> np.ndarray:
+    """Evenly strided indices: deterministic and spread over the sweep."""
+    return np.arange(n) if n <= size else (np.arange(size) * n) // size
+
+
+class FitData:
+    """Usable pairs of one fit and the derived arrays every step needs (all [n] float64)."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, prior: Optional[np.ndarray]) -> None:
+        self.x = x  # prediction
+        self.y = y  # target: 1/z or z
+        self.log_y = np.log(y)
+        self.prior = prior  # None: all 1
+        lo, hi = np.percentile(x[strided_subset(x.size, 4096)], [1.0, 99.0])
+        self.x_range = (float(lo), float(hi))
+        # The relative residual s·fx + t·fy - 1 = y_fit / y - 1 is linear in (s, t).
+        self.fy = 1.0 / y
+        self.fx = x * self.fy
+
+    def moved(self, s0: float, t0: float, s1: float, t1: float) -> float:
+        """Largest relative change of the fitted value between two maps over the data.
+
+        ``y_fit`` is linear in ``x``, so the ratio of two maps is monotone in ``x`` wherever
+        both are positive: its extremes over the central 98 % of ``x`` are at the ends.
+        """
+        out = 0.0
+        for x in self.x_range:
+            a, b = s0 * x + t0, s1 * x + t1
+            if not (a > 0 and b > 0):
+                return math.inf
+            out = max(out, abs(math.log(b / a)))
+        return out
+
+    def subset(self, idx: np.ndarray) -> 'FitData':
+        """The pairs at ``idx``."""
+        return FitData(self.x[idx], self.y[idx], None if self.prior is None else self.prior[idx])
+
+    def residuals(self, s: float, t: float) -> tuple[np.ndarray, np.ndarray]:
+        """Relative ``r = y_fit / y - 1`` and log ``rho = log1p(r)`` residuals, [n] each.
+
+        ``rho`` is +inf where ``y_fit <= 0`` (no valid depth there: a gross outlier).
+        """
+        r = s * self.fx + t * self.fy
+        r -= 1.0
+        with np.errstate(divide='ignore', invalid='ignore'):
+            rho = np.log1p(r)
+        rho[~(r > -1.0)] = np.inf
+        return r, rho
+
+    def log_residual(self, s: float, t: float) -> np.ndarray:
+        """``log(y_fit / y)`` [n]; +inf where ``y_fit <= 0``."""
+        return self.residuals(s, t)[1]
+
+    def solve(self, w: np.ndarray) -> tuple[float, float]:
+        """Weighted least squares of ``s·fx + t·fy ≈ 1`` (2x2 normal equations)."""
+        if self.prior is not None:
+            w = w * self.prior
+        wx = w * self.fx
+        wy = w * self.fy
+        # einsum, not np.dot: a BLAS dot may wake BLAS threads, whose start-up costs more
+        # than the sum itself at this size and jitters under load.
+        a = float(np.einsum('i,i->', wx, self.fx))
+        b = float(np.einsum('i,i->', wx, self.fy))
+        c = float(np.einsum('i,i->', wy, self.fy))
+        e = float(wx.sum())
+        f = float(wy.sum())
+        det = a * c - b * b
+        if not det > 1e-12 * a * c:
+            return float('nan'), float('nan')
+        return (c * e - b * f) / det, (a * f - b * e) / det

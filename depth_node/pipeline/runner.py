@@ -1,0 +1,256 @@
+"""The one per-frame runner: what the node and the bag evaluation do with each camera frame.
+
+Given a decoded image, the camera model (from ``camera_info``), the LiDAR sweep chosen for it
+(:func:`nearest_sweep`, the rule "nearest stamp within ``lidar.max_age``") and the extrinsic
+(parameters, or a lookup: tf2 in the node, ``/tf_static`` in the evaluation),
+:class:`FrameRunner` resizes the camera model to the image, runs
+:meth:`~depth_node.pipeline.frame.DepthPipeline.process`, builds what is published
+(:func:`~depth_node.pipeline.published.frame_outputs`), hands it to the caller's ``emit`` (the
+node's publishers, the evaluation's output bag) and records the frame in
+:class:`~depth_node.pipeline.stats.FrameStats`. It returns a :class:`FrameRun`.
+
+Decision rules (the node's, for both callers):
+
+* no camera model yet: the frame is dropped (``dropped_no_camera_info``);
+* no sweep within ``max_age``: the frame runs without LiDAR (``frames_without_lidar``);
+* a sweep but the extrinsic lookup fails: the frame runs without LiDAR
+  (``frames_without_extrinsic``, a problem);
+* the pipeline refuses the frame (:class:`DepthNodeError`): dropped (``dropped_error``); any
+  other exception: dropped the same way, its type named;
+* otherwise it is published (``published``, or ``published_relative_only`` without a fit).
+
+The caller counts what arrives (``frames_in``, ``sweeps_in``) and what cannot be decoded
+(``malformed_*``), since only it sees the messages.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable, Optional, TypeVar
+
+import numpy as np
+
+from depth_node.core.camera import PinholeCamera
+from depth_node.core.errors import DepthNodeError
+from depth_node.core.stamped import StampedCache
+from depth_node.core.transforms import RigidTransform
+from depth_node.estimators.base import Estimator
+from depth_node.pipeline.frame import DepthPipeline, FrameInput, FrameResult, PipelineConfig
+from depth_node.pipeline.published import FrameOutputs, frame_outputs, PublishSettings
+from depth_node.pipeline.stats import FrameStats
+
+T = TypeVar('T')
+
+#: Why a frame was not published (FrameStats counter names).
+DROPPED_NO_CAMERA_INFO = 'dropped_no_camera_info'
+DROPPED_ERROR = 'dropped_error'
+NO_CAMERA_INFO = 'frame dropped: no camera_info received yet'
+
+#: ``lookup(camera_frame, lidar_frame, stamp_ns) -> lidar_to_camera``; raises when unknown.
+ExtrinsicLookup = Callable[[str, str, int], RigidTransform]
+
+
+#: A sweep this much older than the newest one held means time jumped back (a bag played
+#: again, ``--loop``, sim time reset), seconds.
+TIME_JUMP_S = 1.0
+
+
+def add_sweep(cache: StampedCache[T], stamp_ns: int, sweep: T) -> bool:
+    """Cache ``sweep``; on a jump back in time forget the sweeps held first (True then).
+
+    Without it, a replay that starts again keeps the stale sweeps of its first pass, whose
+    stamps are newer, and the full cache evicts every new sweep at once (the oldest stamp).
+    tf2 clears its buffer the same way.
+    """
+    newest = cache.newest()
+    jumped = newest is not None and stamp_ns < newest[0] - int(TIME_JUMP_S * 1e9)
+    if jumped:
+        cache.clear()
+    cache.add(int(stamp_ns), sweep)
+    return jumped
+
+
+def nearest_sweep(cache: StampedCache[T], stamp_ns: int,
+                  max_age: float) -> Optional[tuple[int, T]]:
+    """The (stamp, sweep) of ``cache`` nearest ``stamp_ns`` within ``max_age`` s, or None.
+
+    The node's ``lidar.max_age`` rule; the earlier sweep wins a tie. The node's LiDAR buffer
+    and the bag reader both choose with it.
+    """
+    return cache.nearest(int(stamp_ns), int(round(max_age * 1e9)))
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    """What the runner needs of the node's configuration (built once from its parameters)."""
+
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    publish: PublishSettings = field(default_factory=PublishSettings)
+    extrinsic: RigidTransform = field(default_factory=RigidTransform.identity)  # extrinsic.*
+    lidar_max_age: float = 0.1  # s, lidar.max_age
+
+
+@dataclass(frozen=True)
+class ImageFrame:
+    """A decoded camera image."""
+
+    rgb: np.ndarray  # [H, W, 3] uint8
+    stamp_ns: int  # header stamp
+    frame_id: str
+
+    @property
+    def stamp(self) -> float:
+        """Header stamp in seconds."""
+        return self.stamp_ns * 1e-9
+
+
+@dataclass(frozen=True)
+class CameraModel:
+    """A decoded ``camera_info``: the model and what ``depth/camera_info`` copies from it."""
+
+    camera: PinholeCamera
+    distortion_model: str = 'plumb_bob'
+    distortion_count: int = 5
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A decoded LiDAR sweep."""
+
+    stamp_ns: int
+    frame_id: str
+    xyz: np.ndarray  # [N, 3] float32, metres, in frame_id
+
+
+@dataclass
+class FrameRun:
+    """What the runner did with one frame.
+
+    ``dropped`` is '' for a published frame, else the counter it went to (``reason`` says
+    why); ``frame`` is what went into the pipeline (camera resized to the image, the LiDAR and
+    extrinsic used), ``result`` what came out, ``outputs`` what was handed to ``emit``.
+    """
+
+    dropped: str = ''
+    reason: str = ''
+    frame: Optional[FrameInput] = None
+    result: Optional[FrameResult] = None
+    outputs: Optional[FrameOutputs] = None
+    extrinsic_error: str = ''  # the lookup's error when the sweep could not be used
+    unexpected: bool = False  # dropped by an exception that is not a DepthNodeError
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def published(self) -> bool:
+        return not self.dropped
+
+
+class FrameRunner:
+    """One estimator, one pipeline, one set of stats: frames in, :class:`FrameRun` out.
+
+    Not thread-safe: one caller at a time (the node's inference worker, the evaluation loop).
+    """
+
+    def __init__(self, estimator: Estimator, config: RunnerConfig,
+                 stats: Optional[FrameStats] = None) -> None:
+        self.pipeline = DepthPipeline(estimator, config.pipeline)
+        self._config = config
+        self.stats = stats if stats is not None else FrameStats()
+
+    @property
+    def config(self) -> RunnerConfig:
+        return self._config
+
+    @config.setter
+    def config(self, config: RunnerConfig) -> None:
+        """Apply new settings (validated by the pipeline); the pipeline's state stays."""
+        self.pipeline.config = config.pipeline
+        self._config = config
+
+    def drop(self, key: str, message: str) -> FrameRun:
+        """Count a dropped frame or input under ``key`` and remember ``message``."""
+        self.stats.error(key, message)
+        return FrameRun(dropped=key, reason=message)
+
+    def run(self, image: ImageFrame, camera: Optional[CameraModel], sweep: Optional[Sweep],
+            lookup: Optional[ExtrinsicLookup] = None, *,
+            prepare: Optional[Callable[[FrameInput], FrameInput]] = None,
+            emit: Optional[Callable[[FrameOutputs, FrameInput, FrameResult], None]] = None,
+            received: Optional[float] = None,
+            timings_ms: Optional[dict[str, float]] = None) -> FrameRun:
+        """Process one frame (see the module docstring for the decisions).
+
+        Parameters
+        ----------
+        image, camera, sweep
+            The decoded image, the current camera model (None: none yet), the chosen sweep.
+        lookup
+            LiDAR->camera transform at the image stamp; None: the ``extrinsic.*`` parameters.
+        prepare
+            Changes the pipeline's input once camera and extrinsic are known (the evaluation
+            keeps held-out LiDAR away from the fit).
+        emit
+            Publishes the outputs (timed as ``publish``).
+        received
+            ``time.perf_counter()`` when the image arrived (``total`` latency); None: now.
+        timings_ms
+            Stages the caller timed (e.g. ``convert``), recorded with the pipeline's.
+        """
+        t_start = time.perf_counter()
+        received = t_start if received is None else received
+        if camera is None:
+            return self.drop(DROPPED_NO_CAMERA_INFO, NO_CAMERA_INFO)
+        cam = camera.camera
+        h, w = image.rgb.shape[:2]
+        if (cam.width, cam.height) != (w, h):
+            cam = cam.resized(w, h)
+        config = self._config
+        lidar, extrinsic, lookup_error = None, config.extrinsic, ''
+        if sweep is None:
+            self.stats.count('frames_without_lidar')
+        else:
+            try:
+                if lookup is not None:
+                    extrinsic = lookup(image.frame_id, sweep.frame_id, image.stamp_ns)
+                lidar = sweep.xyz
+            except Exception as exc:  # tf2's lookup errors have no common base
+                lookup_error = f'no LiDAR->camera transform: {exc}'
+                self.stats.error('frames_without_extrinsic', lookup_error)
+        frame = FrameInput(image.rgb, cam, image.stamp, lidar, extrinsic)
+        if prepare is not None:
+            frame = prepare(frame)
+        try:
+            result = self.pipeline.process(frame, want_points=config.publish.cloud)
+        except DepthNodeError as exc:
+            return self._failed(f'frame dropped: {exc}', frame, lookup_error, False)
+        except Exception as exc:  # keep serving frames; say what broke
+            return self._failed(f'frame dropped by an unexpected error: '
+                                f'{type(exc).__name__}: {exc}', frame, lookup_error, True)
+        t1 = time.perf_counter()
+        outputs = frame_outputs(result.depth, result.points, result.relative, image.rgb, cam,
+                                camera.distortion_model, camera.distortion_count,
+                                config.publish)
+        if emit is not None:
+            emit(outputs, frame, result)
+        t2 = time.perf_counter()
+        timings = dict(result.timings_ms)
+        timings.update(timings_ms or {})
+        timings['publish'] = (t2 - t1) * 1e3
+        timings['total'] = (t2 - received) * 1e3
+        rejected = 0 if result.kept is None else int(result.kept.size - result.kept.sum())
+        self.stats.record_frame(timings, result.fit, result.fit_state, result.fit_age,
+                                result.applied, rejected, result.filter_event)
+        self.stats.count('published' if result.depth is not None else 'published_relative_only')
+        return FrameRun(frame=frame, result=result, outputs=outputs,
+                        extrinsic_error=lookup_error, timings_ms=timings)
+
+    def _failed(self, message: str, frame: FrameInput, lookup_error: str,
+                unexpected: bool) -> FrameRun:
+        run = self.drop(DROPPED_ERROR, message)
+        return replace(run, frame=frame, extrinsic_error=lookup_error, unexpected=unexpected)
+
+
+__all__ = ['add_sweep', 'CameraModel', 'DROPPED_ERROR', 'DROPPED_NO_CAMERA_INFO',
+           'ExtrinsicLookup', 'FrameRun', 'FrameRunner', 'ImageFrame', 'NO_CAMERA_INFO',
+           'RunnerConfig', 'Sweep', 'nearest_sweep', 'TIME_JUMP_S']

@@ -1,0 +1,56 @@
+"""Declaring the parameter table on the node: descriptors (ranges, choices, read-only) and a
+:class:`ConfigError` naming the parameter for what rclpy refuses or does not know."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.node import Node
+
+from depth_node.core.errors import ConfigError
+from depth_node.ros.params import Param, PARAMETERS
+
+#: rclpy's own parameters, which a params file may set besides ours.
+RCLPY_PARAMS = ('use_sim_time', 'start_type_description_service', 'qos_overrides.')
+
+
+def descriptor(p: Param) -> ParameterDescriptor:
+    """The ``ParameterDescriptor`` of one row of the table (``ros2 param describe`` shows it)."""
+    d = ParameterDescriptor(description=p.description, read_only=p.read_only)
+    if p.choices is not None:
+        d.additional_constraints = 'one of: ' + ', '.join(repr(c) for c in p.choices)
+    if p.range is not None and not isinstance(p.default, bool):
+        if isinstance(p.default, int):
+            d.integer_range = [IntegerRange(from_value=int(p.range[0]),
+                                            to_value=int(p.range[1]), step=1)]
+        elif isinstance(p.default, float):
+            d.floating_point_range = [FloatingPointRange(from_value=float(p.range[0]),
+                                                         to_value=float(p.range[1]), step=0.0)]
+    return d
+
+
+def declare_parameters(node: Node) -> dict[str, Any]:
+    """Declare every parameter on ``node``; their values (overrides applied), by name.
+
+    Raises
+    ------
+    ConfigError
+        An override that is not a parameter of the node (a typo), or one rclpy refuses (type,
+        range), naming it.
+    """
+    overrides = getattr(node, '_parameter_overrides', {}) or {}
+    known = {p.name for p in PARAMETERS}
+    for name in sorted(overrides):
+        if name not in known and not name.startswith(RCLPY_PARAMS):
+            raise ConfigError(name, 'is not a parameter of depth_node (typo?)',
+                              overrides[name].value)
+    values = {}
+    for p in PARAMETERS:
+        try:
+            param = node.declare_parameter(p.name, p.default, descriptor(p))
+        except Exception as exc:  # rclpy's range/type exceptions have no common base
+            given = overrides[p.name].value if p.name in overrides else p.default
+            raise ConfigError(p.name, str(exc).strip(), given) from None
+        values[p.name] = param.value
+    return values
