@@ -15,7 +15,8 @@ from depth_node.core.errors import ConfigError, DepthNodeError
 from depth_node.core.lidar import project_points, SparseDepth
 from depth_node.core.local_align import align_local
 from depth_node.core.metrics import depth_metrics
-from depth_node.core.robust import fit_affine_robust, FitConfig, reject_see_through
+from depth_node.core.robust import fit_affine_robust, FitConfig
+from depth_node.core.see_through import reject_see_through
 from depth_node.core.temporal import AffineFilter, FilterConfig
 from depth_node.sim.frames import SimRig
 from depth_node.sim.scene import LidarModel

@@ -34,7 +34,6 @@ from depth_node.core.align import AffineFit, OutputKind
 from depth_node.core.errors import ConfigError, DepthNodeError
 from depth_node.core.fit_data import FitData, strided_subset
 # Re-exported: callers that imported it from here before the split keep working.
-from depth_node.core.see_through import reject_see_through  # noqa: F401
 
 # 1.4826 * MAD estimates the standard deviation of Gaussian residuals.
 _MAD_TO_SIGMA = 1.4826

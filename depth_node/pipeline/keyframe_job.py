@@ -22,12 +22,11 @@ import numpy as np
 
 from depth_node.core.align import AffineFit, apply_affine, OutputKind
 from depth_node.core.errors import ConfigError
-from depth_node.core.lidar import project_points
 from depth_node.core.metrics import depth_metrics
-from depth_node.core.robust import reject_see_through
 from depth_node.estimators.base import (check_input_image, check_prediction, Estimator,
                                         EstimatorConfig)
 from depth_node.estimators.registry import build_estimator
+from depth_node.pipeline.alignment import align_to_lidar
 from depth_node.pipeline.frame import FrameInput, PipelineConfig
 
 __all__ = ['KeyframeConfig', 'KeyframeResult', 'TeacherSpec', 'build_teacher', 'cross_check',
@@ -211,15 +210,11 @@ def process_keyframe(teacher: Estimator, frame: FrameInput,
     elif frame.lidar is None:
         fit = AffineFit.refused(space, 0, 'no LiDAR sweep with the keyframe')
     else:
-        sparse = project_points(frame.lidar, frame.camera, frame.lidar_to_camera,
-                                align.lidar_min_depth, align.lidar_max_depth)
-        pixels = sparse.count
-        if align.see_through:
-            sparse = sparse.subset(reject_see_through(
-                sparse, align.see_through_window, align.see_through_gap,
-                focal_px=frame.camera.fy))
-        kept_count = sparse.count
-        fit = align.robust_config().fit(sparse.sample(pred), sparse.z, space)
+        # The real-time path's projection and see-through test; the teacher's fit is always
+        # the robust one, whatever fit.method the real-time path uses.
+        support, fit = align_to_lidar(pred, frame.lidar, frame.camera, frame.lidar_to_camera,
+                                      space, align, method='robust')
+        pixels, kept_count = support.sparse.count, support.used.count
     depth = metric_unc = None
     check, check_pixels = float('nan'), 0
     if fit.ok:
