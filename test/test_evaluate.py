@@ -588,9 +588,6 @@ def test_frames_without_extrinsic_are_counted_as_the_node_counts_them(tmp_path, 
     assert values['last_error'].startswith('no LiDAR->camera transform')
 
 
-@pytest.mark.xfail(strict=True, reason='DriveReader gives a frame the first camera_info after '
-                   'it when none came before; the node drops such a frame (no camera_info '
-                   'received yet): helper 1 / the reader should pair camera_info as the node')
 def test_frames_before_the_first_camera_info_are_dropped_as_the_node_does(tmp_path, frames_dir):
     from rosbags.rosbag2 import Writer
     late = tmp_path / 'late_info'  # the sample bag, camera_info only from the 4th frame on

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections import Counter
 import sys
 import time
 from pathlib import Path
@@ -136,6 +137,7 @@ class BagEvaluation:
         first_stamp: Optional[float] = None
         sweeps_seen: set[int] = set()
         skipped = 0
+        counted: Counter[str] = Counter()
         try:
             while not (opts.max_frames and len(result.records) >= opts.max_frames):
                 t0 = time.perf_counter()
@@ -146,6 +148,10 @@ class BagEvaluation:
                     stats.count('frames_in')
                     stats.error('malformed_image', 'image dropped: see the issues')
                 skipped = reader.skipped_images
+                for key, n in reader.malformed.items():  # clouds, camera_infos dropped
+                    for _ in range(n - counted[key]):
+                        stats.error(key, f'{key}: see the issues')
+                    counted[key] = n
                 if frame is None:
                     break
                 stats.count('frames_in')

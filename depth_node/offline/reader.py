@@ -29,16 +29,15 @@ from depth_node.offline.drive_bag import DriveTopics, typestore
 from depth_node.offline.records import BagIssue, BagMessage, BagReadError, DriveFrame
 from depth_node.offline.recovery import declared_topics, mcap_files, McapRecovery
 from depth_node.offline.tf_tree import StaticTree
+from depth_node.pipeline.runner import add_sweep, nearest_sweep
 
 
 @dataclass
 class _Held:
-    """A decoded message waiting in a cache, and (once asked for) what it decodes to."""
+    """A deserialised message waiting in a cache until a frame asks for it."""
 
     message: BagMessage
     msg: Any
-    value: Any = None
-    tried: bool = False
 
 
 @dataclass(frozen=True)
@@ -55,9 +54,14 @@ class DriveReader:
     Bounded memory on long bags, configurable matching, Image or CompressedImage cameras, and
     damaged bags are read as far as they can be, with every problem in :attr:`issues`.
 
-    Matching, per camera frame (header stamps): the camera_info is the latest at or before the
-    image (else the first after it); the LiDAR sweep is the one nearest in stamp within
-    ``lidar_tolerance`` s (the node's ``lidar.max_age``); ground-truth depth the one within
+    Matching, per camera frame (header stamps), by the node's rules: the camera_info is the
+    latest at or before the image, else the first after it within ``lidar_tolerance`` (the
+    node drops a frame that comes before any camera_info); the LiDAR sweep is the one nearest
+    in stamp within ``lidar_tolerance`` s (the node's ``lidar.max_age``,
+    :func:`~depth_node.pipeline.runner.nearest_sweep`) among the sweeps that decode (a
+    malformed cloud is reported and never chosen, as the node drops it on arrival; a jump back
+    in time clears the sweeps held, :func:`~depth_node.pipeline.runner.add_sweep`);
+    ground-truth depth the one within
     ``depth_tolerance`` s. A frame is assembled once the bag has moved ``lookahead`` s (bag
     time) past its image, so sweeps and ground truth recorded a little later still match; at
     most ``max_buffered`` sweeps / depth images / camera_infos wait. ``lidar_to_camera`` comes
@@ -84,7 +88,10 @@ class DriveReader:
         self._types: Any = None  # the bag's type store, once reading has started
         self._held: Any = None  # an open AnyReader handed from the pre-pass to the main pass
         self._infos: StampedCache[_Info] = StampedCache(self.max_buffered)
-        self._sweeps: StampedCache[_Held] = StampedCache(self.max_buffered)
+        self._sweeps: StampedCache[tuple[str, np.ndarray, Optional[np.ndarray]]] = \
+            StampedCache(self.max_buffered)
+        #: Inputs dropped because they do not decode (the node's diagnostics counter names).
+        self.malformed: Counter[str] = Counter()
         self._depths: StampedCache[_Held] = StampedCache(self.max_buffered)
         self._once: set[str] = set()
 
@@ -212,7 +219,7 @@ class DriveReader:
             elif m.topic == t.camera_info:
                 self._add_info(m, msg)
             elif m.topic == t.points:
-                self._sweeps.add(stamp_ns(msg), _Held(m, msg))
+                self._add_sweep(m, msg)
             elif m.topic == t.depth:
                 self._depths.add(stamp_ns(msg), _Held(m, msg))
             elif m.topic == t.tf_static:
@@ -245,27 +252,26 @@ class DriveReader:
         try:
             camera = camera_info_to_camera(msg)
         except MessageError as exc:
+            self.malformed['malformed_camera_info'] += 1
             self._issue(m.topic, f'camera_info at log time {m.log_ns * 1e-9:.3f} s is '
                                  f'invalid ({exc}); skipped')
             return
         self._infos.add(stamp_ns(msg), _Info(frame_id(msg), camera, str(msg.distortion_model),
                                              len(msg.d)))
 
+    def _add_sweep(self, m: BagMessage, msg: Any) -> None:
+        """Decode a sweep on arrival (as the node does) and cache it; report a bad one."""
+        try:
+            xyz, values = pointcloud2_to_arrays(msg, ('intensity',))
+        except MessageError as exc:
+            self.malformed['malformed_points'] += 1
+            self._issue(m.topic, f'cloud at log time {m.log_ns * 1e-9:.3f} s: {exc}; skipped')
+            return
+        add_sweep(self._sweeps, stamp_ns(msg), (frame_id(msg), xyz, values.get('intensity')))
+
     def _sweep(self, s: int) -> Optional[tuple[int, str, np.ndarray, Optional[np.ndarray]]]:
-        got = self._sweeps.nearest(s, self.tol_ns)
-        if got is None:
-            return None
-        key, held = got
-        if not held.tried:
-            held.tried = True
-            try:
-                xyz, values = pointcloud2_to_arrays(held.msg, ('intensity',))
-                held.value = (frame_id(held.msg), xyz, values.get('intensity'))
-            except MessageError as exc:
-                self._issue(held.message.topic, f'cloud at log time '
-                                                f'{held.message.log_ns * 1e-9:.3f} s: {exc}; '
-                                                'skipped')
-        return None if held.value is None else (key, *held.value)
+        got = nearest_sweep(self._sweeps, s, self.tol_ns * 1e-9)
+        return None if got is None else (got[0], *got[1])
 
     def _depth(self, s: int) -> Optional[np.ndarray]:
         got = self._depths.nearest(s, self.depth_tol_ns)
@@ -287,7 +293,11 @@ class DriveReader:
             return None
         s = stamp_ns(msg)
         camera_frame = frame_id(msg)
-        got = self._infos.before(s) or self._infos.after(s)
+        got = self._infos.before(s)
+        if got is None:  # a camera_info stamped just after the image, as the node would wait
+            got = self._infos.after(s)
+            if got is not None and got[0] - s > self.tol_ns:
+                got = None
         info = None if got is None else got[1]
         sweep = self._sweep(s)
         depth = self._depth(s)
