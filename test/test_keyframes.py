@@ -484,19 +484,3 @@ def test_submit_never_waits_for_a_busy_process_teacher():
     assert max(times) < 2.0 and sum(times) < 5.0
     assert replaced == [False] + [True] * 49
     assert stats.busy and stats.waiting and stats.replaced == 49
-
-
-def test_benchmark_runs_and_reports_ratios(scene):
-    pytest.importorskip('torch')
-    from depth_node.bench.keyframes import format_table, parse_config, run
-
-    rig, frame = scene
-    factory = functools.partial(AffineOracleTeacher, frame.depth, SCALE, SHIFT, None, 0.01)
-    report = run([parse_config('thread:1:0')], 'array', factory, 'oracle stub', frames=6,
-                 blocks=1, rate=0.0, width=320, height=240, warmup=1)
-    (row,) = report['rows']
-    assert row['off']['n'] == row['on']['n'] == 6 and row['keyframes'] >= 1
-    assert row['ratio_p50'] > 0 and row['failed'] == 0
-    assert 'thread' in format_table(report)
-    with pytest.raises(ConfigError):
-        parse_config('fork:1')

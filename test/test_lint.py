@@ -36,28 +36,18 @@ def test_layers_import_only_layers_above():
              'training': 6, 'ros': 7, 'testing': 8, 'bench': 9, 'cli': 10}
     bad = []
     for layer, rank in order.items():
-        folder = os.path.join(ROOT, 'depth_node', layer)
-        for name in os.listdir(folder):
-            if not name.endswith('.py'):
-                continue
-            with open(os.path.join(folder, name)) as f:
-                tree = ast.parse(f.read())
-            for node in ast.walk(tree):
-                mods = []
-                if isinstance(node, ast.Import):
-                    mods = [a.name for a in node.names]
-                elif isinstance(node, ast.ImportFrom) and node.module:
-                    mods = [node.module]
-                for mod in mods:
-                    parts = mod.split('.')
-                    if parts[0] == 'depth_node' and len(parts) > 1 and parts[1] in order \
-                            and order[parts[1]] > rank:
-                        bad.append(f'{layer}/{name} imports {mod}')
-                    if parts[0] in ('rclpy', 'sensor_msgs', 'std_msgs', 'diagnostic_msgs',
-                                    'rcl_interfaces') and layer != 'ros':
-                        bad.append(f'{layer}/{name} imports {mod}')
-                    if parts[0] in ('torch', 'transformers') and rank <= 1:
-                        bad.append(f'{layer}/{name} imports {mod}')
+        for path in _modules(os.path.join(ROOT, 'depth_node', layer)):
+            name = os.path.relpath(path, os.path.join(ROOT, 'depth_node', layer))
+            for mod in _imports(path):
+                parts = mod.split('.')
+                if parts[0] == 'depth_node' and len(parts) > 1 and parts[1] in order \
+                        and order[parts[1]] > rank:
+                    bad.append(f'{layer}/{name} imports {mod}')
+                if parts[0] in ('rclpy', 'sensor_msgs', 'std_msgs', 'diagnostic_msgs',
+                                'rcl_interfaces') and layer != 'ros':
+                    bad.append(f'{layer}/{name} imports {mod}')
+                if parts[0] in ('torch', 'transformers') and rank <= 1:
+                    bad.append(f'{layer}/{name} imports {mod}')
     assert not bad, bad
 
 
@@ -87,19 +77,28 @@ def test_ros_harness_is_used_only_by_harness_layers():
     tools = ('depth_node.ros.player', 'depth_node.ros.transport_check', 'depth_node.ros.recorder')
     harness = ('testing', 'bench', 'cli')
     bad = []
-    for folder, _, files in os.walk(os.path.join(ROOT, 'depth_node')):
-        layer = os.path.relpath(folder, os.path.join(ROOT, 'depth_node')).split(os.sep)[0]
-        for name in files:
-            if not name.endswith('.py') or layer in harness:
-                continue
-            path = os.path.join(folder, name)
-            with open(path) as f:
-                tree = ast.parse(f.read())
-            for node in ast.walk(tree):
-                mods = []
-                if isinstance(node, ast.Import):
-                    mods = [a.name for a in node.names]
-                elif isinstance(node, ast.ImportFrom) and node.module:
-                    mods = [node.module]
-                bad += [f'{os.path.relpath(path, ROOT)} imports {m}' for m in mods if m in tools]
+    for path in _modules(os.path.join(ROOT, 'depth_node')):
+        layer = os.path.relpath(path, os.path.join(ROOT, 'depth_node')).split(os.sep)[0]
+        if layer not in harness:
+            bad += [f'{os.path.relpath(path, ROOT)} imports {m}' for m in _imports(path)
+                    if m in tools]
     assert not bad, bad
+
+
+def _modules(folder):
+    """Every .py file under ``folder`` (sub-packages included)."""
+    for here, _, files in os.walk(folder):
+        yield from (os.path.join(here, n) for n in sorted(files) if n.endswith('.py'))
+
+
+def _imports(path):
+    """Names of the modules a file imports (``import a.b``, ``from a.b import c``: 'a.b')."""
+    with open(path) as f:
+        tree = ast.parse(f.read())
+    mods = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            mods += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            mods.append(node.module)
+    return mods

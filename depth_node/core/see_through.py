@@ -66,8 +66,8 @@ def reject_see_through(sparse: SparseDepth, window: int = 7, rel_gap: float = 0.
     Notes
     -----
     Cost is a few 3x3 erosions of a float image over the rows the points cover (a min-filter
-    of growing radius, so that each radius gets its own allowance): about 1 ms for 25k points
-    at 640x480.
+    of growing radius, so that each radius gets its own allowance); ``benchmark pipeline``
+    times it (docs/benchmarks.md).
     """
     if window < 3 or window % 2 != 1:
         raise DepthNodeError(f'window must be an odd number >= 3, got {window}')

@@ -41,8 +41,8 @@ resampled bicubically, and the two implementations do it differently:
 * transformers 5: ``interpolate(size=(h // 14, w // 14))``.
 
 The predictions then differ - for every non-square camera image and every ``input_size`` other
-than 518 - by a per-cent-level amount (with the random ViT-S weights of the tests: 2-3.5 % of
-the maximum at worst, 0.4-0.9 % on average). This module reproduces the official
+than 518 - by a per-cent-level amount (docs/benchmarks.md quotes what the tests measure with
+random ViT-S weights). This module reproduces the official
 behaviour by default (``pos_embed_interpolation='official'``) by swapping the class of the
 backbone's embeddings module for a subclass whose ``interpolate_pos_encoding`` follows the
 official formula; weights and every other layer are untouched. The official numbers are the
@@ -59,12 +59,10 @@ import logging
 import os
 from typing import Union
 
-import numpy as np
-
 from depth_node.core.align import OutputKind, OutputSpec
 from depth_node.core.errors import ConfigError, DepthNodeError
 from depth_node.estimators.base import EstimatorConfig, model_input_size, resolve_torch_device
-from depth_node.estimators.preprocess import (DepthAnythingPredictor,
+from depth_node.estimators.preprocess import (check_input_size, DepthAnythingPredictor,
                                               interpolate_pos_embed_official,
                                               network_input_size, PATCH_SIZE)
 
@@ -242,10 +240,7 @@ class DepthAnythingEstimator(DepthAnythingPredictor):
     def __init__(self, model_path: Union[str, os.PathLike], encoder: str = '',
                  input_size: int = 518, device: str = 'cpu', precision: str = 'fp32',
                  pos_embed_interpolation: str = 'official') -> None:
-        if isinstance(input_size, bool) or not isinstance(input_size, (int, np.integer)) \
-                or input_size < PATCH_SIZE:
-            raise ConfigError('estimator.input_size', f'must be an integer >= {PATCH_SIZE} '
-                              'pixels', input_size)
+        input_size = check_input_size(input_size)
         if precision not in _PRECISIONS:
             raise ConfigError('estimator.precision', 'must be one of ' + ', '.join(_PRECISIONS),
                               precision)

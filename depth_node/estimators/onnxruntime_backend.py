@@ -29,7 +29,7 @@ import numpy as np
 
 from depth_node.core.errors import ConfigError, DepthNodeError
 from depth_node.estimators.onnx_model import is_onnx_path, OnnxModelInfo
-from depth_node.estimators.preprocess import DepthAnythingPredictor, PATCH_SIZE
+from depth_node.estimators.preprocess import check_input_size, DepthAnythingPredictor
 
 try:
     import onnxruntime as ort
@@ -120,10 +120,7 @@ class OnnxRuntimeEstimator(DepthAnythingPredictor):
                               'file (export one with export_onnx)', path)
         if not os.path.isfile(path):
             raise ConfigError('estimator.model_path', 'does not exist', path)
-        if isinstance(input_size, bool) or not isinstance(input_size, (int, np.integer)) \
-                or input_size < PATCH_SIZE:
-            raise ConfigError('estimator.input_size', f'must be an integer >= {PATCH_SIZE} '
-                              'pixels', input_size)
+        input_size = check_input_size(input_size)
         if precision not in _PRECISIONS:
             raise ConfigError('estimator.precision', 'must be one of ' + ', '.join(_PRECISIONS),
                               precision)

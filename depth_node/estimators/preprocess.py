@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from depth_node.core.errors import DepthNodeError
+from depth_node.core.errors import ConfigError, DepthNodeError
 from depth_node.estimators.base import check_input_image, check_prediction
 
 __all__ = ['DepthAnythingPredictor', 'IMAGENET_MEAN', 'IMAGENET_STD', 'PATCH_SIZE',
@@ -41,6 +41,15 @@ PATCH_SIZE = 14
 #: ImageNet statistics, as the official transform uses them (RGB order).
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])
 IMAGENET_STD = np.array([0.229, 0.224, 0.225])
+
+
+def check_input_size(input_size: object) -> int:
+    """``estimator.input_size`` as an int; :class:`ConfigError` unless an integer >= 14 px."""
+    if isinstance(input_size, bool) or not isinstance(input_size, (int, np.integer)) \
+            or input_size < PATCH_SIZE:
+        raise ConfigError('estimator.input_size', f'must be an integer >= {PATCH_SIZE} '
+                          'pixels', input_size)
+    return int(input_size)
 
 
 def network_input_size(height: int, width: int, input_size: int = 518,
