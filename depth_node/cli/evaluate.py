@@ -19,13 +19,13 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 from depth_node.core.errors import ConfigError, DepthNodeError
 from depth_node.offline.drive_bag import DriveTopics, STORAGES
 from depth_node.offline.records import BagReadError
-from depth_node.offline.evaluate import (BagEvaluation, EvaluationOptions, EvaluationResult,
-                                         EXTRINSIC_SOURCES, GROUND_TRUTHS, NodeSettings)
+from depth_node.offline.evaluate import (BagEvaluation, EvaluationOptions, EXTRINSIC_SOURCES,
+                                         GROUND_TRUTHS, NodeSettings)
 
 
 def _parse(argv: Optional[list[str]]) -> argparse.Namespace:
@@ -85,35 +85,18 @@ def _parse(argv: Optional[list[str]]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _values(args: argparse.Namespace) -> dict[str, Any]:
-    """Parameter values as the node would get them: params file, then the overrides."""
-    import yaml
-
-    from depth_node.ros.param_files import load_params_file
-
-    values = load_params_file(args.params_file, args.node_name) if args.params_file else {}
-    for item in args.param:
-        name, sep, raw = item.partition(':=')
-        if not sep or not name:
-            raise ConfigError('--param', "must be NAME:=VALUE", item)
-        values[name.strip()] = yaml.safe_load(raw)
-    if args.model is not None:
-        values['estimator.model_path'] = os.path.abspath(os.path.expanduser(args.model))
-    if args.estimator is not None:
-        values['estimator.type'] = args.estimator
-    if args.estimator_options is not None:
-        values['estimator.options'] = args.estimator_options
-    if args.device is not None:
-        values['estimator.device'] = args.device
-    return values
-
-
 def build(args: argparse.Namespace) -> BagEvaluation:
     """The evaluation the arguments describe; ConfigError names what is wrong."""
     from depth_node.estimators import build_estimator
+    from depth_node.ros.param_files import node_values
     from depth_node.ros.params import build_config
 
-    config = build_config(_values(args))
+    overrides = {'estimator.model_path': (os.path.abspath(os.path.expanduser(args.model))
+                                          if args.model is not None else None),
+                 'estimator.type': args.estimator, 'estimator.options': args.estimator_options,
+                 'estimator.device': args.device}
+    config = build_config(node_values(args.params_file, args.node_name, args.param,
+                                      {k: v for k, v in overrides.items() if v is not None}))
     topics = DriveTopics(image=args.image, camera_info=args.camera_info, depth=args.gt_depth,
                          points=args.points, tf_static=args.tf_static)
     options = EvaluationOptions(
@@ -131,28 +114,6 @@ def build(args: argparse.Namespace) -> BagEvaluation:
     return BagEvaluation(args.bag, estimator, NodeSettings.from_node_config(config), options,
                          output_bag=args.output_bag, output_storage=args.output_storage,
                          output_namespace=args.output_namespace)
-
-
-def _print_summary(result: EvaluationResult, summary: dict[str, Any], out: str) -> None:
-    f, m, th = summary['frames'], summary['metrics'], summary['throughput']
-
-    def num(v: Any, fmt: str = '.4f') -> str:
-        return '-' if v is None else format(v, fmt)
-
-    print(f"{result.bag}: {f['processed']} frames, {f['with_metric_depth']} with metric depth, "
-          f"{f['evaluated']} scored against {result.ground_truth} ground truth "
-          f'(estimator {result.estimator})')
-    print(f"  AbsRel {num(m['abs_rel'])}  SqRel {num(m['sq_rel'])}  RMSE {num(m['rmse'], '.3f')} m"
-          f"  RMSE log {num(m['rmse_log'])}  d1 {num(m['delta1'])}  d2 {num(m['delta2'])}  "
-          f"d3 {num(m['delta3'])}  ({m['valid']} px)")
-    for label, mb in summary['metrics_by_depth'].items():
-        print(f"  {label:>7} m: AbsRel {num(mb['abs_rel'])}  RMSE {num(mb['rmse'], '.3f')} m  "
-              f"d1 {num(mb['delta1'])}  ({mb['valid']} px)")
-    print(f"  {th['frames_per_s']:.2f} frames/s; model {th['model_share']:.0%} of the time, "
-          f"outside it {th['outside_model_share']:.0%}")
-    if result.output_bag:
-        print(f'  output bag: {result.output_bag}')
-    print(f'  report: {os.path.join(out, "index.html")}')
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -173,7 +134,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     except (BagReadError, DepthNodeError) as exc:
         print(f'evaluate: {exc}', file=sys.stderr)
         return 1
-    from depth_node.offline.report import write_report
+    from depth_node.offline.report import summary_lines, write_report
     try:
         write_report(result, args.out, plots=not args.no_plots)
     except KeyboardInterrupt:  # a second Ctrl-C while writing: still say where things are
@@ -183,7 +144,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     for issue in result.issues:
         print(f'evaluate: {issue}', file=sys.stderr)
     if not args.quiet:
-        _print_summary(result, summary, args.out)
+        print('\n'.join(summary_lines(result, summary, args.out)))
     if result.interrupted:
         print(f'evaluate: interrupted after {result.frames} frames; report written to '
               f'{args.out}', file=sys.stderr)

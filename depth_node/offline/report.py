@@ -358,3 +358,27 @@ def load_summary(out: str | Path) -> Optional[dict[str, Any]]:
     """``summary.json`` of a report folder, or None."""
     p = Path(out) / 'summary.json'
     return json.loads(p.read_text()) if p.is_file() else None
+
+
+def summary_lines(result: EvaluationResult, summary: dict[str, Any], out: str | Path) -> list[str]:
+    """The short text summary ``evaluate`` prints: overall, per depth bin, throughput."""
+    f, m, th = summary['frames'], summary['metrics'], summary['throughput']
+
+    def num(v: Any, fmt: str = '.4f') -> str:
+        return '-' if v is None else format(v, fmt)
+
+    lines = [f"{result.bag}: {f['processed']} frames, {f['with_metric_depth']} with metric "
+             f"depth, {f['evaluated']} scored against {result.ground_truth} ground truth "
+             f'(estimator {result.estimator})',
+             f"  AbsRel {num(m['abs_rel'])}  SqRel {num(m['sq_rel'])}  RMSE "
+             f"{num(m['rmse'], '.3f')} m  RMSE log {num(m['rmse_log'])}  d1 {num(m['delta1'])}  "
+             f"d2 {num(m['delta2'])}  d3 {num(m['delta3'])}  ({m['valid']} px)"]
+    for label, mb in summary['metrics_by_depth'].items():
+        lines.append(f"  {label:>7} m: AbsRel {num(mb['abs_rel'])}  RMSE {num(mb['rmse'], '.3f')}"
+                     f" m  d1 {num(mb['delta1'])}  ({mb['valid']} px)")
+    lines.append(f"  {th['frames_per_s']:.2f} frames/s; model {th['model_share']:.0%} of the "
+                 f"time, outside it {th['outside_model_share']:.0%}")
+    if result.output_bag:
+        lines.append(f'  output bag: {result.output_bag}')
+    lines.append(f'  report: {Path(out) / "index.html"}')
+    return lines

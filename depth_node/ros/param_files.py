@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, Sequence
+
+import yaml
 
 from depth_node.core.errors import ConfigError
 from depth_node.ros.declare import RCLPY_PARAMS
@@ -34,7 +36,6 @@ def load_params_file(path: str | Path, node_name: str = 'depth_node') -> dict[st
         The file is not YAML, has no section for the node, or a section has no
         ``ros__parameters`` mapping (the message names the file).
     """
-    import yaml
 
     p = Path(path)
     try:
@@ -60,6 +61,27 @@ def load_params_file(path: str | Path, node_name: str = 'depth_node') -> dict[st
         raise ConfigError('--params-file', f'has no section for node {node_name!r} (sections: '
                           f'{", ".join(map(str, doc))}; use /** or {node_name})', str(p))
     return {k: v for k, v in values.items() if not k.startswith(RCLPY_PARAMS)}
+
+
+def node_values(params_file: Optional[str | Path], node_name: str = 'depth_node',
+                overrides: Sequence[str] = (), values: Optional[dict[str, Any]] = None
+                ) -> dict[str, Any]:
+    """Parameter values as the node would get them: the params file, then ``NAME:=VALUE``
+    overrides (values in YAML, as ``ros2 run ... -p``), then ``values`` (already typed).
+
+    Raises
+    ------
+    ConfigError
+        An unreadable params file, or an override that is not ``NAME:=VALUE`` (``--param``).
+    """
+    out = load_params_file(params_file, node_name) if params_file else {}
+    for item in overrides:
+        name, sep, raw = item.partition(':=')
+        if not sep or not name.strip():
+            raise ConfigError('--param', 'must be NAME:=VALUE', item)
+        out[name.strip()] = yaml.safe_load(raw)
+    out.update(values or {})
+    return out
 
 
 def _flatten(tree: dict, prefix: str, out: dict[str, Any], path: str) -> None:
