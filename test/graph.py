@@ -15,16 +15,13 @@ ENV = private_graph_env(int(os.environ['DEPTH_NODE_TEST_DOMAIN'])
                         if 'DEPTH_NODE_TEST_DOMAIN' in os.environ else None)
 os.environ.update(ENV)
 
-import threading  # noqa: E402
 
-import rclpy  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 
 from depth_node.messages.readers import stamp_ns  # noqa: E402
-from depth_node.ros.player import GraphClient  # noqa: E402
+from depth_node.ros.player import GraphClient, SpunNode  # noqa: E402
 
 
 def start_node(tmp_path, params: dict) -> NodeProcess:
@@ -38,7 +35,7 @@ def client(name: str) -> GraphClient:
     return c
 
 
-class ReliableFeeder:
+class ReliableFeeder(SpunNode):
     """Reliable publishers of the node's inputs, reliable recorders of its outputs (by stamp).
 
     For lock-step tests with ``qos.sensor_data: false``: nothing is lost on the way.
@@ -48,16 +45,13 @@ class ReliableFeeder:
            'depth/colored': Image, 'depth/relative': Image}
 
     def __init__(self, name: str) -> None:
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node(name, context=self.context)
+        super().__init__(name)
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
                          reliability=ReliabilityPolicy.RELIABLE)
         self.pubs = {'image': self.node.create_publisher(Image, 'image', qos),
                      'camera_info': self.node.create_publisher(CameraInfo, 'camera_info', qos),
                      'points': self.node.create_publisher(PointCloud2, 'points', qos)}
         self.got = {t: {} for t in self.OUT}
-        self._lock = threading.Lock()
         for topic, kind in self.OUT.items():
             def cb(msg, topic=topic):
                 with self._lock:
@@ -71,17 +65,7 @@ class ReliableFeeder:
                     with self._lock:
                         self.diagnostics.append({kv.key: kv.value for kv in st.values})
         self.node.create_subscription(DiagnosticArray, '/diagnostics', on_diag, 50)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        while self.context.ok():
-            try:
-                self.executor.spin_once(timeout_sec=0.05)
-            except Exception:  # shut down while spinning
-                return
+        self.start()
 
     def connected(self) -> bool:
         return all(p.get_subscription_count() > 0 for p in self.pubs.values())
@@ -93,10 +77,3 @@ class ReliableFeeder:
     def latest_diagnostics(self) -> dict[str, str]:
         with self._lock:
             return dict(self.diagnostics[-1]) if self.diagnostics else {}
-
-    def close(self) -> None:
-        try:
-            self.node.destroy_node()
-        finally:
-            rclpy.try_shutdown(context=self.context)
-            self._thread.join(timeout=5)

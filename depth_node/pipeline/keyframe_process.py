@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import sys
 import threading
+import time
 import traceback
 import weakref
 from concurrent.futures.process import BrokenProcessPool
@@ -161,8 +162,14 @@ class TeacherProcess:
         for it to end; None while it runs."""
         if not self._children:
             return None
-        self._children[0].join(timeout)
-        return self._children[0].exitcode
+        child = self._children[0]
+        deadline = time.monotonic() + timeout
+        child.join(timeout)
+        # The executor's own thread reaps a dead child too: when its waitpid wins, ours fails
+        # (ECHILD) and the code is only there once that thread has stored it. Poll for it.
+        while child.exitcode is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return child.exitcode
 
     def stop(self, timeout: float) -> bool:
         """Let the child exit within ``timeout`` s (after its running call), else terminate it.

@@ -79,24 +79,24 @@ def encode_rgb(rgb: np.ndarray, encoding: str) -> np.ndarray:
     raise ValueError(f'encode_rgb: unsupported encoding {encoding!r}')
 
 
-class GraphClient:
-    """A node of its own context that publishes inputs and records outputs, spun in a thread."""
+class SpunNode:
+    """A node in a context of its own, spun by a thread of its own until :meth:`close`.
 
-    def __init__(self, name: str, camera_frame: str = 'camera_optical',
-                 lidar_frame: str = 'lidar') -> None:
+    Subclasses create their publishers and subscriptions after ``super().__init__`` and then
+    call :meth:`start`.
+    """
+
+    def __init__(self, name: str) -> None:
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node(name, context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
-        self.camera_frame, self.lidar_frame = camera_frame, lidar_frame
-        qos = qos_profile_sensor_data
-        self.image_pub = self.node.create_publisher(Image, 'image', qos)
-        self.info_pub = self.node.create_publisher(CameraInfo, 'camera_info', qos)
-        self.points_pub = self.node.create_publisher(PointCloud2, 'points', qos)
-        self.received: dict[str, list[tuple[float, Any]]] = {}
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._spin, daemon=True)
+
+    def start(self) -> None:
+        """Start spinning (callbacks run on the thread from now on)."""
         self._thread.start()
 
     def _spin(self) -> None:
@@ -105,6 +105,30 @@ class GraphClient:
                 self.executor.spin_once(timeout_sec=0.05)
             except Exception:  # the context was shut down while spinning
                 return
+
+    def close(self) -> None:
+        """Destroy the node, shut its context down and join the thread."""
+        try:
+            self.node.destroy_node()
+        finally:
+            rclpy.try_shutdown(context=self.context)
+            if self._thread.is_alive():
+                self._thread.join(timeout=5)
+
+
+class GraphClient(SpunNode):
+    """A node of its own context that publishes inputs and records outputs, spun in a thread."""
+
+    def __init__(self, name: str, camera_frame: str = 'camera_optical',
+                 lidar_frame: str = 'lidar') -> None:
+        super().__init__(name)
+        self.camera_frame, self.lidar_frame = camera_frame, lidar_frame
+        qos = qos_profile_sensor_data
+        self.image_pub = self.node.create_publisher(Image, 'image', qos)
+        self.info_pub = self.node.create_publisher(CameraInfo, 'camera_info', qos)
+        self.points_pub = self.node.create_publisher(PointCloud2, 'points', qos)
+        self.received: dict[str, list[tuple[float, Any]]] = {}
+        self.start()
 
     def record(self, topics: dict[str, Any] = OUTPUTS) -> None:
         """Subscribe (reliable, depth 10) to ``topics`` and keep every message with its time."""
@@ -153,13 +177,6 @@ class GraphClient:
                 if 'depth_node' in st.name:
                     return {kv.key: kv.value for kv in st.values}
         return {}
-
-    def close(self) -> None:
-        try:
-            self.node.destroy_node()
-        finally:
-            rclpy.try_shutdown(context=self.context)
-            self._thread.join(timeout=5)
 
 
 def wait_until(cond: Callable[[], bool], timeout: float,
