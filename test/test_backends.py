@@ -38,6 +38,7 @@ from depth_node.estimators.onnx_model import (  # noqa: E402
     onnx_digest, OnnxModelInfo, read_onnx_info)
 from depth_node.estimators.onnxruntime_backend import (  # noqa: E402
     default_providers, OnnxRuntimeEstimator)
+from depth_node.testing.official import scene_image  # noqa: E402
 from depth_node.estimators.registry import registered  # noqa: E402
 from depth_node.estimators.preprocess import network_input_size, preprocess_on_device  # noqa
 from depth_node.estimators.tensorrt_backend import tensorrt_missing, TensorRTEstimator  # noqa
@@ -48,14 +49,6 @@ from onnx_models import tiny_folder, tiny_onnx  # noqa: E402  (test/ is on sys.p
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGE_SIZES = [(480, 640), (518, 518), (300, 700)]
-
-
-def _image(height: int, width: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width] / max(height, width)
-    base = np.stack([np.sin(6 * xx + 1), np.cos(5 * yy), np.sin(4 * (xx + yy))], axis=-1)
-    return np.clip(127.5 + 90 * base + rng.normal(0, 20, (height, width, 3)), 0,
-                   255).astype(np.uint8)
 
 
 def _max_rel(got: np.ndarray, expected: np.ndarray) -> float:
@@ -88,7 +81,7 @@ def ort_estimator(dynamic_onnx):
 
 @pytest.mark.parametrize('size', IMAGE_SIZES, ids=lambda s: f'{s[1]}x{s[0]}')
 def test_onnxruntime_predicts_what_torch_predicts(torch_estimator, ort_estimator, size):
-    rgb = _image(*size, seed=size[0])
+    rgb = scene_image(*size, seed=size[0])
     got = ort_estimator.predict(rgb)
     assert got.shape == size and got.dtype == np.float32
     assert _max_rel(got, torch_estimator.predict(rgb)) <= 1e-4
@@ -98,7 +91,7 @@ def test_onnxruntime_shares_the_torch_estimators_processing(torch_estimator, ort
     # The same functions, not copies: a change to the official pre-processing reaches both.
     assert OnnxRuntimeEstimator.preprocess is DepthAnythingEstimator.preprocess
     assert OnnxRuntimeEstimator.predict is DepthAnythingEstimator.predict
-    rgb = _image(300, 400)
+    rgb = scene_image(300, 400)
     assert torch.equal(ort_estimator.preprocess(rgb), torch_estimator.preprocess(rgb))
     assert ort_estimator.output == torch_estimator.output == OutputSpec(OutputKind.DISPARITY)
     assert ort_estimator.providers == ['CPUExecutionProvider']
@@ -126,7 +119,7 @@ def test_onnxruntime_backend_runs_without_transformers(dynamic_onnx, ort_estimat
     """An ONNX deployment needs no transformers: the ONNX Runtime backend imports and predicts
     (and the TensorRT backend imports) in a fresh interpreter where importing transformers
     fails, with the same numbers as in this one."""
-    rgb = _image(300, 400, seed=7)
+    rgb = scene_image(300, 400, seed=7)
     np.save(tmp_path / 'rgb.npy', rgb)
     out = subprocess.run([sys.executable, '-c', _WITHOUT_TRANSFORMERS, str(dynamic_onnx),
                           str(tmp_path / 'rgb.npy'), str(tmp_path / 'pred.npy')],
@@ -143,7 +136,7 @@ def test_onnxruntime_metric_model_predicts_metric_depth(tmp_path_factory):
     est = OnnxRuntimeEstimator(path, input_size=266)
     assert est.output == OutputSpec(OutputKind.DEPTH, metric=True)
     reference = DepthAnythingEstimator(tiny_folder(tmp_path_factory, 'metric'), input_size=266)
-    rgb = _image(300, 400)  # -> network 266 x 350
+    rgb = scene_image(300, 400)  # -> network 266 x 350
     got = est.predict(rgb)
     assert _max_rel(got, reference.predict(rgb)) <= 1e-4
     assert (got > 0).all() and (got < 20).all()
@@ -153,9 +146,9 @@ def test_onnxruntime_fixed_graph_names_the_size_it_needs(tmp_path_factory):
     est = OnnxRuntimeEstimator(tiny_onnx(tmp_path_factory, 'metric', height=266, width=350),
                                input_size=266)
     assert est.info.fixed_size == (266, 350)
-    assert est.predict(_image(300, 400)).shape == (300, 400)
+    assert est.predict(scene_image(300, 400)).shape == (300, 400)
     with pytest.raises(DepthNodeError, match='--network-size 266x266'):
-        est.predict(_image(300, 300))
+        est.predict(scene_image(300, 300))
 
 
 @pytest.mark.parametrize('kwargs, name', [
@@ -337,7 +330,7 @@ def test_cache_raises_when_a_fresh_engine_does_not_load(tmp_path):
                          ids=lambda s: f'{s[1]}x{s[0]}')
 def test_gpu_preprocessing_matches_the_official_one(torch_estimator, size):
     """Run on the CPU here: torch's bicubic vs OpenCV's, float32 vs float64."""
-    rgb = _image(*size, seed=1)
+    rgb = scene_image(*size, seed=1)
     expected = torch_estimator.preprocess(rgb)  # [1, 3, h, w]
     got = preprocess_on_device(rgb, 518, 'cpu')
     assert got.shape == expected.shape and got.dtype == torch.float32
@@ -369,7 +362,7 @@ def test_tensorrt_engine_predicts_what_torch_predicts(dynamic_onnx, torch_estima
     assert est.built and est.engine_path.is_file()
     assert est.output == OutputSpec(OutputKind.DISPARITY)
     for size in IMAGE_SIZES:
-        rgb = _image(*size)
+        rgb = scene_image(*size)
         assert _max_rel(est.predict(rgb), torch_estimator.predict(rgb)) <= tolerance
     again = TensorRTEstimator(dynamic_onnx, **kwargs)
     assert not again.built and again.engine_path == est.engine_path

@@ -42,7 +42,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from depth_node.testing.official import import_official, random_official_vits
+from depth_node.testing.official import import_official, random_official_vits, scene_image
 
 #: Speed-up of the fastest backend over the official path that the benchmark aims at.
 GOAL = 1.3
@@ -50,15 +50,6 @@ BACKENDS = ('official', 'torch-fp32', 'torch-bf16', 'onnxruntime', 'onnxruntime-
             'onnxruntime-fixed', 'tensorrt')
 DEFAULT_BACKENDS = ('official', 'torch-fp32', 'torch-bf16', 'onnxruntime', 'onnxruntime-opset23',
                     'tensorrt')
-
-
-def scene_image(height: int, width: int, seed: int = 0) -> np.ndarray:
-    """A smooth textured RGB scene ``[H, W, 3]`` uint8."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width] / max(height, width)
-    base = np.stack([np.sin(6 * xx + 1), np.cos(5 * yy), np.sin(4 * (xx + yy))], axis=-1)
-    return np.clip(127.5 + 90 * base + rng.normal(0, 20, (height, width, 3)), 0,
-                   255).astype(np.uint8)
 
 
 @dataclass

@@ -280,7 +280,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         if not path:
             from depth_node.testing.tiny_marigold import save_tiny_marigold
             path = str(save_tiny_marigold(os.path.join(tmp, 'tiny_marigold')))
-            desc = 'tiny random Marigold (tools/tiny_marigold.py)'
+            desc = 'tiny random Marigold (testing/tiny_marigold.py)'
         factory = functools.partial(MarigoldEstimator, path, device=args.teacher_device,
                                     **options)
         desc += f', {args.teacher_device}, options {json.dumps(options)}'

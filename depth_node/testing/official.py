@@ -13,6 +13,8 @@ import sys
 import types
 from typing import Any, Callable, Sequence
 
+import numpy as np
+
 
 def import_official() -> types.ModuleType:
     """``depth_anything_v2.dpt``; torchvision is stubbed while importing if it is missing.
@@ -68,3 +70,12 @@ def random_official_vits(official: types.ModuleType, seed: int = 0) -> Any:
         last.weight.abs_()
         last.bias.fill_(0.5)
     return model
+
+
+def scene_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A smooth textured RGB scene ``[H, W, 3]`` uint8."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width] / max(height, width)
+    base = np.stack([np.sin(6 * xx + 1), np.cos(5 * yy), np.sin(4 * (xx + yy))], axis=-1)
+    return np.clip(127.5 + 90 * base + rng.normal(0, 20, (height, width, 3)), 0,
+                   255).astype(np.uint8)
