@@ -379,6 +379,11 @@ def main(args: Optional[list[str]] = None) -> int:
         code = 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except _rclpy.RCLError:
+        # Ctrl-C / SIGTERM shut the context down between two waits: rcl then refuses the next
+        # wait set or timer. That is the shutdown that was asked for, not an error.
+        if rclpy.ok():
+            raise
     finally:
         if node is not None:
             node.shutdown()
