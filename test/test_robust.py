@@ -345,6 +345,24 @@ def test_filter_ignores_single_outlier_and_refused_fits():
     assert filt.update(refused, 3.0) is refused and filt.last_event == 'none'
 
 
+def test_filter_never_holds_a_fit_older_than_max_age_while_fits_are_gated():
+    """Gated fits that never agree with each other (two alternating scales) kept the last
+    accepted state alive for ever: a 10 s old fit was applied with hold_time 1 s."""
+    fits = _fit_sequence(DISP, [0.3] * 5)
+    filt = AffineFilter(FilterConfig(max_age=1.0))
+    for k in range(5):
+        filt.update(fits[k], 0.1 * k)
+    base = filt.update(fits[4], 0.5)
+    ages = []
+    for k in range(100):  # 10 s of fits alternating x1.6 / x0.6 around the state
+        f = 1.6 if k % 2 else 0.6
+        glitch = AffineFit(base.scale * f, base.shift, DISP, 3000, 0.02, 0.02, inliers=2800)
+        filt.update(glitch, 0.6 + 0.1 * k)
+        ages.append(filt.age)
+    assert max(ages) <= filt.config.max_age + 1e-9, max(ages)
+    assert filt.last_event in ('gated', 'reset')
+
+
 def test_filter_resets_when_time_goes_backwards_or_space_changes():
     fits = _fit_sequence(DISP, [0.3] * 5 + [0.5] * 1)
     filt = AffineFilter()

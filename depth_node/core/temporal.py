@@ -167,6 +167,10 @@ class AffineFilter:
             self._accepted(fit, stamp)
             self.last_event = FilterEvent.UPDATE
             return self._output()
+        if stamp - self._accepted_stamp > cfg.max_age:
+            # The state is older than max_age: a usable fit replaces it rather than being
+            # gated against it (else fits that never agree with each other keep it for ever).
+            return self._initialise(fit, stamp, FilterEvent.RESET)
         # Gated: count it if it agrees with the previous gated fit, else start a new run.
         if self._pending is not None:
             z0, v0 = self._pending
