@@ -138,7 +138,7 @@ def render_camera(scene: Scene, camera: PinholeCamera,
         comps = tuple(_world_component(rotation, k, xr, yr) for k in range(3))
     rays = make_rays(*comps)
     ground = ground_distance(scene.ground_y, origin, rays)
-    t = np.ascontiguousarray(np.broadcast_to(ground, (h, w)))
+    t = np.array(np.broadcast_to(ground, (h, w)))  # a writable copy
     label = np.where(np.isfinite(t), GROUND, SKY).astype(np.int32)
     prims = scene.primitives(time)
     trace(prims, origin, rays, camera_windows(prims, origin, camera, rotation), t, label)
@@ -154,7 +154,8 @@ def render_camera(scene: Scene, camera: PinholeCamera,
     rgb = scene.shade(pts, label.reshape(-1), dirs, time, dist)
     if conditions is not None and conditions.photometric:
         dist = np.where(label.reshape(-1) >= 0, dist, np.inf)
-        rgb = develop(rgb, dirs, dist, scene, origin, time, conditions, seed)
+        axis = (0.0, 0.0, 1.0) if rotation is None else rotation[:, 2]
+        rgb = develop(rgb, dirs, dist, scene, origin, time, conditions, seed, axis)
     img = (rgb.reshape(h, w, 3) * 255 + 0.5).astype(np.uint8)
     if conditions is not None and conditions.mono:
         img = to_mono(img)

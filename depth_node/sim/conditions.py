@@ -12,14 +12,17 @@ is made in this order (:func:`develop`), per pixel along world direction ``d``:
    ``c = exp(-tau * (m - m0))`` per channel (``tau`` = 0.02, 0.04, 0.09 for R, G, B; ``m0`` the
    air mass of today's sun, so today's sun is white); no direct light when ``e < 0``.
 2. **Sky near the sun** (with a sun set by angle; today's renders have neither this nor the
-   glare, so the other axes change nothing else). Sky pixels gain an aureole ``0.5 c exp(-theta / 10 deg)`` and the sun's
-   disc (``theta`` < 0.27 deg) saturates; ``theta`` is the angle between ``d`` and the sun.
+   glare, so the other axes change nothing else). Sky pixels gain an aureole
+   ``0.5 c exp(-theta / 10 deg)`` and the sun's disc (``theta`` < 0.27 deg) saturates;
+   ``theta`` is the angle between ``d`` and the sun.
 3. **Fog** (Koschmieder): ``L = L0 t + A (1 - t)``, ``t = exp(-3.912 s / V)`` with ``s`` the
    ray distance (m), ``V`` the meteorological visibility (m, contrast 2 % at ``V``) and ``A``
    the airlight (linear ``fog_color ** GAMMA``); sky (``s`` infinite) becomes airlight.
-4. **Veiling glare** (lens scatter, Stiles-Holladay-like): when the sun is above the horizon
-   and no primitive hides it from the camera, every pixel gains
-   ``glare * 0.5 c / (theta_deg ** 2 + 1) * T_sun``, strongest at the sun's image position;
+4. **Veiling glare** (lens scatter): when the sun is above the horizon and no primitive hides
+   it from the camera, every pixel gains
+   ``glare * c * T_sun * (2 / (theta_deg ** 2 + 4) + 0.03 max(cos phi, 0) ** 2)``: a
+   Stiles-Holladay-like ``1 / theta ** 2`` term strongest at the sun's image position plus a
+   flat veil that grows as the sun comes in front of the lens (``phi``: sun to optical axis);
    ``T_sun = exp(-3.912 H / (V max(sin e, 0.05)))`` is the sun's transmission through a fog
    layer ``H`` = 100 m deep (1 in clear air).
 5. **Sensor.** ``E = exposure * L`` (0: black; large: saturated), then photon (signal-dependent)
@@ -41,7 +44,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional, TYPE_CHECKING
+from typing import Optional, Sequence, TYPE_CHECKING
 
 import numpy as np
 
@@ -163,7 +166,7 @@ CONDITIONS = {
     'mirrored_sun': Conditions(sun_azimuth_deg=-DEFAULT_SUN_AZIMUTH_DEG),
     'dusk': Conditions(exposure=0.3, photon_noise=0.03, read_noise=0.004),
     'blind': Conditions(exposure=0.0),
-    'saturated': Conditions(exposure=12.0),
+    'saturated': Conditions(exposure=20.0),
     'light_fog': Conditions(fog_visibility_m=300.0, fog_backscatter=0.005),
     'fog': Conditions(fog_visibility_m=80.0, fog_backscatter=0.03),
     'mono': Conditions(mono=True),
@@ -182,13 +185,14 @@ def _sun_visible(scene: 'Scene', origin: np.ndarray, sun: np.ndarray, time: floa
 
 
 def develop(rgb: np.ndarray, dirs: np.ndarray, distance: np.ndarray, scene: 'Scene',
-            origin: np.ndarray, time: float, conditions: Conditions,
-            seed: int = 0) -> np.ndarray:
+            origin: np.ndarray, time: float, conditions: Conditions, seed: int = 0,
+            axis: Sequence[float] = (0.0, 0.0, 1.0)) -> np.ndarray:
     """Display values [N, 3] float32 in [0, 1] of shaded values under ``conditions``.
 
     ``rgb`` [N, 3]: the scene's shading (display values at unit exposure); ``dirs`` [N, 3]
-    world ray directions; ``distance`` [N] metres along the ray (``inf`` for sky). Steps 2-5
-    of the module docstring; ``seed`` draws the sensor noise.
+    world ray directions; ``distance`` [N] metres along the ray (``inf`` for sky); ``axis``
+    the camera's optical axis (world). Steps 2-5 of the module docstring; ``seed`` draws the
+    sensor noise.
     """
     c = conditions
     lin = np.asarray(rgb, np.float64) ** GAMMA
@@ -214,7 +218,9 @@ def develop(rgb: np.ndarray, dirs: np.ndarray, distance: np.ndarray, scene: 'Sce
         if c.foggy:
             t_sun = math.exp(-KOSCHMIEDER * _FOG_LAYER_M
                              / (c.fog_visibility_m * max(-sun[1], 0.05)))
-        lin += (c.glare * 0.5 * t_sun / (theta ** 2 + 1.0))[:, None] * color
+        ax = np.asarray(axis, np.float64)
+        flat = 0.03 * max(float(sun @ ax) / np.linalg.norm(ax), 0.0) ** 2
+        lin += (c.glare * t_sun * (2.0 / (theta ** 2 + 4.0) + flat))[:, None] * color
     lin *= c.exposure
     if c.photon_noise > 0 or c.read_noise > 0:
         rng = np.random.default_rng([seed, 1])

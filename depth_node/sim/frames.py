@@ -81,10 +81,9 @@ class SimRig:
         if conditions.sun_changed:
             scene.sun = conditions.sun()
             scene.sun_color = sun_color(conditions.elevation_deg)
-        nominal = spec.nominal_extrinsic(seed)
-        true = spec.true_extrinsic()
-        return cls(scene, spec.camera(), spec.lidar_model(), true, spec.camera_rotation(),
-                   conditions, None if nominal is true else nominal)
+        nominal = spec.nominal_extrinsic(seed) if spec.calibration_error else None
+        return cls(scene, spec.camera(), spec.lidar_model(), spec.true_extrinsic(),
+                   spec.camera_rotation(), conditions, nominal)
 
     @property
     def nominal(self) -> RigidTransform:

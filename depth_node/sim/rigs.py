@@ -137,10 +137,15 @@ class RigSpec:
         """The LiDAR's true pose in the camera optical frame."""
         return RigidTransform(BODY_TO_OPTICAL.copy(), np.asarray(self.lidar_offset_m, float))
 
+    @property
+    def calibration_error(self) -> bool:
+        """Whether the nominal extrinsic differs from the true one."""
+        return bool(self.extrinsic_error_deg != 0 or np.any(self.extrinsic_error_m))
+
     def nominal_extrinsic(self, seed: int = 0) -> RigidTransform:
         """The extrinsic a user would configure: the true one off by the calibration error."""
         true = self.true_extrinsic()
-        if self.extrinsic_error_deg == 0 and not np.any(self.extrinsic_error_m):
+        if not self.calibration_error:
             return true
         rng = np.random.default_rng([seed, 99])
         axis = self.extrinsic_error_axis
