@@ -174,8 +174,9 @@ CONDITIONS = {
 
 
 def _angle_to_sun_deg(dirs: np.ndarray, sun: np.ndarray) -> np.ndarray:
-    d = np.asarray(dirs, np.float64)
-    cos = d @ sun / np.linalg.norm(d, axis=1)
+    """Angles [N] float32 (deg) between ``dirs`` [N, 3] and the unit vector ``sun``."""
+    d = np.asarray(dirs, np.float32)
+    cos = d @ sun.astype(np.float32) / np.sqrt(np.einsum('ij,ij->i', d, d))
     return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
 
 
@@ -195,23 +196,24 @@ def develop(rgb: np.ndarray, dirs: np.ndarray, distance: np.ndarray, scene: 'Sce
     sensor noise.
     """
     c = conditions
-    lin = np.asarray(rgb, np.float64) ** GAMMA
+    f32 = np.float32
+    lin = np.asarray(rgb, f32) ** f32(GAMMA)  # float32 throughout: a 640x480 frame in ms
     sky = ~np.isfinite(distance)
     sun = np.asarray(scene.sun, np.float64)
     sun = sun / np.linalg.norm(sun)
-    color = np.asarray(getattr(scene, 'sun_color', (1.0, 1.0, 1.0)), np.float64)
+    color = np.asarray(getattr(scene, 'sun_color', (1.0, 1.0, 1.0)), f32)
     elevation = math.degrees(math.asin(float(np.clip(-sun[1], -1, 1))))
     theta = None
     if c.sun_changed and elevation > -_SUN_RADIUS_DEG and color.any():
         theta = _angle_to_sun_deg(dirs, sun)
         if sky.any():
-            glow = 0.5 * np.exp(-theta[sky] / 10.0)[:, None] * color
+            glow = f32(0.5) * np.exp(theta[sky] / f32(-10.0))[:, None] * color
             glow[theta[sky] < _SUN_RADIUS_DEG] = 50.0
             lin[sky] += glow
     if c.foggy:
-        t = np.exp(-KOSCHMIEDER * np.asarray(distance, np.float64) / c.fog_visibility_m)
-        airlight = np.asarray(c.fog_color, np.float64) ** GAMMA
-        lin = lin * t[:, None] + airlight * (1.0 - t[:, None])
+        t = np.exp(np.asarray(distance, f32) * f32(-KOSCHMIEDER / c.fog_visibility_m))[:, None]
+        airlight = np.asarray(c.fog_color, f32) ** f32(GAMMA)
+        lin = lin * t + airlight * (f32(1.0) - t)
     if theta is not None and elevation > 0 and c.glare > 0 \
             and _sun_visible(scene, origin, sun, time):
         t_sun = 1.0
@@ -220,13 +222,15 @@ def develop(rgb: np.ndarray, dirs: np.ndarray, distance: np.ndarray, scene: 'Sce
                              / (c.fog_visibility_m * max(-sun[1], 0.05)))
         ax = np.asarray(axis, np.float64)
         flat = 0.03 * max(float(sun @ ax) / np.linalg.norm(ax), 0.0) ** 2
-        lin += (c.glare * t_sun * (2.0 / (theta ** 2 + 4.0) + flat))[:, None] * color
-    lin *= c.exposure
+        veil = f32(c.glare * t_sun) * (f32(2.0) / (theta * theta + f32(4.0)) + f32(flat))
+        lin += veil[:, None] * color
+    lin *= f32(c.exposure)
     if c.photon_noise > 0 or c.read_noise > 0:
         rng = np.random.default_rng([seed, 1])
-        sigma = np.sqrt(c.photon_noise ** 2 * np.maximum(lin, 0.0) + c.read_noise ** 2)
-        lin = lin + sigma * rng.standard_normal(lin.shape)
-    return (np.clip(lin, 0.0, 1.0) ** (1.0 / GAMMA)).astype(np.float32)
+        sigma = np.sqrt(f32(c.photon_noise ** 2) * np.maximum(lin, f32(0.0))
+                        + f32(c.read_noise ** 2))
+        lin += sigma * rng.standard_normal(lin.shape, dtype=f32)
+    return np.clip(lin, f32(0.0), f32(1.0)) ** f32(1.0 / GAMMA)
 
 
 def to_mono(rgb: np.ndarray) -> np.ndarray:
