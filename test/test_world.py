@@ -360,6 +360,8 @@ def test_sun_elevation_and_azimuth_change_the_shading():
     assert lm[right].mean() < 0.8 * lin0[right].mean()
     assert lm[left].mean() > 1.2 * lin0[left].mean()
     np.testing.assert_array_equal(m.depth, ref.depth)
+    for rig in (mirrored, SimRig.build(_spec(), CONDITIONS['low_sun'])):  # the LiDAR: no sun
+        np.testing.assert_array_equal(rig.sweep(0.0).points, base.sweep(0.0).points)
 
 
 def test_veiling_glare_is_strongest_towards_the_sun_and_the_sky_glows():
