@@ -228,5 +228,5 @@ def test_frames_save_and_load(tmp_path):
     back = load_frames(save_frames(tmp_path, frames))
     for a, b in zip(frames, back):
         assert (a.index, a.stamp, a.lidar_stamp) == (b.index, b.stamp, b.lidar_stamp)
-        for name in ('rgb', 'depth', 'lidar', 'intensity', 'position'):
+        for name in ('rgb', 'depth', 'lidar', 'intensity', 'position', 'labels'):
             np.testing.assert_array_equal(getattr(a, name), getattr(b, name))

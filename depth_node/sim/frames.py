@@ -4,11 +4,15 @@ The ego vehicle drives along +z at a constant speed. Frame ``i`` is exposed at d
 ``tau = i / rate`` (stamp ``start + tau``); its LiDAR sweep is taken at ``tau + lidar_offset``
 (stamp ``lidar_stamp``), from where the vehicle is then. Moving vehicles are placed by drive
 time, so a drive renders the same whatever its ``start`` stamp.
+
+:meth:`SimRig.build` makes the rig of a :class:`depth_node.sim.rigs.RigSpec` (lens, camera
+height and pitch, LiDAR model and mount, scene kind, calibration error) under
+:class:`depth_node.sim.conditions.Conditions` (sun, fog, exposure, sensor noise, mono).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
@@ -16,6 +20,8 @@ import numpy as np
 
 from depth_node.core.camera import PinholeCamera
 from depth_node.core.transforms import RigidTransform
+from depth_node.sim.conditions import Conditions, sun_color
+from depth_node.sim.rigs import RigSpec
 from depth_node.sim.scene import (default_camera, default_extrinsic, LidarModel, LidarScan,
                                   render_camera, RenderedFrame, scan_lidar, Scene)
 
@@ -32,6 +38,7 @@ class SimFrame:
     lidar_stamp: Optional[float] = None  # s, the sweep's time; None -> the camera stamp
     intensity: Optional[np.ndarray] = None  # [N] float32, 0..255, one per LiDAR point
     position: Optional[np.ndarray] = None  # [3] float64, camera centre in the world at stamp
+    labels: Optional[np.ndarray] = None  # [H, W] int32: SKY, GROUND or 1 + primitive index
 
     def __post_init__(self) -> None:
         if self.lidar_stamp is None:
@@ -40,12 +47,21 @@ class SimFrame:
 
 @dataclass
 class SimRig:
-    """Scene, camera, LiDAR model and extrinsic of a synthetic drive."""
+    """Scene, camera, LiDAR model and extrinsic of a synthetic drive.
+
+    ``lidar_to_camera`` is the TRUE extrinsic the sweeps are simulated with;
+    ``nominal_lidar_to_camera`` what a user would configure (None: the true one, see
+    :attr:`nominal`). ``camera_rotation`` maps the camera's optical axes to the world's (None:
+    looking along +z); the LiDAR is mounted on the camera and turns with it.
+    """
 
     scene: Scene
     camera: PinholeCamera
     lidar: LidarModel
     lidar_to_camera: RigidTransform
+    camera_rotation: Optional[np.ndarray] = None  # [3, 3] float64, optical -> world
+    conditions: Conditions = field(default_factory=Conditions)
+    nominal_lidar_to_camera: Optional[RigidTransform] = None
 
     @classmethod
     def default(cls, width: int = 640, height: int = 480, seed: int = 0,
@@ -53,6 +69,26 @@ class SimRig:
         """KITTI-like camera, 64-beam LiDAR, and a street of ``length`` m (seeded)."""
         return cls(Scene.street(seed, length=length), default_camera(width, height),
                    lidar or LidarModel(), default_extrinsic())
+
+    @classmethod
+    def build(cls, spec: RigSpec = RigSpec(), conditions: Conditions = Conditions(),
+              seed: int = 0) -> 'SimRig':
+        """The rig of ``spec`` under ``conditions``; street and calibration error by ``seed``.
+
+        The defaults give :meth:`default`'s rig, frame for frame, bit for bit.
+        """
+        scene = Scene.of_kind(spec.scene, seed, spec.length, spec.camera_height_m)
+        if conditions.sun_changed:
+            scene.sun = conditions.sun()
+            scene.sun_color = sun_color(conditions.elevation_deg)
+        nominal = spec.nominal_extrinsic(seed) if spec.calibration_error else None
+        return cls(scene, spec.camera(), spec.lidar_model(), spec.true_extrinsic(),
+                   spec.camera_rotation(), conditions, nominal)
+
+    @property
+    def nominal(self) -> RigidTransform:
+        """The extrinsic to configure the pipeline with (calibration error included)."""
+        return self.nominal_lidar_to_camera or self.lidar_to_camera
 
     @property
     def camera_height(self) -> float:
@@ -64,31 +100,34 @@ class SimRig:
         """Camera centre [3] float64 in the world after ``tau`` s at ``speed`` m/s."""
         return np.array([0.0, 0.0, speed * tau])
 
-    def render(self, tau: float, speed: float = 8.0) -> RenderedFrame:
-        """The camera frame at drive time ``tau`` (s)."""
-        return render_camera(self.scene, self.camera, self.position(tau, speed), tau)
+    def render(self, tau: float, speed: float = 8.0, seed: int = 0) -> RenderedFrame:
+        """The camera frame at drive time ``tau`` (s); ``seed`` draws the sensor noise."""
+        return render_camera(self.scene, self.camera, self.position(tau, speed), tau,
+                             self.camera_rotation, self.conditions, seed)
 
     def sweep(self, tau: float, speed: float = 8.0, seed: int = 0) -> LidarScan:
         """The LiDAR sweep at drive time ``tau`` (s); ``seed`` draws noise and dropouts."""
         return scan_lidar(self.scene, self.lidar, self.lidar_to_camera,
-                          self.position(tau, speed), seed, tau)
+                          self.position(tau, speed), seed, tau, self.camera_rotation,
+                          self.conditions)
 
     def frames(self, count: int, speed: float = 8.0, rate: float = 10.0,
                start: float = 0.0, seed: int = 0,
                lidar_offset: float = 0.0) -> Iterator[SimFrame]:
         """``count`` frames driving along +z at ``speed`` m/s, ``rate`` frames per second.
 
-        Frame ``i`` has stamp ``start + i / rate``; its sweep (noise seed ``seed + i``) is
-        taken ``lidar_offset`` s later.
+        Frame ``i`` has stamp ``start + i / rate``; its sweep (noise seed ``seed + i``, as the
+        camera's sensor noise) is taken ``lidar_offset`` s later.
         """
         if not rate > 0:
             raise ValueError(f'rate must be > 0 frames/s, got {rate}')
         for i in range(count):
             tau = i / rate
-            cam = self.render(tau, speed)
+            cam = self.render(tau, speed, seed + i)
             scan = self.sweep(tau + lidar_offset, speed, seed + i)
             yield SimFrame(i, start + tau, cam.rgb, cam.depth, scan.points,
-                           start + tau + lidar_offset, scan.intensity, cam.position)
+                           start + tau + lidar_offset, scan.intensity, cam.position,
+                           cam.labels)
 
 
 def save_frames(folder: str | Path, frames: Sequence[SimFrame]) -> Path:
@@ -96,8 +135,10 @@ def save_frames(folder: str | Path, frames: Sequence[SimFrame]) -> Path:
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     for f in frames:
-        extra = {k: v for k, v in (('intensity', f.intensity), ('position', f.position))
-                 if v is not None}
+        extra = {k: v for k, v in (('intensity', f.intensity), ('position', f.position),
+                                   ('labels', f.labels)) if v is not None}
+        if 'labels' in extra:  # int16 holds every label (primitives number in the hundreds)
+            extra['labels'] = extra['labels'].astype(np.int16)
         np.savez(out / f'frame_{f.index:04d}.npz', rgb=f.rgb, depth=f.depth, lidar=f.lidar,
                  stamp=f.stamp, lidar_stamp=f.lidar_stamp, **extra)
     return out
@@ -112,5 +153,6 @@ def load_frames(folder: str | Path) -> list[SimFrame]:
                 i, float(d['stamp']), d['rgb'], d['depth'], d['lidar'],
                 float(d['lidar_stamp']) if 'lidar_stamp' in d else None,
                 d['intensity'] if 'intensity' in d else None,
-                d['position'] if 'position' in d else None))
+                d['position'] if 'position' in d else None,
+                d['labels'].astype(np.int32) if 'labels' in d else None))
     return frames

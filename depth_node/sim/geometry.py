@@ -23,6 +23,7 @@ BODY_TO_OPTICAL = np.array([[0.0, -1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]]
 
 SKY = -1  # hit label of rays that hit nothing
 GROUND = 0  # hit label of the ground plane; primitive i has label 1 + i
+FOG = -2  # label of a LiDAR return from fog backscatter
 
 # Surface materials: albedo texture for the camera, reflectivity for the LiDAR.
 MATERIALS = ('plain', 'facade', 'concrete', 'paint', 'glass', 'rubber', 'metal', 'bark',

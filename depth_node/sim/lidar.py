@@ -2,26 +2,31 @@
 
 A LiDAR mounted apart from the camera casts into the same geometry, so its ranges agree with
 the camera's exact depth (up to the noise added on purpose) and it sees past foreground edges as
-real rigs do. Sweeps are instantaneous (as if motion-compensated to the sweep stamp).
+real rigs do. Sweeps are instantaneous (as if motion-compensated to the sweep stamp). The
+LiDAR is mounted rigidly on the camera (``lidar_in_camera``), so a rotated (pitched) camera
+rotates the sweep with it; in fog (:mod:`depth_node.sim.conditions`) returns fade with range
+and the fog itself returns some beams.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
 from depth_node.core.transforms import RigidTransform
-from depth_node.sim.geometry import (BODY_TO_OPTICAL, GROUND, ground_distance, make_rays,
-                                     Primitives, SKY, trace, Window)
+from depth_node.sim.conditions import Conditions, fog_clutter, fog_keep, fog_transmission
+from depth_node.sim.geometry import (BODY_TO_OPTICAL, FOG, GROUND, ground_distance,
+                                     make_rays, Primitives, SKY, trace, Window)
 from depth_node.sim.shading import surface_at
 from depth_node.sim.street import Scene
 
 
 @dataclass(frozen=True)
 class LidarModel:
-    """Spinning multi-beam LiDAR (HDL-64E-like defaults).
+    """Spinning multi-beam LiDAR (HDL-64E-like defaults; other sensors:
+    :data:`depth_node.sim.rigs.LIDAR_MODELS`).
 
     Beam elevations (deg, +up), azimuth step (deg), sweep rate (Hz), maximum range (m), range
     noise (1-sigma, m, Gaussian along the beam), the fraction of returns randomly dropped, the
@@ -93,7 +98,7 @@ class LidarScan:
     points: np.ndarray  # [N, 3] float32, metres, LiDAR body frame (x fwd, y left, z up)
     intensity: np.ndarray  # [N] float32, 0..255 (reflectivity x incidence), integral values
     ring: np.ndarray  # [N] uint16, beam index (order of elevations_deg)
-    labels: np.ndarray  # [N] int32, GROUND or 1 + primitive index that was hit
+    labels: np.ndarray  # [N] int32, GROUND, 1 + primitive index that was hit, or FOG
 
 
 def lidar_windows(prims: Primitives, origin: np.ndarray, rotation: np.ndarray,
@@ -152,16 +157,24 @@ def lidar_windows(prims: Primitives, origin: np.ndarray, rotation: np.ndarray,
 
 def scan_lidar(scene: Scene, model: LidarModel, lidar_in_camera: RigidTransform,
                camera_position: Sequence[float] = (0.0, 0.0, 0.0), seed: int = 0,
-               time: float = 0.0) -> LidarScan:
+               time: float = 0.0, camera_rotation: Optional[np.ndarray] = None,
+               conditions: Optional[Conditions] = None) -> LidarScan:
     """One sweep: returns within max range, with intensity, ring and labels.
 
-    ``lidar_in_camera`` is the LiDAR's pose in the camera optical frame (the extrinsic the node
-    is configured with); the camera's axes are aligned with the world's. ``seed`` draws the
-    dropouts and the range noise; ``time`` (s of drive time) places the moving primitives.
+    ``lidar_in_camera`` is the LiDAR's true pose in the camera optical frame; the camera's
+    axes map to the world's by ``camera_rotation`` [3, 3] (None: aligned). ``seed`` draws the
+    dropouts and the range noise (and, in fog, which returns fade); ``time`` (s of drive time)
+    places the moving primitives; ``conditions`` adds fog (None or clear: today's sweep).
     """
     rng = np.random.default_rng(seed)
     rot = np.asarray(lidar_in_camera.rotation, dtype=np.float64)
-    origin = np.asarray(camera_position, dtype=np.float64) + lidar_in_camera.translation
+    origin = np.asarray(camera_position, dtype=np.float64)
+    if camera_rotation is None:
+        origin = origin + lidar_in_camera.translation
+    else:
+        cam_rot = np.asarray(camera_rotation, dtype=np.float64)
+        origin = origin + cam_rot @ lidar_in_camera.translation
+        rot = cam_rot @ rot
     body = model._grid()  # [B, A, 3]
     world = body @ rot.T
     rays = make_rays(world[..., 0], world[..., 1], world[..., 2])
@@ -177,20 +190,51 @@ def scan_lidar(scene: Scene, model: LidarModel, lidar_in_camera: RigidTransform,
     keep = np.isfinite(t) & (t <= model.max_range)
     if model.dropout > 0:
         keep &= rng.random(t.shape) >= model.dropout
-    r = t[keep].astype(np.float64)
-    label = label[keep]
-    d_world = dirs_body[keep] @ rot.T
+    idx = np.flatnonzero(keep)  # beams with a return, in firing order
+    r = t[idx].astype(np.float64)
+    label = label[idx]
+    d_world = dirs_body[idx] @ rot.T
     pts_world = origin + d_world * r[:, None]
-    surf = surface_at(scene.crosswalks, prims, pts_world, label)
+    surf = surface_at(scene.crosswalks, prims, pts_world, label, scene.verge)
     cos = np.abs(np.einsum('ij,ij->i', surf.normal, d_world))
-    intensity = np.rint(255.0 * surf.reflectivity * cos).astype(np.float32)
+    intensity = 255.0 * surf.reflectivity * cos
+    if conditions is not None and conditions.foggy:
+        idx, r, label, intensity = _in_fog(idx, r, label, intensity, surf.reflectivity, t.size,
+                                           model, conditions, seed)
+    intensity = np.rint(intensity).astype(np.float32)
     if model.range_noise > 0:
         r = r + rng.normal(0.0, model.range_noise, r.shape)
-    points = dirs_body[keep] * r[:, None]
+    points = dirs_body[idx] * r[:, None]
     if model.resolution > 0:
         points = np.round(points / model.resolution) * model.resolution
     points = points.astype(np.float32)
-    return LidarScan(points, intensity, ring[keep].copy(), label)
+    return LidarScan(points, intensity, ring[idx].copy(), label)
+
+
+def _in_fog(idx: np.ndarray, r: np.ndarray, label: np.ndarray, intensity: np.ndarray,
+            reflectivity: np.ndarray, beams: int, model: LidarModel, conditions: Conditions,
+            seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Returns that survive the fog, plus its backscatter (first return), in firing order."""
+    rng = np.random.default_rng([seed, 2])  # apart from the dropout / noise stream
+    v = conditions.fog_visibility_m
+    ok = fog_keep(r, reflectivity, model.max_range, v, rng)
+    idx, r, label = idx[ok], r[ok], label[ok]
+    intensity = intensity[ok] * fog_transmission(r, v) ** 2
+    clutter = fog_clutter(beams, conditions.fog_backscatter, rng)
+    if not np.isfinite(clutter).any():
+        return idx, r, label, intensity
+    full_r = np.full(beams, np.inf)
+    full_r[idx] = r
+    fog = np.isfinite(clutter) & (clutter < full_r)
+    full_r[fog] = clutter[fog]
+    full_label = np.full(beams, SKY, np.int32)
+    full_label[idx] = label
+    full_label[fog] = FOG
+    full_i = np.zeros(beams)
+    full_i[idx] = intensity
+    full_i[fog] = rng.uniform(1.0, 8.0, int(fog.sum()))  # weak, diffuse
+    out = np.flatnonzero(np.isfinite(full_r))
+    return out, full_r[out], full_label[out], full_i[out]
 
 
 def lidar_sweep(scene: Scene, model: LidarModel, lidar_in_camera: RigidTransform,

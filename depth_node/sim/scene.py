@@ -17,16 +17,16 @@ the camera sees past foreground edges as real rigs do. The parts:
 from depth_node.sim.camera import (default_camera, KITTI_FOCAL, KITTI_SIZE, render_camera,
                                    RenderedFrame)
 from depth_node.sim.geometry import (BODY_TO_OPTICAL, Box, CENTRE_LINE_X, CURB_HEIGHT, CURB_X,
-                                     EDGE_LINES_X, Ellipsoid, GROUND, LANE_WIDTH,
+                                     EDGE_LINES_X, Ellipsoid, FOG, GROUND, LANE_WIDTH,
                                      MARKING_HALF_WIDTH, MATERIALS, Primitives, SIDEWALK_X, SKY)
 from depth_node.sim.lidar import default_extrinsic, lidar_sweep, LidarModel, LidarScan, scan_lidar
 from depth_node.sim.shading import road_marking
-from depth_node.sim.street import Scene
+from depth_node.sim.street import Scene, SCENE_KINDS
 
 __all__ = [
     'BODY_TO_OPTICAL', 'Box', 'CENTRE_LINE_X', 'CURB_HEIGHT', 'CURB_X', 'EDGE_LINES_X',
-    'Ellipsoid', 'GROUND', 'KITTI_FOCAL', 'KITTI_SIZE', 'LANE_WIDTH', 'LidarModel', 'LidarScan',
-    'MARKING_HALF_WIDTH', 'MATERIALS', 'Primitives', 'RenderedFrame', 'SIDEWALK_X', 'SKY',
-    'Scene', 'default_camera', 'default_extrinsic', 'lidar_sweep', 'render_camera',
-    'road_marking', 'scan_lidar',
+    'Ellipsoid', 'FOG', 'GROUND', 'KITTI_FOCAL', 'KITTI_SIZE', 'LANE_WIDTH', 'LidarModel',
+    'LidarScan', 'MARKING_HALF_WIDTH', 'MATERIALS', 'Primitives', 'RenderedFrame',
+    'SCENE_KINDS', 'SIDEWALK_X', 'SKY', 'Scene', 'default_camera', 'default_extrinsic',
+    'lidar_sweep', 'render_camera', 'road_marking', 'scan_lidar',
 ]

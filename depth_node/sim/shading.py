@@ -8,7 +8,7 @@ normal (intensity).
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -20,6 +20,8 @@ _ASPHALT_REFLECTIVITY = 0.12
 _MARKING_REFLECTIVITY = 0.7
 SKY_HORIZON = np.array([0.78, 0.83, 0.9])
 _SKY_ZENITH = np.array([0.33, 0.52, 0.85])
+_FIELD = np.array([0.3, 0.42, 0.16], np.float32)
+_FIELD_REFLECTIVITY = 0.45  # vegetation is bright in the near infrared
 HAZE_DISTANCE = 450.0  # m: aerial perspective, colour -> horizon sky with distance
 
 
@@ -60,14 +62,21 @@ def road_marking(x: np.ndarray, z: np.ndarray, crosswalks: Sequence[float] = ())
     return mark
 
 
-def _ground_albedo(x: np.ndarray, z: np.ndarray,
-                   crosswalks: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+def _ground_albedo(x: np.ndarray, z: np.ndarray, crosswalks: Sequence[float],
+                   verge: Optional[tuple[float, float]] = None) -> tuple[np.ndarray, np.ndarray]:
     base = (0.25 + 0.08 * _noise(x, z, 0.7, 11) + 0.06 * _noise(x, z, 5.0, 12))[:, None]
     rgb = base * np.array([1.0, 1.0, 1.03], np.float32)
     mark = road_marking(x, z, crosswalks)
     worn = 0.78 + 0.12 * _noise(x[mark], z[mark], 0.4, 13)
     rgb[mark] = worn[:, None]
     refl = np.where(mark, _MARKING_REFLECTIVITY, _ASPHALT_REFLECTIVITY)
+    if verge is not None:  # fields beyond the shoulders
+        f = (x < verge[0]) | (x > verge[1])
+        if f.any():
+            xf, zf = x[f], z[f]
+            tex = 0.6 + 0.5 * _noise(xf, zf, 1.5, 14) + 0.25 * _noise(xf, zf, 12.0, 15)
+            rgb[f] = _FIELD * tex[:, None]
+            refl = np.where(f, _FIELD_REFLECTIVITY, refl)
     return rgb, refl
 
 
@@ -101,10 +110,11 @@ class Surface(NamedTuple):
 
 
 def surface_at(crosswalks: Sequence[float], prims: Primitives, points: np.ndarray,
-               label: np.ndarray) -> Surface:
+               label: np.ndarray, verge: Optional[tuple[float, float]] = None) -> Surface:
     """Albedo, normal and LiDAR reflectivity at hit ``points`` [N, 3] with labels >= 0.
 
-    ``crosswalks`` are the z (m) where the scene's zebra crossings start.
+    ``crosswalks`` are the z (m) where the scene's zebra crossings start; ``verge`` the x
+    range (m) outside which the ground is a field (None: asphalt everywhere).
     """
     n = label.shape[0]
     albedo = np.zeros((n, 3), np.float32)
@@ -114,7 +124,7 @@ def surface_at(crosswalks: Sequence[float], prims: Primitives, points: np.ndarra
 
     g = label == GROUND
     if g.any():
-        albedo[g], refl[g] = _ground_albedo(x[g], z[g], crosswalks)
+        albedo[g], refl[g] = _ground_albedo(x[g], z[g], crosswalks, verge)
         normal[g] = (0.0, -1.0, 0.0)
 
     idx = label - 1

@@ -27,10 +27,16 @@ class Scene:
     ellipsoids: list[Ellipsoid] = field(default_factory=list)
     crosswalks: tuple[float, ...] = ()  # z (m) where a zebra crossing starts
     sun: tuple[float, float, float] = (-0.35, -0.8, 0.5)  # towards the sun, world frame
+    sun_color: tuple[float, float, float] = (1.0, 1.0, 1.0)  # direct light, relative
+    verge: Optional[tuple[float, float]] = None  # x (m) outside which the ground is a field
 
     @classmethod
     def street(cls, seed: int = 0, length: float = 250.0, start: float = -40.0,
-               parked: tuple[float, float] = (0.75, 0.3)) -> 'Scene':
+               parked: tuple[float, float] = (0.75, 0.3), ground_y: float = 1.65,
+               buildings: float = 1.0, setback: tuple[float, ...] = (0.0, 0.0, 0.6, 1.5),
+               sidewalks: bool = True, lights: bool = True,
+               trees: tuple[float, float] = (11.0, 19.0), canopy: float = 1.0,
+               verge: Optional[tuple[float, float]] = None) -> 'Scene':
         """A straight two-lane street along +z from ``start`` for ``length`` metres.
 
         Asphalt with lane markings and zebra crossings, curbs and raised sidewalks, building
@@ -40,6 +46,13 @@ class Scene:
         side, where a car parked beside the camera shows the LiDAR (mounted higher) much of
         what its roof hides from the camera. Deterministic by ``seed``; each kind of object
         on each side has its own random stream, so a longer street extends the same one.
+
+        The other arguments make the other scene kinds (:data:`SCENE_KINDS`); their defaults
+        give today's street. ``ground_y`` is the camera's height above the ground (m);
+        ``buildings`` the share of plots that have a building, at a setback drawn from
+        ``setback`` (m); ``trees`` the range of spacing between trees (m) and ``canopy`` the
+        scale of their crowns (> 1 reaches over the road); ``verge`` the x range (m) outside
+        which the ground is a field.
         """
         if not length > 0:
             raise ValueError(f'street length must be > 0 m, got {length}')
@@ -47,13 +60,16 @@ class Scene:
         def stream(kind: int, side: int = 0) -> np.random.Generator:
             return np.random.default_rng([seed, kind, side + 1])
 
-        g = 1.65
+        if not ground_y > 0:
+            raise ValueError(f'ground_y (camera height) must be > 0 m, got {ground_y}')
+        g = float(ground_y)
+        setback_choices = list(setback)
         end = start + length
         boxes: list[Box] = []
         ells: list[Ellipsoid] = []
-        top = g - CURB_HEIGHT  # sidewalk surface (y down)
+        top = g - CURB_HEIGHT if sidewalks else g  # sidewalk surface or ground (y down)
         concrete = (0.62, 0.61, 0.58)
-        for x0, x1 in SIDEWALK_X:  # sidewalks in 20 m slabs: small culling windows
+        for x0, x1 in (SIDEWALK_X if sidewalks else ()):  # 20 m slabs: small culling windows
             z = start
             while z < end:
                 boxes.append(Box((x0, top, z), (x1, g, min(z + 20.0, end)), concrete,
@@ -66,7 +82,7 @@ class Scene:
             z = start
             while z < end:
                 w, h, depth = rng.uniform(8, 22), rng.uniform(6, 24), rng.uniform(8, 14)
-                setback = float(rng.choice([0.0, 0.0, 0.6, 1.5]))
+                setback = float(rng.choice(setback_choices))
                 color = tuple(np.clip(palette[rng.integers(len(palette))]
                                       * rng.uniform(0.85, 1.1), 0, 1))
                 if side > 0:
@@ -75,8 +91,10 @@ class Scene:
                 else:
                     xf = SIDEWALK_X[1][0] - setback
                     lo, hi = (xf - depth, g - h, z), (xf, g, z + w)
-                boxes.append(Box(lo, hi, color, 'facade'))
-                if rng.random() < 0.4:  # a hedge in front of it
+                empty = buildings < 1.0 and rng.random() >= buildings
+                if not empty:
+                    boxes.append(Box(lo, hi, color, 'facade'))
+                if not empty and rng.random() < 0.4:  # a hedge in front of it
                     bz = z + rng.uniform(1, max(1.5, w - 3))
                     ells.append(Ellipsoid((xf - side * 0.55, top - 0.45, bz + 1.0),
                                           (0.5, 0.5, rng.uniform(0.8, 1.6)),
@@ -96,7 +114,7 @@ class Scene:
             curb = CURB_X[0] if side > 0 else CURB_X[1]
             rng = stream(3, side)
             z = start + rng.uniform(0, 10)
-            while z < end:
+            while lights and z < end:
                 px = curb + side * 0.45
                 boxes.append(Box((px - 0.09, top - 7.0, z - 0.09), (px + 0.09, top, z + 0.09),
                                  (0.45, 0.46, 0.48), 'metal'))
@@ -107,14 +125,14 @@ class Scene:
             rng = stream(4, side)
             z = start + rng.uniform(5, 15)
             while z < end:
-                tx = curb + side * 1.9
-                trunk = rng.uniform(2.2, 3.2)
+                tx = curb + side * (1.9 if canopy <= 1 else 1.0)
+                trunk = rng.uniform(2.2, 3.2) * max(1.0, 0.8 * canopy)
                 boxes.append(Box((tx - 0.15, top - trunk, z - 0.15), (tx + 0.15, top, z + 0.15),
                                  (0.36, 0.26, 0.17), 'bark'))
-                rx, ry = rng.uniform(1.3, 2.1), rng.uniform(1.2, 2.0)
+                rx, ry = rng.uniform(1.3, 2.1) * canopy, rng.uniform(1.2, 2.0)
                 green = (rng.uniform(0.15, 0.25), rng.uniform(0.32, 0.45), rng.uniform(0.1, 0.16))
                 ells.append(Ellipsoid((tx, top - trunk - 0.7 * ry, z), (rx, ry, rx), green))
-                z += rng.uniform(11, 19)
+                z += rng.uniform(*trees)
         # Moving traffic: a lead car in the ego lane, another further on, oncoming cars.
         rng = stream(5)
         boxes += _vehicle(0.0, rng.uniform(16, 22), g, rng, velocity=rng.uniform(9.0, 11.0))
@@ -128,7 +146,16 @@ class Scene:
             z += rng.uniform(25, 50)
         crosswalks = (float(stream(7).uniform(28, 40)),) + tuple(
             float(v) for v in np.arange(start + 140, end - 10, 110.0))
-        return cls(ground_y=g, boxes=boxes, ellipsoids=ells, crosswalks=crosswalks)
+        return cls(ground_y=g, boxes=boxes, ellipsoids=ells, crosswalks=crosswalks,
+                   verge=verge)
+
+    @classmethod
+    def of_kind(cls, kind: str = 'street', seed: int = 0, length: float = 250.0,
+                ground_y: float = 1.65) -> 'Scene':
+        """A scene of a named kind (:data:`SCENE_KINDS`); ``ground_y``: camera height (m)."""
+        if kind not in SCENE_KINDS:
+            raise ValueError(f'scene kind must be one of {tuple(SCENE_KINDS)}, got {kind!r}')
+        return cls.street(seed, length=length, ground_y=ground_y, **SCENE_KINDS[kind])
 
     def primitives(self, time: float = 0.0) -> Primitives:
         """All primitives as arrays, moved to drive ``time`` (s)."""
@@ -187,17 +214,35 @@ class Scene:
         rgb[sky] = sky_color(d[sky])
         if (~sky).any():
             surf = surface_at(self.crosswalks, self.primitives(time),
-                              np.asarray(points, np.float64)[~sky], hit[~sky])
+                              np.asarray(points, np.float64)[~sky], hit[~sky], self.verge)
             sun = np.asarray(self.sun, np.float32)
             sun /= np.linalg.norm(sun)
             lambert = np.clip(surf.normal @ sun, 0, 1)
             skylight = 0.5 + 0.25 * np.clip(-surf.normal[:, 1], -1, 1)
-            lit = surf.albedo * (0.95 * lambert + 0.55 * skylight)[:, None]
+            if self.sun_color == (1.0, 1.0, 1.0):
+                lit = surf.albedo * (0.95 * lambert + 0.55 * skylight)[:, None]
+            else:  # a low sun: reddened, dimmer direct light
+                sun_rgb = np.asarray(self.sun_color, np.float32)
+                lit = surf.albedo * (0.95 * lambert[:, None] * sun_rgb
+                                     + 0.55 * skylight[:, None])
             if distance is not None:
                 fog = np.exp(-np.asarray(distance, np.float32)[~sky] / HAZE_DISTANCE)[:, None]
                 lit = lit * fog + SKY_HORIZON.astype(np.float32) * (1 - fog)
             rgb[~sky] = lit
         return np.clip(rgb, 0, 1)
+
+
+#: Scene kinds as arguments of :meth:`Scene.street`: today's street; an open road (a plot in
+#: eight has a farm building set well back, no sidewalks, few parked cars, sparse trees, fields
+#: beyond the shoulders, a far horizon); a street under a dense canopy (close trees whose
+#: crowns reach over the road).
+SCENE_KINDS: dict[str, dict] = {
+    'street': {},
+    'open_road': dict(parked=(0.05, 0.05), buildings=0.12, setback=(25.0, 40.0, 60.0),
+                      sidewalks=False, lights=False, trees=(35.0, 70.0),
+                      verge=(SIDEWALK_X[1][0] + 2.0, SIDEWALK_X[0][0] + 0.5)),
+    'dense_trees': dict(trees=(5.0, 8.0), canopy=2.6),
+}
 
 
 def _vehicle(x: float, z0: float, g: float, rng: np.random.Generator, van: bool = False,
