@@ -15,6 +15,7 @@ from depth_node.sim.rigs import (LENSES, LIDAR_MODELS, pitch_rotation, RigSpec,
                                  rotation_angle_deg)
 from depth_node.sim.scene import default_camera, LidarModel, render_camera, scan_lidar, Scene
 from depth_node.sim.frames import load_frames, save_frames, SimRig
+from depth_node.sim.world import scenario, SCENARIOS
 
 W, H = 160, 120
 FAST = dict(azimuth_step_deg=1.0)
@@ -453,3 +454,25 @@ def test_a_custom_lidar_model():
     assert rig.lidar is model
     scan = rig.sweep(0.0)
     assert set(np.unique(scan.ring)) <= {0, 1, 2}
+
+
+def test_every_named_scenario_builds_and_differs_from_the_default():
+    base = scenario('default', 64, 48, seed=2)
+    ref = base.render(0.0)
+    assert len(SCENARIOS) >= 20
+    for name, s in SCENARIOS.items():
+        rig = scenario(name, 64, 48, seed=2)
+        f = rig.render(0.0)
+        assert f.rgb.shape == (48, 64, 3), name
+        if name == 'default':
+            continue
+        # Each scenario changes something the sensors see (or what the user configures).
+        changed = (not np.array_equal(f.rgb, ref.rgb) or not np.array_equal(f.depth, ref.depth)
+                   or rig.lidar != base.lidar or rig.nominal is not rig.lidar_to_camera
+                   or not np.array_equal(rig.lidar_to_camera.translation,
+                                         base.lidar_to_camera.translation))
+        assert changed, name
+    assert scenario('fog', 64, 48).conditions.foggy
+    assert scenario('default', 64, 48, camera_height_m=2.0).camera_height == 2.0
+    with pytest.raises(ValueError, match='scenario'):
+        scenario('moon')

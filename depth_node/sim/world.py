@@ -1,4 +1,4 @@
-"""The synthetic world in one import: rigs, conditions and their presets.
+"""The synthetic world in one import: rigs, conditions, their presets and named scenarios.
 
 ``SimRig.build(RigSpec(...), Conditions(...), seed)`` gives a rig whose ``frames()``,
 ``render()`` and ``sweep()`` honour every axis; the defaults reproduce ``SimRig.default``
@@ -17,8 +17,14 @@ bit for bit. The axes and their defaults:
   ``SimRig.nominal`` is what a user would configure, ``SimRig.lidar_to_camera`` the truth;
 * scene: ``scene`` (``street``; :data:`SCENE_KINDS`), ``length`` (250 m).
 
-:data:`CONDITIONS` names conditions for scenario tables (``dusk``, ``fog``, ``backlight``...).
+:data:`CONDITIONS` names conditions (``dusk``, ``fog``, ``backlight``...); :data:`SCENARIOS`
+names one change of one axis each, for scenario tables (:func:`scenario` builds one).
 """
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, NamedTuple
 
 from depth_node.sim.conditions import CONDITIONS, Conditions
 from depth_node.sim.frames import load_frames, save_frames, SimFrame, SimRig
@@ -26,6 +32,44 @@ from depth_node.sim.lidar import LidarModel
 from depth_node.sim.rigs import LENSES, LIDAR_MODELS, RigSpec, rotation_angle_deg
 from depth_node.sim.street import SCENE_KINDS
 
+
+class Scenario(NamedTuple):
+    """One point of the world: changes to :class:`RigSpec` and the conditions."""
+
+    rig: dict[str, Any]
+    conditions: Conditions
+
+
+_CLEAR = CONDITIONS['clear']
+#: Named scenarios, each one axis away from the default rig in clear daylight.
+SCENARIOS: dict[str, Scenario] = {
+    'default': Scenario({}, _CLEAR),
+    **{f'lidar_{name}': Scenario({'lidar': name}, _CLEAR)
+       for name in LIDAR_MODELS if name != 'hdl64'},
+    'lidar_front_120': Scenario({'lidar': replace(LIDAR_MODELS['hdl64'], fov_deg=120.0)},
+                                _CLEAR),
+    'lens_wide': Scenario({'lens': 'wide'}, _CLEAR),
+    'lens_tele': Scenario({'lens': 'tele'}, _CLEAR),
+    'camera_high': Scenario({'camera_height_m': 2.6}, _CLEAR),
+    'camera_pitched': Scenario({'camera_pitch_deg': 5.0}, _CLEAR),
+    'miscalibrated': Scenario({'extrinsic_error_deg': 1.0, 'extrinsic_error_m': 0.05},
+                              _CLEAR),
+    'open_road': Scenario({'scene': 'open_road'}, _CLEAR),
+    'dense_trees': Scenario({'scene': 'dense_trees'}, _CLEAR),
+    **{name: Scenario({}, c) for name, c in CONDITIONS.items() if name != 'clear'},
+}
+
+
+def scenario(name: str, width: int = 640, height: int = 480, seed: int = 0,
+             **rig: Any) -> SimRig:
+    """The rig of scenario ``name`` at ``width`` x ``height``; ``rig`` changes more of it."""
+    if name not in SCENARIOS:
+        raise ValueError(f'scenario must be one of {tuple(SCENARIOS)}, got {name!r}')
+    s = SCENARIOS[name]
+    spec = RigSpec(width=width, height=height, **{**s.rig, **rig})
+    return SimRig.build(spec, s.conditions, seed)
+
+
 __all__ = ['CONDITIONS', 'Conditions', 'LENSES', 'LIDAR_MODELS', 'LidarModel', 'RigSpec',
-           'SCENE_KINDS', 'SimFrame', 'SimRig', 'load_frames', 'rotation_angle_deg',
-           'save_frames']
+           'SCENARIOS', 'SCENE_KINDS', 'Scenario', 'SimFrame', 'SimRig', 'load_frames',
+           'rotation_angle_deg', 'save_frames', 'scenario']
