@@ -11,8 +11,9 @@ setup(
     name=package_name,
     version='0.1.0',
     packages=find_packages(exclude=['test', 'test.*']),
-    # The shipped student (estimator.model_path ''), found next to the package's code.
-    package_data={package_name: ['models/student/*']},
+    # The shipped student (estimator.model_path '') and the uncertainty calibration, found
+    # next to the package's code.
+    package_data={package_name: ['models/student/*', 'calibration/*.json']},
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
         ('share/' + package_name, ['package.xml']),

@@ -32,6 +32,12 @@ def test_local_alignment_and_temporal_filter(rows):
     assert rows['temporal: frames to follow a x1.5 step']['value'] <= 2
 
 
+def test_fusion_removes_low_frequency_error_and_beats_the_global_bound(rows):
+    assert rows['fusion: AbsRel reduction vs global (low-frequency)']['value'] >= 0.25
+    # Per-pixel noise is left, yet the fusion is below the best any global map can do.
+    assert rows['fusion / dense-GT global bound (distorted+noisy)']['value'] <= 0.9
+
+
 def test_table_prints_every_row_with_its_verdict(rows, capsys):
     table = format_table(rows)
     for name in rows:

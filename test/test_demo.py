@@ -15,11 +15,11 @@ def test_demo_runs_the_shipped_student_on_the_sample_bag(tmp_path):
     summary = json.loads((out / 'summary.json').read_text())
     assert 'shipped student' in summary['estimator'] and summary['with_depth'] == 3
     assert summary['node_exit_code'] == 0
-    # a real network on a street it never saw: better than the LiDAR alone, within reach of
-    # the best global affine map of its own output
+    # a real network on a street it never saw, fused with the LiDAR: better than the LiDAR
+    # alone and than the best global affine map of the network's output (the dense-GT bound)
     assert summary['mean']['abs_rel'] < summary['lidar_only']['abs_rel'], summary['mean']
     for row in summary['per_frame']:
-        assert row['bound'] <= row['abs_rel'] <= 1.5 * row['bound'], row
+        assert row['abs_rel'] < row['bound'], row
 
 
 def test_demo_replays_the_sample_bag_through_the_node(tmp_path):

@@ -21,6 +21,7 @@ from depth_node.estimators import build_estimator
 from depth_node.offline import evaluate as evaluate_module
 from depth_node.offline.drive_bag import typestore, write_drive
 from depth_node.offline.reader import read_drive
+from depth_node.offline.report import PLOTS
 from depth_node.offline.evaluate import (BagEvaluation, check_no_leak, EvaluationOptions,
                                          NodeSettings, point_pixels, split_lidar)
 from depth_node.messages.layout import pack_cloud
@@ -33,8 +34,8 @@ from depth_node.cli.evaluate import main
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE = os.path.join(ROOT, 'data', 'sample_drive')
 ORACLE = 'depth_node.testing.oracle:DisparityOracle'
-OUTPUT_TOPICS = ('/depth', '/depth/camera_info', '/depth/points', '/depth/relative',
-                 '/depth/colored')
+OUTPUT_TOPICS = ('/depth', '/depth/uncertainty', '/depth/camera_info', '/depth/points',
+                 '/depth/relative', '/depth/colored')
 
 
 @pytest.fixture(scope='module')
@@ -98,10 +99,15 @@ def test_oracle_on_the_sample_bag_and_the_report(tmp_path, frames_dir, capsys):
         set(s['latency_ms'])
     assert s['throughput']['frames_per_s'] > 0
     assert 0 < s['throughput']['outside_model_share'] < 1
+    # The published sigma against the ground truth (the reliability diagram's figures).
+    u = s['uncertainty']
+    assert u['pixels'] > 0.5 * s['metrics']['valid']
+    assert 0.5 < u['within_1sigma'] < u['within_2sigma'] <= 1.0, u
 
     # Files, and that they agree with each other.
     for name in ('frames.csv', 'summary.json', 'index.html', 'error_vs_depth.png',
-                 'abs_rel_over_time.png', 'scale_shift.png', 'latency.png', 'sample_frame.png'):
+                 'abs_rel_over_time.png', 'scale_shift.png', 'latency.png', 'reliability.png',
+                 'sample_frame.png'):
         assert (out / name).is_file(), name
         assert name in s['files']
     assert all(_is_png(p) for p in out.glob('*.png'))
@@ -114,7 +120,7 @@ def test_oracle_on_the_sample_bag_and_the_report(tmp_path, frames_dir, capsys):
                         rel_tol=1e-5)
     assert all(r['fit_state'] in ('fresh', 'held') and r['extrinsic'] == 'bag' for r in rows)
     page = (out / 'index.html').read_text()
-    assert page.count('src="data:image/png;base64,') == 5
+    assert page.count('src="data:image/png;base64,') == len(PLOTS)
     assert 'href="frames.csv"' in page and 'href="summary.json"' in page
     assert f"{s['metrics']['abs_rel']:.4f}" in page
     printed = capsys.readouterr().out

@@ -79,8 +79,12 @@ def test_metric_estimator_passes_through():
 
     rig = SimRig.default(64, 48)
     pipe = DepthPipeline(Metric())
-    res = pipe.process(FrameInput(np.zeros((48, 64, 3), np.uint8), rig.camera, 0.0))
+    picture = rig.render(0.0).rgb
+    res = pipe.process(FrameInput(picture, rig.camera, 0.0))
     assert res.fit_state == 'metric' and np.all(res.depth == 7.0)
+    # A metric model's metres on a black picture are made up too: refused.
+    black = pipe.process(FrameInput(np.zeros((48, 64, 3), np.uint8), rig.camera, 0.1))
+    assert black.depth is None and black.fit_state == 'none' and 'dark' in black.fit.reason
 
 
 def test_pipeline_rejects_bad_input_and_config(sim):

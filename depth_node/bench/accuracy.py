@@ -27,6 +27,11 @@ from depth_node.sim.frames import SimFrame, SimRig
 from depth_node.sim.oracles import Corruption, oracle_prediction
 
 
+#: The global fit alone (what this harness measures unless a scenario says otherwise): no
+#: fusion, no uncertainty or per-pixel refusal.
+GLOBAL = PipelineConfig(fusion=False, uncertainty=False)
+
+
 class ArrayEstimator:
     """An estimator that returns whatever prediction it was handed last (for experiments)."""
 
@@ -48,7 +53,7 @@ class Scenario:
 
     name: str
     corruption: Corruption = Corruption()
-    config: PipelineConfig = field(default_factory=PipelineConfig)
+    config: PipelineConfig = field(default_factory=lambda: GLOBAL)
 
 
 @dataclass
@@ -109,8 +114,8 @@ def run_temporal(rig: SimRig, steady: int = 20, after_step: int = 6, step: float
     """
     frame = rig.render(0.0)
     est = ArrayEstimator(OutputKind.DISPARITY)
-    raw_pipe = DepthPipeline(est, PipelineConfig(max_depth=max_depth, temporal=False))
-    filt_pipe = DepthPipeline(est, PipelineConfig(max_depth=max_depth, temporal=True))
+    raw_pipe = DepthPipeline(est, replace(GLOBAL, max_depth=max_depth, temporal=False))
+    filt_pipe = DepthPipeline(est, replace(GLOBAL, max_depth=max_depth, temporal=True))
     raw, filt = [], []
     base = 0.37
     for k in range(steady + after_step):

@@ -1,12 +1,18 @@
-"""The accuracy table: the ground-truth numbers of the metric path, each next to its target.
+"""The accuracy tables: the ground-truth numbers of the metric path, each next to its target.
 
-``benchmark accuracy [--frames N] [--width W --height H] [--seed S] [--json PATH]`` renders
-frames of the synthetic drive (exact depth, 64-beam LiDAR with its natural see-through returns)
-and prints, for each experiment, the number, its target and whether it is met. The relative input
-is an oracle (exact disparity under an unknown affine map, optionally corrupted), so the table
-measures projection, outlier rejection, fitting, filtering and local alignment, not a model.
-The experiments themselves are in :mod:`depth_node.bench.accuracy`; ``test/test_accuracy.py``
-asserts the targets.
+``benchmark accuracy [--frames N] [--width W --height H] [--seed S] [--json PATH]
+[--scenarios NAMES | --no-scenarios] [--streets S,S] [--scenario-frames N] [--model DIR]``
+prints two tables:
+
+1. the oracle table: frames of the synthetic drive (exact depth, 64-beam LiDAR with its natural
+   see-through returns) with an oracle relative input (exact disparity under an unknown affine
+   map, optionally corrupted), so it measures projection, outlier rejection, fitting, filtering
+   and local alignment, not a model (:mod:`depth_node.bench.accuracy`; ``test/test_accuracy.py``
+   asserts the targets);
+2. the scenario table: the shipped student (or ``--model``) through the node's pipeline with
+   fusion, uncertainty and refusal, on held-out streets across LiDAR models, lenses, camera
+   pose, calibration error, scene kinds, light and weather (:mod:`depth_node.bench.
+   scenario_table`).
 """
 
 from __future__ import annotations
@@ -18,9 +24,13 @@ import time
 from dataclasses import replace
 from typing import Optional
 
+from depth_node.bench import scenario_table
+from depth_node.bench.accuracy import (GLOBAL, run_scenario, run_temporal, Scenario,
+                                       time_alignment)
+from depth_node.bench.scenario_table import select
 from depth_node.core.align import OutputKind
-from depth_node.bench.accuracy import run_scenario, run_temporal, Scenario, time_alignment
-from depth_node.pipeline.frame import PipelineConfig
+from depth_node.estimators.base import Estimator
+from depth_node.offline.scenarios import EVALUATION_SEEDS
 from depth_node.sim.frames import SimRig
 from depth_node.sim.oracles import Corruption
 
@@ -29,7 +39,7 @@ from depth_node.sim.oracles import Corruption
 #: driving data after alignment (the measured AbsRel: docs/benchmarks.md).
 DISTORTED = Corruption(distortion=0.10, noise=0.05)
 LOW_FREQUENCY = Corruption(distortion=0.15, noise=0.01)
-LSQ = PipelineConfig(fit_method='lsq', see_through=False)
+LSQ = replace(GLOBAL, fit_method='lsq', see_through=False)
 
 
 def measure(frames: int = 4, width: int = 640, height: int = 480,
@@ -65,11 +75,21 @@ def measure(frames: int = 4, width: int = 640, height: int = 480,
 
     glob = run_scenario(rig, drive, Scenario('global', LOW_FREQUENCY))
     local = run_scenario(rig, drive, Scenario('local', LOW_FREQUENCY,
-                                              replace(PipelineConfig(), local=True)))
+                                              replace(GLOBAL, local=True)))
+    fused = run_scenario(rig, drive, Scenario('fusion', LOW_FREQUENCY,
+                                              replace(GLOBAL, fusion=True)))
+    fused_noisy = run_scenario(rig, drive, Scenario('fusion noisy', DISTORTED,
+                                                    replace(GLOBAL, fusion=True)))
     rows['low-frequency distortion: global AbsRel'] = {'value': glob.lidar.abs_rel}
     rows['low-frequency distortion: local AbsRel'] = {'value': local.lidar.abs_rel}
     rows['local: AbsRel reduction vs global'] = {
         'value': 1.0 - local.lidar.abs_rel / glob.lidar.abs_rel, 'target': 0.25, 'le': 0}
+    rows['low-frequency distortion: fusion AbsRel'] = {'value': fused.lidar.abs_rel}
+    rows['fusion: AbsRel reduction vs global (low-frequency)'] = {
+        'value': 1.0 - fused.lidar.abs_rel / glob.lidar.abs_rel, 'target': 0.25, 'le': 0}
+    rows['fusion / dense-GT global bound (distorted+noisy)'] = {
+        'value': fused_noisy.lidar.abs_rel / fused_noisy.oracle.abs_rel, 'target': 0.9,
+        'le': 1}
 
     temporal = run_temporal(rig)
     rows['temporal: log-scale jitter, unfiltered / filtered'] = {
@@ -119,19 +139,61 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument('--height', type=int, default=480)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--json', help='also write the rows as JSON here')
+    g = p.add_argument_group('scenario table')
+    g.add_argument('--scenarios', default='all',
+                   help="comma-separated parts of scenario names (default: all)")
+    g.add_argument('--no-scenarios', action='store_true', help='only the oracle table')
+    g.add_argument('--no-oracle', action='store_true', help='only the scenario table')
+    g.add_argument('--streets', default=','.join(str(s) for s in EVALUATION_SEEDS),
+                   help='street seeds (default %(default)s: apart from training and '
+                        'calibration)')
+    g.add_argument('--scenario-frames', type=int, default=2, help='frames per street')
+    g.add_argument('--model', default='', help='student folder (default: the shipped one)')
+    g.add_argument('--threads', type=int, default=1, help='torch threads (default 1)')
     args = p.parse_args(argv)
-    if args.frames < 1:
-        p.error('--frames must be >= 1')
+    if args.frames < 1 or args.scenario_frames < 1:
+        p.error('--frames and --scenario-frames must be >= 1')
+    try:
+        scenarios = [] if args.no_scenarios else select(args.scenarios)
+        streets = [int(s) for s in args.streets.split(',') if s.strip()]
+    except ValueError as exc:
+        p.error(str(exc))
+    out: dict[str, object] = {}
     t0 = time.time()
-    rows = measure(args.frames, args.width, args.height, args.seed)
-    print(f'synthetic drive, {args.width}x{args.height}, {args.frames} frames, seed {args.seed}; '
-          'oracle relative input (exact disparity x unknown affine map, corrupted as named)')
-    print(format_table(rows))
-    print(f'({time.time() - t0:.1f} s)')
+    if not args.no_oracle:
+        rows = measure(args.frames, args.width, args.height, args.seed)
+        print(f'synthetic drive, {args.width}x{args.height}, {args.frames} frames, seed '
+              f'{args.seed}; oracle relative input (exact disparity x unknown affine map, '
+              'corrupted as named)')
+        print(format_table(rows))
+        print(f'({time.time() - t0:.1f} s)')
+        out['oracle'] = rows
+    if scenarios:
+        est = _student(args.model, args.threads)
+        t1 = time.time()
+        print(f'\nscenarios: {est.name} through the node pipeline (fusion, uncertainty, '
+              f'refusal), {args.width}x{args.height}, streets {streets}, '
+              f'{args.scenario_frames} frames each; AbsRel unless named')
+        scores = scenario_table.measure(est, scenarios, streets, args.scenario_frames,
+                                        args.width, args.height)
+        print(scenario_table.format_table(scores))
+        print(f'({time.time() - t1:.1f} s)')
+        out['scenarios'] = scenario_table.as_rows(scores)
     if args.json:
         with open(args.json, 'w') as f:
-            json.dump(rows, f, indent=2)
+            json.dump(out, f, indent=2)
     return 0
+
+
+def _student(model: str, threads: int) -> Estimator:
+    import torch
+
+    from depth_node.estimators.base import model_input_size, SHIPPED_STUDENT
+    from depth_node.estimators.depth_anything import DepthAnythingEstimator
+
+    torch.set_num_threads(threads)
+    path = model or str(SHIPPED_STUDENT)
+    return DepthAnythingEstimator(path, input_size=model_input_size(path))
 
 
 if __name__ == '__main__':

@@ -63,23 +63,27 @@ class Stage:
 STAGES: tuple[Stage, ...] = (
     Stage('image_convert', 'image conversion', 'image_to_rgb8 (rgb8 Image)'),
     Stage('cloud_convert', 'LiDAR cloud conversion', 'pointcloud2_to_xyz'),
+    Stage('image_check', 'image check', 'assess_image: blind/saturated/flat/noise (pipeline)'),
     Stage('project', 'projection', 'project_points (pipeline)'),
     Stage('see_through', 'see-through rejection', 'reject_see_through (pipeline)'),
     Stage('fit', 'fit', 'sample + robust fit (pipeline)'),
     Stage('filter', 'temporal filter', 'AffineFilter.update (pipeline)'),
     Stage('depth', 'metric depth', 'apply_affine (pipeline)'),
+    Stage('fusion', 'fusion + uncertainty', 'trusted_depth: fuse, sigma, refusal (pipeline)'),
     Stage('points', 'back-projection', 'PointGrid.points (pipeline)'),
     Stage('cloud_pack', 'cloud packing', 'xyz_to_pointcloud2'),
     Stage('depth_pack', 'depth image packing', 'array_to_image 32FC1'),
+    Stage('sigma_pack', 'uncertainty image packing', 'array_to_image 32FC1'),
     Stage('preview', 'colour preview', 'colorize_depth + array_to_image rgb8'),
-    Stage('publish', 'publish', 'rclpy publish: depth, points, colored'),
+    Stage('publish', 'publish', 'rclpy publish: depth, uncertainty, points, colored'),
 )
 #: Added by ``--relative`` (the node's ``output.relative``): the raw model output image.
 RELATIVE_STAGE = Stage('relative_pack', 'relative image packing', 'array_to_image 32FC1')
 TOTAL = Stage('total', 'TOTAL (non-model path)', 'sum of the stages above, per frame')
 
 # Pipeline timer names (DepthPipeline.process) that are table stages.
-_PIPELINE_STAGES = ('project', 'see_through', 'fit', 'filter', 'depth', 'points')
+_PIPELINE_STAGES = ('image_check', 'project', 'see_through', 'fit', 'filter', 'depth', 'fusion',
+                    'points')
 _THREAD_VARIABLES = ('OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS', 'MKL_NUM_THREADS')
 
 
@@ -276,7 +280,7 @@ def run(args: argparse.Namespace, command: str) -> BenchmarkResult:
     from depth_node.sim.frames import save_frames, SimRig
 
     stages = list(STAGES)
-    topics = ['depth', 'depth/points', 'depth/colored']
+    topics = ['depth', 'depth/uncertainty', 'depth/points', 'depth/colored']
     if args.relative:
         stages.insert(stages.index(STAGES[-1]), RELATIVE_STAGE)
         topics.append('depth/relative')
@@ -332,13 +336,18 @@ def run(args: argparse.Namespace, command: str) -> BenchmarkResult:
                 cloud = xyz_to_pointcloud2(result.points, header, colors)
                 t1 = time.perf_counter()
                 depth_msg = array_to_image(result.depth, '32FC1', header)
+                t1b = time.perf_counter()
+                sigma_msg = array_to_image(result.sigma, '32FC1', header)
+                t['sigma_pack'] = (time.perf_counter() - t1b) * 1e3
                 t2 = time.perf_counter()
                 preview = array_to_image(colorize_depth(result.depth, *color_range), 'rgb8',
                                          header)
                 t3 = time.perf_counter()
-                t['cloud_pack'], t['depth_pack'] = (t1 - t0) * 1e3, (t2 - t1) * 1e3
+                t['cloud_pack'] = (t1 - t0) * 1e3
+                t['depth_pack'] = (t1b - t1) * 1e3
                 t['preview'] = (t3 - t2) * 1e3
-                messages = [('depth', depth_msg), ('depth/points', cloud),
+                messages = [('depth', depth_msg), ('depth/uncertainty', sigma_msg),
+                            ('depth/points', cloud),
                             ('depth/colored', preview)]
                 if args.relative:
                     t0 = time.perf_counter()

@@ -35,8 +35,9 @@ class PackedCloud:
     data: np.ndarray  # [row_step * height] uint8
 
 
-def pack_cloud(points: np.ndarray, rgb: Optional[np.ndarray] = None) -> PackedCloud:
-    """Packed XYZ or XYZRGB cloud of ``points``.
+def pack_cloud(points: np.ndarray, rgb: Optional[np.ndarray] = None,
+               sigma: Optional[np.ndarray] = None) -> PackedCloud:
+    """Packed XYZ or XYZRGB cloud of ``points``, optionally with a ``sigma`` field.
 
     Parameters
     ----------
@@ -45,6 +46,9 @@ def pack_cloud(points: np.ndarray, rgb: Optional[np.ndarray] = None) -> PackedCl
         floating point, metres; NaN marks a missing point.
     rgb
         Optional [H, W, 3] or [N, 3] uint8 R, G, B, the same leading shape as ``points``.
+    sigma
+        Optional [H, W] or [N] floating point: the depth's standard deviation (m) per point,
+        appended as a FLOAT32 field ``sigma`` after the others.
 
     Returns
     -------
@@ -57,7 +61,7 @@ def pack_cloud(points: np.ndarray, rgb: Optional[np.ndarray] = None) -> PackedCl
     ------
     MessageError
         ``points`` or ``rgb`` of the wrong shape or dtype (``field`` is ``'points'`` or
-        ``'rgb'``).
+        ``'rgb'`` or ``'sigma'``).
 
     """
     pts = np.asarray(points)
@@ -68,8 +72,14 @@ def pack_cloud(points: np.ndarray, rgb: Optional[np.ndarray] = None) -> PackedCl
     height, width = (pts.shape[0], pts.shape[1]) if pts.ndim == 3 else (1, pts.shape[0])
     count = height * width
     names = ['x', 'y', 'z']
+    extra = 0 if sigma is None else 1
+    if sigma is not None:
+        sig = np.asarray(sigma)
+        if sig.shape != pts.shape[:-1] or not np.issubdtype(sig.dtype, np.floating):
+            raise MessageError('sigma', f'of shape {sig.shape} and dtype {sig.dtype} is not '
+                               f'floating point of shape {pts.shape[:-1]}')
     if rgb is None:
-        buffer = np.empty((count, 3), dtype=np.float32)  # [N, 3] x, y, z
+        buffer = np.empty((count, 3 + extra), dtype=np.float32)  # [N, 3] x, y, z
     else:
         colours = np.asarray(rgb)
         if colours.shape != pts.shape or colours.dtype != np.uint8:
@@ -77,7 +87,7 @@ def pack_cloud(points: np.ndarray, rgb: Optional[np.ndarray] = None) -> PackedCl
                                f'is not uint8 of the points shape {pts.shape}')
         colours = colours.reshape(count, 3)
         names.append('rgb')
-        buffer = np.empty((count, 4), dtype=np.float32)  # [N, 4] x, y, z, rgb bits
+        buffer = np.empty((count, 4 + extra), dtype=np.float32)  # [N, 4] x, y, z, rgb bits
         # 0x00RRGGBB computed as an integer and stored through a uint32 view: exact bits.
         packed = colours[:, 0].astype(np.uint32)
         packed <<= 16
@@ -88,6 +98,10 @@ def pack_cloud(points: np.ndarray, rgb: Optional[np.ndarray] = None) -> PackedCl
     with np.errstate(over='ignore'):
         for i in range(3):  # per column: faster than one strided [N, 3] copy
             buffer[:, i] = flat[:, i]
+        if sigma is not None:
+            buffer[:, len(names)] = sig.reshape(count)
+    if sigma is not None:
+        names.append('sigma')
     dense = all(bool(np.isfinite(buffer[:, i]).all()) for i in range(3))
     point_step = 4 * len(names)
     return PackedCloud(height=int(height), width=int(width),

@@ -265,7 +265,7 @@ class BagEvaluation:
             result.sample = SamplePanel(
                 frame.index, frame.rgb, res.depth, frame.depth if gt == 'depth' else None,
                 split.eval_depth if split is not None else None,
-                record.metrics.abs_rel if record.metrics else float('nan'))
+                record.metrics.abs_rel if record.metrics else float('nan'), res.sigma)
         result.metrics_s += time.perf_counter() - t_m
         return record
 
@@ -299,28 +299,35 @@ class BagEvaluation:
 
     def _truth(self, frame: DriveFrame, gt: str, res: FrameResult,
                split: Optional[HeldOutSplit]) -> tuple[Optional[np.ndarray],
+                                                       Optional[np.ndarray],
                                                        Optional[np.ndarray]]:
-        """Ground truth in range and the prediction there, both [K] float64 (or None)."""
+        """Ground truth in range, the prediction and its sigma there, [K] float64 (or None)."""
+        sigma = None
         if gt == 'depth' and frame.depth is not None:
             truth = frame.depth.reshape(-1)
             pred = None if res.depth is None else res.depth.reshape(-1)
+            if res.sigma is not None:
+                sigma = res.sigma.reshape(-1)
         elif gt == 'lidar' and split is not None:
             e = split.eval_depth
             truth = e.z
             pred = None if res.depth is None else res.depth[e.v, e.u]
+            if res.sigma is not None:
+                sigma = res.sigma[e.v, e.u]
         else:
-            return None, None
+            return None, None, None
         in_range = np.isfinite(truth) & (truth > self.options.min_depth) & \
             (truth <= self.max_depth)
         truth = truth[in_range].astype(np.float64)
-        return truth, None if pred is None else pred[in_range].astype(np.float64)
+        return (truth, None if pred is None else pred[in_range].astype(np.float64),
+                None if sigma is None else sigma[in_range].astype(np.float64))
 
     def _score(self, frame: DriveFrame, gt: str, res: FrameResult,
                split: Optional[HeldOutSplit], first_stamp: float, source: str,
                timings: dict[str, float], result: EvaluationResult) -> FrameRecord:
         opts = self.options
         lo_cap, hi_cap = opts.min_depth, self.max_depth
-        truth, pred = self._truth(frame, gt, res, split)
+        truth, pred, sigma = self._truth(frame, gt, res, split)
         kind = 'none' if truth is None else gt
         metrics, bins = None, {}
         if truth is not None and pred is not None:
@@ -329,6 +336,8 @@ class BagEvaluation:
                 mask = (truth >= lo) & ((truth < hi) if hi < hi_cap else (truth <= hi))
                 bins[bin_label(lo, hi)] = depth_metrics(pred[mask], truth[mask], lo_cap, hi_cap)
             self._curve(truth, pred, result)
+            if sigma is not None:
+                self._reliability(truth, pred, sigma, result)
         fit, applied = res.fit, res.applied
         nan = float('nan')
         return FrameRecord(
@@ -344,6 +353,21 @@ class BagEvaluation:
             eval_pixels=0 if split is None else int(split.eval_depth.count),
             extrinsic=source, metrics=metrics, bins=bins,
             gt_pixels=0 if truth is None else int(truth.size), timings_ms=timings)
+
+    @staticmethod
+    def _reliability(truth: np.ndarray, pred: np.ndarray, sigma: np.ndarray,
+                     result: EvaluationResult) -> None:
+        """Accumulate predicted sigma against the observed error (the reliability diagram)."""
+        ok = np.isfinite(pred) & (pred > 0) & np.isfinite(sigma)
+        t, p, s = truth[ok], pred[ok], sigma[ok]
+        n = result.rel_count.size
+        rel = s / p
+        idx = np.clip(np.searchsorted(result.rel_edges, rel, side='right') - 1, 0, n - 1)
+        err = np.abs(p - t)
+        result.rel_count += np.bincount(idx, None, n)
+        result.rel_pred += np.bincount(idx, rel, n)
+        result.rel_sq += np.bincount(idx, (err / p) ** 2, n)
+        result.within_sigma += (float(np.sum(err <= s)), float(np.sum(err <= 2 * s)))
 
     @staticmethod
     def _curve(truth: np.ndarray, pred: np.ndarray, result: EvaluationResult) -> None:

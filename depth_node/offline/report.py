@@ -5,8 +5,9 @@
 * ``frames.csv``: one row per processed frame (fit, scale/shift, metrics, per-depth-bin
   AbsRel, per-stage latency);
 * ``summary.json``: :meth:`EvaluationResult.summary` plus the list of files;
-* ``error_vs_depth.png``, ``abs_rel_over_time.png``, ``scale_shift.png``, ``latency.png``
-  and ``sample_frame.png`` (RGB | metric depth | relative error);
+* ``error_vs_depth.png``, ``abs_rel_over_time.png``, ``scale_shift.png``, ``latency.png``,
+  ``reliability.png`` (predicted sigma / z against the observed RMS relative error) and
+  ``sample_frame.png`` (RGB | metric depth | relative error | uncertainty);
 * ``index.html``: all of it on one self-contained page (the PNGs embedded as base64; the CSV
   and JSON linked relatively).
 
@@ -31,7 +32,7 @@ from depth_node.core.metrics import METRIC_NAMES
 from depth_node.offline.evaluate import bin_label, EvaluationResult
 
 PLOTS = ('error_vs_depth.png', 'abs_rel_over_time.png', 'scale_shift.png', 'latency.png',
-         'sample_frame.png')
+         'reliability.png', 'sample_frame.png')
 _STATE_COLOURS = {'fresh': '#2a9d8f', 'held': '#e9c46a', 'none': '#e76f51', 'metric': '#264653'}
 # Colour scale of the error panel: relative error 0 .. this.
 _ERROR_SCALE = 0.1
@@ -190,9 +191,36 @@ def plot_latency(result: EvaluationResult, path: Path) -> None:
     _save(fig, path)
 
 
+def plot_reliability(result: EvaluationResult, path: Path) -> None:
+    """Reliability diagram: per bin of predicted sigma / z, the observed RMS of (d - gt) / d.
+
+    A calibrated uncertainty lies on the diagonal; above it, sigma is too small.
+    """
+    fig = figure(6.0, 4.6)
+    ax = fig.add_subplot()
+    n = result.rel_count
+    ok = n >= 20
+    if ok.any():
+        pred = result.rel_pred[ok] / n[ok]
+        obs = np.sqrt(result.rel_sq[ok] / n[ok])
+        ax.loglog(pred, obs, 'o-', ms=4, label='observed RMS relative error')
+        lo, hi = float(min(pred.min(), obs.min())), float(max(pred.max(), obs.max()))
+        ax.loglog([lo, hi], [lo, hi], 'k--', lw=0.8, label='calibrated (y = x)')
+        u = result.uncertainty_summary()
+        ax.set_title(f'within 1 sigma {u["within_1sigma"]:.1%}, 2 sigma '
+                     f'{u["within_2sigma"]:.1%} ({u["pixels"]} pixels)')
+        ax.legend(loc='upper left')
+    else:
+        ax.text(0.5, 0.5, 'no published uncertainty with ground truth', ha='center',
+                va='center', transform=ax.transAxes)
+    ax.set_xlabel('predicted sigma / z')
+    ax.set_ylabel('observed RMS (d - gt) / d')
+    _save(fig, path)
+
+
 def plot_sample(result: EvaluationResult, path: Path) -> None:
-    """RGB | metric depth | relative error of the sample frame."""
-    fig = figure(13.5, 3.9)
+    """RGB | metric depth | relative error | uncertainty of the sample frame."""
+    fig = figure(18.0, 3.9)
     s = result.sample
     if s is None:
         ax = fig.add_subplot()
@@ -201,7 +229,7 @@ def plot_sample(result: EvaluationResult, path: Path) -> None:
         _save(fig, path)
         return
     lo, hi = result.settings.publish.colormap_range
-    axes = fig.subplots(1, 3)
+    axes = fig.subplots(1, 4)
     axes[0].imshow(s.rgb)
     axes[0].set_title(f'frame {s.index}: RGB')
     axes[1].imshow(colorize_depth(s.depth, lo, hi))
@@ -225,6 +253,16 @@ def plot_sample(result: EvaluationResult, path: Path) -> None:
         axes[2].set_ylim(s.rgb.shape[0], 0)
     axes[2].set_title(f'|d - gt| / gt (AbsRel {s.abs_rel:.4f})')
     fig.colorbar(im, ax=axes[2], fraction=0.035, pad=0.01)
+    if s.sigma is not None:
+        with np.errstate(divide='ignore', invalid='ignore'):
+            rel = s.sigma / s.depth
+        im = axes[3].imshow(np.ma.masked_invalid(rel), cmap=cmap, vmin=0,
+                            vmax=_ERROR_SCALE)
+        fig.colorbar(im, ax=axes[3], fraction=0.035, pad=0.01)
+        axes[3].set_title('uncertainty sigma / z (NaN: refused)')
+    else:
+        axes[3].axis('off')
+        axes[3].set_title('no uncertainty (uncertainty.enable false)')
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -276,6 +314,10 @@ def write_html(result: EvaluationResult, out: Path, summary: dict[str, Any],
     for label, mb in summary['metrics_by_depth'].items():
         rows.append([f'{label} m'] + [mb[k] for k in METRIC_NAMES] + [mb['valid']])
     parts.append(_table(['depth'] + list(METRIC_NAMES) + ['valid px'], rows))
+    unc = summary['uncertainty']
+    parts.append('<h2>Uncertainty (published sigma against the ground truth)</h2>')
+    parts.append(_table(['pixels', 'within 1 sigma', 'within 2 sigma'],
+                        [[unc['pixels'], unc['within_1sigma'], unc['within_2sigma']]]))
     parts.append('<h2>Throughput</h2>')
     parts.append(_table(['frames/s', 'wall s', 'model share', 'outside model', 'read s',
                          'pipeline s', 'metrics s', 'output bag s'],
@@ -321,7 +363,8 @@ def write_report(result: EvaluationResult, out: str | Path,
     made: list[str] = []
     if plots:
         for name, fn in zip(PLOTS, (plot_error_vs_depth, plot_abs_rel_over_time,
-                                    plot_scale_shift, plot_latency, plot_sample)):
+                                    plot_scale_shift, plot_latency, plot_reliability,
+                                    plot_sample)):
             fn(result, folder / name)
             files[name] = folder / name
             made.append(name)
@@ -376,6 +419,10 @@ def summary_lines(result: EvaluationResult, summary: dict[str, Any], out: str | 
     for label, mb in summary['metrics_by_depth'].items():
         lines.append(f"  {label:>7} m: AbsRel {num(mb['abs_rel'])}  RMSE {num(mb['rmse'], '.3f')}"
                      f" m  d1 {num(mb['delta1'])}  ({mb['valid']} px)")
+    u = summary['uncertainty']
+    if u['pixels']:
+        lines.append(f"  uncertainty: {num(u['within_1sigma'], '.1%')} of the pixels within "
+                     f"1 sigma, {num(u['within_2sigma'], '.1%')} within 2 sigma")
     lines.append(f"  {th['frames_per_s']:.2f} frames/s; model {th['model_share']:.0%} of the "
                  f"time, outside it {th['outside_model_share']:.0%}")
     if result.output_bag:

@@ -77,6 +77,7 @@ class SamplePanel:
     gt_dense: Optional[np.ndarray]  # [H, W] float32 m (depth ground truth)
     gt_sparse: Optional[SparseDepth]  # held-out ground truth
     abs_rel: float
+    sigma: Optional[np.ndarray] = None  # [H, W] float32 m, the published uncertainty
 
 
 @dataclass
@@ -108,6 +109,12 @@ class EvaluationResult:
     curve_abs: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [B] sum |d-g|/g
     curve_signed: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [B] sum (d-g)/g
     curve_count: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [B] pixels
+    # Reliability of the uncertainty: pixels binned by predicted sigma / z.
+    rel_edges: np.ndarray = field(default_factory=lambda: np.geomspace(0.002, 1.0, 19))
+    rel_count: np.ndarray = field(default_factory=lambda: np.zeros(18))  # [R] pixels
+    rel_pred: np.ndarray = field(default_factory=lambda: np.zeros(18))  # [R] sum sigma / z
+    rel_sq: np.ndarray = field(default_factory=lambda: np.zeros(18))  # [R] sum ((d-g)/d)^2
+    within_sigma: np.ndarray = field(default_factory=lambda: np.zeros(2))  # <= 1, 2 sigma
 
     @property
     def frames(self) -> int:
@@ -171,6 +178,13 @@ class EvaluationResult:
                 out[key] = out.get(key, 0) + 1
         return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
+    def uncertainty_summary(self) -> dict[str, Any]:
+        """Calibration of the published sigma: share of pixels within 1 and 2 sigma."""
+        n = float(self.rel_count.sum())
+        return {'pixels': int(n),
+                'within_1sigma': float(self.within_sigma[0] / n) if n else None,
+                'within_2sigma': float(self.within_sigma[1] / n) if n else None}
+
     def summary(self) -> dict[str, Any]:
         """Everything of the evaluation as plain JSON-able data (no per-frame rows)."""
         opts = dataclasses.asdict(self.options)
@@ -187,6 +201,7 @@ class EvaluationResult:
             'metrics_by_depth': {k: _metrics_dict(m) for k, m in self.overall_bins().items()},
             'scale': _series_stats([r.scale for r in self.records]),
             'shift': _series_stats([r.shift for r in self.records]),
+            'uncertainty': self.uncertainty_summary(),
             'latency_ms': self.latency(),
             'throughput': self.throughput(),
             'issues': [{'bag': i.bag, 'topic': i.topic, 'message': i.message}

@@ -23,12 +23,12 @@ class OutputBagWriter:
     """Writes what the node publishes, frame by frame, into a new rosbag2 bag.
 
     Topics (``namespace`` prefixes them, as the node's namespace would): ``depth`` (32FC1),
-    ``depth/camera_info``, ``depth/points`` (packed XYZ or XYZRGB), ``depth/relative``,
-    ``depth/colored`` (rgb8) and ``/diagnostics``, with the node's publisher QoS, plus a copy of
-    the input's ``/tf_static`` so the bag also plays alone. Messages carry the input image's
-    header and are stored at the input image's bag time, so that playing both bags together
-    keeps them in step. The bytes are those the live node publishes (the layouts come from
-    :mod:`depth_node.pipeline.published`).
+    ``depth/uncertainty`` (32FC1), ``depth/camera_info``, ``depth/points`` (packed XYZ or
+    XYZRGB), ``depth/relative``, ``depth/colored`` (rgb8) and ``/diagnostics``, with the
+    node's publisher QoS, plus a copy of the input's ``/tf_static`` so the bag also plays alone.
+    Messages carry the input image's header and are stored at the input image's bag time, so
+    that playing both bags together keeps them in step. The bytes are those the live node
+    publishes (the layouts come from :mod:`depth_node.pipeline.published`).
     """
 
     def __init__(self, path: str | Path, *, storage: str = 'mcap', namespace: str = '',
@@ -54,6 +54,7 @@ class OutputBagWriter:
         qos = qos_profiles(qos_depth, reliable=reliable)
         self._conns: dict[str, Any] = {}
         for name, msgtype in (('depth', 'sensor_msgs/msg/Image'),
+                              ('depth/uncertainty', 'sensor_msgs/msg/Image'),
                               ('depth/camera_info', 'sensor_msgs/msg/CameraInfo'),
                               ('depth/points', 'sensor_msgs/msg/PointCloud2'),
                               ('depth/relative', 'sensor_msgs/msg/Image'),
@@ -106,6 +107,10 @@ class OutputBagWriter:
         if outputs.depth is not None:
             self._put('depth', log_ns, self.m.image(
                 stamp_ns, frame_id, outputs.depth.astype(np.float32, copy=False), '32FC1'))
+        if outputs.uncertainty is not None:
+            self._put('depth/uncertainty', log_ns, self.m.image(
+                stamp_ns, frame_id, outputs.uncertainty.astype(np.float32, copy=False),
+                '32FC1'))
         if outputs.camera_info is not None:
             ci = outputs.camera_info
             roi = t['RegionOfInterest'](x_offset=0, y_offset=0, height=0, width=0,

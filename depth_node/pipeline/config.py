@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from depth_node.core.errors import ConfigError
+from depth_node.core.fusion import FusionConfig
+from depth_node.core.image_quality import QualityConfig
 from depth_node.core.robust import FitConfig
 from depth_node.core.temporal import FilterConfig
 
@@ -31,6 +33,16 @@ class PipelineConfig:
     filter_reset_after: int = 2  # consecutive agreeing gated fits that reset it
     local: bool = False  # spatially varying scale from LiDAR residuals
     local_sigma: float = 0.06  # smoothness of the local scale field, fraction of image size
+    fusion: bool = True  # LiDAR-network fusion after the global fit (else: the global fit)
+    fusion_cell: int = 4  # px, grid cell of the fusion
+    fusion_fine_sigma: float = 1.0  # cells, reach of the fine filter
+    fusion_coarse_sigma: float = 16.0  # cells, reach of the coarse filter
+    fusion_edge_sigma: float = 0.005  # 1/m of disparity step that stops the filter
+    uncertainty: bool = True  # per-pixel sigma and refusal (off: published as fitted)
+    uncertainty_calibration: str = ''  # JSON weights; '' = the shipped calibration
+    max_relative_uncertainty: float = 0.2  # sigma/z above this: pixel published as NaN
+    min_lidar_share: float = 0.05  # LiDAR supports less of the image: frame refused
+    image_check: bool = True  # refuse blind, saturated, flat and noise images
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first bad value."""
@@ -56,8 +68,26 @@ class PipelineConfig:
             raise ConfigError('fit.see_through_gap', 'must be > 0', self.see_through_gap)
         if not self.local_sigma > 0:
             raise ConfigError('local.sigma', 'must be > 0', self.local_sigma)
+        if not self.max_relative_uncertainty > 0:
+            raise ConfigError('output.max_relative_uncertainty', 'must be > 0',
+                              self.max_relative_uncertainty)
+        if not 0 <= self.min_lidar_share <= 1:
+            raise ConfigError('refusal.min_lidar_share', 'must be in [0, 1]',
+                              self.min_lidar_share)
         self.robust_config()
         self.filter_config()
+        self.fusion_options().validate()
+        self.quality_config().validate()
+
+    def fusion_options(self) -> FusionConfig:
+        """Options of the fusion (``fusion.*``; the rest at the calibrated defaults)."""
+        return FusionConfig(cell=self.fusion_cell, fine_sigma=self.fusion_fine_sigma,
+                            coarse_sigma=self.fusion_coarse_sigma,
+                            edge_sigma=self.fusion_edge_sigma)
+
+    def quality_config(self) -> QualityConfig:
+        """Thresholds of the image check (``refusal.image_check``)."""
+        return QualityConfig(enable=self.image_check)
 
     def robust_config(self) -> FitConfig:
         """Options of the robust fit (raises ConfigError naming the bad field)."""

@@ -13,13 +13,16 @@ from depth_node.core.align import AffineFit, apply_affine, OutputKind
 from depth_node.core.camera import PinholeCamera
 from depth_node.core.cloud import PointGrid
 from depth_node.core.errors import DepthNodeError
+from depth_node.core.image_quality import assess_image, ImageQuality
 from depth_node.core.lidar import SparseDepth
 from depth_node.core.local_align import align_local
 from depth_node.core.temporal import AffineFilter, FilterEvent
 from depth_node.core.transforms import RigidTransform
+from depth_node.core.uncertainty import UncertaintyModel
 from depth_node.estimators.base import check_input_image, check_prediction, Estimator
 from depth_node.pipeline.alignment import align_to_lidar
 from depth_node.pipeline.config import PipelineConfig
+from depth_node.pipeline.trust import trusted_depth, TrustReport
 
 __all__ = ['DepthPipeline', 'FitState', 'FrameInput', 'FrameResult', 'PipelineConfig']
 
@@ -59,6 +62,20 @@ class FrameResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     kept: Optional[np.ndarray] = None  # [M] bool, LiDAR pixels that passed see-through test
     filter_event: str = ''  # FilterEvent of the temporal filter; '' when it is off
+    sigma: Optional[np.ndarray] = None  # [H, W] float32 m, std of `depth`, NaN where it is NaN
+    trust: Optional[TrustReport] = None  # coverage, LiDAR share, refusal of the trust step
+    quality: Optional[ImageQuality] = None  # the image check (None: off)
+    refused: str = ''  # why this frame has no metric depth although a fit was applied
+    unrefused: Optional[np.ndarray] = None  # [H, W] m: fused depth before refusal
+    relative_sigma: Optional[np.ndarray] = None  # [H, W] sigma / z before refusal
+
+    @property
+    def global_depth(self) -> Optional[np.ndarray]:
+        """Depth [H, W] of the applied global fit alone (before fusion and refusal)."""
+        if self.applied is None:
+            return None
+        return apply_affine(self.relative, self.applied.scale, self.applied.shift,
+                            self.applied.space)
 
 
 class DepthPipeline:
@@ -72,6 +89,7 @@ class DepthPipeline:
         self._last_good: Optional[AffineFit] = None
         self._last_good_stamp = -np.inf
         self._grid: Optional[PointGrid] = None
+        self._model: Optional[UncertaintyModel] = None
         self.config = config or PipelineConfig()
 
     @property
@@ -86,6 +104,12 @@ class DepthPipeline:
         if old is None or old.filter_config() != config.filter_config() \
                 or old.temporal != config.temporal:
             self._filter = AffineFilter(config.filter_config())
+        if config.uncertainty and (self._model is None or old is None
+                                   or old.uncertainty_calibration
+                                   != config.uncertainty_calibration):
+            self._model = UncertaintyModel.load(config.uncertainty_calibration or None)
+        elif not config.uncertainty:
+            self._model = None
         self._config = config
 
     @property
@@ -114,6 +138,12 @@ class DepthPipeline:
                                  f'but the image is {w}x{h}')
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
+        quality = assess_image(frame.rgb, cfg.quality_config()) if cfg.image_check else None
+        blind = quality is not None and not quality.ok
+        t0b = time.perf_counter()
+        if quality is not None:
+            timings['image_check'] = (t0b - t0) * 1e3
+        t0 = t0b
         relative = check_prediction(self.estimator.predict(frame.rgb), h, w,
                                     getattr(self.estimator, 'name', type(self.estimator).__name__))
         t1 = time.perf_counter()
@@ -123,9 +153,15 @@ class DepthPipeline:
         sparse: Optional[SparseDepth] = None
         kept: Optional[np.ndarray] = None
         event = ''
-        if spec.metric:
+        applied: Optional[AffineFit]
+        if blind:
+            # No picture: no metric depth, and nothing held either (a held fit would put
+            # metres on a picture of nothing); the fit state is left as it was.
+            fit = AffineFit.refused(spec.kind, 0, quality.message)
+            applied, state, age = None, FitState.NONE, float('inf')
+        elif spec.metric:
             fit = AffineFit(1.0, 0.0, spec.kind, 0, 0.0, 0.0)
-            applied: Optional[AffineFit] = fit
+            applied = fit
             state, age = FitState.METRIC, 0.0
         else:
             if frame.lidar is not None:
@@ -152,12 +188,23 @@ class DepthPipeline:
                                  cfg.max_depth)
         t4 = time.perf_counter()
         timings['depth'] = (t4 - t3) * 1e3
+        sigma, trust, refused, unrefused, rel_sigma = None, None, '', None, None
+        if depth is not None and applied is not None and not spec.metric \
+                and (cfg.fusion or cfg.uncertainty):
+            used = None if sparse is None else (sparse if kept is None else sparse.subset(kept))
+            trusted = trusted_depth(depth, used, applied, cfg, self._model, age)
+            depth, sigma, trust, refused = trusted.depth, trusted.sigma, trusted.report, \
+                trusted.report.refused
+            unrefused, rel_sigma = trusted.unrefused, trusted.relative_sigma
+            t5 = time.perf_counter()
+            timings['fusion'] = (t5 - t4) * 1e3
+            t4 = t5
         points = None
         if depth is not None and want_points:
             points = self._points(depth, frame.camera)
             timings['points'] = (time.perf_counter() - t4) * 1e3
         return FrameResult(relative, depth, points, fit, applied, state, age, sparse, timings,
-                           kept, event)
+                           kept, event, sigma, trust, quality, refused, unrefused, rel_sigma)
 
     def _filtered(self, fit: AffineFit,
                   stamp: float) -> tuple[Optional[AffineFit], FitState, float, str]:

@@ -3,8 +3,8 @@
 The live node and the offline writer of replay bags put out the very same messages; the byte
 layouts are :mod:`depth_node.messages.layout`'s, the choices of what goes out are here:
 
-* :func:`frame_outputs`: the arrays of one processed frame (depth, its camera info, the cloud,
-  the relative map and the preview) under :class:`PublishSettings`;
+* :func:`frame_outputs`: the arrays of one processed frame (depth, its uncertainty, its camera
+  info, the cloud, the relative map and the preview) under :class:`PublishSettings`;
 * :func:`preview`: the ``depth/colored`` image (turbo on inverse metric depth, or on the
   relative map when there is no fit);
 * :func:`diagnostic_status`: level, message and key/values of the node's ``/diagnostics``
@@ -71,6 +71,8 @@ def diagnostic_status(snapshot: StatsSnapshot,
     elif state == FitState.NONE:
         level = DIAG_WARN
         message = f"relative only, no metric fit: {fit.reason if fit else ''}"
+    elif snapshot.refused:
+        level, message = DIAG_WARN, f'metric depth refused: {snapshot.refused}'
     elif state == FitState.HELD:
         level = DIAG_WARN
         message = f'holding last fit ({snapshot.fit_age:.2f} s old): ' \
@@ -88,6 +90,12 @@ def diagnostic_status(snapshot: StatsSnapshot,
                        'fit_abs_rel': f'{fit.abs_rel:.6g}', 'fit_reason': fit.reason,
                        'see_through_rejected': str(snapshot.see_through_rejected),
                        'filter_event': str(snapshot.filter_event)})
+    trust = snapshot.trust
+    if trust is not None:
+        values.update({'coverage': f'{trust.coverage:.4f}',
+                       'lidar_supported': f'{trust.lidar_share:.4f}',
+                       'median_relative_sigma': f'{trust.median_relative_sigma:.4g}'})
+    values['refused'] = snapshot.refused
     applied = snapshot.applied
     values['scale'] = f'{applied.scale:.6g}' if applied is not None else 'nan'
     values['shift'] = f'{applied.shift:.6g}' if applied is not None else 'nan'
@@ -110,6 +118,8 @@ class PublishSettings:
     cloud: bool = True  # cloud.enable: depth/points
     cloud_color: bool = False  # cloud.color: XYZRGB instead of XYZ
     cloud_stride: int = 2  # cloud.stride (the pipeline's cloud_stride)
+    uncertainty: bool = True  # output.uncertainty: depth/uncertainty
+    cloud_sigma: bool = False  # cloud.sigma: a 'sigma' field (m) in depth/points
 
 
 @dataclass(frozen=True)
@@ -117,6 +127,7 @@ class FrameOutputs:
     """The messages the node publishes for one frame, as arrays (None: not published)."""
 
     depth: Optional[np.ndarray]  # depth: [H, W] float32 metres, NaN = no data (32FC1)
+    uncertainty: Optional[np.ndarray]  # depth/uncertainty: [H, W] float32 sigma, m (32FC1)
     camera_info: Optional[DepthCameraInfo]  # depth/camera_info
     cloud: Optional[PackedCloud]  # depth/points
     relative: Optional[np.ndarray]  # depth/relative: [H, W] float32, unitless (32FC1)
@@ -126,21 +137,27 @@ class FrameOutputs:
 def frame_outputs(depth: Optional[np.ndarray], points: Optional[np.ndarray],
                   relative: np.ndarray, rgb: np.ndarray, camera: PinholeCamera,
                   distortion_model: str, distortion_count: int,
-                  settings: PublishSettings) -> FrameOutputs:
+                  settings: PublishSettings,
+                  sigma: Optional[np.ndarray] = None) -> FrameOutputs:
     """What the node publishes for a processed frame (its ``_process``, without ROS).
 
-    ``depth``, ``points`` and ``relative`` are the pipeline's
+    ``depth``, ``points``, ``relative`` and ``sigma`` are the pipeline's
     :class:`~depth_node.pipeline.frame.FrameResult` fields; ``rgb`` the input image; ``camera``
-    the model it was processed with. Depth, its camera info and the cloud go out only when
-    there is metric depth; the relative map and the preview always (when enabled).
+    the model it was processed with. Depth, its uncertainty, its camera info and the cloud go
+    out only when there is metric depth; the relative map and the preview always (when
+    enabled).
     """
-    info = cloud = None
+    info = cloud = unc = None
     if depth is not None:
         info = depth_camera_info(camera, distortion_model, distortion_count)
+        s = settings.cloud_stride
         if points is not None and settings.cloud:
-            s = settings.cloud_stride
-            cloud = pack_cloud(points, rgb[::s, ::s] if settings.cloud_color else None)
+            cloud = pack_cloud(points, rgb[::s, ::s] if settings.cloud_color else None,
+                               sigma[::s, ::s] if settings.cloud_sigma and sigma is not None
+                               else None)
+        if settings.uncertainty and sigma is not None:
+            unc = sigma
     return FrameOutputs(
-        depth=depth, camera_info=info, cloud=cloud,
+        depth=depth, uncertainty=unc, camera_info=info, cloud=cloud,
         relative=relative if settings.relative else None,
         colored=preview(depth, relative, settings.colormap_range) if settings.colored else None)

@@ -230,7 +230,7 @@ class FrameRunner:
         t1 = time.perf_counter()
         outputs = frame_outputs(result.depth, result.points, result.relative, image.rgb, cam,
                                 camera.distortion_model, camera.distortion_count,
-                                config.publish)
+                                config.publish, result.sigma)
         if emit is not None:
             emit(outputs, frame, result)
         t2 = time.perf_counter()
@@ -240,7 +240,8 @@ class FrameRunner:
         timings['total'] = (t2 - received) * 1e3
         rejected = 0 if result.kept is None else int(result.kept.size - result.kept.sum())
         self.stats.record_frame(timings, result.fit, result.fit_state, result.fit_age,
-                                result.applied, rejected, result.filter_event)
+                                result.applied, rejected, result.filter_event, result.trust,
+                                result.refused)
         self.stats.count('published' if result.depth is not None else 'published_relative_only')
         return FrameRun(frame=frame, result=result, outputs=outputs,
                         extrinsic_error=lookup_error, timings_ms=timings)

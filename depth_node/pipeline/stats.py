@@ -11,6 +11,7 @@ import numpy as np
 
 from depth_node.core.align import AffineFit
 from depth_node.pipeline.frame import FitState
+from depth_node.pipeline.trust import TrustReport
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class StatsSnapshot:
     fit_age: float = float('inf')  # s
     last_error: str = ''  # why the last input was dropped
     new_problems: int = 0  # inputs dropped since the previous snapshot
+    trust: Optional[TrustReport] = None  # the last frame's coverage and LiDAR support
+    refused: str = ''  # why the last frame's metric depth was refused ('' = it was not)
 
 
 class FrameStats:
@@ -58,6 +61,8 @@ class FrameStats:
         self.last_error = ''
         self._new_problems = 0
         self._last_latency: dict[str, StageLatency] = {}
+        self.trust: Optional[TrustReport] = None
+        self.refused = ''
 
     def count(self, key: str, n: int = 1, problem: bool = False) -> None:
         with self._lock:
@@ -74,8 +79,11 @@ class FrameStats:
 
     def record_frame(self, timings_ms: dict[str, float], fit: AffineFit, state: FitState,
                      age: float, applied: Optional[AffineFit] = None,
-                     see_through_rejected: int = 0, filter_event: str = '') -> None:
+                     see_through_rejected: int = 0, filter_event: str = '',
+                     trust: Optional[TrustReport] = None, refused: str = '') -> None:
         with self._lock:
+            self.trust = trust
+            self.refused = refused
             for k, v in timings_ms.items():
                 self._latency[k].append(v)
             self.last_fit = fit
@@ -98,4 +106,5 @@ class FrameStats:
                 counts=dict(self.counts), latency=dict(lat), fit=self.last_fit,
                 applied=self.applied_fit, see_through_rejected=self.see_through_rejected,
                 filter_event=self.filter_event, fit_state=self.fit_state,
-                fit_age=self.fit_age, last_error=self.last_error, new_problems=problems)
+                fit_age=self.fit_age, last_error=self.last_error, new_problems=problems,
+                trust=self.trust, refused=self.refused)

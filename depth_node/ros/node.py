@@ -95,6 +95,7 @@ class DepthNode(Node):
                                           else ReliabilityPolicy.BEST_EFFORT))
         self._pub_depth = self.create_publisher(Image, 'depth', pub_qos)
         self._pub_info = self.create_publisher(CameraInfo, 'depth/camera_info', pub_qos)
+        self._pub_sigma = self.create_publisher(Image, 'depth/uncertainty', pub_qos)
         self._pub_relative = self.create_publisher(Image, 'depth/relative', pub_qos)
         self._pub_colored = self.create_publisher(Image, 'depth/colored', pub_qos)
         self._pub_cloud = self.create_publisher(PointCloud2, 'depth/points', pub_qos)
@@ -285,12 +286,17 @@ class DepthNode(Node):
         if run.result is not None and run.result.fit_state == FitState.NONE:
             self._warn('no_fit', f'no metric depth: {run.result.fit.reason}; publishing '
                        'relative outputs only')
+        elif run.result is not None and run.result.refused:
+            self._warn('refused', f'metric depth refused: {run.result.refused}; publishing '
+                       'relative outputs only')
 
     def _publish(self, header: Any, out: FrameOutputs, frame: FrameInput,
                  result: FrameResult) -> None:
         """Publish one frame's outputs (worker thread) and hand keyframes to the teacher."""
         if out.depth is not None:
             self._pub_depth.publish(array_to_image(out.depth, '32FC1', header))
+        if out.uncertainty is not None:
+            self._pub_sigma.publish(array_to_image(out.uncertainty, '32FC1', header))
         if out.camera_info is not None:
             self._pub_info.publish(depth_camera_info_msg(out.camera_info, header))
         if out.cloud is not None:

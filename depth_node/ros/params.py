@@ -132,6 +132,29 @@ PARAMETERS: tuple[Param, ...] = (
     Param('local.sigma', 0.06,
           'Smoothness of the local scale field, as a fraction of the larger image side.',
           range=(0.005, 1.0)),
+    # --- fusion, uncertainty, refusal ---
+    Param('fusion.enable', True,
+          'Fuse the network with the LiDAR after the global fit: follows the LiDAR next to '
+          'returns, the network\'s shape between them, the global fit far from them.'),
+    Param('fusion.cell', 4, 'Pixels: grid cell of the fusion.', range=(1, 64)),
+    Param('fusion.fine_sigma', 1.0, 'Cells: reach of the fine (local) filter.',
+          range=(0.1, 100.0)),
+    Param('fusion.coarse_sigma', 16.0, 'Cells: reach of the coarse filter (fills gaps).',
+          range=(0.5, 1000.0)),
+    Param('fusion.edge_sigma', 0.005,
+          '1/m: disparity step between neighbouring cells that stops the filter (object '
+          'edges); smaller is more edge-aware.', range=(1e-5, 10.0)),
+    Param('uncertainty.enable', True,
+          'Per-pixel sigma (depth/uncertainty) and the per-pixel refusal of '
+          'output.max_relative_uncertainty.'),
+    Param('uncertainty.calibration', '',
+          "JSON weights of the uncertainty model; '' = the shipped calibration.",
+          read_only=True),
+    Param('refusal.image_check', True,
+          'Refuse metric depth from blind, saturated, flat or noise images.'),
+    Param('refusal.min_lidar_share', 0.05,
+          'Share of the image LiDAR must support for a frame to publish metric depth.',
+          range=(0.0, 1.0)),
     # --- Marigold keyframes (the teacher) ---
     Param('keyframes.enable', False,
           'Run a Marigold teacher on keyframes, off the real-time path (keyframe/* topics).',
@@ -179,6 +202,10 @@ PARAMETERS: tuple[Param, ...] = (
     # --- outputs ---
     Param('output.max_depth', 80.0, 'Metres: metric depth beyond this is published as NaN.',
           range=(0.01, 9999.0)),
+    Param('output.max_relative_uncertainty', 0.2,
+          'sigma/z above which a pixel is NaN in depth and dropped from depth/points.',
+          range=(0.001, 100.0)),
+    Param('output.uncertainty', True, 'Publish sigma (m, 32FC1) on depth/uncertainty.'),
     Param('output.relative', True, 'Publish the raw model output on depth/relative.'),
     Param('output.colored', True, 'Publish an rgb8 preview on depth/colored.'),
     Param('output.colormap_min', 1.0, 'Metres: nearest depth of the preview colour scale.',
@@ -188,6 +215,7 @@ PARAMETERS: tuple[Param, ...] = (
     Param('cloud.enable', True, 'Publish the metric cloud on depth/points.'),
     Param('cloud.stride', 2, 'Cloud keeps every n-th pixel in each direction.', range=(1, 64)),
     Param('cloud.color', False, 'XYZRGB cloud (colours from the image) instead of XYZ.'),
+    Param('cloud.sigma', False, "Add a 'sigma' field (m, the depth's sigma) to depth/points."),
     # --- transport ---
     Param('qos.sensor_data', True,
           'Sensor-data QoS (best effort, keep last) for all topics; false: reliable.',
@@ -301,7 +329,16 @@ def build_config(values: dict[str, Any]) -> NodeConfig:
         see_through_gap=float(v['fit.see_through_gap']), temporal=bool(v['filter.enable']),
         filter_process_noise=float(v['filter.process_noise']),
         filter_gate=float(v['filter.gate']), filter_reset_after=int(v['filter.reset_after']),
-        local=bool(v['local.enable']), local_sigma=float(v['local.sigma']))
+        local=bool(v['local.enable']), local_sigma=float(v['local.sigma']),
+        fusion=bool(v['fusion.enable']), fusion_cell=int(v['fusion.cell']),
+        fusion_fine_sigma=float(v['fusion.fine_sigma']),
+        fusion_coarse_sigma=float(v['fusion.coarse_sigma']),
+        fusion_edge_sigma=float(v['fusion.edge_sigma']),
+        uncertainty=bool(v['uncertainty.enable']),
+        uncertainty_calibration=v['uncertainty.calibration'],
+        max_relative_uncertainty=float(v['output.max_relative_uncertainty']),
+        min_lidar_share=float(v['refusal.min_lidar_share']),
+        image_check=bool(v['refusal.image_check']))
     pipeline.validate()
     estimator = EstimatorConfig(
         type=v['estimator.type'], model_path=v['estimator.model_path'],
@@ -323,7 +360,8 @@ def build_config(values: dict[str, Any]) -> NodeConfig:
             relative=bool(v['output.relative']), colored=bool(v['output.colored']),
             colormap_range=(float(v['output.colormap_min']), float(v['output.colormap_max'])),
             cloud=bool(v['cloud.enable']), cloud_color=bool(v['cloud.color']),
-            cloud_stride=pipeline.cloud_stride),
+            cloud_stride=pipeline.cloud_stride, uncertainty=bool(v['output.uncertainty']),
+            cloud_sigma=bool(v['cloud.sigma'])),
         qos_sensor_data=bool(v['qos.sensor_data']),
         qos_output_reliable=bool(v['qos.output_reliable']), qos_depth=int(v['qos.depth']),
         diagnostics_period=float(v['diagnostics.period']), raw=v)

@@ -24,8 +24,8 @@ from depth_node.core.camera import PinholeCamera
 from depth_node.core.transforms import matrix_to_quaternion, RigidTransform
 from depth_node.ros.messages import array_to_image, xyz_to_pointcloud2
 
-OUTPUTS = {'depth': Image, 'depth/relative': Image, 'depth/colored': Image,
-           'depth/camera_info': CameraInfo, 'depth/points': PointCloud2,
+OUTPUTS = {'depth': Image, 'depth/uncertainty': Image, 'depth/relative': Image,
+           'depth/colored': Image, 'depth/camera_info': CameraInfo, 'depth/points': PointCloud2,
            '/diagnostics': DiagnosticArray}
 
 

@@ -48,6 +48,7 @@ SCENARIOS: dict[str, Scenario] = {
        for name in LIDAR_MODELS if name != 'hdl64'},
     'lidar_front_120': Scenario({'lidar': replace(LIDAR_MODELS['hdl64'], fov_deg=120.0)},
                                 _CLEAR),
+    'lidar_mount_high': Scenario({'lidar_offset_m': (0.0, -0.8, -1.0)}, _CLEAR),
     'lens_wide': Scenario({'lens': 'wide'}, _CLEAR),
     'lens_tele': Scenario({'lens': 'tele'}, _CLEAR),
     'camera_high': Scenario({'camera_height_m': 2.6}, _CLEAR),

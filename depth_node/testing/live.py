@@ -30,7 +30,7 @@ from depth_node.core.transforms import RigidTransform
 from depth_node.sim.frames import save_frames, SimFrame, SimRig
 from depth_node.sim.oracles import Corruption, oracle_prediction
 from depth_node.testing.nodeproc import NodeProcess, private_graph_env, write_params
-from depth_node.training.report import lidar_only_from_sweep
+from depth_node.offline.lidar_only import lidar_only_from_sweep
 
 #: Model-like errors of the default oracle: what a relative model gets wrong that no global
 #: scale and shift can fix (AbsRel after the best global fit: a few percent).

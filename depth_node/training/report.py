@@ -29,14 +29,11 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from depth_node.core.align import OutputKind
-from depth_node.core.camera import PinholeCamera
-from depth_node.core.lidar import SparseDepth
 from depth_node.core.metrics import depth_metrics, DepthMetrics, mean_metrics
-from depth_node.core.transforms import RigidTransform
 from depth_node.estimators.base import model_input_size
 from depth_node.core.metrics import dense_oracle_fit
-from depth_node.pipeline.alignment import project_lidar
 from depth_node.pipeline.frame import DepthPipeline, FrameInput, PipelineConfig
+from depth_node.offline.lidar_only import lidar_only_depth, lidar_only_from_sweep
 from depth_node.sim.frames import SimFrame, SimRig
 
 __all__ = ['MethodScore', 'StudentReport', 'lidar_only_depth', 'lidar_only_from_sweep',
@@ -115,50 +112,6 @@ class StudentReport:
         }
 
 
-def lidar_only_depth(sparse: SparseDepth) -> np.ndarray:
-    """Dense depth [H, W] float32 (metres) interpolated from sparse LiDAR depth alone.
-
-    Linear in inverse depth over the Delaunay triangulation of the hit pixels (a plane's
-    inverse depth is linear in pixel coordinates, so planes come out exact), nearest return
-    outside their convex hull. NaN everywhere when there are fewer than 3 returns. Points are
-    located with matplotlib's trapezoid map: scipy's ``find_simplex`` walks, and on the
-    near-degenerate triangles of pixel-grid points it takes minutes per image.
-    """
-    import matplotlib.tri as mtri
-    from scipy.interpolate import NearestNDInterpolator
-    from scipy.spatial import Delaunay, QhullError
-
-    h, w = sparse.height, sparse.width
-    if sparse.count < 3:
-        return np.full((h, w), np.nan, np.float32)
-    pts = np.stack([sparse.u, sparse.v], axis=1).astype(np.float64)  # [M, 2] (x, y)
-    inv = 1.0 / sparse.z.astype(np.float64)
-    vv, uu = np.mgrid[0:h, 0:w].astype(np.float64)
-    try:
-        tri = mtri.Triangulation(pts[:, 0], pts[:, 1], Delaunay(pts).simplices)
-        dense = np.ma.filled(mtri.LinearTriInterpolator(tri, inv)(uu, vv), np.nan)
-    except (QhullError, ValueError, RuntimeError):  # all points on a line
-        dense = np.full((h, w), np.nan)
-    outside = ~np.isfinite(dense)
-    if outside.any():
-        dense[outside] = NearestNDInterpolator(pts, inv)(uu[outside], vv[outside])
-    with np.errstate(divide='ignore'):
-        depth = np.where(dense > 0, 1.0 / dense, np.nan)
-    return depth.astype(np.float32)
-
-
-def lidar_only_from_sweep(points: np.ndarray, camera: PinholeCamera,
-                          lidar_to_camera: RigidTransform,
-                          config: PipelineConfig = PipelineConfig()) -> np.ndarray:
-    """Dense depth [H, W] float32 (metres) from a sweep alone, as the pipeline would see it.
-
-    The sweep [N, 3] (LiDAR frame) is projected with the pipeline's depth limits, see-through
-    returns are dropped as the pipeline drops them (``config.see_through``), and the rest is
-    interpolated by :func:`lidar_only_depth`.
-    """
-    return lidar_only_depth(project_lidar(points, camera, lidar_to_camera, config).used)
-
-
 def random_like(model_path: Union[str, os.PathLike], seed: int = 0) -> Any:
     """A network with the architecture of ``model_path`` and random, fan-in scaled weights.
 
@@ -213,14 +166,17 @@ def student_report(model_path: Union[str, os.PathLike], frames: int = 8,
     input_size : int
         Network input lower bound; 0 = the model's own.
     config : PipelineConfig, optional
-        Alignment settings; default the node's defaults with the temporal filter off.
+        Alignment settings; default the node's defaults with the temporal filter, the fusion
+        and the uncertainty off (the student's own figures after the global fit).
     """
     from depth_node.estimators.depth_anything import (DepthAnythingEstimator,
                                                       use_official_pos_embed_interpolation)
 
     if not seeds or frames < 1:
         raise ValueError('a report needs at least one street and one frame')
-    cfg = config or replace(PipelineConfig(), temporal=False, max_depth=max_depth)
+    # The network's figures: the node's global fit alone (fusion would mix in the LiDAR).
+    cfg = config or replace(PipelineConfig(), temporal=False, max_depth=max_depth,
+                            fusion=False, uncertainty=False)
     drives: list[tuple[int, SimRig, list[SimFrame]]] = []
     for seed in seeds:
         rig = SimRig.default(size[0], size[1], int(seed))

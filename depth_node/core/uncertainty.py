@@ -1,0 +1,147 @@
+"""Per-pixel uncertainty of the published depth: a calibrated model of what the data supports.
+
+The standard deviation of the depth error is modelled as a fraction of the depth,
+``sigma = z * exp(w . phi)``, with features ``phi`` per grid cell of the fusion
+(:class:`depth_node.core.fusion.Fusion`) and per frame:
+
+* ``log_support``, ``log_support_coarse``: log density of LiDAR returns near the cell (on the
+  same surface: the edge-aware filter's reach) at the fine and the coarse scale;
+* ``unsupported``: ``1 / (1 + support / 0.05)``, near 1 where no return is near;
+* ``log_spread``: log RMS of the nearby returns' log-ratios around the field (how well the
+  network agrees with the LiDAR around the cell);
+* ``log_depth``: log of the depth (error grows with range);
+* ``log_fit_residual``: log robust sigma of the frame's global fit residual (how far the
+  network's shape is from the LiDAR's in this frame) and its product with ``unsupported``
+  (what that means where nothing checks the network), as ``log_depth`` is too;
+* ``log_teacher_spread``: log relative spread of the keyframe teacher's ensemble where
+  keyframes run (0 otherwise: the calibration data has none).
+
+The weights are fitted by maximum likelihood (Laplace on the log-depth error) on synthetic
+drives of held-out streets across light, weather, rig and lens
+(:mod:`depth_node.training.calibrate_uncertainty`), then scaled so that 95 % of the
+calibration pixels fall within 2 sigma. They ship as data (``depth_node/calibration/
+uncertainty.json``); a user can point ``uncertainty.calibration`` at their own file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Union
+
+import cv2
+import numpy as np
+
+from depth_node.core.errors import ConfigError
+from depth_node.core.fusion import Fusion
+
+#: The features, in the order of the weights.
+FEATURES = ('bias', 'log_support', 'log_support_coarse', 'unsupported', 'log_spread',
+            'log_depth', 'log_fit_residual', 'unsupported_x_log_fit_residual',
+            'unsupported_x_log_depth', 'log_depth_step', 'log_support_distance')
+
+#: The shipped calibration.
+DEFAULT_CALIBRATION = Path(__file__).resolve().parent.parent / 'calibration' / 'uncertainty.json'
+
+_SUPPORT_EPS = 0.01  # returns per cell added before the log
+_SPREAD_EPS = 0.005  # log-ratio added before the log
+_UNSUPPORTED_AT = 0.05  # returns per cell at which "unsupported" is 1/2
+_STEP_EPS = 0.01  # log-depth step added before the log
+_SKY_DEPTH = 1000.0  # m, cells without depth count as this far for the step
+
+
+@dataclass(frozen=True)
+class UncertaintyModel:
+    """Weights of ``log(sigma / z) = w . phi`` for fused and for global-only depth."""
+
+    fused: tuple[float, ...]
+    global_only: tuple[float, ...]
+    min_relative: float = 0.002  # sigma / z never below this
+    max_relative: float = 10.0  # nor above this
+    provenance: Mapping[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ('fused', 'global_only'):
+            w = getattr(self, name)
+            if len(w) != len(FEATURES) or not all(math.isfinite(x) for x in w):
+                raise ConfigError('uncertainty.calibration',
+                                  f'{name} needs {len(FEATURES)} finite weights '
+                                  f'({", ".join(FEATURES)})', list(w))
+
+    @classmethod
+    def load(cls, path: Union[str, os.PathLike, None] = None) -> 'UncertaintyModel':
+        """Read a calibration file (JSON; default: the shipped one)."""
+        p = Path(path) if path else DEFAULT_CALIBRATION
+        try:
+            data = json.loads(p.read_text())
+            return cls(tuple(float(x) for x in data['fused']),
+                       tuple(float(x) for x in data['global_only']),
+                       float(data.get('min_relative', 0.002)),
+                       float(data.get('max_relative', 10.0)), data.get('provenance', {}))
+        except ConfigError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError('uncertainty.calibration', f'cannot be read ({exc})',
+                              str(p)) from None
+
+    def to_json(self) -> str:
+        return json.dumps({'features': list(FEATURES), 'fused': list(self.fused),
+                           'global_only': list(self.global_only),
+                           'min_relative': self.min_relative,
+                           'max_relative': self.max_relative,
+                           'provenance': dict(self.provenance)}, indent=2)
+
+    def relative_sigma(self, phi: np.ndarray, fused: bool = True) -> np.ndarray:
+        """``sigma / z`` [gh, gw] float32 from features ``phi`` [F, gh, gw]."""
+        w = np.asarray(self.fused if fused else self.global_only, dtype=np.float64)
+        log_rel = np.tensordot(w, phi, axes=1)
+        return np.clip(np.exp(log_rel), self.min_relative, self.max_relative).astype(np.float32)
+
+
+def cell_depth(depth: np.ndarray, cell: int) -> np.ndarray:
+    """``depth`` [H, W] at the cell centres of a ``cell``-pixel grid: [gh, gw]."""
+    h, w = depth.shape
+    gh, gw = -(-h // cell), -(-w // cell)
+    cy = np.minimum(np.arange(gh) * cell + cell // 2, h - 1)
+    cx = np.minimum(np.arange(gw) * cell + cell // 2, w - 1)
+    return depth[np.ix_(cy, cx)]
+
+
+def features(fusion: Fusion, fit_residual: float) -> np.ndarray:
+    """The model's features [F, gh, gw] float64 on the fusion's grid (order: :data:`FEATURES`).
+
+    ``fit_residual`` is the global fit's robust log-depth sigma (NaN/0 -> a small value).
+    """
+    support = fusion.support.astype(np.float64)
+    z = cell_depth(fusion.depth, fusion.cell).astype(np.float64)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        log_z = np.log(np.where(np.isfinite(z) & (z > 0), z, 1.0))
+    res = fit_residual if math.isfinite(fit_residual) and fit_residual > 0 else 0.0
+    log_res = math.log(res + _SPREAD_EPS)
+    unsupported = 1.0 / (1.0 + support / _UNSUPPORTED_AT)
+    step = _depth_step(np.where(np.isfinite(z) & (z > 0), log_z, math.log(_SKY_DEPTH)))
+    far = cv2.distanceTransform((support < _UNSUPPORTED_AT).astype(np.uint8), cv2.DIST_L2, 3)
+    return np.stack([np.ones_like(support), np.log(support + _SUPPORT_EPS),
+                     np.log(fusion.support_coarse.astype(np.float64) + _SUPPORT_EPS),
+                     unsupported, np.log(fusion.spread.astype(np.float64) + _SPREAD_EPS),
+                     log_z, np.full_like(support, log_res), unsupported * log_res,
+                     unsupported * log_z, np.log(step + _STEP_EPS),
+                     np.log1p(far.astype(np.float64))])
+
+
+def _depth_step(log_z: np.ndarray) -> np.ndarray:
+    """Largest |log-depth step| from each cell to its 4 neighbours: [gh, gw]."""
+    out = np.zeros_like(log_z)
+    dx = np.abs(np.diff(log_z, axis=1))
+    dy = np.abs(np.diff(log_z, axis=0))
+    out[:, 1:] = np.maximum(out[:, 1:], dx)
+    out[:, :-1] = np.maximum(out[:, :-1], dx)
+    out[1:] = np.maximum(out[1:], dy)
+    out[:-1] = np.maximum(out[:-1], dy)
+    return out
+
+
+__all__ = ['cell_depth', 'DEFAULT_CALIBRATION', 'FEATURES', 'features', 'UncertaintyModel']

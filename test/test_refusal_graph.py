@@ -1,0 +1,67 @@
+"""Refusal on the real graph: a black camera image gets no metric depth and a WARN saying why;
+a good one gets depth and its uncertainty with the same header."""
+
+import time
+
+import numpy as np
+
+from graph import client, start_node
+
+from depth_node.messages.readers import image_to_array
+from depth_node.ros.player import extrinsic_parameters, stamp_of, wait_until
+from depth_node.sim.frames import save_frames, SimFrame, SimRig
+
+
+def _status(feed):
+    """(level, message) of the newest depth_node status, or None."""
+    for arr in reversed(feed.messages('/diagnostics')):
+        for st in arr.status:
+            if 'depth_node' in st.name:
+                return int.from_bytes(st.level, 'little') if isinstance(st.level, bytes) \
+                    else int(st.level), st.message
+    return None
+
+
+def test_black_image_gets_no_metric_depth_and_a_warning(tmp_path):
+    rig = SimRig.default(320, 240, seed=4)
+    good = next(rig.frames(1, seed=4))
+    # The oracle knows the black image's true depth: without the image check the fit would be
+    # perfect and metres would be published for a picture of nothing.
+    black = SimFrame(1, good.stamp, np.zeros_like(good.rgb), good.depth, good.lidar)
+    folder = save_frames(tmp_path / 'frames', [good, black])
+    params = {'estimator.type': 'depth_node.testing.oracle:DisparityOracle',
+              'estimator.options': f'{{"frames_dir": "{folder}"}}', 'diagnostics.period': 0.3,
+              'lidar.wait': 0.3, 'filter.enable': False,
+              **extrinsic_parameters(rig.lidar_to_camera)}
+    proc = start_node(tmp_path, params)
+    feed = client('feeder_refusal')
+    try:
+        assert feed.wait_connected(60), proc.output()
+        feed.send(good.rgb, rig.camera, 100.0, good.lidar)
+        assert wait_until(lambda: len(feed.messages('depth')) >= 1
+                          and len(feed.messages('depth/uncertainty')) >= 1, 30, proc.alive), \
+            proc.output()
+        for k in range(3):
+            feed.send(black.rgb, rig.camera, 101.0 + 0.2 * k, black.lidar)
+            time.sleep(0.3)
+        assert wait_until(lambda: sum(stamp_of(m) >= 101.0
+                                      for m in feed.messages('depth/relative')) >= 3,
+                          30, proc.alive), proc.output()
+        assert wait_until(lambda: (_status(feed) or (0, ''))[0] == 1
+                          and 'dark' in _status(feed)[1], 10, proc.alive), \
+            (_status(feed), proc.output())
+    finally:
+        code = proc.stop()
+        feed.close()
+    assert code == 0, proc.output()
+    assert [stamp_of(m) for m in feed.messages('depth')] == [100.0]
+    assert not any(stamp_of(m) >= 101.0 for m in feed.messages('depth/points'))
+    (depth_msg,), (sigma_msg,) = feed.messages('depth'), feed.messages('depth/uncertainty')
+    assert sigma_msg.header == depth_msg.header and sigma_msg.encoding == '32FC1'
+    depth, sigma = image_to_array(depth_msg), image_to_array(sigma_msg)
+    np.testing.assert_array_equal(np.isnan(sigma), np.isnan(depth))
+    assert np.all(sigma[np.isfinite(sigma)] <= 0.2 * depth[np.isfinite(depth)] + 1e-4)
+    level, message = _status(feed)
+    assert 'image is dark' in message, message
+    assert 'relative only' in message
+    assert 'refused' in proc.output() or 'no metric depth' in proc.output()

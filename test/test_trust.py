@@ -1,0 +1,105 @@
+"""Trust: the image check, the uncertainty model and its calibration, refusal in the pipeline."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from depth_node.core.errors import ConfigError
+from depth_node.core.image_quality import assess_image, QualityConfig
+from depth_node.core.uncertainty import FEATURES, UncertaintyModel
+from depth_node.pipeline.frame import DepthPipeline, FrameInput, PipelineConfig
+from depth_node.sim.world import CONDITIONS, Conditions, RigSpec, save_frames, SimFrame, SimRig
+from depth_node.testing.oracle import DisparityOracle
+
+
+@pytest.fixture(scope='module')
+def street():
+    rig = SimRig.build(RigSpec(width=320, height=240), Conditions(), seed=3)
+    return rig, next(rig.frames(1, seed=3))
+
+
+def _rendered(name, seed=3):
+    rig = SimRig.build(RigSpec(width=320, height=240), CONDITIONS[name], seed=seed)
+    return next(rig.frames(1, seed=seed)).rgb
+
+
+@pytest.mark.parametrize('name', ['clear', 'dusk', 'fog', 'low_sun', 'backlight', 'mono'])
+def test_image_check_passes_real_pictures(name):
+    q = assess_image(_rendered(name))
+    assert q.ok, q.message
+
+
+@pytest.mark.parametrize('problem, make', [
+    ('blind', lambda rng: np.zeros((240, 320, 3), np.uint8)),
+    ('blind', lambda rng: rng.integers(0, 6, (240, 320, 3), dtype=np.uint8)),
+    ('saturated', lambda rng: np.full((240, 320, 3), 255, np.uint8)),
+    ('flat', lambda rng: np.full((240, 320, 3), 128, np.uint8)),
+    ('noise', lambda rng: rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)),
+])
+def test_image_check_names_what_is_wrong(problem, make):
+    q = assess_image(make(np.random.default_rng(0)))
+    assert q.problem == problem, q
+    assert q.message and not q.ok
+    assert not assess_image(make(np.random.default_rng(0)), QualityConfig(enable=False)).problem
+
+
+def test_rendered_blind_and_saturated_are_refused():
+    assert assess_image(_rendered('blind')).problem == 'blind'
+    assert assess_image(_rendered('saturated')).problem == 'saturated'
+
+
+def test_uncertainty_model_file_errors_name_the_parameter(tmp_path):
+    model = UncertaintyModel.load()  # the shipped calibration
+    assert len(model.fused) == len(FEATURES) and model.provenance['pixels'] > 10000
+    bad = tmp_path / 'bad.json'
+    bad.write_text('{"fused": [1, 2]}')
+    with pytest.raises(ConfigError, match='uncertainty.calibration'):
+        UncertaintyModel.load(bad)
+    with pytest.raises(ConfigError, match='cannot be read'):
+        UncertaintyModel.load(tmp_path / 'missing.json')
+    good = tmp_path / 'good.json'
+    good.write_text(model.to_json())
+    assert UncertaintyModel.load(good) == model
+    assert json.loads(good.read_text())['features'] == list(FEATURES)
+
+
+def test_pipeline_refuses_a_black_image_and_publishes_sigma_otherwise(street, tmp_path):
+    rig, f = street
+    black_frame = SimFrame(1, f.stamp, np.zeros_like(f.rgb), f.depth, f.lidar)
+    folder = save_frames(tmp_path / 'frames', [f, black_frame])
+    pipe = DepthPipeline(DisparityOracle(str(folder)), PipelineConfig(temporal=False))
+    ok = pipe.process(FrameInput(f.rgb, rig.camera, f.stamp, f.lidar, rig.lidar_to_camera))
+    assert ok.depth is not None and ok.sigma is not None and not ok.refused
+    np.testing.assert_array_equal(np.isnan(ok.sigma), np.isnan(ok.depth))
+    assert np.all(ok.sigma[np.isfinite(ok.sigma)] > 0)
+    rel = ok.sigma / ok.depth
+    assert np.nanmax(rel) <= pipe.config.max_relative_uncertainty + 1e-6
+    assert ok.trust.coverage > 0.5 and 0 < ok.trust.lidar_share <= 1
+    # The same frame, but black: no metric depth and no held fit.
+    black = pipe.process(FrameInput(np.zeros_like(f.rgb), rig.camera, f.stamp + 0.1, f.lidar,
+                                    rig.lidar_to_camera))
+    assert black.depth is None and black.fit_state == 'none' and 'dark' in black.fit.reason
+    # A tighter threshold refuses more pixels; refusal of the whole frame when LiDAR
+    # supports too little of it.
+    pipe.config = replace(pipe.config, max_relative_uncertainty=0.05)
+    tight = pipe.process(FrameInput(f.rgb, rig.camera, f.stamp, f.lidar, rig.lidar_to_camera))
+    assert np.isfinite(tight.depth).sum() < np.isfinite(ok.depth).sum()
+    pipe.config = replace(pipe.config, max_relative_uncertainty=0.2, min_lidar_share=0.99)
+    few = pipe.process(FrameInput(f.rgb, rig.camera, f.stamp, f.lidar, rig.lidar_to_camera))
+    assert few.depth is None and few.sigma is None and 'LiDAR supports only' in few.refused
+
+
+def test_a_held_fit_without_lidar_has_more_uncertainty_the_older_it_is(street, tmp_path):
+    rig, f = street
+    folder = save_frames(tmp_path / 'frames', [f])
+    pipe = DepthPipeline(DisparityOracle(str(folder)), PipelineConfig(hold_time=5.0))
+    fresh = pipe.process(FrameInput(f.rgb, rig.camera, 10.0, f.lidar, rig.lidar_to_camera))
+    young = pipe.process(FrameInput(f.rgb, rig.camera, 10.1, None, rig.lidar_to_camera))
+    old = pipe.process(FrameInput(f.rgb, rig.camera, 14.0, None, rig.lidar_to_camera))
+    assert young.fit_state == old.fit_state == 'held'
+    med = [float(np.nanmedian(r.relative_sigma)) for r in (fresh, young, old)]
+    assert med[1] < med[2], med
+    # The filter's random walk: 0.02 * sqrt(4 s) = 0.04 in log scale, in quadrature.
+    assert med[2] >= 0.04
