@@ -103,3 +103,61 @@ def test_a_held_fit_without_lidar_has_more_uncertainty_the_older_it_is(street, t
     assert med[1] < med[2], med
     # The filter's random walk: 0.02 * sqrt(4 s) = 0.04 in log scale, in quadrature.
     assert med[2] >= 0.04
+
+
+def test_uncertainty_is_calibrated_on_held_out_streets():
+    """The shipped calibration on streets it was not fitted on (student, 640x480)."""
+    import torch
+
+    from depth_node.estimators.base import model_input_size, SHIPPED_STUDENT
+    from depth_node.estimators.depth_anything import DepthAnythingEstimator
+    from depth_node.offline.scenarios import EVALUATION_SEEDS, run_scenario, SCENARIOS, \
+        score_frames
+
+    torch.set_num_threads(1)
+    est = DepthAnythingEstimator(str(SHIPPED_STUDENT),
+                                 input_size=model_input_size(str(SHIPPED_STUDENT)))
+    picked = [s for s in SCENARIOS if s.name in ('default', 'lidar_hdl32', 'mirrored_sun')]
+    for sc in picked:
+        evals = list(run_scenario(est, sc, EVALUATION_SEEDS[:1], frames=1, baselines=False))
+        score = score_frames(sc.name, sc.axis, evals)
+        assert 0.88 <= score['within_2s'] <= 0.995, (sc.name, score.values)
+        assert score['within_1s'] < score['within_2s']
+        assert score['coverage'] > 0.6, (sc.name, score.values)
+        assert score['fused'] < score['global'], (sc.name, score.values)
+
+
+def test_compiled_compose_matches_the_numpy_reference():
+    from depth_node.pipeline.trust import compose, compose_reference
+    rng = np.random.default_rng(1)
+    depth = rng.uniform(1, 60, (123, 157)).astype(np.float32)
+    depth[rng.random(depth.shape) < 0.1] = np.nan
+    rel_cells = rng.uniform(0.01, 0.5, (31, 40)).astype(np.float32)
+    supported = (rng.random((31, 40)) < 0.5).astype(np.float32)
+    fast = compose(depth, rel_cells, supported, 4, 0.2)
+    ref = compose_reference(depth, rel_cells, supported, 4, 0.2)
+    for a, b in zip(fast[:3], ref[:3]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, equal_nan=True)
+    # Counts: pixels with depth exact; pixels at the threshold or the support's 1/2 level
+    # may flip with float rounding, so a few may differ.
+    assert fast[3][0] == ref[3][0]
+    assert np.all(np.abs(fast[3] - ref[3]) <= 0.002 * ref[3][0])
+
+
+def test_calibration_pairs_the_global_fit_and_the_fusion_with_their_own_errors():
+    """collect() must score the global fit alone against the fusion (the two weight sets)."""
+    import torch
+
+    from depth_node.estimators.base import model_input_size, SHIPPED_STUDENT
+    from depth_node.estimators.depth_anything import DepthAnythingEstimator
+    from depth_node.offline.scenarios import SCENARIOS
+    from depth_node.training.calibrate_uncertainty import collect, fit_weights
+
+    torch.set_num_threads(1)
+    est = DepthAnythingEstimator(str(SHIPPED_STUDENT),
+                                 input_size=model_input_size(str(SHIPPED_STUDENT)))
+    data = collect(est, SCENARIOS[:1], [901], 1, 640, 480)
+    assert data['phi'].shape[1] == len(FEATURES) and data['phi'].shape[0] > 1000
+    assert np.mean(np.abs(data['e_fused'])) < 0.8 * np.mean(np.abs(data['e_global']))
+    w, reached = fit_weights(data['phi'], data['e_fused'])
+    assert abs(reached - 0.95) < 0.01 and np.all(np.isfinite(w))

@@ -30,8 +30,13 @@ import numpy as np
 from depth_node.core.align import AffineFit
 from depth_node.core.fusion import fuse, Fusion
 from depth_node.core.lidar import SparseDepth
-from depth_node.core.uncertainty import features, UncertaintyModel
+from depth_node.core.uncertainty import cell_depth, features, UncertaintyModel
 from depth_node.pipeline.config import PipelineConfig
+
+try:  # numba is a dependency; without it (a broken install) the numpy step runs
+    from numba import njit
+except ImportError:  # pragma: no cover
+    njit = None
 
 #: Returns per cell (under the fine kernel) from which a cell counts as LiDAR-supported.
 SUPPORTED_DENSITY = 0.05
@@ -126,14 +131,16 @@ def trusted_depth(global_depth: np.ndarray, lidar: Optional[SparseDepth], fit: A
     if fit_age > 0 and math.isfinite(fit_age):
         drift = config.filter_process_noise ** 2 * fit_age
         rel_cells = np.sqrt(rel_cells * rel_cells + np.float32(drift))
-    rel = _upsample(rel_cells, fusion.cell, h, w)
-    has_depth = np.isfinite(depth)
-    n_depth = int(has_depth.sum())
-    keep = has_depth & (rel <= config.max_relative_uncertainty)
-    n_keep = int(keep.sum())
-    lidar_share = _supported_share(fusion, has_depth)
+    supported = (fusion.support >= SUPPORTED_DENSITY).astype(np.float32)
+    out, sigma, rel, counts = compose(depth, rel_cells, supported, fusion.cell,
+                                      config.max_relative_uncertainty)
+    n_depth, n_keep, n_supported = (int(k) for k in counts)
+    lidar_share = n_supported / n_depth if n_depth else 0.0
     coverage = n_keep / n_depth if n_depth else 0.0
-    median = float(np.median(rel[keep])) if n_keep else float('nan')
+    # Median sigma/z of the published pixels, on the grid (a cell per 16 pixels).
+    cells = rel_cells[(rel_cells <= config.max_relative_uncertainty)
+                      & np.isfinite(cell_depth(depth, fusion.cell))]
+    median = float(np.median(cells)) if cells.size else float('nan')
     refused = ''
     if lidar is not None and n_depth and lidar_share < config.min_lidar_share:
         refused = f'LiDAR supports only {100 * lidar_share:.1f} % of the image ' \
@@ -144,10 +151,91 @@ def trusted_depth(global_depth: np.ndarray, lidar: Optional[SparseDepth], fit: A
     report = TrustReport(coverage, lidar_share, median, refused)
     if refused:
         return Trusted(None, None, fusion, report, depth, rel)
-    out = np.where(keep, depth, np.float32(np.nan))
-    sigma = out * rel  # NaN where out is NaN
-    return Trusted(out, sigma.astype(np.float32, copy=False), fusion, report, depth, rel)
+    return Trusted(out, sigma, fusion, report, depth, rel)
 
 
-__all__ = ['empty_support', 'fit_residual', 'SUPPORTED_DENSITY', 'Trusted', 'trusted_depth',
-           'TrustReport']
+def compose_reference(depth: np.ndarray, rel_cells: np.ndarray, supported: np.ndarray,
+                      cell: int,
+                      threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The per-pixel step in numpy: the reference of the compiled :func:`compose`.
+
+    ``depth`` [H, W] float32 m; ``rel_cells`` [gh, gw] sigma / z and ``supported`` [gh, gw]
+    (1.0 / 0.0) on the ``cell``-pixel grid, upsampled bilinearly (OpenCV's convention).
+    Returns the published depth (NaN where sigma / z > ``threshold``), its sigma, sigma / z
+    per pixel, and the counts [pixels with depth, published, LiDAR-supported with depth].
+    """
+    h, w = depth.shape
+    rel = _upsample(rel_cells, cell, h, w)
+    has_depth = np.isfinite(depth)
+    keep = has_depth & (rel <= threshold)
+    out = np.where(keep, depth, np.float32(np.nan)).astype(np.float32)
+    sup = _upsample(supported, cell, h, w) >= 0.5
+    counts = np.array([has_depth.sum(), keep.sum(), (sup & has_depth).sum()], np.int64)
+    return out, (out * rel).astype(np.float32), rel, counts
+
+
+def _axis_weights(n: int, cells: int, cell: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bilinear source cells and weight along one axis (OpenCV's INTER_LINEAR convention)."""
+    src = np.clip((np.arange(n) + 0.5) / cell - 0.5, 0.0, cells - 1.0)
+    i0 = src.astype(np.int64)
+    return i0, np.minimum(i0 + 1, cells - 1), (src - i0).astype(np.float32)
+
+
+def _compose_kernel(depth: np.ndarray, rel_cells: np.ndarray, supported: np.ndarray,
+                    y0: np.ndarray, y1: np.ndarray, fy: np.ndarray, x0: np.ndarray,
+                    x1: np.ndarray, fx: np.ndarray, threshold: float, out: np.ndarray,
+                    sigma: np.ndarray, rel: np.ndarray, counts: np.ndarray) -> None:
+    """One pass over the pixels: bilinear sigma / z and support, refusal, sigma, counts."""
+    h, w = depth.shape
+    nan = np.float32(np.nan)
+    thr = np.float32(threshold)
+    n_depth = n_keep = n_sup = 0
+    for y in range(h):
+        a0, a1, ty = y0[y], y1[y], fy[y]
+        for x in range(w):
+            b0, b1, tx = x0[x], x1[x], fx[x]
+            top = rel_cells[a0, b0] + tx * (rel_cells[a0, b1] - rel_cells[a0, b0])
+            bot = rel_cells[a1, b0] + tx * (rel_cells[a1, b1] - rel_cells[a1, b0])
+            r = top + ty * (bot - top)
+            rel[y, x] = r
+            z = depth[y, x]
+            if z == z:  # finite (max_depth caps the depth, so never inf)
+                n_depth += 1
+                st = supported[a0, b0] + tx * (supported[a0, b1] - supported[a0, b0])
+                sb = supported[a1, b0] + tx * (supported[a1, b1] - supported[a1, b0])
+                if st + ty * (sb - st) >= 0.5:
+                    n_sup += 1
+                if r <= thr:
+                    n_keep += 1
+                    out[y, x] = z
+                    sigma[y, x] = z * r
+                    continue
+            out[y, x] = nan
+            sigma[y, x] = nan
+    counts[0], counts[1], counts[2] = n_depth, n_keep, n_sup
+
+
+_compiled_compose = njit(cache=True, nogil=True)(_compose_kernel) if njit is not None else None
+
+
+def compose(depth: np.ndarray, rel_cells: np.ndarray, supported: np.ndarray, cell: int,
+            threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Compiled :func:`compose_reference` (same arguments, same results to float rounding)."""
+    if _compiled_compose is None:  # pragma: no cover - numba missing
+        return compose_reference(depth, rel_cells, supported, cell, threshold)
+    h, w = depth.shape
+    gh, gw = rel_cells.shape
+    out = np.empty((h, w), np.float32)
+    sigma = np.empty((h, w), np.float32)
+    rel = np.empty((h, w), np.float32)
+    counts = np.zeros(3, np.int64)
+    _compiled_compose(np.ascontiguousarray(depth, np.float32),
+                      np.ascontiguousarray(rel_cells, np.float32),
+                      np.ascontiguousarray(supported, np.float32),
+                      *_axis_weights(h, gh, int(cell)), *_axis_weights(w, gw, int(cell)),
+                      float(threshold), out, sigma, rel, counts)
+    return out, sigma, rel, counts
+
+
+__all__ = ['compose', 'compose_reference', 'empty_support', 'fit_residual', 'SUPPORTED_DENSITY',
+           'Trusted', 'trusted_depth', 'TrustReport']

@@ -42,8 +42,9 @@ def collect(estimator: Estimator, scenarios: Sequence[Scenario], seeds: Sequence
             frames: int, width: int, height: int, config: Optional[PipelineConfig] = None,
             max_depth: float = 80.0, seed: int = 0) -> dict[str, np.ndarray]:
     """Features and log errors of sampled pixels: ``phi`` [N, F], ``e_fused`` [N], ``e_global``."""
+    # The global fit alone: the fusion is run here on its depth, as the trust step runs it.
     cfg = replace(config or PipelineConfig(), temporal=False, max_depth=max_depth,
-                  uncertainty=False)
+                  uncertainty=False, fusion=False)
     rng = np.random.default_rng(seed)
     phis, e_f, e_g = [], [], []
     for sc in scenarios:
