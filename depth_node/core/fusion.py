@@ -39,8 +39,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from depth_node.core.errors import ConfigError, DepthNodeError
-from depth_node.core.lidar import SparseDepth
+from depth_node.core.errors import ConfigError
+from depth_node.core.lidar import check_image_size, SparseDepth
 
 try:  # numba is a dependency; without it (a broken install) the numpy recurrence runs
     from numba import njit
@@ -221,12 +221,7 @@ def fuse(global_depth: np.ndarray, lidar: SparseDepth,
     image size. Returns a :class:`Fusion`; with no usable return the depth is the global one.
     """
     zg = np.asarray(global_depth, dtype=np.float32)
-    if zg.ndim != 2:
-        raise DepthNodeError(f'global depth must be [H, W], got shape {zg.shape}')
-    h, w = zg.shape
-    if (lidar.height, lidar.width) != (h, w):
-        raise DepthNodeError(f'LiDAR returns are for a {lidar.width}x{lidar.height} image but '
-                             f'the depth is {w}x{h}')
+    h, w = check_image_size(zg, lidar, 'global depth')
     c = config
     cell, ccell = int(c.cell), int(c.cell) * int(c.coarse_factor)
     gh, gw = -(-h // cell), -(-w // cell)

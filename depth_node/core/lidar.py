@@ -52,6 +52,18 @@ class SparseDepth:
         return SparseDepth(self.u[mask], self.v[mask], self.z[mask], self.width, self.height)
 
 
+def check_image_size(image: np.ndarray, sparse: SparseDepth, name: str) -> tuple[int, int]:
+    """``(H, W)`` of ``image`` (named ``name`` in errors) when it is [H, W] and ``sparse`` is
+    of the same size; :class:`DepthNodeError` otherwise."""
+    if image.ndim != 2:
+        raise DepthNodeError(f'{name} must be [H, W], got shape {image.shape}')
+    h, w = image.shape
+    if (sparse.height, sparse.width) != (h, w):
+        raise DepthNodeError(f'sparse depth is {sparse.width}x{sparse.height} but the '
+                             f'{name} is {w}x{h}')
+    return h, w
+
+
 def point_pixels(points: np.ndarray, camera: PinholeCamera, lidar_to_camera: RigidTransform,
                  min_depth: float = 0.1, max_depth: float = float('inf')
                  ) -> tuple[np.ndarray, np.ndarray]:

@@ -33,7 +33,7 @@ import numpy as np
 
 from depth_node.core.align import AffineFit, apply_affine
 from depth_node.core.errors import DepthNodeError
-from depth_node.core.lidar import SparseDepth
+from depth_node.core.lidar import check_image_size, SparseDepth
 
 _MAD_TO_SIGMA = 1.4826
 
@@ -72,12 +72,7 @@ def align_local(prediction: np.ndarray, sparse: SparseDepth, keep_mask: Optional
         [H, W] float32 metres, NaN where the global map is invalid or beyond ``max_depth``.
     """
     pred = np.asarray(prediction)
-    if pred.ndim != 2:
-        raise DepthNodeError(f'prediction must be [H, W], got shape {pred.shape}')
-    h, w = pred.shape
-    if (sparse.height, sparse.width) != (h, w):
-        raise DepthNodeError(f'sparse depth is {sparse.width}x{sparse.height} but the '
-                             f'prediction is {w}x{h}')
+    h, w = check_image_size(pred, sparse, 'prediction')
     if not (math.isfinite(sigma) and sigma > 0):
         raise DepthNodeError(f'sigma must be a positive fraction of the image size, got {sigma}')
     if not prior_points >= 0:
