@@ -22,13 +22,19 @@ def _status(feed):
     return None
 
 
-def test_black_image_gets_no_metric_depth_and_a_warning(tmp_path):
+def test_bad_images_get_no_metric_depth_and_a_warning_naming_why(tmp_path):
     rig = SimRig.default(320, 240, seed=4)
     good = next(rig.frames(1, seed=4))
-    # The oracle knows the black image's true depth: without the image check the fit would be
+    # The oracle knows these images' true depth: without the image check the fit would be
     # perfect and metres would be published for a picture of nothing.
-    black = SimFrame(1, good.stamp, np.zeros_like(good.rgb), good.depth, good.lidar)
-    folder = save_frames(tmp_path / 'frames', [good, black])
+    rng = np.random.default_rng(0)
+    bad = {'dark': np.zeros_like(good.rgb), 'saturated': np.full_like(good.rgb, 255),
+           'flat': np.full_like(good.rgb, 128),
+           'noise': rng.integers(0, 256, good.rgb.shape, dtype=np.uint8)}
+    frames = [good] + [SimFrame(i + 1, good.stamp, img, good.depth, good.lidar)
+                       for i, img in enumerate(bad.values())]
+    black = frames[1]
+    folder = save_frames(tmp_path / 'frames', frames)
     params = {'estimator.type': 'depth_node.testing.oracle:DisparityOracle',
               'estimator.options': f'{{"frames_dir": "{folder}"}}', 'diagnostics.period': 0.3,
               'lidar.wait': 0.3, 'filter.enable': False,
@@ -50,6 +56,12 @@ def test_black_image_gets_no_metric_depth_and_a_warning(tmp_path):
         assert wait_until(lambda: (_status(feed) or (0, ''))[0] == 1
                           and 'dark' in _status(feed)[1], 10, proc.alive), \
             (_status(feed), proc.output())
+        for j, (word, img) in enumerate(list(bad.items())[1:]):
+            for k in range(2):
+                feed.send(img, rig.camera, 110.0 + 10 * j + 0.2 * k, good.lidar)
+                time.sleep(0.3)
+            assert wait_until(lambda: word in (_status(feed) or (0, ''))[1], 15, proc.alive), \
+                (word, _status(feed), proc.output())
     finally:
         code = proc.stop()
         feed.close()
@@ -62,6 +74,5 @@ def test_black_image_gets_no_metric_depth_and_a_warning(tmp_path):
     np.testing.assert_array_equal(np.isnan(sigma), np.isnan(depth))
     assert np.all(sigma[np.isfinite(sigma)] <= 0.2 * depth[np.isfinite(depth)] + 1e-4)
     level, message = _status(feed)
-    assert 'image is dark' in message, message
-    assert 'relative only' in message
+    assert level == 1 and 'noise' in message and 'relative only' in message, message
     assert 'refused' in proc.output() or 'no metric depth' in proc.output()

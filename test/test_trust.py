@@ -112,7 +112,7 @@ def test_uncertainty_is_calibrated_on_held_out_streets():
     from depth_node.estimators.base import model_input_size, SHIPPED_STUDENT
     from depth_node.estimators.depth_anything import DepthAnythingEstimator
     from depth_node.offline.scenarios import EVALUATION_SEEDS, run_scenario, SCENARIOS, \
-        score_frames
+        score_frames, threshold_sweep
 
     torch.set_num_threads(1)
     est = DepthAnythingEstimator(str(SHIPPED_STUDENT),
@@ -125,6 +125,10 @@ def test_uncertainty_is_calibrated_on_held_out_streets():
         assert score['within_1s'] < score['within_2s']
         assert score['coverage'] > 0.6, (sc.name, score.values)
         assert score['fused'] < score['global'], (sc.name, score.values)
+        # Looser thresholds publish more and refuse fewer of the wrong pixels.
+        sweep = threshold_sweep(evals, (0.1, 0.2, 0.4))
+        assert [c for _, c, _ in sweep] == sorted(c for _, c, _ in sweep)
+        assert [r for _, _, r in sweep] == sorted((r for _, _, r in sweep), reverse=True)
 
 
 def test_compiled_compose_matches_the_numpy_reference():

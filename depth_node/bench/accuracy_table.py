@@ -174,9 +174,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f'\nscenarios: {est.name} through the node pipeline (fusion, uncertainty, '
               f'refusal), {args.width}x{args.height}, streets {streets}, '
               f'{args.scenario_frames} frames each; AbsRel unless named')
+        sweep: dict[str, list[tuple[float, float, float]]] = {}
         scores = scenario_table.measure(est, scenarios, streets, args.scenario_frames,
-                                        args.width, args.height)
+                                        args.width, args.height, sweep=sweep)
         print(scenario_table.format_table(scores))
+        print()
+        print(scenario_table.format_sweep(sweep))
+        out['threshold_sweep'] = sweep
         print(f'({time.time() - t1:.1f} s)')
         out['scenarios'] = scenario_table.as_rows(scores)
     if args.json:

@@ -25,26 +25,49 @@ import numpy as np
 
 from depth_node.estimators.base import Estimator
 from depth_node.offline.scenarios import (EVALUATION_SEEDS, run_scenario, Scenario, SCENARIOS,
-                                          ScenarioScore, score_frames)
+                                          ScenarioScore, score_frames, threshold_sweep)
 from depth_node.pipeline.frame import PipelineConfig
 
 #: Scenarios whose point is refusal: the goal there is refused wrong pixels, not accuracy.
 REFUSAL_SCENARIOS = ('dusk', 'blind', 'fog')
 
 
+#: Thresholds of the sweep (``output.max_relative_uncertainty`` candidates).
+THRESHOLDS = (0.1, 0.15, 0.2, 0.25, 0.3)
+
+
 def measure(estimator: Estimator, scenarios: Sequence[Scenario] = SCENARIOS,
             seeds: Sequence[int] = EVALUATION_SEEDS, frames: int = 2, width: int = 640,
             height: int = 480, config: Optional[PipelineConfig] = None,
-            progress: bool = False) -> list[ScenarioScore]:
-    """Score every scenario (see the module docstring)."""
+            progress: bool = False,
+            sweep: Optional[dict[str, list[tuple[float, float, float]]]] = None
+            ) -> list[ScenarioScore]:
+    """Score every scenario (see the module docstring).
+
+    ``sweep``, when given, receives per scenario the coverage and the refused share of wrong
+    pixels at each of :data:`THRESHOLDS` (:func:`depth_node.offline.scenarios.threshold_sweep`).
+    """
     out = []
     for sc in scenarios:
         t0 = time.time()
         evals = list(run_scenario(estimator, sc, seeds, frames, width, height, config))
         out.append(score_frames(sc.name, sc.axis, evals))
+        if sweep is not None:
+            sweep[sc.name] = threshold_sweep(evals, THRESHOLDS)
         if progress:
             print(f'  {sc.name}: {len(evals)} frames, {time.time() - t0:.0f} s', flush=True)
     return out
+
+
+def format_sweep(sweep: dict[str, list[tuple[float, float, float]]]) -> str:
+    """Coverage / refused wrong pixels per threshold, a row per scenario."""
+    head = f'{"scenario":<22}' + ''.join(f' | {t:>4g}: cover refuse' for t in THRESHOLDS)
+    lines = ['output.max_relative_uncertainty sweep (coverage of ground-truth pixels, share of '
+             'wrong pixels refused):', head, '-' * len(head)]
+    for name, rows in sweep.items():
+        lines.append(f'{name[:22]:<22}' + ''.join(f' | {t:>4g}: {c:5.2f} {_f(r, 2):>6}'
+                                                  for t, c, r in rows))
+    return '\n'.join(lines)
 
 
 def goals(score: ScenarioScore) -> dict[str, Optional[bool]]:
@@ -109,4 +132,5 @@ def as_rows(scores: Sequence[ScenarioScore]) -> dict[str, dict[str, float]]:
             for s in scores}
 
 
-__all__ = ['as_rows', 'format_table', 'goals', 'measure', 'REFUSAL_SCENARIOS', 'select']
+__all__ = ['as_rows', 'format_sweep', 'format_table', 'goals', 'measure', 'REFUSAL_SCENARIOS',
+           'select', 'THRESHOLDS']

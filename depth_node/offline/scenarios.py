@@ -203,5 +203,34 @@ def score_frames(name: str, axis: str, evals: Sequence[FrameEval],
     return ScenarioScore(name, axis, len(evals), values)
 
 
+def threshold_sweep(evals: Sequence[FrameEval], thresholds: Sequence[float],
+                    max_depth: float = 80.0) -> list[tuple[float, float, float]]:
+    """Coverage and refused share of wrong pixels had ``output.max_relative_uncertainty``
+    been each of ``thresholds`` (from the fused depth and sigma / z before refusal).
+
+    Frames refused as a whole (image check, fit) count as refusing every pixel. Returns
+    ``[(threshold, coverage, wrong_refused)]``.
+    """
+    out = []
+    for tau in thresholds:
+        kept = valid_total = wrong_total = wrong_kept = 0
+        for e in evals:
+            valid = np.isfinite(e.truth) & (e.truth > 1e-3) & (e.truth <= max_depth)
+            valid_total += int(valid.sum())
+            fused, rel = e.result.unrefused, e.result.relative_sigma
+            if fused is None or rel is None or e.result.refused:
+                continue
+            with np.errstate(invalid='ignore'):
+                keep = valid & np.isfinite(fused) & (rel <= tau)
+                wrong = valid & (np.abs(fused - e.truth) > WRONG * e.truth)
+            kept += int(keep.sum())
+            wrong_total += int(wrong.sum())
+            wrong_kept += int((wrong & keep).sum())
+        out.append((float(tau), kept / max(1, valid_total),
+                    1.0 - wrong_kept / wrong_total if wrong_total else float('nan')))
+    return out
+
+
 __all__ = ['CALIBRATION_SEEDS', 'COLUMNS', 'EVALUATION_SEEDS', 'FrameEval', 'run_scenario',
-           'Scenario', 'SCENARIOS', 'scenario_frames', 'ScenarioScore', 'score_frames', 'WRONG']
+           'Scenario', 'SCENARIOS', 'scenario_frames', 'ScenarioScore', 'score_frames',
+           'threshold_sweep', 'WRONG']
