@@ -49,7 +49,7 @@ class EstimatorConfig:
     encoder: str = ''
     input_size: int = 0  # 0 = the model's own (model_input_size), as the node's parameter
     device: str = 'cpu'
-    precision: str = 'fp32'
+    precision: str = 'auto'  # 'auto': measured at start-up (estimators.autotune)
     options: dict[str, Any] = field(default_factory=dict)
     threads: int = 0  # torch CPU threads of the process; 0 = torch's default
 

@@ -90,13 +90,23 @@ def build_estimator(config: EstimatorConfig) -> Estimator:
 
     Depth Anything types get their defaults first (:func:`resolve_defaults`). ``threads`` > 0
     sets torch's CPU threads for the whole process first (on a loaded 2-core machine one thread
-    can be several times faster than two).
+    can be several times faster than two); for the torch Depth Anything estimator ``threads`` 0
+    and ``precision`` 'auto' are chosen by measurement (:mod:`depth_node.estimators.autotune`,
+    the choice on the estimator's ``autotune`` attribute).
     """
     config = resolve_defaults(config)
+    if isinstance(config.threads, bool) or not isinstance(config.threads, int) \
+            or config.threads < 0:
+        raise ConfigError('estimator.threads', 'must be an integer >= 0', config.threads)
+    if config.type == 'depth_anything' and (config.precision == 'auto' or
+                                            (config.threads == 0 and config.device == 'cpu')):
+        from depth_node.estimators.autotune import choose
+        est, choice = choose(config, _REGISTRY['depth_anything'])
+        est.autotune = choice  # what was measured, for the caller's log
+        return _checked(est, config)
+    if config.precision == 'auto':  # the deployment backends and custom types: fp32
+        config = dataclasses.replace(config, precision='fp32')
     if config.threads:
-        if isinstance(config.threads, bool) or not isinstance(config.threads, int) \
-                or config.threads < 0:
-            raise ConfigError('estimator.threads', 'must be an integer >= 0', config.threads)
         import torch
         torch.set_num_threads(config.threads)
     if config.type in _REGISTRY:
@@ -108,6 +118,11 @@ def build_estimator(config: EstimatorConfig) -> Estimator:
         except TypeError as exc:
             raise ConfigError('estimator.options', f'rejected by {config.type}: {exc}',
                               config.options) from exc
+    return _checked(est, config)
+
+
+def _checked(est: Estimator, config: EstimatorConfig) -> Estimator:
+    """``est`` if it honours the estimator contract, else :class:`ConfigError`."""
     if not isinstance(getattr(est, 'output', None), OutputSpec):
         raise ConfigError('estimator.type', 'the estimator must have an attribute `output` of '
                           'type depth_node.core.align.OutputSpec', config.type)

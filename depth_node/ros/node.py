@@ -75,6 +75,9 @@ class DepthNode(Node):
         if self.config.extrinsic_source == 'tf':
             self._tf_buffer = self._make_tf_listener()
         self.estimator = build_estimator(self.config.estimator)
+        tuned = getattr(self.estimator, 'autotune', None)
+        if tuned is not None:
+            self.get_logger().info(f'estimator configuration: {tuned.describe()}')
         self.runner = FrameRunner(self.estimator, self.config.runner)
         self._stats = self.runner.stats
         spec = self.estimator.output

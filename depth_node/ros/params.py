@@ -54,11 +54,14 @@ PARAMETERS: tuple[Param, ...] = (
     Param('estimator.device', 'cpu', "Device: 'cpu', 'cuda' or 'cuda:N'.",
           read_only=True),
     Param('estimator.threads', 0,
-          "torch CPU threads of the node's process; 0 = torch's default (all cores).",
+          "torch CPU threads of the node's process; 0 = measured at start-up (1, 2, 4, ... "
+          'cores: the fastest, cached per machine, model and input size).',
           read_only=True, range=(0, 256)),
-    Param('estimator.precision', 'fp32',
-          'Inference precision: fp32, fp16, bf16; int8 (TensorRT only, with calibration).',
-          read_only=True, choices=('fp32', 'fp16', 'bf16', 'int8')),
+    Param('estimator.precision', 'auto',
+          "Inference precision: fp32, fp16, bf16; int8 (TensorRT only, with calibration); "
+          "'auto': the torch estimator measures fp32 and bf16 (+ fp16 on CUDA) at start-up and "
+          'keeps the fastest that agrees with fp32 (cached per machine; other backends: fp32).',
+          read_only=True, choices=('auto', 'fp32', 'fp16', 'bf16', 'int8')),
     Param('estimator.options', '{}',
           'JSON object: keyword arguments of a custom estimator factory, or backend options '
           '(onnx, checkpoint, engine_cache, image_sizes, max_batch, workspace_mb, '
