@@ -124,6 +124,9 @@ def features(fusion: Fusion, fit_residual: float) -> np.ndarray:
     unsupported = 1.0 / (1.0 + support / _UNSUPPORTED_AT)
     step = _depth_step(np.where(np.isfinite(z) & (z > 0), log_z, math.log(_SKY_DEPTH)))
     far = cv2.distanceTransform((support < _UNSUPPORTED_AT).astype(np.uint8), cv2.DIST_L2, 3)
+    # No supported cell at all (a held fit, no sweep): OpenCV reports a huge distance; the
+    # grid's size is as far as support can be.
+    far = np.minimum(far, float(max(support.shape)))
     return np.stack([np.ones_like(support), np.log(support + _SUPPORT_EPS),
                      np.log(fusion.support_coarse.astype(np.float64) + _SUPPORT_EPS),
                      unsupported, np.log(fusion.spread.astype(np.float64) + _SPREAD_EPS),
