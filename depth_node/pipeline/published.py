@@ -33,7 +33,8 @@ DIAG_OK, DIAG_WARN = 0, 1
 DIAGNOSTIC_COUNTERS = ('frames_in', 'published', 'published_relative_only', 'dropped_superseded',
                        'dropped_no_camera_info', 'dropped_error', 'malformed_image',
                        'malformed_points', 'malformed_camera_info', 'sweeps_in',
-                       'frames_without_lidar', 'frames_without_extrinsic')
+                       'sweeps_discarded', 'time_jumps', 'frames_without_lidar',
+                       'frames_without_extrinsic')
 
 
 def preview(depth: Optional[np.ndarray], relative: np.ndarray,

@@ -19,12 +19,14 @@ Decision rules (the node's, for both callers):
   other exception: dropped the same way, its type named;
 * otherwise it is published (``published``, or ``published_relative_only`` without a fit).
 
-The caller counts what arrives (``frames_in``, ``sweeps_in``) and what cannot be decoded
-(``malformed_*``), since only it sees the messages.
+The caller counts what arrives (``frames_in``, ``sweeps_in``), what cannot be decoded
+(``malformed_*``) and the sweeps :func:`add_sweep` discards (``sweeps_discarded``) or that
+start over after a jump back in time (``time_jumps``), since only it sees the messages.
 """
 
 from __future__ import annotations
 
+import enum
 import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, Optional, TypeVar
@@ -54,21 +56,49 @@ ExtrinsicLookup = Callable[[str, str, int], RigidTransform]
 #: A sweep this much older than the newest one held means time jumped back (a bag played
 #: again, ``--loop``, sim time reset), seconds.
 TIME_JUMP_S = 1.0
+#: A sweep stamped this much after the latest image is not trusted (a clock glitch, a driver on
+#: another time base): it is discarded, not cached, seconds.
+FUTURE_S = 10.0
 
 
-def add_sweep(cache: StampedCache[T], stamp_ns: int, sweep: T) -> bool:
-    """Cache ``sweep``; on a jump back in time forget the sweeps held first (True then).
+class SweepAdded(enum.StrEnum):
+    """What :func:`add_sweep` did with a sweep."""
 
-    Without it, a replay that starts again keeps the stale sweeps of its first pass, whose
-    stamps are newer, and the full cache evicts every new sweep at once (the oldest stamp).
-    tf2 clears its buffer the same way.
+    KEPT = 'kept'
+    JUMPED = 'jumped'  # time jumped back: the sweeps held were forgotten, this one kept
+    DUPLICATE = 'duplicate'  # a sweep of this stamp is held already: discarded
+    FUTURE = 'future'  # stamped more than FUTURE_S after the reference: discarded
+
+    @property
+    def discarded(self) -> bool:
+        """Whether the sweep was not cached (``sweeps_discarded``)."""
+        return self in (SweepAdded.DUPLICATE, SweepAdded.FUTURE)
+
+
+def add_sweep(cache: StampedCache[T], stamp_ns: int, sweep: T,
+              reference_ns: Optional[int] = None) -> SweepAdded:
+    """Cache ``sweep`` unless its stamp cannot be trusted; forget the cache on a jump back.
+
+    * stamped more than :data:`FUTURE_S` after ``reference_ns`` (the latest image's stamp;
+      None: no image yet): discarded (``FUTURE``), the cache unchanged;
+    * more than :data:`TIME_JUMP_S` older than the newest sweep held: time jumped back, the
+      cache is cleared first (``JUMPED``), as tf2 clears its buffer. Without it, a replay that
+      starts again would pair its frames with the stale sweeps of the first pass;
+    * a stamp held already: ``DUPLICATE``, the first sweep stays.
+
+    The cache evicts by arrival (:class:`~depth_node.core.stamped.StampedCache`), so a late
+    sweep is kept and no sweep stays forever.
     """
+    stamp_ns = int(stamp_ns)
+    if reference_ns is not None and stamp_ns > reference_ns + int(FUTURE_S * 1e9):
+        return SweepAdded.FUTURE
     newest = cache.newest()
     jumped = newest is not None and stamp_ns < newest[0] - int(TIME_JUMP_S * 1e9)
     if jumped:
         cache.clear()
-    cache.add(int(stamp_ns), sweep)
-    return jumped
+    if not cache.add(stamp_ns, sweep):
+        return SweepAdded.DUPLICATE
+    return SweepAdded.JUMPED if jumped else SweepAdded.KEPT
 
 
 def nearest_sweep(cache: StampedCache[T], stamp_ns: int,
@@ -254,4 +284,4 @@ class FrameRunner:
 
 __all__ = ['add_sweep', 'CameraModel', 'DROPPED_ERROR', 'DROPPED_NO_CAMERA_INFO',
            'ExtrinsicLookup', 'FrameRun', 'FrameRunner', 'ImageFrame', 'NO_CAMERA_INFO',
-           'RunnerConfig', 'Sweep', 'nearest_sweep', 'TIME_JUMP_S']
+           'FUTURE_S', 'RunnerConfig', 'Sweep', 'SweepAdded', 'nearest_sweep', 'TIME_JUMP_S']

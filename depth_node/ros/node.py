@@ -47,8 +47,8 @@ from depth_node.messages.readers import (camera_info_to_camera, frame_id, image_
 from depth_node.pipeline.frame import FitState, FrameInput, FrameResult
 from depth_node.pipeline.keyframes import KeyframeResult, KeyframeWorker
 from depth_node.pipeline.published import diagnostic_status, FrameOutputs
-from depth_node.pipeline.runner import (add_sweep, CameraModel, FrameRunner, ImageFrame,
-                                        nearest_sweep, Sweep)
+from depth_node.pipeline.runner import (add_sweep, CameraModel, FrameRunner, FUTURE_S,
+                                        ImageFrame, nearest_sweep, Sweep, SweepAdded)
 from depth_node.ros.messages import (array_to_image, depth_camera_info_msg,
                                      packed_to_pointcloud2, xyz_to_pointcloud2)
 from depth_node.ros.declare import declare_parameters
@@ -69,6 +69,7 @@ class DepthNode(Node):
         self._images: NewestSlot[tuple[Image, float]] = NewestSlot()  # (image, perf_counter)
         self._sweeps: StampedCache[Sweep] = StampedCache(self.config.lidar_buffer_size)
         self._camera: Optional[CameraModel] = None
+        self._image_stamp: Optional[int] = None  # stamp of the latest image, ns
         self._last_logged: dict[str, float] = {}
 
         self._tf_buffer = None
@@ -188,6 +189,7 @@ class DepthNode(Node):
     # ----- input callbacks (executor thread) -----
     def _on_image(self, msg: Image) -> None:
         self._stats.count('frames_in')
+        self._image_stamp = stamp_ns(msg)  # far-future sweeps are judged against it
         if self._images.put((msg, time.perf_counter())):
             self._stats.count('dropped_superseded')
 
@@ -211,8 +213,18 @@ class DepthNode(Node):
         sweep = Sweep(stamp_ns(msg), frame_id(msg), xyz)
         with self._wake:
             self._stats.count('sweeps_in')
-            add_sweep(self._sweeps, sweep.stamp_ns, sweep)
+            added = add_sweep(self._sweeps, sweep.stamp_ns, sweep, self._image_stamp)
             self._wake.notify_all()
+        if added == SweepAdded.JUMPED:
+            self._stats.count('time_jumps')
+            self.get_logger().info('LiDAR time jumped back (a replay restarted?): the sweeps '
+                                   'held were forgotten')
+        elif added == SweepAdded.FUTURE:
+            ahead = (sweep.stamp_ns - (self._image_stamp or 0)) * 1e-9
+            self._drop('sweeps_discarded', f'points dropped: stamped {ahead:.1f} s after the '
+                       f'latest image (more than {FUTURE_S:g} s: not trusted)')
+        elif added == SweepAdded.DUPLICATE:
+            self._stats.count('sweeps_discarded')
 
     def _drop(self, key: str, message: str) -> None:
         self._stats.error(key, message)
