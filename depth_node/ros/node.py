@@ -290,6 +290,8 @@ class DepthNode(Node):
             self._lookup if self._tf_buffer is not None else None,
             emit=lambda out, frame, result: self._publish(msg.header, out, frame, result),
             received=received, timings_ms={'convert': convert_ms})
+        if run.warning:
+            self._warn('frame_warning', run.warning)
         if run.dropped:
             self._warn(run.dropped, run.reason, error=run.unexpected)
             return
@@ -326,7 +328,8 @@ class DepthNode(Node):
     # ----- diagnostics (executor thread) -----
     def _publish_diagnostics(self) -> None:
         snap = self._stats.snapshot()
-        level, message, values = diagnostic_status(snap, self.estimator.output.kind.value)
+        level, message, values = diagnostic_status(snap, self.estimator.output.kind.value,
+                                                   self.config.watchdog_timeout)
         status = DiagnosticStatus()
         status.name = f'{self.get_name()}: metric depth'
         status.hardware_id = self.get_namespace()
