@@ -57,6 +57,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
+import warnings
 from typing import Union
 
 from depth_node.core.align import OutputKind, OutputSpec
@@ -145,11 +147,17 @@ def _load_hf_folder(path: str) -> DepthAnythingForDepthEstimation:
         raise ConfigError('estimator.model_path', 'config.json must have model_type '
                           f"'depth_anything', has {model_type!r}", path)
     try:
-        model, info = DepthAnythingForDepthEstimation.from_pretrained(
-            path, local_files_only=True, output_loading_info=True)
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise ConfigError('estimator.model_path', f'cannot be loaded by transformers ({exc})',
-                          path) from exc
+        with warnings.catch_warnings():  # torch's note on the pickle protocol of a .bin
+            warnings.filterwarnings('ignore', message='Detected pickle protocol')
+            model, info = DepthAnythingForDepthEstimation.from_pretrained(
+                path, local_files_only=True, output_loading_info=True)
+    except pickle.UnpicklingError as exc:  # torch's weights-only loader refused a pickle
+        raise ConfigError('estimator.model_path', 'its weights file holds more than tensors: '
+                          'refused by the weights-only loader, nothing of it was run (save '
+                          'the weights as model.safetensors)', path) from exc
+    except Exception as exc:  # noqa: BLE001 - safetensors' and torch's errors share no base
+        raise ConfigError('estimator.model_path', 'cannot be loaded by transformers '
+                          f'({type(exc).__name__}: {_first_line(exc)})', path) from exc
     missing = set(info.get('missing_keys') or ())
     mismatched = [k[0] if isinstance(k, tuple) else k for k in info.get('mismatched_keys') or ()]
     if missing or mismatched:
@@ -160,6 +168,11 @@ def _load_hf_folder(path: str) -> DepthAnythingForDepthEstimation:
         _LOG.warning('%s: ignoring %d unexpected weights %s', path,
                      len(info['unexpected_keys']), few_keys(info['unexpected_keys']))
     return model
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's text (torch's run to a page of advice)."""
+    return (str(exc).strip().splitlines() or [''])[0][:300]
 
 
 def load_model(model_path: Union[str, os.PathLike],
@@ -187,6 +200,10 @@ def load_model(model_path: Union[str, os.PathLike],
     path = os.path.expanduser(path)
     if os.path.isdir(path):
         model = _load_hf_folder(path)
+    elif os.path.isfile(path) and path.lower().endswith(('.onnx', '.engine', '.plan')):
+        raise ConfigError('estimator.model_path', 'is an ONNX model or TensorRT engine, which '
+                          "the torch estimator cannot load: set estimator.type to "
+                          "'depth_anything_onnxruntime', '_tensorrt' or '_auto'", path)
     elif os.path.isfile(path):
         model = load_official(path, encoder)
     else:

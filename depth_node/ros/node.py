@@ -21,7 +21,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import rclpy
@@ -52,8 +52,8 @@ from depth_node.pipeline.runner import (add_sweep, CameraModel, FrameRunner, FUT
 from depth_node.ros.messages import (array_to_image, depth_camera_info_msg,
                                      packed_to_pointcloud2, xyz_to_pointcloud2)
 from depth_node.ros.declare import declare_parameters
-from depth_node.ros.param_files import load_params_file
-from depth_node.ros.params import build_config, changed_read_only, NodeConfig
+from depth_node.ros.param_files import check_params_files, load_params_file, params_files
+from depth_node.ros.params import build_config, changed_read_only, NodeConfig, teacher_error
 
 _THROTTLE_S = 5.0
 
@@ -61,8 +61,9 @@ _THROTTLE_S = 5.0
 class DepthNode(Node):
     """Metric depth from a relative depth model aligned to LiDAR. See the module docstring."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, params_files: Sequence[str] = (), **kwargs: Any) -> None:
         super().__init__('depth_node', **kwargs)
+        check_params_files(params_files, self.get_name())  # none filed under another name
         self.config: NodeConfig = build_config(declare_parameters(self))
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)  # a sweep or camera_info arrived
@@ -151,8 +152,11 @@ class DepthNode(Node):
         self._pub_kf_check = self.create_publisher(Float32, 'keyframe/cross_check', qos)
         self.get_logger().info(f'starting the keyframe teacher (marigold from '
                                f'{kf.teacher.model_path}, {kf.worker.mode} mode) ...')
-        self._keyframes = KeyframeWorker(kf.teacher, self._on_keyframe, kf.worker,
-                                         on_error=self._on_keyframe_error)
+        try:
+            self._keyframes = KeyframeWorker(kf.teacher, self._on_keyframe, kf.worker,
+                                             on_error=self._on_keyframe_error)
+        except ConfigError as exc:
+            raise teacher_error(exc) from None
 
     def _on_keyframe(self, result: KeyframeResult) -> None:
         """Publish a keyframe (worker thread): depth, uncertainty, preview, cloud, check."""
@@ -370,14 +374,12 @@ class DepthNode(Node):
 def _rcl_error(exc: Exception, args: Optional[list[str]]) -> str:
     """rcl's start-up error, with the parameter named when a params file is the cause."""
     message = str(exc).split(', at ')[0]  # drop rcl's source locations
-    argv = sys.argv if args is None else args
-    for flag, path in zip(argv, argv[1:]):
-        if flag == '--params-file':
-            try:
-                load_params_file(path)
-            except ConfigError as named:
-                if named.name != '--params-file':
-                    return f'{named} ({message})'
+    for path in params_files(sys.argv if args is None else args):
+        try:
+            load_params_file(path)
+        except ConfigError as named:
+            if named.name != '--params-file':
+                return f'{named} ({message})'
     return message
 
 
@@ -391,7 +393,7 @@ def main(args: Optional[list[str]] = None) -> int:
     node = None
     code = 0
     try:
-        node = DepthNode()
+        node = DepthNode(params_files(sys.argv if args is None else args))
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()

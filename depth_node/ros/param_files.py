@@ -63,6 +63,23 @@ def load_params_file(path: str | Path, node_name: str = 'depth_node') -> dict[st
     return {k: v for k, v in values.items() if not k.startswith(RCLPY_PARAMS)}
 
 
+def params_files(argv: Sequence[str]) -> list[str]:
+    """The files of every ``--params-file FILE`` in a ROS command line, in order."""
+    return [path for flag, path in zip(argv, argv[1:]) if flag == '--params-file']
+
+
+def check_params_files(paths: Sequence[str], node_name: str) -> None:
+    """Raise :class:`ConfigError` (naming the file and the sections seen) unless each params
+    file has a section that applies to ``node_name``.
+
+    rcl applies a file's sections by node name and silently ignores the others: parameters
+    filed under another name (``depth_nod:``) would leave the node on its defaults - the
+    identity extrinsic, no metric depth - without a word.
+    """
+    for path in paths:
+        load_params_file(path, node_name)
+
+
 def node_values(params_file: Optional[str | Path], node_name: str = 'depth_node',
                 overrides: Sequence[str] = (), values: Optional[dict[str, Any]] = None
                 ) -> dict[str, Any]:
@@ -137,7 +154,7 @@ def params_yaml() -> str:
     return '\n'.join(lines) + '\n'
 
 
-__all__ = ['load_params_file', 'params_yaml']
+__all__ = ['check_params_files', 'load_params_file', 'params_files', 'params_yaml']
 
 
 if __name__ == '__main__':

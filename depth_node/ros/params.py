@@ -434,6 +434,26 @@ def _keyframe_settings(v: dict[str, Any], pipeline: PipelineConfig) -> KeyframeS
     return KeyframeSettings(teacher, policy, worker, bool(v['keyframes.points']))
 
 
+def teacher_error(exc: ConfigError) -> ConfigError:
+    """A keyframe teacher's :class:`ConfigError` naming the ``keyframes.*`` parameter.
+
+    The teacher is an estimator built from ``keyframes.*``: its errors say ``estimator.*``
+    (``estimator.model_path`` for a missing ``keyframes.model_path``), which would send the
+    user to the wrong parameter.
+    """
+    name = exc.name
+    if not name.startswith('estimator.'):
+        return exc
+    parts = name.split('.')[1:]  # options.ensemble_size -> keyframes.ensemble_size
+    key = 'keyframes.' + '.'.join(parts)
+    if parts[0] == 'options':
+        key = 'keyframes.' + parts[1] if len(parts) == 2 else 'keyframes.options'
+        key = key if key in BY_NAME else 'keyframes.options'
+    if key not in BY_NAME:
+        return exc
+    return ConfigError(key, exc.rule, exc.value)
+
+
 def changed_read_only(names: Sequence[str]) -> Optional[str]:
     """First of ``names`` that may not change at run time, or None."""
     for n in names:
