@@ -29,8 +29,6 @@ import rclpy.duration
 import rclpy.time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.qos import (HistoryPolicy, qos_profile_sensor_data, QoSProfile, ReliabilityPolicy)
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -52,7 +50,8 @@ from depth_node.pipeline.runner import (add_sweep, CameraModel, FrameRunner, FUT
 from depth_node.ros.messages import (array_to_image, depth_camera_info_msg,
                                      packed_to_pointcloud2, xyz_to_pointcloud2)
 from depth_node.ros.declare import declare_parameters
-from depth_node.ros.param_files import check_params_files, load_params_file, params_files
+from depth_node.ros.param_files import check_params_files
+from depth_node.ros.process import run_node
 from depth_node.ros.params import build_config, changed_read_only, NodeConfig, teacher_error
 
 _THROTTLE_S = 5.0
@@ -371,48 +370,10 @@ class DepthNode(Node):
             self._keyframes.close()
 
 
-def _rcl_error(exc: Exception, args: Optional[list[str]]) -> str:
-    """rcl's start-up error, with the parameter named when a params file is the cause."""
-    message = str(exc).split(', at ')[0]  # drop rcl's source locations
-    for path in params_files(sys.argv if args is None else args):
-        try:
-            load_params_file(path)
-        except ConfigError as named:
-            if named.name != '--params-file':
-                return f'{named} ({message})'
-    return message
-
-
 def main(args: Optional[list[str]] = None) -> int:
-    """Console-script entry point: ``ros2 run depth_node depth_node``."""
-    try:
-        rclpy.init(args=args)
-    except _rclpy.RCLError as exc:  # e.g. a params file rcl cannot parse: say so, no traceback
-        print(f'depth_node: configuration error: {_rcl_error(exc, args)}', file=sys.stderr)
-        return 2
-    node = None
-    code = 0
-    try:
-        node = DepthNode(params_files(sys.argv if args is None else args))
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        executor.spin()
-    except ConfigError as exc:
-        print(f'depth_node: configuration error: {exc}', file=sys.stderr)
-        code = 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except _rclpy.RCLError:
-        # Ctrl-C / SIGTERM shut the context down between two waits: rcl then refuses the next
-        # wait set or timer. That is the shutdown that was asked for, not an error.
-        if rclpy.ok():
-            raise
-    finally:
-        if node is not None:
-            node.shutdown()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return code
+    """Console-script entry point: ``ros2 run depth_node depth_node``
+    (:func:`~depth_node.ros.process.run_node`: exit 2 on a configuration error)."""
+    return run_node(DepthNode, args)
 
 
 if __name__ == '__main__':
