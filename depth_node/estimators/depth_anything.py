@@ -54,12 +54,13 @@ network input both paths use the embeddings unchanged and agree.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import pickle
 import warnings
-from typing import Union
+from typing import Iterator, Union
 
 from depth_node.core.align import OutputKind, OutputSpec
 from depth_node.core.errors import ConfigError, DepthNodeError
@@ -72,6 +73,7 @@ try:
     import torch
     from transformers import DepthAnythingForDepthEstimation
     from transformers.models.dinov2.modeling_dinov2 import Dinov2Embeddings
+    from transformers.utils import logging as hf_logging
 except ImportError as _exc:  # pragma: no cover - depends on the installation
     raise ImportError(
         'the depth_anything estimator needs PyTorch and Hugging Face transformers: '
@@ -147,8 +149,8 @@ def _load_hf_folder(path: str) -> DepthAnythingForDepthEstimation:
         raise ConfigError('estimator.model_path', 'config.json must have model_type '
                           f"'depth_anything', has {model_type!r}", path)
     try:
-        with warnings.catch_warnings():  # torch's note on the pickle protocol of a .bin
-            warnings.filterwarnings('ignore', message='Detected pickle protocol')
+        with warnings.catch_warnings(), _no_progress_bar():
+            warnings.filterwarnings('ignore', message='Detected pickle protocol')  # of a .bin
             model, info = DepthAnythingForDepthEstimation.from_pretrained(
                 path, local_files_only=True, output_loading_info=True)
     except pickle.UnpicklingError as exc:  # torch's weights-only loader refused a pickle
@@ -168,6 +170,19 @@ def _load_hf_folder(path: str) -> DepthAnythingForDepthEstimation:
         _LOG.warning('%s: ignoring %d unexpected weights %s', path,
                      len(info['unexpected_keys']), few_keys(info['unexpected_keys']))
     return model
+
+
+@contextlib.contextmanager
+def _no_progress_bar() -> Iterator[None]:
+    """transformers' "Loading weights" bar off: redrawn with \\r, it is a blank line in the
+    logs of ``ros2 launch`` (whose ``emulate_tty`` makes it think it writes to a terminal)."""
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
 
 
 def _first_line(exc: BaseException) -> str:

@@ -21,14 +21,16 @@ from depth_node.ros.declare import RCLPY_PARAMS
 from depth_node.ros.params import PARAMETERS
 
 
-def load_params_file(path: str | Path, node_name: str = 'depth_node') -> dict[str, Any]:
+def load_params_file(path: str | Path, node_name: str = 'depth_node',
+                     keep_rclpy: bool = False) -> dict[str, Any]:
     """Parameter values for ``node_name`` from a ROS 2 params file, with dotted names.
 
     Sections apply as ``ros2 run ... --params-file`` applies them: ``/**`` (or ``**``) to every
     node, ``<name>``, ``/<name>``, ``/<namespace>/<name>`` or ``/**/<name>`` to the node of that
     name; later sections override earlier ones. Each section's ``ros__parameters`` is flattened
     (``{'fit': {'method': 'lsq'}}`` -> ``{'fit.method': 'lsq'}``). rclpy's own parameters
-    (``use_sim_time``, ``qos_overrides.*``, ...) are left out, as the node ignores them.
+    (``use_sim_time``, ``qos_overrides.*``, ...) are left out, as the node ignores them,
+    unless ``keep_rclpy``.
 
     Raises
     ------
@@ -60,7 +62,7 @@ def load_params_file(path: str | Path, node_name: str = 'depth_node') -> dict[st
     if not matched:
         raise ConfigError('--params-file', f'has no section for node {node_name!r} (sections: '
                           f'{", ".join(map(str, doc))}; use /** or {node_name})', str(p))
-    return {k: v for k, v in values.items() if not k.startswith(RCLPY_PARAMS)}
+    return {k: v for k, v in values.items() if keep_rclpy or not k.startswith(RCLPY_PARAMS)}
 
 
 def params_files(argv: Sequence[str]) -> list[str]:
