@@ -46,6 +46,7 @@ from depth_node.core.transforms import RigidTransform
 from depth_node.estimators.base import Estimator
 from depth_node.pipeline.frame import DepthPipeline, FrameInput, FrameResult, PipelineConfig
 from depth_node.pipeline.input_limits import InputRefused
+from depth_node.pipeline.memory import release_memory
 from depth_node.pipeline.published import FrameOutputs, frame_outputs, PublishSettings
 from depth_node.pipeline.stats import FrameStats
 
@@ -251,6 +252,7 @@ class FrameRunner:
             run = self._run(image, camera, sweep, lookup, prepare, emit, received, timings_ms)
         finally:
             took = self.stats.end_frame()
+            release_memory()  # when big frames left much free: else RSS stays at their peak
         timeout = self._config.watchdog_timeout
         if 0 < timeout < took:
             message = (f'a {w}x{h} frame took {took:.1f} s, more than watchdog.timeout '

@@ -44,6 +44,7 @@ from depth_node.messages.readers import (camera_info_to_camera, frame_id, image_
                                          MessageError, pointcloud2_to_xyz, stamp_ns)
 from depth_node.pipeline.frame import FitState, FrameInput, FrameResult
 from depth_node.pipeline.keyframes import KeyframeResult, KeyframeWorker
+from depth_node.pipeline.memory import release_memory
 from depth_node.pipeline.published import diagnostic_status, FrameOutputs
 from depth_node.pipeline.runner import (add_sweep, CameraModel, FrameRunner, FUTURE_S,
                                         ImageFrame, nearest_sweep, Sweep, SweepAdded)
@@ -260,6 +261,8 @@ class DepthNode(Node):
                 message = f'frame dropped by an unexpected error: {type(exc).__name__}: {exc}'
                 self._stats.error('dropped_error', message)
                 self._warn('unexpected', message, error=True)
+            del item, msg
+            release_memory()  # what a big message left free, or RSS stays at its peak
 
     def _lookup(self, camera_frame: str, lidar_frame: str, stamp: int) -> RigidTransform:
         """LiDAR -> camera from tf2 at the image stamp (raises tf2's errors)."""
