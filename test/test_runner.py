@@ -104,6 +104,7 @@ def test_runner_decisions_are_the_nodes(sim):
     run = runner.run(image, big, sweep)
     assert run.published and run.frame.camera == rig.camera.resized(320, 240)
     assert runner.stats.counts['published'] == 5
+    assert run.warning.startswith('camera_info is 640x480 but the image 320x240'), run.warning
 
 
 def test_refused_and_failing_frames_are_dropped_and_counted(sim):

@@ -72,6 +72,9 @@ def image_to_array(msg: Any) -> np.ndarray:
     if height < 0 or width < 0:
         raise MessageError('Image.height' if height < 0 else 'Image.width',
                            f'{min(height, width)} is negative')
+    if height == 0 or width == 0:
+        raise MessageError('Image.height' if height == 0 else 'Image.width',
+                           f'is 0 ({width}x{height}): the image has no pixels')
     pixel_bytes = channels * dtype.itemsize
     if step < width * pixel_bytes:
         raise MessageError('Image.step', f'{step} is smaller than width*bytes_per_pixel '

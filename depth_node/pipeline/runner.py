@@ -268,7 +268,11 @@ class FrameRunner:
              received: float, timings_ms: Optional[dict[str, float]]) -> FrameRun:
         cam = camera.camera
         h, w = image.rgb.shape[:2]
+        rescaled = ''
         if (cam.width, cam.height) != (w, h):
+            rescaled = (f'camera_info is {cam.width}x{cam.height} but the image {w}x{h}: the '
+                        'camera model is scaled to the image (right for a resized image, wrong '
+                        'for a cropped one)')
             cam = cam.resized(w, h)
         config = self._config
         lidar, extrinsic, lookup_error = None, config.extrinsic, ''
@@ -311,14 +315,15 @@ class FrameRunner:
                                 result.applied, rejected, result.filter_event, result.trust,
                                 result.refused)
         self.stats.count('published' if result.depth is not None else 'published_relative_only')
-        warning = ''
+        warnings = [rescaled] if rescaled else []
         if result.letterboxed is not None:
             self.stats.count('letterboxed')
-            warning = (f'image {w}x{h} letterboxed to {result.letterboxed[1]}x'
-                       f'{result.letterboxed[0]} for the network (aspect ratio more than '
-                       f'input.max_aspect {config.pipeline.input_limits.max_aspect:g})')
+            warnings.append(f'image {w}x{h} letterboxed to {result.letterboxed[1]}x'
+                            f'{result.letterboxed[0]} for the network (aspect ratio more than '
+                            f'input.max_aspect {config.pipeline.input_limits.max_aspect:g})')
         return FrameRun(frame=frame, result=result, outputs=outputs,
-                        extrinsic_error=lookup_error, timings_ms=timings, warning=warning)
+                        extrinsic_error=lookup_error, timings_ms=timings,
+                        warning='; '.join(warnings))
 
     def _failed(self, message: str, frame: FrameInput, lookup_error: str,
                 unexpected: bool, key: str = DROPPED_ERROR) -> FrameRun:

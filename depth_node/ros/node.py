@@ -40,6 +40,8 @@ from depth_node.core.errors import ConfigError, DepthNodeError
 from depth_node.core.transforms import quaternion_to_matrix, RigidTransform
 from depth_node.estimators import build_estimator
 from depth_node.core.stamped import NewestSlot, StampedCache
+from depth_node.messages.oddities import (camera_info_oddities, frame_id_oddities,
+                                          pointcloud2_oddities)
 from depth_node.messages.readers import (camera_info_to_camera, frame_id, image_to_rgb8,
                                          MessageError, pointcloud2_to_xyz, stamp_ns)
 from depth_node.pipeline.frame import FitState, FrameInput, FrameResult
@@ -194,6 +196,7 @@ class DepthNode(Node):
     def _on_image(self, msg: Image) -> None:
         self._stats.count('frames_in')
         self._image_stamp = stamp_ns(msg)  # far-future sweeps are judged against it
+        self._odd(frame_id_oddities(msg, 'Image'))
         if self._images.put((msg, time.perf_counter())):
             self._stats.count('dropped_superseded')
 
@@ -202,8 +205,9 @@ class DepthNode(Node):
             camera = CameraModel(camera_info_to_camera(msg), str(msg.distortion_model),
                                  len(msg.d))
         except DepthNodeError as exc:
-            self._drop('malformed_camera_info', f'camera_info dropped: {exc}')
+            self._drop('malformed_camera_info', f'camera_info dropped: {exc}', exc)
             return
+        self._odd(camera_info_oddities(msg))
         with self._wake:
             self._camera = camera
             self._wake.notify_all()
@@ -212,8 +216,9 @@ class DepthNode(Node):
         try:
             xyz = pointcloud2_to_xyz(msg)
         except DepthNodeError as exc:
-            self._drop('malformed_points', f'points dropped: {exc}')
+            self._drop('malformed_points', f'points dropped: {exc}', exc)
             return
+        self._odd(pointcloud2_oddities(msg))
         sweep = Sweep(stamp_ns(msg), frame_id(msg), xyz)
         with self._wake:
             self._stats.count('sweeps_in')
@@ -230,9 +235,13 @@ class DepthNode(Node):
         elif added == SweepAdded.DUPLICATE:
             self._stats.count('sweeps_discarded')
 
-    def _drop(self, key: str, message: str) -> None:
+    def _drop(self, key: str, message: str, exc: Optional[Exception] = None) -> None:
         self._stats.error(key, message)
-        self._warn(key, message)
+        self._warn(f"{key}:{getattr(exc, 'field', '')}", message)  # one throttle per field
+
+    def _odd(self, oddities: list[tuple[str, str]]) -> None:
+        for kind, text in oddities:  # legal but odd input: used, and said once a period
+            self._warn(kind, text)
 
     def _warn(self, kind: str, message: str, error: bool = False) -> None:
         """Log ``message`` at most once per ``_THROTTLE_S`` for each ``kind``.
@@ -256,7 +265,7 @@ class DepthNode(Node):
             try:
                 self._process(msg, received)
             except MessageError as exc:
-                self._drop('malformed_image', f'image dropped: {exc}')
+                self._drop('malformed_image', f'image dropped: {exc}', exc)
             except Exception as exc:  # keep serving frames; say what broke
                 message = f'frame dropped by an unexpected error: {type(exc).__name__}: {exc}'
                 self._stats.error('dropped_error', message)
