@@ -114,7 +114,8 @@ def _run_node(tmp_path, params=None, args=()):
     return out.returncode, out.stdout + out.stderr
 
 
-@pytest.mark.parametrize('case', ['corrupt model', 'other node name', 'keyframes path'])
+@pytest.mark.parametrize('case', ['corrupt model', 'other node name', 'keyframes path',
+                                  'range'])
 def test_node_exits_2_naming_the_parameter(tmp_path, case):
     if case == 'corrupt model':
         path = _student_with(tmp_path, 'corrupt', struct.pack('<Q', 2 ** 60) + b'{}')
@@ -125,9 +126,12 @@ def test_node_exits_2_naming_the_parameter(tmp_path, case):
         other.write_text('depth_nod:\n  ros__parameters:\n    fit:\n      method: lsq\n')
         code, text = _run_node(tmp_path, args=('--params-file', str(other)))
         name = "parameter '--params-file': has no section for node 'depth_node'"
-    else:
+    elif case == 'keyframes path':
         code, text = _run_node(tmp_path, {'keyframes.enable': True,
                                           'keyframes.model_path': str(tmp_path / 'none')})
         name = "parameter 'keyframes.model_path'"
+    else:  # the README's example, word for word (rclpy's own text used to be wrapped in it)
+        code, text = _run_node(tmp_path, {'cloud.stride': 0})
+        name = "parameter 'cloud.stride': must be in [1, 64] (got 0)\n"
     assert code == 2 and 'Traceback' not in text, text
     assert f'depth_node: configuration error: {name}' in text, text

@@ -9,7 +9,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.node import Node
 
 from depth_node.core.errors import ConfigError
-from depth_node.ros.params import Param, PARAMETERS
+from depth_node.ros.params import BY_NAME, check_value, Param, PARAMETERS
 
 #: rclpy's own parameters, which a params file may set besides ours.
 RCLPY_PARAMS = ('use_sim_time', 'start_type_description_service', 'qos_overrides.')
@@ -45,6 +45,12 @@ def declare_parameters(node: Node) -> dict[str, Any]:
         if name not in known and not name.startswith(RCLPY_PARAMS):
             raise ConfigError(name, 'is not a parameter of depth_node (typo?)',
                               overrides[name].value)
+        if name in BY_NAME:  # the table's words for a range or choice, not rclpy's
+            try:
+                check_value(BY_NAME[name], overrides[name].value)
+            except ConfigError as exc:
+                if not exc.rule.startswith('must be of type'):
+                    raise
     values = {}
     for p in PARAMETERS:
         try:
