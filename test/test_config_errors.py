@@ -20,7 +20,7 @@ from depth_node.core.errors import ConfigError
 from depth_node.estimators import build_estimator
 from depth_node.estimators.base import EstimatorConfig, SHIPPED_STUDENT
 from depth_node.ros.param_files import check_params_files
-from depth_node.ros.params import teacher_error
+from depth_node.ros.declare import teacher_error
 from depth_node.testing.nodeproc import node_executable, write_params
 
 

@@ -52,10 +52,10 @@ from depth_node.pipeline.runner import (add_sweep, CameraModel, FrameRunner, FUT
                                         ImageFrame, nearest_sweep, Sweep, SweepAdded)
 from depth_node.ros.messages import (array_to_image, depth_camera_info_msg,
                                      packed_to_pointcloud2, xyz_to_pointcloud2)
-from depth_node.ros.declare import declare_parameters
+from depth_node.ros.declare import declare_parameters, teacher_error
 from depth_node.ros.param_files import check_params_files
 from depth_node.ros.process import run_node
-from depth_node.ros.params import build_config, changed_read_only, NodeConfig, teacher_error
+from depth_node.ros.params import build_config, changed_read_only, NodeConfig
 
 _THROTTLE_S = 5.0
 

@@ -66,9 +66,8 @@ PARAMETERS: tuple[Param, ...] = (
           'calibration_images, threads, optimization, providers; see README).', read_only=True),
     # --- what one frame may ask of the network ---
     Param('input.max_aspect', 4.0,
-          'Longer / shorter image side the network takes: a thinner image is letterboxed '
-          '(padded) to it or refused (input.oversize), so the network input is at most this '
-          'many input sizes long (a 640x1 image would otherwise stall inference for minutes).',
+          'Longer / shorter image side the network takes; a thinner image is letterboxed to it '
+          'or refused (input.oversize): a 640x1 image would stall inference for minutes.',
           range=(1.0, 1000.0)),
     Param('input.max_pixels', 16_777_216,
           'Images with more pixels (width x height; 4096 x 4096) are refused: bounds what one '
@@ -432,26 +431,6 @@ def _keyframe_settings(v: dict[str, Any], pipeline: PipelineConfig) -> KeyframeS
                             teacher_threads=int(v['keyframes.teacher_threads']),
                             teacher_nice=int(v['keyframes.teacher_nice']), alignment=pipeline)
     return KeyframeSettings(teacher, policy, worker, bool(v['keyframes.points']))
-
-
-def teacher_error(exc: ConfigError) -> ConfigError:
-    """A keyframe teacher's :class:`ConfigError` naming the ``keyframes.*`` parameter.
-
-    The teacher is an estimator built from ``keyframes.*``: its errors say ``estimator.*``
-    (``estimator.model_path`` for a missing ``keyframes.model_path``), which would send the
-    user to the wrong parameter.
-    """
-    name = exc.name
-    if not name.startswith('estimator.'):
-        return exc
-    parts = name.split('.')[1:]  # options.ensemble_size -> keyframes.ensemble_size
-    key = 'keyframes.' + '.'.join(parts)
-    if parts[0] == 'options':
-        key = 'keyframes.' + parts[1] if len(parts) == 2 else 'keyframes.options'
-        key = key if key in BY_NAME else 'keyframes.options'
-    if key not in BY_NAME:
-        return exc
-    return ConfigError(key, exc.rule, exc.value)
 
 
 def changed_read_only(names: Sequence[str]) -> Optional[str]:
