@@ -116,7 +116,7 @@ def _run_node(tmp_path, params=None, args=()):
 
 
 @pytest.mark.parametrize('case', ['corrupt model', 'other node name', 'keyframes path',
-                                  'range'])
+                                  'range', 'yaml syntax', 'missing params file'])
 def test_node_exits_2_naming_the_parameter(tmp_path, case):
     if case == 'corrupt model':
         path = _student_with(tmp_path, 'corrupt', struct.pack('<Q', 2 ** 60) + b'{}')
@@ -131,6 +131,15 @@ def test_node_exits_2_naming_the_parameter(tmp_path, case):
         code, text = _run_node(tmp_path, {'keyframes.enable': True,
                                           'keyframes.model_path': str(tmp_path / 'none')})
         name = "parameter 'keyframes.model_path'"
+    elif case == 'yaml syntax':
+        bad = tmp_path / 'bad.yaml'
+        bad.write_text('/**:\n  ros__parameters:\n    fit: {method: [\n')
+        code, text = _run_node(tmp_path, args=('--params-file', str(bad)))
+        name = f"failed to initialize rcl: Couldn't parse params file: '--params-file {bad}'"
+    elif case == 'missing params file':
+        missing = tmp_path / 'missing.yaml'
+        code, text = _run_node(tmp_path, args=('--params-file', str(missing)))
+        name = f"failed to initialize rcl: Couldn't parse params file: '--params-file {missing}'"
     else:  # the README's example, word for word (rclpy's own text used to be wrapped in it)
         code, text = _run_node(tmp_path, {'cloud.stride': 0})
         name = "parameter 'cloud.stride': must be in [1, 64] (got 0)\n"
