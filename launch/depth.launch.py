@@ -4,6 +4,11 @@ Arguments (``ros2 launch depth_node depth.launch.py --show-args``):
   namespace, params_file, model_path, image, camera_info, points, use_sim_time, fastdds_profile,
   log_level, rviz.
 
+Every argument is checked before anything starts (``depth_node.ros.launch_args``): a
+``params_file`` that does not exist or has no section for the node, or ``rviz:=true`` without
+rviz2, fails the launch with the reason. ``model_path`` and ``use_sim_time`` override the
+params file only when given.
+
 ``rviz:=true`` also starts rviz2 with ``config/depth.rviz`` (camera, coloured depth, metric
 cloud, LiDAR, keyframes; fixed frame ``base_link``). The config names the topics of the
 defaults without a namespace (``/image_rect``, ``/points``, ``/depth/...``); rviz2 gets
@@ -18,6 +23,11 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironment
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+
+from depth_node.ros.launch_args import find_rviz2, launch_plan
+
+_PERFORMED = ('namespace', 'params_file', 'model_path', 'image', 'points', 'use_sim_time',
+              'rviz')
 
 
 def generate_launch_description():
@@ -38,8 +48,9 @@ def generate_launch_description():
                               description='CameraInfo topic of that image.'),
         DeclareLaunchArgument('points', default_value='points',
                               description='LiDAR PointCloud2 topic.'),
-        DeclareLaunchArgument('use_sim_time', default_value='false',
-                              description='Use /clock (rosbag replay).'),
+        DeclareLaunchArgument('use_sim_time', default_value='',
+                              description='true: use /clock (rosbag replay); overrides the '
+                                          "params file's use_sim_time when set."),
         DeclareLaunchArgument('fastdds_profile', default_value='true',
                               description='Apply the shipped Fast DDS profile for large '
                                           'messages (see README).'),
@@ -55,25 +66,22 @@ def generate_launch_description():
                 if os.environ.get('ROS_DISTRO', '') in ('humble', 'iron', 'jazzy')
                 else 'FASTDDS_DEFAULT_PROFILES_FILE')
     env = [SetEnvironmentVariable(variable, profile, condition=use_profile)]
-    return LaunchDescription(args + env + [OpaqueFunction(function=_node),
-                                           OpaqueFunction(function=_rviz)])
+    return LaunchDescription(args + env + [OpaqueFunction(function=_start)])
 
 
-def _node(context):
-    """The node, with estimator.model_path overridden only when the argument is set."""
-    overrides = {'use_sim_time': LaunchConfiguration('use_sim_time').perform(context)
-                 .lower() in ('true', '1', 'yes')}
-    model_path = LaunchConfiguration('model_path').perform(context)
-    if model_path:
-        overrides['estimator.model_path'] = model_path
-    return [Node(
+def _start(context):
+    """Check every argument first (raising stops the launch before anything started), then
+    the node and, with rviz:=true, rviz2."""
+    performed = {name: LaunchConfiguration(name).perform(context) for name in _PERFORMED}
+    plan = launch_plan(performed, find_rviz2())
+    actions = [Node(
         package='depth_node',
         executable='depth_node',
         name='depth_node',
         namespace=LaunchConfiguration('namespace'),
         output='screen',
         emulate_tty=True,
-        parameters=[LaunchConfiguration('params_file'), overrides],
+        parameters=plan.parameters,
         remappings=[
             ('image', LaunchConfiguration('image')),
             ('camera_info', LaunchConfiguration('camera_info')),
@@ -81,38 +89,16 @@ def _node(context):
         ],
         arguments=['--ros-args', '--log-level', LaunchConfiguration('log_level')],
     )]
-
-
-# Topics of config/depth.rviz: (launch argument or None, name in the .rviz file without the
-# leading slash, the node's relative name).
-_RVIZ_TOPICS = (('image', 'image_rect'), ('points', 'points'), (None, 'depth'),
-                (None, 'depth/colored'), (None, 'depth/points'), (None, 'depth/relative'),
-                (None, 'depth/camera_info'), (None, 'keyframe/depth'),
-                (None, 'keyframe/colored'))
-
-
-def _rviz(context):
-    """rviz2 with config/depth.rviz, its topics remapped to where the node's topics are."""
-    namespace = LaunchConfiguration('namespace').perform(context).strip('/')
-
-    def resolve(name):
-        return name if name.startswith('/') else '/' + '/'.join(
-            part for part in (namespace, name) if part)
-
-    remappings = []
-    for argument, name in _RVIZ_TOPICS:
-        actual = LaunchConfiguration(argument).perform(context) if argument else name
-        remappings.append(('/' + name, resolve(actual)))
-    use_sim_time = LaunchConfiguration('use_sim_time').perform(context).lower() in (
-        'true', '1', 'yes')
-    config = os.path.join(get_package_share_directory('depth_node'), 'config', 'depth.rviz')
-    return [Node(
-        package='rviz2',
-        executable='rviz2',
-        name='rviz2',
-        output='screen',
-        arguments=['-d', config],
-        parameters=[{'use_sim_time': use_sim_time}],
-        remappings=remappings,
-        condition=IfCondition(LaunchConfiguration('rviz')),
-    )]
+    if plan.rviz:
+        config = os.path.join(get_package_share_directory('depth_node'), 'config',
+                              'depth.rviz')
+        actions.append(Node(
+            package='rviz2',
+            executable='rviz2',
+            name='rviz2',
+            output='screen',
+            arguments=['-d', config],
+            parameters=[{'use_sim_time': plan.rviz_use_sim_time}],
+            remappings=plan.rviz_remappings,
+        ))
+    return actions

@@ -7,8 +7,9 @@ import pytest
 from depth_node.core.stamped import StampedCache
 from depth_node.core.transforms import RigidTransform
 from depth_node.pipeline.frame import FitState
-from depth_node.pipeline.runner import (add_sweep, CameraModel, FrameRunner, ImageFrame,
-                                        nearest_sweep, NO_CAMERA_INFO, RunnerConfig, Sweep)
+from depth_node.pipeline.runner import (add_sweep, CameraModel, FrameRunner, FUTURE_S,
+                                        ImageFrame, nearest_sweep, NO_CAMERA_INFO, RunnerConfig,
+                                        Sweep, SweepAdded)
 from depth_node.sim.frames import save_frames, SimRig
 from depth_node.testing.oracle import DisparityOracle
 
@@ -38,11 +39,27 @@ def test_nearest_sweep_is_within_max_age_and_earlier_on_a_tie():
 def test_a_jump_back_in_time_clears_the_sweeps():
     cache = StampedCache(3)
     for k in range(5):  # a first pass fills the cache
-        assert not add_sweep(cache, 10**9 * (100 + k), k)
-    assert add_sweep(cache, 10**9 * 100, 'again')  # the bag starts again
+        assert add_sweep(cache, 10**9 * (100 + k), k) == SweepAdded.KEPT
+    assert add_sweep(cache, 10**9 * 100, 'again') == SweepAdded.JUMPED  # the bag starts again
     assert list(cache) == [(10**9 * 100, 'again')]
-    assert not add_sweep(cache, 10**9 * 99, 'late')  # a little out of order: kept
+    assert add_sweep(cache, 10**9 * 99, 'late') == SweepAdded.KEPT  # a little out of order
     assert len(cache) == 2
+    assert add_sweep(cache, 10**9 * 99, 'twice') == SweepAdded.DUPLICATE
+    assert SweepAdded.DUPLICATE.discarded and not SweepAdded.JUMPED.discarded
+
+
+def test_far_future_sweeps_are_discarded_and_do_not_clear_the_cache():
+    cache = StampedCache(10)
+    image = 10**9 * 100
+    for k in range(3):
+        add_sweep(cache, image + 10**8 * k, k, reference_ns=image)
+    for k in range(10):  # ten sweeps stamped +1 h (a driver on another clock)
+        got = add_sweep(cache, image + 3600 * 10**9 + k, 'future', reference_ns=image)
+        assert got == SweepAdded.FUTURE and got.discarded
+    assert add_sweep(cache, image + 3 * 10**8, 3, reference_ns=image) == SweepAdded.KEPT
+    assert [item for _, item in cache] == [0, 1, 2, 3]
+    near = image + int(FUTURE_S * 1e9) - 1  # just inside the bound: trusted
+    assert add_sweep(cache, near, 'near', reference_ns=image) == SweepAdded.KEPT
 
 
 def test_runner_decisions_are_the_nodes(sim):
@@ -87,6 +104,7 @@ def test_runner_decisions_are_the_nodes(sim):
     run = runner.run(image, big, sweep)
     assert run.published and run.frame.camera == rig.camera.resized(320, 240)
     assert runner.stats.counts['published'] == 5
+    assert run.warning.startswith('camera_info is 640x480 but the image 320x240'), run.warning
 
 
 def test_refused_and_failing_frames_are_dropped_and_counted(sim):

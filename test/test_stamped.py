@@ -44,11 +44,11 @@ def test_tie_takes_the_earlier_and_duplicates_keep_the_first():
     assert 20 in cache and 21 not in cache
 
 
-def test_capacity_evicts_oldest_and_prune():
+def test_capacity_evicts_the_first_arrival_and_prune():
     cache = StampedCache(3)
     for s in (5, 1, 9, 3):
         cache.add(s, s)
-    assert cache.stamps() == [3, 5, 9]
+    assert cache.stamps() == [1, 3, 9]  # 5 came first; the late 3 is kept, not evicted
     assert cache.prune_before(6) == 2 and cache.stamps() == [9]
     assert cache.newest() == (9, 9)
     cache.clear()
@@ -70,3 +70,35 @@ def test_newest_slot_supersedes_and_closes():
     t.join(2)
     assert got == [None] and slot.closed
     assert slot.put(3) is False and slot.take() is None  # closed: nothing more is handed over
+
+
+def test_a_late_item_is_kept_and_a_future_one_ages_out():
+    """The LiDAR buffer's two failure modes when eviction went by stamp: a sweep older than
+    the ones held was evicted on arrival, and a far-future sweep was never evicted."""
+    cache = StampedCache(10)
+    for k in range(10):
+        cache.add(1000 + k, k)
+    assert cache.add(999, 'late') and cache.get(999) == 'late'
+    cache.add(10**9, 'future')
+    for k in range(10):
+        cache.add(2000 + k, k)
+    assert 10**9 not in cache and cache.stamps() == list(range(2000, 2010))
+
+
+def test_arrival_order_survives_prune_and_re_adding_a_stamp():
+    rng = np.random.default_rng(1)
+    for _ in range(100):
+        cache = StampedCache(5)
+        arrived = []  # brute force: stamps held, in arrival order
+        for _ in range(40):
+            if rng.random() < 0.15:
+                cut = int(rng.integers(0, 50))
+                assert cache.prune_before(cut) == sum(s < cut for s in arrived)
+                arrived = [s for s in arrived if s >= cut]
+                continue
+            s = int(rng.integers(0, 50))
+            assert cache.add(s, s) == (s not in arrived)
+            if s not in arrived:
+                arrived.append(s)
+                arrived = arrived[-5:]
+            assert cache.stamps() == sorted(arrived)

@@ -13,7 +13,9 @@ waiting one (the caller counts it as superseded), so a slow consumer never build
 from __future__ import annotations
 
 import bisect
+import itertools
 import threading
+from collections import deque
 from typing import Generic, Iterator, Optional, TypeVar
 
 T = TypeVar('T')
@@ -22,8 +24,11 @@ T = TypeVar('T')
 class StampedCache(Generic[T]):
     """Items sorted by stamp (int ns), at most ``capacity`` of them.
 
-    Inserting a stamp that is already present keeps the first item (a duplicate message);
-    when full, the oldest stamp is evicted. Not thread-safe: callers hold their own lock.
+    Inserting a stamp that is already present keeps the first item (a duplicate message).
+    When full, the item that *arrived* first is evicted, not the oldest stamp: for a stream
+    in stamp order the two are the same, but a late (older-stamped) item is then kept instead
+    of being evicted on arrival, and a far-future stamp ages out like any other item instead
+    of staying forever. Not thread-safe: callers hold their own lock.
     """
 
     def __init__(self, capacity: int) -> None:
@@ -32,6 +37,10 @@ class StampedCache(Generic[T]):
         self.capacity = int(capacity)
         self._stamps: list[int] = []
         self._items: list[T] = []
+        # Arrival order: (sequence, stamp); entries of items pruned since are skipped lazily.
+        self._arrivals: deque[tuple[int, int]] = deque()
+        self._seq_of: dict[int, int] = {}  # stamp -> sequence number of the item held
+        self._seq = itertools.count()
 
     def __len__(self) -> int:
         return len(self._stamps)
@@ -54,10 +63,22 @@ class StampedCache(Generic[T]):
             return False
         self._stamps.insert(i, stamp)
         self._items.insert(i, item)
-        if len(self._stamps) > self.capacity:
-            del self._stamps[0]
-            del self._items[0]
+        seq = next(self._seq)
+        self._seq_of[stamp] = seq
+        self._arrivals.append((seq, stamp))
+        while len(self._stamps) > self.capacity:
+            self._evict_first_arrival()
         return True
+
+    def _evict_first_arrival(self) -> None:
+        while self._arrivals:
+            seq, stamp = self._arrivals.popleft()
+            if self._seq_of.get(stamp) == seq:  # still held (not pruned or replaced since)
+                del self._seq_of[stamp]
+                i = bisect.bisect_left(self._stamps, stamp)
+                del self._stamps[i]
+                del self._items[i]
+                return
 
     def get(self, stamp: int) -> Optional[T]:
         """The item at exactly ``stamp``, or None."""
@@ -95,14 +116,20 @@ class StampedCache(Generic[T]):
     def prune_before(self, stamp: int) -> int:
         """Drop every item older than ``stamp``; returns how many were dropped."""
         i = bisect.bisect_left(self._stamps, stamp)
+        for s in self._stamps[:i]:
+            del self._seq_of[s]
         del self._stamps[:i]
         del self._items[:i]
+        if len(self._arrivals) > 2 * self.capacity + 16:  # drop the stale entries now and then
+            self._arrivals = deque(a for a in self._arrivals if self._seq_of.get(a[1]) == a[0])
         return i
 
     def clear(self) -> None:
         """Drop everything (e.g. on a time jump backwards, as tf2 clears its buffer)."""
         self._stamps.clear()
         self._items.clear()
+        self._arrivals.clear()
+        self._seq_of.clear()
 
 
 class NewestSlot(Generic[T]):

@@ -54,10 +54,13 @@ network input both paths use the embeddings unchanged and agree.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
-from typing import Union
+import pickle
+import warnings
+from typing import Iterator, Union
 
 from depth_node.core.align import OutputKind, OutputSpec
 from depth_node.core.errors import ConfigError, DepthNodeError
@@ -70,6 +73,7 @@ try:
     import torch
     from transformers import DepthAnythingForDepthEstimation
     from transformers.models.dinov2.modeling_dinov2 import Dinov2Embeddings
+    from transformers.utils import logging as hf_logging
 except ImportError as _exc:  # pragma: no cover - depends on the installation
     raise ImportError(
         'the depth_anything estimator needs PyTorch and Hugging Face transformers: '
@@ -145,11 +149,17 @@ def _load_hf_folder(path: str) -> DepthAnythingForDepthEstimation:
         raise ConfigError('estimator.model_path', 'config.json must have model_type '
                           f"'depth_anything', has {model_type!r}", path)
     try:
-        model, info = DepthAnythingForDepthEstimation.from_pretrained(
-            path, local_files_only=True, output_loading_info=True)
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise ConfigError('estimator.model_path', f'cannot be loaded by transformers ({exc})',
-                          path) from exc
+        with warnings.catch_warnings(), _no_progress_bar():
+            warnings.filterwarnings('ignore', message='Detected pickle protocol')  # of a .bin
+            model, info = DepthAnythingForDepthEstimation.from_pretrained(
+                path, local_files_only=True, output_loading_info=True)
+    except pickle.UnpicklingError as exc:  # torch's weights-only loader refused a pickle
+        raise ConfigError('estimator.model_path', 'its weights file holds more than tensors: '
+                          'refused by the weights-only loader, nothing of it was run (save '
+                          'the weights as model.safetensors)', path) from exc
+    except Exception as exc:  # noqa: BLE001 - safetensors' and torch's errors share no base
+        raise ConfigError('estimator.model_path', 'cannot be loaded by transformers '
+                          f'({type(exc).__name__}: {_first_line(exc)})', path) from exc
     missing = set(info.get('missing_keys') or ())
     mismatched = [k[0] if isinstance(k, tuple) else k for k in info.get('mismatched_keys') or ()]
     if missing or mismatched:
@@ -160,6 +170,24 @@ def _load_hf_folder(path: str) -> DepthAnythingForDepthEstimation:
         _LOG.warning('%s: ignoring %d unexpected weights %s', path,
                      len(info['unexpected_keys']), few_keys(info['unexpected_keys']))
     return model
+
+
+@contextlib.contextmanager
+def _no_progress_bar() -> Iterator[None]:
+    """transformers' "Loading weights" bar off: redrawn with \\r, it is a blank line in the
+    logs of ``ros2 launch`` (whose ``emulate_tty`` makes it think it writes to a terminal)."""
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's text (torch's run to a page of advice)."""
+    return (str(exc).strip().splitlines() or [''])[0][:300]
 
 
 def load_model(model_path: Union[str, os.PathLike],
@@ -187,6 +215,10 @@ def load_model(model_path: Union[str, os.PathLike],
     path = os.path.expanduser(path)
     if os.path.isdir(path):
         model = _load_hf_folder(path)
+    elif os.path.isfile(path) and path.lower().endswith(('.onnx', '.engine', '.plan')):
+        raise ConfigError('estimator.model_path', 'is an ONNX model or TensorRT engine, which '
+                          "the torch estimator cannot load: set estimator.type to "
+                          "'depth_anything_onnxruntime', '_tensorrt' or '_auto'", path)
     elif os.path.isfile(path):
         model = load_official(path, encoder)
     else:

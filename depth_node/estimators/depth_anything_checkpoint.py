@@ -148,16 +148,16 @@ def _read_official_checkpoint(path: str) -> dict[str, torch.Tensor]:
 def load_official(path: str, encoder: str) -> DepthAnythingForDepthEstimation:
     """Build the transformers model for ``encoder`` and load an official checkpoint strictly."""
     given = encoder
+    if encoder and encoder not in ENCODERS:
+        raise ConfigError('estimator.encoder', 'must be one of ' + ', '.join(ENCODERS), encoder)
+    max_depth = _metric_max_depth(path)
+    state = _read_official_checkpoint(path)  # first: a file that is no checkpoint is named
     if not encoder:
         encoder = infer_encoder(path)
         if not encoder:
             raise ConfigError('estimator.encoder', 'must be set (one of ' + ', '.join(ENCODERS)
                               + ') when the checkpoint file name does not name the encoder',
                               encoder)
-    elif encoder not in ENCODERS:
-        raise ConfigError('estimator.encoder', 'must be one of ' + ', '.join(ENCODERS), encoder)
-    max_depth = _metric_max_depth(path)
-    state = _read_official_checkpoint(path)
     pos = state.get('pretrained.pos_embed')
     if pos is not None and pos.shape[-1] != ENCODERS[encoder]['hidden']:
         width = int(pos.shape[-1])

@@ -13,6 +13,12 @@ from depth_node.estimators.base import (Estimator, EstimatorConfig, model_input_
 
 
 def _depth_anything(config: EstimatorConfig) -> Estimator:
+    if config.options:  # a typo or a backend's option would be ignored without a word
+        raise ConfigError('estimator.options', f"must be {{}} for estimator.type "
+                          f"'depth_anything' (torch takes no options; got "
+                          f"{', '.join(sorted(map(str, config.options)))}); backend options "
+                          "go with 'depth_anything_onnxruntime', '_tensorrt' or '_auto'",
+                          config.options)
     from depth_node.estimators.depth_anything import DepthAnythingEstimator
     return DepthAnythingEstimator.from_config(config)
 

@@ -123,8 +123,8 @@ def image_to_rgb8(msg: Any, msgtype: str = 'sensor_msgs/msg/Image') -> np.ndarra
     ------
     MessageError
         Any other encoding (bayer, yuv422, float or signed images) names ``Image.encoding``;
-        layout errors as in :func:`image_to_array`; an undecodable compressed image names
-        ``CompressedImage.data``.
+        layout errors as in :func:`image_to_array`; no pixels (a width or height of 0) names
+        that field; an undecodable compressed image names ``CompressedImage.data``.
 
     """
     if msgtype.endswith('/CompressedImage'):
@@ -134,6 +134,10 @@ def image_to_rgb8(msg: Any, msgtype: str = 'sensor_msgs/msg/Image') -> np.ndarra
         raise MessageError('Image.encoding', f'{str(msg.encoding)!r} cannot be converted to '
                            f'rgb8 (supported: {", ".join(sorted(RGB_ORDER))})')
     pixels = image_to_array(msg)  # [H, W] or [H, W, C]
+    if pixels.shape[0] == 0 or pixels.shape[1] == 0:  # valid layout, nothing to estimate
+        raise MessageError('Image.height' if pixels.shape[0] == 0 else 'Image.width',
+                           f'is 0 ({pixels.shape[1]}x{pixels.shape[0]}): the image has no '
+                           'pixels')
     if len(order) == 1:
         order = (0, 0, 0)
         pixels = pixels[:, :, None]  # [H, W, 1]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from depth_node.core.errors import ConfigError
 from depth_node.core.fusion import FusionConfig
 from depth_node.core.image_quality import QualityConfig
 from depth_node.core.robust import FitConfig
 from depth_node.core.temporal import FilterConfig
+from depth_node.pipeline.input_limits import InputLimits
 
 
 @dataclass
@@ -43,6 +44,7 @@ class PipelineConfig:
     max_relative_uncertainty: float = 0.2  # sigma/z above this: pixel published as NaN
     min_lidar_share: float = 0.05  # LiDAR supports less of the image: frame refused
     image_check: bool = True  # refuse blind, saturated, flat and noise images
+    input_limits: InputLimits = field(default_factory=InputLimits)  # input.*: aspect, pixels
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first bad value."""
@@ -74,6 +76,7 @@ class PipelineConfig:
         if not 0 <= self.min_lidar_share <= 1:
             raise ConfigError('refusal.min_lidar_share', 'must be in [0, 1]',
                               self.min_lidar_share)
+        self.input_limits.validate()
         self.robust_config()
         self.filter_config()
         self.fusion_options().validate()

@@ -23,6 +23,7 @@ from depth_node.estimators.base import check_input_image, check_prediction, Esti
 from depth_node.pipeline.alignment import align_to_lidar
 from depth_node.pipeline.config import PipelineConfig
 from depth_node.pipeline.trust import trusted_depth, TrustReport
+from depth_node.pipeline.input_limits import letterboxed
 
 __all__ = ['DepthPipeline', 'FitState', 'FrameInput', 'FrameResult', 'PipelineConfig']
 
@@ -68,6 +69,7 @@ class FrameResult:
     refused: str = ''  # why this frame has no metric depth although a fit was applied
     unrefused: Optional[np.ndarray] = None  # [H, W] m: fused depth before refusal
     relative_sigma: Optional[np.ndarray] = None  # [H, W] sigma / z before refusal
+    letterboxed: Optional[tuple[int, int]] = None  # (h, w) the network's image was padded to
 
     @property
     def global_depth(self) -> Optional[np.ndarray]:
@@ -136,6 +138,7 @@ class DepthPipeline:
         if (frame.camera.width, frame.camera.height) != (w, h):
             raise DepthNodeError(f'camera model is {frame.camera.width}x{frame.camera.height} '
                                  f'but the image is {w}x{h}')
+        padded = cfg.input_limits.letterbox_shape(h, w)  # raises InputRefused
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         quality = assess_image(frame.rgb, cfg.quality_config()) if cfg.image_check else None
@@ -144,7 +147,9 @@ class DepthPipeline:
         if quality is not None:
             timings['image_check'] = (t0b - t0) * 1e3
         t0 = t0b
-        relative = check_prediction(self.estimator.predict(frame.rgb), h, w,
+        predict = self.estimator.predict
+        raw = predict(frame.rgb) if padded is None else letterboxed(predict, frame.rgb, padded)
+        relative = check_prediction(raw, h, w,
                                     getattr(self.estimator, 'name', type(self.estimator).__name__))
         t1 = time.perf_counter()
         timings['estimate'] = (t1 - t0) * 1e3
@@ -204,7 +209,8 @@ class DepthPipeline:
             points = self._points(depth, frame.camera)
             timings['points'] = (time.perf_counter() - t4) * 1e3
         return FrameResult(relative, depth, points, fit, applied, state, age, sparse, timings,
-                           kept, event, sigma, trust, quality, refused, unrefused, rel_sigma)
+                           kept, event, sigma, trust, quality, refused, unrefused, rel_sigma,
+                           padded)
 
     def _filtered(self, fit: AffineFit,
                   stamp: float) -> tuple[Optional[AffineFit], FitState, float, str]:

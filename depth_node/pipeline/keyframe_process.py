@@ -129,16 +129,16 @@ class TeacherProcess:
             self._children = list(self._pool._processes.values())
             hello = started.result(timeout=config.start_timeout)
         except concurrent.futures.TimeoutError:
-            self.terminate()
+            self._abandon()
             raise DepthNodeError(f'keyframe teacher process did not start within '
                                  f'keyframes.start_timeout={config.start_timeout} s') from None
         except BrokenProcessPool:
-            self.terminate()
+            self._abandon()
             raise DepthNodeError("keyframe teacher process exited during start-up; with spawn, "
                                  "the main module must be importable (if __name__ == "
                                  "'__main__')") from None
         if hello[0] != 'ready':
-            self.terminate()
+            self._abandon()
             _raise_start_error(hello[1], *hello[2])
         self.teacher_name, self.pid = hello[1], hello[2]
         # At interpreter exit concurrent.futures joins its executors, which waits for a running
@@ -146,6 +146,14 @@ class TeacherProcess:
         # hooks run last registered first, so this one runs before the executor's.
         ref = weakref.ref(self)
         threading._register_atexit(lambda: ref() is not None and ref().terminate())
+
+    def _abandon(self) -> None:
+        """Stop a child that failed to start, and wait for the executor's manager thread:
+        left running, it closes its wake-up pipe while concurrent.futures' exit hook writes
+        to it (Python 3.11), and the process ended a configuration error with a traceback
+        (``OSError: Bad file descriptor``)."""
+        self.terminate()
+        self._pool.shutdown(wait=True)
 
     def submit(self, frame: FrameInput,
                student_depth: Optional[np.ndarray]) -> concurrent.futures.Future:

@@ -27,13 +27,15 @@ from depth_node.pipeline.frame import FitState
 from depth_node.pipeline.stats import StatsSnapshot
 
 #: diagnostic_msgs/DiagnosticStatus levels
-DIAG_OK, DIAG_WARN = 0, 1
+DIAG_OK, DIAG_WARN, DIAG_ERROR = 0, 1, 2
 
 #: Counters the node reports in /diagnostics, in its order.
 DIAGNOSTIC_COUNTERS = ('frames_in', 'published', 'published_relative_only', 'dropped_superseded',
-                       'dropped_no_camera_info', 'dropped_error', 'malformed_image',
+                       'dropped_no_camera_info', 'dropped_error', 'dropped_input_limits',
+                       'letterboxed', 'frames_over_time', 'malformed_image',
                        'malformed_points', 'malformed_camera_info', 'sweeps_in',
-                       'frames_without_lidar', 'frames_without_extrinsic')
+                       'sweeps_discarded', 'time_jumps', 'frames_without_lidar',
+                       'frames_without_extrinsic')
 
 
 def preview(depth: Optional[np.ndarray], relative: np.ndarray,
@@ -44,8 +46,9 @@ def preview(depth: Optional[np.ndarray], relative: np.ndarray,
     return colorize_relative(relative)
 
 
-def diagnostic_status(snapshot: StatsSnapshot,
-                      estimator_output: str) -> tuple[int, str, list[tuple[str, str]]]:
+def diagnostic_status(snapshot: StatsSnapshot, estimator_output: str,
+                      watchdog_timeout: float = 0.0
+                      ) -> tuple[int, str, list[tuple[str, str]]]:
     """Level, message and key/values of the node's ``/diagnostics`` status.
 
     Parameters
@@ -54,20 +57,32 @@ def diagnostic_status(snapshot: StatsSnapshot,
         :meth:`depth_node.pipeline.stats.FrameStats.snapshot`.
     estimator_output
         ``'disparity'`` or ``'depth'``.
+    watchdog_timeout
+        Seconds (``watchdog.timeout``; 0: off): a frame running longer makes the status
+        ERROR while it runs, and so does one that finished over it since the last snapshot.
 
     Returns
     -------
     tuple
-        ``(level, message, [(key, value), ...])`` with ``level`` :data:`DIAG_OK` or
-        :data:`DIAG_WARN`; values are strings, in the node's order. The caller names the
-        status ``'<node name>: metric depth'`` with the namespace as ``hardware_id``.
+        ``(level, message, [(key, value), ...])`` with ``level`` :data:`DIAG_OK`,
+        :data:`DIAG_WARN` or :data:`DIAG_ERROR`; values are strings, in the node's order.
+        The caller names the status ``'<node name>: metric depth'`` with the namespace as
+        ``hardware_id``.
 
     """
     fit = snapshot.fit
     state = snapshot.fit_state
     counts = snapshot.counts
-    if not counts.get('frames_in'):
+    if 0 < watchdog_timeout < snapshot.busy_s:
+        level = DIAG_ERROR
+        message = (f'inference stalled: a {snapshot.busy_frame} has run for '
+                   f'{snapshot.busy_s:.1f} s (watchdog.timeout {watchdog_timeout:g} s)')
+    elif watchdog_timeout > 0 and snapshot.new_slow:
+        level, message = DIAG_ERROR, f'inference too slow: {snapshot.last_slow}'
+    elif not counts.get('frames_in'):
         level, message = DIAG_WARN, 'no images received'
+    elif snapshot.new_problems and fit is None:  # no frame processed yet: say why
+        level, message = DIAG_WARN, f'inputs dropped: {snapshot.last_error}'
     elif state == FitState.NONE:
         level = DIAG_WARN
         message = f"relative only, no metric fit: {fit.reason if fit else ''}"
@@ -102,6 +117,7 @@ def diagnostic_status(snapshot: StatsSnapshot,
     for key in DIAGNOSTIC_COUNTERS:
         values[key] = str(counts.get(key, 0))
     values['last_error'] = str(snapshot.last_error)
+    values['inference_busy_s'] = f'{snapshot.busy_s:.3f}'
     for stage, lat in sorted(snapshot.latency.items()):
         values[f'latency_{stage}_ms'] = f'{lat.mean:.2f}'
         values[f'latency_{stage}_max_ms'] = f'{lat.max:.2f}'

@@ -12,19 +12,27 @@ node's publishers, the evaluation's output bag) and records the frame in
 Decision rules (the node's, for both callers):
 
 * no camera model yet: the frame is dropped (``dropped_no_camera_info``);
+* an image outside the ``input.*`` limits (:mod:`~depth_node.pipeline.input_limits`):
+  dropped (``dropped_input_limits``), or letterboxed for the network (``letterboxed``, and
+  :attr:`FrameRun.warning` says so);
 * no sweep within ``max_age``: the frame runs without LiDAR (``frames_without_lidar``);
 * a sweep but the extrinsic lookup fails: the frame runs without LiDAR
   (``frames_without_extrinsic``, a problem);
 * the pipeline refuses the frame (:class:`DepthNodeError`): dropped (``dropped_error``); any
   other exception: dropped the same way, its type named;
-* otherwise it is published (``published``, or ``published_relative_only`` without a fit).
+* otherwise it is published (``published``, or ``published_relative_only`` without a fit);
+* a frame that took longer than ``watchdog.timeout`` is counted (``frames_over_time``); while
+  one runs, :meth:`~depth_node.pipeline.stats.FrameStats.snapshot` says for how long, so the
+  diagnostics can turn ERROR during a stall, not only after it.
 
-The caller counts what arrives (``frames_in``, ``sweeps_in``) and what cannot be decoded
-(``malformed_*``), since only it sees the messages.
+The caller counts what arrives (``frames_in``, ``sweeps_in``), what cannot be decoded
+(``malformed_*``) and the sweeps :func:`add_sweep` discards (``sweeps_discarded``) or that
+start over after a jump back in time (``time_jumps``), since only it sees the messages.
 """
 
 from __future__ import annotations
 
+import enum
 import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, Optional, TypeVar
@@ -37,6 +45,8 @@ from depth_node.core.stamped import StampedCache
 from depth_node.core.transforms import RigidTransform
 from depth_node.estimators.base import Estimator
 from depth_node.pipeline.frame import DepthPipeline, FrameInput, FrameResult, PipelineConfig
+from depth_node.pipeline.input_limits import InputRefused
+from depth_node.pipeline.memory import release_memory
 from depth_node.pipeline.published import FrameOutputs, frame_outputs, PublishSettings
 from depth_node.pipeline.stats import FrameStats
 
@@ -45,6 +55,7 @@ T = TypeVar('T')
 #: Why a frame was not published (FrameStats counter names).
 DROPPED_NO_CAMERA_INFO = 'dropped_no_camera_info'
 DROPPED_ERROR = 'dropped_error'
+DROPPED_INPUT_LIMITS = 'dropped_input_limits'
 NO_CAMERA_INFO = 'frame dropped: no camera_info received yet'
 
 #: ``lookup(camera_frame, lidar_frame, stamp_ns) -> lidar_to_camera``; raises when unknown.
@@ -54,21 +65,49 @@ ExtrinsicLookup = Callable[[str, str, int], RigidTransform]
 #: A sweep this much older than the newest one held means time jumped back (a bag played
 #: again, ``--loop``, sim time reset), seconds.
 TIME_JUMP_S = 1.0
+#: A sweep stamped this much after the latest image is not trusted (a clock glitch, a driver on
+#: another time base): it is discarded, not cached, seconds.
+FUTURE_S = 10.0
 
 
-def add_sweep(cache: StampedCache[T], stamp_ns: int, sweep: T) -> bool:
-    """Cache ``sweep``; on a jump back in time forget the sweeps held first (True then).
+class SweepAdded(enum.StrEnum):
+    """What :func:`add_sweep` did with a sweep."""
 
-    Without it, a replay that starts again keeps the stale sweeps of its first pass, whose
-    stamps are newer, and the full cache evicts every new sweep at once (the oldest stamp).
-    tf2 clears its buffer the same way.
+    KEPT = 'kept'
+    JUMPED = 'jumped'  # time jumped back: the sweeps held were forgotten, this one kept
+    DUPLICATE = 'duplicate'  # a sweep of this stamp is held already: discarded
+    FUTURE = 'future'  # stamped more than FUTURE_S after the reference: discarded
+
+    @property
+    def discarded(self) -> bool:
+        """Whether the sweep was not cached (``sweeps_discarded``)."""
+        return self in (SweepAdded.DUPLICATE, SweepAdded.FUTURE)
+
+
+def add_sweep(cache: StampedCache[T], stamp_ns: int, sweep: T,
+              reference_ns: Optional[int] = None) -> SweepAdded:
+    """Cache ``sweep`` unless its stamp cannot be trusted; forget the cache on a jump back.
+
+    * stamped more than :data:`FUTURE_S` after ``reference_ns`` (the latest image's stamp;
+      None: no image yet): discarded (``FUTURE``), the cache unchanged;
+    * more than :data:`TIME_JUMP_S` older than the newest sweep held: time jumped back, the
+      cache is cleared first (``JUMPED``), as tf2 clears its buffer. Without it, a replay that
+      starts again would pair its frames with the stale sweeps of the first pass;
+    * a stamp held already: ``DUPLICATE``, the first sweep stays.
+
+    The cache evicts by arrival (:class:`~depth_node.core.stamped.StampedCache`), so a late
+    sweep is kept and no sweep stays forever.
     """
+    stamp_ns = int(stamp_ns)
+    if reference_ns is not None and stamp_ns > reference_ns + int(FUTURE_S * 1e9):
+        return SweepAdded.FUTURE
     newest = cache.newest()
     jumped = newest is not None and stamp_ns < newest[0] - int(TIME_JUMP_S * 1e9)
     if jumped:
         cache.clear()
-    cache.add(int(stamp_ns), sweep)
-    return jumped
+    if not cache.add(stamp_ns, sweep):
+        return SweepAdded.DUPLICATE
+    return SweepAdded.JUMPED if jumped else SweepAdded.KEPT
 
 
 def nearest_sweep(cache: StampedCache[T], stamp_ns: int,
@@ -89,6 +128,7 @@ class RunnerConfig:
     publish: PublishSettings = field(default_factory=PublishSettings)
     extrinsic: RigidTransform = field(default_factory=RigidTransform.identity)  # extrinsic.*
     lidar_max_age: float = 0.1  # s, lidar.max_age
+    watchdog_timeout: float = 10.0  # s, watchdog.timeout (0: off)
 
 
 @dataclass(frozen=True)
@@ -139,6 +179,7 @@ class FrameRun:
     outputs: Optional[FrameOutputs] = None
     extrinsic_error: str = ''  # the lookup's error when the sweep could not be used
     unexpected: bool = False  # dropped by an exception that is not a DepthNodeError
+    warning: str = ''  # published, but with something to say (letterboxed, over time)
     timings_ms: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -201,9 +242,37 @@ class FrameRunner:
         received = t_start if received is None else received
         if camera is None:
             return self.drop(DROPPED_NO_CAMERA_INFO, NO_CAMERA_INFO)
+        h, w = image.rgb.shape[:2]
+        try:
+            self._config.pipeline.input_limits.letterbox_shape(h, w)
+        except InputRefused as exc:
+            return self.drop(DROPPED_INPUT_LIMITS, f'frame dropped: {exc}')
+        self.stats.begin_frame(f'{w}x{h} image stamped {image.stamp:.3f}')
+        try:
+            run = self._run(image, camera, sweep, lookup, prepare, emit, received, timings_ms)
+        finally:
+            took = self.stats.end_frame()
+            release_memory()  # when big frames left much free: else RSS stays at their peak
+        timeout = self._config.watchdog_timeout
+        if 0 < timeout < took:
+            message = (f'a {w}x{h} frame took {took:.1f} s, more than watchdog.timeout '
+                       f'({timeout:g} s)')
+            self.stats.slow_frame(message)
+            run.warning = '; '.join(filter(None, (run.warning, message)))
+        return run
+
+    def _run(self, image: ImageFrame, camera: CameraModel, sweep: Optional[Sweep],
+             lookup: Optional[ExtrinsicLookup],
+             prepare: Optional[Callable[[FrameInput], FrameInput]],
+             emit: Optional[Callable[[FrameOutputs, FrameInput, FrameResult], None]],
+             received: float, timings_ms: Optional[dict[str, float]]) -> FrameRun:
         cam = camera.camera
         h, w = image.rgb.shape[:2]
+        rescaled = ''
         if (cam.width, cam.height) != (w, h):
+            rescaled = (f'camera_info is {cam.width}x{cam.height} but the image {w}x{h}: the '
+                        'camera model is scaled to the image (right for a resized image, wrong '
+                        'for a cropped one)')
             cam = cam.resized(w, h)
         config = self._config
         lidar, extrinsic, lookup_error = None, config.extrinsic, ''
@@ -222,6 +291,9 @@ class FrameRunner:
             frame = prepare(frame)
         try:
             result = self.pipeline.process(frame, want_points=config.publish.cloud)
+        except InputRefused as exc:  # a limit changed since run() checked it
+            return self._failed(f'frame dropped: {exc}', frame, lookup_error, False,
+                                DROPPED_INPUT_LIMITS)
         except DepthNodeError as exc:
             return self._failed(f'frame dropped: {exc}', frame, lookup_error, False)
         except Exception as exc:  # keep serving frames; say what broke
@@ -243,15 +315,23 @@ class FrameRunner:
                                 result.applied, rejected, result.filter_event, result.trust,
                                 result.refused)
         self.stats.count('published' if result.depth is not None else 'published_relative_only')
+        warnings = [rescaled] if rescaled else []
+        if result.letterboxed is not None:
+            self.stats.count('letterboxed')
+            warnings.append(f'image {w}x{h} letterboxed to {result.letterboxed[1]}x'
+                            f'{result.letterboxed[0]} for the network (aspect ratio more than '
+                            f'input.max_aspect {config.pipeline.input_limits.max_aspect:g})')
         return FrameRun(frame=frame, result=result, outputs=outputs,
-                        extrinsic_error=lookup_error, timings_ms=timings)
+                        extrinsic_error=lookup_error, timings_ms=timings,
+                        warning='; '.join(warnings))
 
     def _failed(self, message: str, frame: FrameInput, lookup_error: str,
-                unexpected: bool) -> FrameRun:
-        run = self.drop(DROPPED_ERROR, message)
+                unexpected: bool, key: str = DROPPED_ERROR) -> FrameRun:
+        run = self.drop(key, message)
         return replace(run, frame=frame, extrinsic_error=lookup_error, unexpected=unexpected)
 
 
-__all__ = ['add_sweep', 'CameraModel', 'DROPPED_ERROR', 'DROPPED_NO_CAMERA_INFO',
+__all__ = ['add_sweep', 'CameraModel', 'DROPPED_ERROR', 'DROPPED_INPUT_LIMITS',
+           'DROPPED_NO_CAMERA_INFO',
            'ExtrinsicLookup', 'FrameRun', 'FrameRunner', 'ImageFrame', 'NO_CAMERA_INFO',
-           'RunnerConfig', 'Sweep', 'nearest_sweep', 'TIME_JUMP_S']
+           'FUTURE_S', 'RunnerConfig', 'Sweep', 'SweepAdded', 'nearest_sweep', 'TIME_JUMP_S']

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Optional
@@ -39,6 +40,10 @@ class StatsSnapshot:
     new_problems: int = 0  # inputs dropped since the previous snapshot
     trust: Optional[TrustReport] = None  # the last frame's coverage and LiDAR support
     refused: str = ''  # why the last frame's metric depth was refused ('' = it was not)
+    busy_s: float = 0.0  # s the frame being processed has taken so far (0: none)
+    busy_frame: str = ''  # what that frame is (size, stamp)
+    new_slow: int = 0  # frames over the watchdog's bound since the previous snapshot
+    last_slow: str = ''  # what the last of them said
 
 
 class FrameStats:
@@ -63,6 +68,9 @@ class FrameStats:
         self._last_latency: dict[str, StageLatency] = {}
         self.trust: Optional[TrustReport] = None
         self.refused = ''
+        self._busy: Optional[tuple[float, str]] = None  # (perf_counter at start, frame)
+        self._new_slow = 0
+        self._last_slow = ''
 
     def count(self, key: str, n: int = 1, problem: bool = False) -> None:
         with self._lock:
@@ -76,6 +84,25 @@ class FrameStats:
             self.counts[key] += 1
             self._new_problems += 1
             self.last_error = message
+
+    def begin_frame(self, what: str) -> None:
+        """A frame starts processing (the watchdog reads how long it has run)."""
+        with self._lock:
+            self._busy = (time.perf_counter(), what)
+
+    def end_frame(self) -> float:
+        """The frame of :meth:`begin_frame` is done; returns the seconds it took."""
+        with self._lock:
+            start = self._busy[0] if self._busy is not None else time.perf_counter()
+            self._busy = None
+            return time.perf_counter() - start
+
+    def slow_frame(self, message: str) -> None:
+        """Count a frame that took longer than the watchdog's bound (``frames_over_time``)."""
+        with self._lock:
+            self.counts['frames_over_time'] += 1
+            self._new_slow += 1
+            self._last_slow = message
 
     def record_frame(self, timings_ms: dict[str, float], fit: AffineFit, state: FitState,
                      age: float, applied: Optional[AffineFit] = None,
@@ -102,7 +129,12 @@ class FrameStats:
             # A period without frames reports the last period that had some.
             lat = self._last_latency = lat or self._last_latency
             problems, self._new_problems = self._new_problems, 0
+            slow, self._new_slow = self._new_slow, 0
+            busy_s, busy_frame = 0.0, ''
+            if self._busy is not None:
+                busy_s, busy_frame = time.perf_counter() - self._busy[0], self._busy[1]
             return StatsSnapshot(
+                busy_s=busy_s, busy_frame=busy_frame, new_slow=slow, last_slow=self._last_slow,
                 counts=dict(self.counts), latency=dict(lat), fit=self.last_fit,
                 applied=self.applied_fit, see_through_rejected=self.see_through_rejected,
                 filter_event=self.filter_event, fit_state=self.fit_state,

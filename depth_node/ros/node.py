@@ -21,7 +21,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import rclpy
@@ -29,8 +29,6 @@ import rclpy.duration
 import rclpy.time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.qos import (HistoryPolicy, qos_profile_sensor_data, QoSProfile, ReliabilityPolicy)
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -42,17 +40,21 @@ from depth_node.core.errors import ConfigError, DepthNodeError
 from depth_node.core.transforms import quaternion_to_matrix, RigidTransform
 from depth_node.estimators import build_estimator
 from depth_node.core.stamped import NewestSlot, StampedCache
+from depth_node.messages.oddities import (camera_info_oddities, frame_id_oddities,
+                                          pointcloud2_oddities)
 from depth_node.messages.readers import (camera_info_to_camera, frame_id, image_to_rgb8,
                                          MessageError, pointcloud2_to_xyz, stamp_ns)
 from depth_node.pipeline.frame import FitState, FrameInput, FrameResult
 from depth_node.pipeline.keyframes import KeyframeResult, KeyframeWorker
+from depth_node.pipeline.memory import release_memory
 from depth_node.pipeline.published import diagnostic_status, FrameOutputs
-from depth_node.pipeline.runner import (add_sweep, CameraModel, FrameRunner, ImageFrame,
-                                        nearest_sweep, Sweep)
+from depth_node.pipeline.runner import (add_sweep, CameraModel, FrameRunner, FUTURE_S,
+                                        ImageFrame, nearest_sweep, Sweep, SweepAdded)
 from depth_node.ros.messages import (array_to_image, depth_camera_info_msg,
                                      packed_to_pointcloud2, xyz_to_pointcloud2)
-from depth_node.ros.declare import declare_parameters
-from depth_node.ros.param_files import load_params_file
+from depth_node.ros.declare import declare_parameters, teacher_error
+from depth_node.ros.param_files import check_params_files
+from depth_node.ros.process import run_node
 from depth_node.ros.params import build_config, changed_read_only, NodeConfig
 
 _THROTTLE_S = 5.0
@@ -61,14 +63,16 @@ _THROTTLE_S = 5.0
 class DepthNode(Node):
     """Metric depth from a relative depth model aligned to LiDAR. See the module docstring."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, params_files: Sequence[str] = (), **kwargs: Any) -> None:
         super().__init__('depth_node', **kwargs)
+        check_params_files(params_files, self.get_name())  # none filed under another name
         self.config: NodeConfig = build_config(declare_parameters(self))
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)  # a sweep or camera_info arrived
         self._images: NewestSlot[tuple[Image, float]] = NewestSlot()  # (image, perf_counter)
         self._sweeps: StampedCache[Sweep] = StampedCache(self.config.lidar_buffer_size)
         self._camera: Optional[CameraModel] = None
+        self._image_stamp: Optional[int] = None  # stamp of the latest image, ns
         self._last_logged: dict[str, float] = {}
 
         self._tf_buffer = None
@@ -153,8 +157,11 @@ class DepthNode(Node):
         self._pub_kf_check = self.create_publisher(Float32, 'keyframe/cross_check', qos)
         self.get_logger().info(f'starting the keyframe teacher (marigold from '
                                f'{kf.teacher.model_path}, {kf.worker.mode} mode) ...')
-        self._keyframes = KeyframeWorker(kf.teacher, self._on_keyframe, kf.worker,
-                                         on_error=self._on_keyframe_error)
+        try:
+            self._keyframes = KeyframeWorker(kf.teacher, self._on_keyframe, kf.worker,
+                                             on_error=self._on_keyframe_error)
+        except ConfigError as exc:
+            raise teacher_error(exc) from None
 
     def _on_keyframe(self, result: KeyframeResult) -> None:
         """Publish a keyframe (worker thread): depth, uncertainty, preview, cloud, check."""
@@ -191,6 +198,8 @@ class DepthNode(Node):
     # ----- input callbacks (executor thread) -----
     def _on_image(self, msg: Image) -> None:
         self._stats.count('frames_in')
+        self._image_stamp = stamp_ns(msg)  # far-future sweeps are judged against it
+        self._odd(frame_id_oddities(msg, 'Image'))
         if self._images.put((msg, time.perf_counter())):
             self._stats.count('dropped_superseded')
 
@@ -199,8 +208,9 @@ class DepthNode(Node):
             camera = CameraModel(camera_info_to_camera(msg), str(msg.distortion_model),
                                  len(msg.d))
         except DepthNodeError as exc:
-            self._drop('malformed_camera_info', f'camera_info dropped: {exc}')
+            self._drop('malformed_camera_info', f'camera_info dropped: {exc}', exc)
             return
+        self._odd(camera_info_oddities(msg))
         with self._wake:
             self._camera = camera
             self._wake.notify_all()
@@ -209,17 +219,32 @@ class DepthNode(Node):
         try:
             xyz = pointcloud2_to_xyz(msg)
         except DepthNodeError as exc:
-            self._drop('malformed_points', f'points dropped: {exc}')
+            self._drop('malformed_points', f'points dropped: {exc}', exc)
             return
+        self._odd(pointcloud2_oddities(msg))
         sweep = Sweep(stamp_ns(msg), frame_id(msg), xyz)
         with self._wake:
             self._stats.count('sweeps_in')
-            add_sweep(self._sweeps, sweep.stamp_ns, sweep)
+            added = add_sweep(self._sweeps, sweep.stamp_ns, sweep, self._image_stamp)
             self._wake.notify_all()
+        if added == SweepAdded.JUMPED:
+            self._stats.count('time_jumps')
+            self.get_logger().info('LiDAR time jumped back (a replay restarted?): the sweeps '
+                                   'held were forgotten')
+        elif added == SweepAdded.FUTURE:
+            ahead = (sweep.stamp_ns - (self._image_stamp or 0)) * 1e-9
+            self._drop('sweeps_discarded', f'points dropped: stamped {ahead:.1f} s after the '
+                       f'latest image (more than {FUTURE_S:g} s: not trusted)')
+        elif added == SweepAdded.DUPLICATE:
+            self._stats.count('sweeps_discarded')
 
-    def _drop(self, key: str, message: str) -> None:
+    def _drop(self, key: str, message: str, exc: Optional[Exception] = None) -> None:
         self._stats.error(key, message)
-        self._warn(key, message)
+        self._warn(f"{key}:{getattr(exc, 'field', '')}", message)  # one throttle per field
+
+    def _odd(self, oddities: list[tuple[str, str]]) -> None:
+        for kind, text in oddities:  # legal but odd input: used, and said once a period
+            self._warn(kind, text)
 
     def _warn(self, kind: str, message: str, error: bool = False) -> None:
         """Log ``message`` at most once per ``_THROTTLE_S`` for each ``kind``.
@@ -243,11 +268,13 @@ class DepthNode(Node):
             try:
                 self._process(msg, received)
             except MessageError as exc:
-                self._drop('malformed_image', f'image dropped: {exc}')
+                self._drop('malformed_image', f'image dropped: {exc}', exc)
             except Exception as exc:  # keep serving frames; say what broke
                 message = f'frame dropped by an unexpected error: {type(exc).__name__}: {exc}'
                 self._stats.error('dropped_error', message)
                 self._warn('unexpected', message, error=True)
+            del item, msg
+            release_memory()  # what a big message left free, or RSS stays at its peak
 
     def _lookup(self, camera_frame: str, lidar_frame: str, stamp: int) -> RigidTransform:
         """LiDAR -> camera from tf2 at the image stamp (raises tf2's errors)."""
@@ -281,6 +308,8 @@ class DepthNode(Node):
             self._lookup if self._tf_buffer is not None else None,
             emit=lambda out, frame, result: self._publish(msg.header, out, frame, result),
             received=received, timings_ms={'convert': convert_ms})
+        if run.warning:
+            self._warn('frame_warning', run.warning)
         if run.dropped:
             self._warn(run.dropped, run.reason, error=run.unexpected)
             return
@@ -317,7 +346,8 @@ class DepthNode(Node):
     # ----- diagnostics (executor thread) -----
     def _publish_diagnostics(self) -> None:
         snap = self._stats.snapshot()
-        level, message, values = diagnostic_status(snap, self.estimator.output.kind.value)
+        level, message, values = diagnostic_status(snap, self.estimator.output.kind.value,
+                                                   self.config.watchdog_timeout)
         status = DiagnosticStatus()
         status.name = f'{self.get_name()}: metric depth'
         status.hardware_id = self.get_namespace()
@@ -355,50 +385,10 @@ class DepthNode(Node):
             self._keyframes.close()
 
 
-def _rcl_error(exc: Exception, args: Optional[list[str]]) -> str:
-    """rcl's start-up error, with the parameter named when a params file is the cause."""
-    message = str(exc).split(', at ')[0]  # drop rcl's source locations
-    argv = sys.argv if args is None else args
-    for flag, path in zip(argv, argv[1:]):
-        if flag == '--params-file':
-            try:
-                load_params_file(path)
-            except ConfigError as named:
-                if named.name != '--params-file':
-                    return f'{named} ({message})'
-    return message
-
-
 def main(args: Optional[list[str]] = None) -> int:
-    """Console-script entry point: ``ros2 run depth_node depth_node``."""
-    try:
-        rclpy.init(args=args)
-    except _rclpy.RCLError as exc:  # e.g. a params file rcl cannot parse: say so, no traceback
-        print(f'depth_node: configuration error: {_rcl_error(exc, args)}', file=sys.stderr)
-        return 2
-    node = None
-    code = 0
-    try:
-        node = DepthNode()
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        executor.spin()
-    except ConfigError as exc:
-        print(f'depth_node: configuration error: {exc}', file=sys.stderr)
-        code = 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except _rclpy.RCLError:
-        # Ctrl-C / SIGTERM shut the context down between two waits: rcl then refuses the next
-        # wait set or timer. That is the shutdown that was asked for, not an error.
-        if rclpy.ok():
-            raise
-    finally:
-        if node is not None:
-            node.shutdown()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return code
+    """Console-script entry point: ``ros2 run depth_node depth_node``
+    (:func:`~depth_node.ros.process.run_node`: exit 2 on a configuration error)."""
+    return run_node(DepthNode, args)
 
 
 if __name__ == '__main__':

@@ -21,14 +21,16 @@ from depth_node.ros.declare import RCLPY_PARAMS
 from depth_node.ros.params import PARAMETERS
 
 
-def load_params_file(path: str | Path, node_name: str = 'depth_node') -> dict[str, Any]:
+def load_params_file(path: str | Path, node_name: str = 'depth_node',
+                     keep_rclpy: bool = False) -> dict[str, Any]:
     """Parameter values for ``node_name`` from a ROS 2 params file, with dotted names.
 
     Sections apply as ``ros2 run ... --params-file`` applies them: ``/**`` (or ``**``) to every
     node, ``<name>``, ``/<name>``, ``/<namespace>/<name>`` or ``/**/<name>`` to the node of that
     name; later sections override earlier ones. Each section's ``ros__parameters`` is flattened
     (``{'fit': {'method': 'lsq'}}`` -> ``{'fit.method': 'lsq'}``). rclpy's own parameters
-    (``use_sim_time``, ``qos_overrides.*``, ...) are left out, as the node ignores them.
+    (``use_sim_time``, ``qos_overrides.*``, ...) are left out, as the node ignores them,
+    unless ``keep_rclpy``.
 
     Raises
     ------
@@ -60,7 +62,24 @@ def load_params_file(path: str | Path, node_name: str = 'depth_node') -> dict[st
     if not matched:
         raise ConfigError('--params-file', f'has no section for node {node_name!r} (sections: '
                           f'{", ".join(map(str, doc))}; use /** or {node_name})', str(p))
-    return {k: v for k, v in values.items() if not k.startswith(RCLPY_PARAMS)}
+    return {k: v for k, v in values.items() if keep_rclpy or not k.startswith(RCLPY_PARAMS)}
+
+
+def params_files(argv: Sequence[str]) -> list[str]:
+    """The files of every ``--params-file FILE`` in a ROS command line, in order."""
+    return [path for flag, path in zip(argv, argv[1:]) if flag == '--params-file']
+
+
+def check_params_files(paths: Sequence[str], node_name: str) -> None:
+    """Raise :class:`ConfigError` (naming the file and the sections seen) unless each params
+    file has a section that applies to ``node_name``.
+
+    rcl applies a file's sections by node name and silently ignores the others: parameters
+    filed under another name (``depth_nod:``) would leave the node on its defaults - the
+    identity extrinsic, no metric depth - without a word.
+    """
+    for path in paths:
+        load_params_file(path, node_name)
 
 
 def node_values(params_file: Optional[str | Path], node_name: str = 'depth_node',
@@ -137,7 +156,7 @@ def params_yaml() -> str:
     return '\n'.join(lines) + '\n'
 
 
-__all__ = ['load_params_file', 'params_yaml']
+__all__ = ['check_params_files', 'load_params_file', 'params_files', 'params_yaml']
 
 
 if __name__ == '__main__':

@@ -15,6 +15,7 @@ from depth_node.core.errors import ConfigError, DepthNodeError
 from depth_node.core.transforms import RigidTransform
 from depth_node.estimators.base import EstimatorConfig
 from depth_node.pipeline.frame import PipelineConfig
+from depth_node.pipeline.input_limits import InputLimits
 from depth_node.pipeline.keyframes import KeyframeConfig, KeyframePolicy
 from depth_node.pipeline.published import PublishSettings
 from depth_node.pipeline.runner import RunnerConfig
@@ -66,6 +67,21 @@ PARAMETERS: tuple[Param, ...] = (
           'JSON object: keyword arguments of a custom estimator factory, or backend options '
           '(onnx, checkpoint, engine_cache, image_sizes, max_batch, workspace_mb, '
           'calibration_images, threads, optimization, providers; see README).', read_only=True),
+    # --- what one frame may ask of the network ---
+    Param('input.max_aspect', 4.0,
+          'Longer / shorter image side the network takes; a thinner image is letterboxed to it '
+          'or refused (input.oversize): a 640x1 image would stall inference for minutes.',
+          range=(1.0, 1000.0)),
+    Param('input.max_pixels', 16_777_216,
+          'Images with more pixels (width x height; 4096 x 4096) are refused: bounds what one '
+          'frame allocates.', range=(1, 2 ** 31 - 1)),
+    Param('input.oversize', 'letterbox',
+          "Images thinner than input.max_aspect: 'letterbox' (padded, centred, black, for the "
+          "network only; outputs keep the image size) or 'refuse' (dropped).",
+          choices=('letterbox', 'refuse')),
+    Param('watchdog.timeout', 10.0,
+          'Seconds: a frame whose processing takes longer turns /diagnostics ERROR, while it '
+          'runs and once it is done (0: off).', range=(0.0, 3600.0)),
     # --- LiDAR ---
     Param('lidar.max_age', 0.1,
           'Seconds: a frame uses the LiDAR sweep nearest its stamp if no further than this.',
@@ -254,13 +270,15 @@ class NodeConfig:
     qos_output_reliable: bool
     qos_depth: int
     diagnostics_period: float
+    watchdog_timeout: float = 10.0
     keyframes: Optional['KeyframeSettings'] = None
     raw: dict[str, Any] = field(default_factory=dict)
 
     @property
     def runner(self) -> RunnerConfig:
         """What the per-frame runner takes (the node's and the evaluation's)."""
-        return RunnerConfig(self.pipeline, self.publish, self.extrinsic, self.lidar_max_age)
+        return RunnerConfig(self.pipeline, self.publish, self.extrinsic, self.lidar_max_age,
+                            self.watchdog_timeout)
 
 
 @dataclass
@@ -341,7 +359,10 @@ def build_config(values: dict[str, Any]) -> NodeConfig:
         uncertainty_calibration=v['uncertainty.calibration'],
         max_relative_uncertainty=float(v['output.max_relative_uncertainty']),
         min_lidar_share=float(v['refusal.min_lidar_share']),
-        image_check=bool(v['refusal.image_check']))
+        image_check=bool(v['refusal.image_check']),
+        input_limits=InputLimits(max_aspect=float(v['input.max_aspect']),
+                                 max_pixels=int(v['input.max_pixels']),
+                                 oversize=v['input.oversize']))
     pipeline.validate()
     estimator = EstimatorConfig(
         type=v['estimator.type'], model_path=v['estimator.model_path'],
@@ -367,7 +388,8 @@ def build_config(values: dict[str, Any]) -> NodeConfig:
             cloud_sigma=bool(v['cloud.sigma'])),
         qos_sensor_data=bool(v['qos.sensor_data']),
         qos_output_reliable=bool(v['qos.output_reliable']), qos_depth=int(v['qos.depth']),
-        diagnostics_period=float(v['diagnostics.period']), raw=v)
+        diagnostics_period=float(v['diagnostics.period']),
+        watchdog_timeout=float(v['watchdog.timeout']), raw=v)
 
 
 def _json_object(v: dict[str, Any], name: str) -> dict[str, Any]:
