@@ -22,7 +22,7 @@ from depth_node.core.uncertainty import UncertaintyModel
 from depth_node.estimators.base import check_input_image, check_prediction, Estimator
 from depth_node.pipeline.alignment import align_to_lidar
 from depth_node.pipeline.config import PipelineConfig
-from depth_node.pipeline.trust import trusted_depth, TrustReport
+from depth_node.pipeline.trust import trusted_depth, TrustReport, warm_up
 from depth_node.pipeline.input_limits import letterboxed
 
 __all__ = ['DepthPipeline', 'FitState', 'FrameInput', 'FrameResult', 'PipelineConfig']
@@ -106,6 +106,9 @@ class DepthPipeline:
         if old is None or old.filter_config() != config.filter_config() \
                 or old.temporal != config.temporal:
             self._filter = AffineFilter(config.filter_config())
+        if (config.fusion or config.uncertainty) and (old is None or not (old.fusion
+                                                                          or old.uncertainty)):
+            warm_up()
         if config.uncertainty and (self._model is None or old is None
                                    or old.uncertainty_calibration
                                    != config.uncertainty_calibration):

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from depth_node.core.align import AffineFit
-from depth_node.core.fusion import fuse, Fusion
+from depth_node.core.fusion import fuse, Fusion, FusionConfig
 from depth_node.core.lidar import SparseDepth
 from depth_node.core.uncertainty import cell_depth, features, UncertaintyModel
 from depth_node.pipeline.config import PipelineConfig
@@ -154,6 +154,21 @@ def trusted_depth(global_depth: np.ndarray, lidar: Optional[SparseDepth], fit: A
     return Trusted(out, sigma, fusion, report, depth, rel)
 
 
+def warm_up() -> None:
+    """Compile the numba kernels (fusion filter, per-pixel step) now, not on the first frame.
+
+    The first call in a process compiles them, or loads them from numba's cache (``cache=True``,
+    next to the package or in the user's cache); without this the first frame of a node would
+    take that time on top of its own and newer frames would be dropped meanwhile.
+    """
+    depth = np.full((8, 8), 10.0, np.float32)
+    lidar = SparseDepth(np.array([1, 5], np.int32), np.array([2, 6], np.int32),
+                        np.array([9.0, 11.0], np.float32), 8, 8)
+    fusion = fuse(depth, lidar, FusionConfig(cell=2, coarse_factor=2))
+    compose(fusion.depth, np.full(fusion.rho.shape, 0.1, np.float32),
+            np.ones(fusion.rho.shape, np.float32), 2, 0.2)
+
+
 def compose_reference(depth: np.ndarray, rel_cells: np.ndarray, supported: np.ndarray,
                       cell: int,
                       threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -238,4 +253,4 @@ def compose(depth: np.ndarray, rel_cells: np.ndarray, supported: np.ndarray, cel
 
 
 __all__ = ['compose', 'compose_reference', 'empty_support', 'fit_residual', 'SUPPORTED_DENSITY',
-           'Trusted', 'trusted_depth', 'TrustReport']
+           'Trusted', 'trusted_depth', 'TrustReport', 'warm_up']
