@@ -28,7 +28,7 @@ import numpy as np
 from depth_node.estimators.base import Estimator, EstimatorConfig
 
 #: Median relative difference to fp32 up to which a lower precision is accepted.
-PARITY = 0.02
+PARITY = 0.01
 #: Timed predictions per candidate (after one warm-up).
 REPEATS = 3
 #: Seconds the measurement may take in all; candidates beyond it are skipped (logged).

@@ -150,7 +150,7 @@ def candidates(config: EstimatorConfig, backends: tuple[str, ...] = AUTO_ORDER
 def _construct(backend: str, path: str, config: EstimatorConfig) -> Estimator:
     options = {k: v for k, v in config.options.items() if k in OPTION_KEYS[backend]}
     common: dict[str, Any] = dict(input_size=config.input_size or model_input_size(path),
-                                  device=config.device, precision=config.precision)
+                                  device=config.device, precision=config.fixed_precision)
     factory: Callable[..., Estimator]
     if backend == 'tensorrt':
         from depth_node.estimators.tensorrt_backend import TensorRTEstimator as factory

@@ -51,7 +51,12 @@ class EstimatorConfig:
     device: str = 'cpu'
     precision: str = 'auto'  # 'auto': measured at start-up (estimators.autotune)
     options: dict[str, Any] = field(default_factory=dict)
-    threads: int = 0  # torch CPU threads of the process; 0 = torch's default
+    threads: int = 0  # torch CPU threads of the process; 0 = measured (estimators.autotune)
+
+    @property
+    def fixed_precision(self) -> str:
+        """``precision`` for a backend that does not measure: 'auto' is fp32."""
+        return 'fp32' if self.precision == 'auto' else self.precision
 
 
 def check_input_image(rgb: np.ndarray) -> None:

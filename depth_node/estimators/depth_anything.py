@@ -300,7 +300,7 @@ class DepthAnythingEstimator(DepthAnythingPredictor):
         """Build from the node's ``estimator.*`` parameters (``input_size`` 0: the model's)."""
         return cls(config.model_path, encoder=config.encoder,
                    input_size=config.input_size or model_input_size(config.model_path),
-                   device=config.device, precision=config.precision)
+                   device=config.device, precision=config.fixed_precision)
 
     def infer(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Raw prediction ``[B, h, w]`` float32 on ``device`` for network input ``[B, 3, h, w]``.

@@ -326,7 +326,7 @@ class MarigoldEstimator:
         if unknown:
             raise ConfigError('estimator.options', f'unknown option(s) {", ".join(unknown)} for '
                               'marigold; known: ' + ', '.join(OPTIONS), config.options)
-        return cls(config.model_path, device=config.device, precision=config.precision,
+        return cls(config.model_path, device=config.device, precision=config.fixed_precision,
                    **options)
 
     def _generator(self) -> Optional['torch.Generator']:
