@@ -1,0 +1,351 @@
+"""Evaluate many bags on Ray and merge them into one report, with the numbers of one process.
+
+:class:`FleetEvaluation` runs :class:`~depth_node.offline.evaluate.BagEvaluation` - the
+single-bag evaluation, unchanged, with the node's own per-frame runner - once per bag on a
+pool of Ray workers (:func:`~depth_node.offline.fleet.run_pool`), each worker building the
+estimator once (:class:`BagWorker`). ``workers=None`` runs the same worker in this process,
+one bag after the other, without Ray.
+
+Equal numbers: a bag's result does not depend on where or with what else it ran (a fresh
+runner per bag, as ``evaluate BAG`` makes; torch threads fixed per worker), and the merge
+(:func:`merge_results`) concatenates the bags' per-frame records in the order the bags were
+given, so the overall metrics - the mean of the per-frame metrics over all frames, as for one
+bag - are bitwise those of the same bags evaluated one after another in one process. A worker
+lost mid-bag is restarted and the bag evaluated again from its start.
+
+Folder layout of ``out``::
+
+    index.html, summary.json, frames.csv (+ a 'bag' column), *.png   all bags, merged
+    bags.csv                                                          one row per bag
+    bags/<name>-<hash>/                                               one bag: the report of
+        index.html, summary.json, frames.csv, *.png                   ``evaluate BAG``, and
+        result.json, sample.npz                                       its lossless result
+
+Resumable: ``result.json`` holds a hash of the configuration (estimator, its model files,
+node settings, evaluation options) and of the bag's files; a later run over the same ``out``
+loads a bag whose hash matches instead of evaluating it again (``resume=False``: evaluate
+all). A bag that cannot be read is reported by name (``summary.json`` ``fleet.failed``) and
+the others complete; it is tried again by the next run.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import html
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from depth_node.core.errors import DepthNodeError
+from depth_node.estimators.base import EstimatorConfig
+from depth_node.offline.bag_set import bag_key, path_identity
+from depth_node.offline.eval_config import EvaluationOptions, NodeSettings
+from depth_node.offline.fleet import progress_bar, RaySession, RaySettings, run_pool
+from depth_node.offline.result_files import FORMAT, load_result, save_result, stored_hash
+from depth_node.offline.results import EvaluationResult
+
+__all__ = ['BagOutcome', 'BagWorker', 'FleetEvaluation', 'FleetJob', 'FleetResult',
+           'merge_results']
+
+DONE, RESUMED, FAILED = 'done', 'resumed', 'failed'
+
+
+def _plain(value: Any) -> Any:
+    """JSON-able form of configuration values (numpy arrays, tuples, dataclasses)."""
+    if hasattr(value, 'tolist'):
+        return value.tolist()
+    return repr(value)
+
+
+@dataclass(frozen=True)
+class FleetJob:
+    """What every worker needs: the estimator to build and how to evaluate a bag."""
+
+    estimator: EstimatorConfig
+    settings: NodeSettings
+    options: EvaluationOptions
+    threads: int = 1  # torch CPU threads per worker (0: torch's default)
+
+    def config_hash(self, bag: str | Path) -> str:
+        """sha256 of everything a bag's result depends on (see the module)."""
+        options = dataclasses.replace(self.options, progress=False)
+        data = {'format': FORMAT, 'estimator': dataclasses.asdict(self.estimator),
+                'model': path_identity(self.estimator.model_path)
+                if self.estimator.model_path else [],
+                'settings': dataclasses.asdict(self.settings),
+                'options': dataclasses.asdict(options), 'threads': self.threads,
+                'bag': str(Path(bag).absolute()), 'files': path_identity(bag)}
+        text = json.dumps(data, sort_keys=True, default=_plain)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass
+class BagOutcome:
+    """What became of one bag."""
+
+    bag: str
+    key: str  # its folder under out/bags
+    status: str  # 'done', 'resumed' (loaded from an earlier run) or 'failed'
+    result: Optional[EvaluationResult] = None
+    error: str = ''  # why it failed
+    worker: str = ''  # host:pid that evaluated it
+    seconds: float = 0.0
+
+
+class BagWorker:
+    """One worker: builds the estimator once, then evaluates bag after bag (Ray actor)."""
+
+    def __init__(self, job: FleetJob) -> None:
+        self.job = job
+        self.error = ''
+        self.estimator: Any = None
+        try:
+            from depth_node.estimators import build_estimator
+            self.estimator = build_estimator(job.estimator)
+            if job.threads and 'torch' in sys.modules:  # a torch model (not imported else)
+                sys.modules['torch'].set_num_threads(job.threads)
+        except Exception as exc:  # kept: ready() reports it to the driver
+            self.error = f'{type(exc).__name__}: {exc}'
+
+    def ready(self) -> str:
+        """'' when the estimator was built, else why not."""
+        return self.error
+
+    def run(self, bag: str) -> BagOutcome:
+        """Evaluate one bag; a bag that cannot be read is a failed outcome, not an error."""
+        from depth_node.offline.evaluate import BagEvaluation
+        from depth_node.offline.records import BagReadError
+        import socket
+        t0 = time.perf_counter()
+        out = BagOutcome(bag, bag_key(Path(bag)), DONE,
+                         worker=f'{socket.gethostname()}:{os.getpid()}')
+        try:
+            out.result = BagEvaluation(bag, self.estimator, self.job.settings,
+                                       self.job.options).run()
+            if out.result.frames == 0:
+                out.status, out.error = FAILED, f'{bag}: no camera frame could be processed'
+        except (BagReadError, DepthNodeError) as exc:
+            out.status, out.error = FAILED, str(exc)
+        out.seconds = time.perf_counter() - t0
+        return out
+
+
+def merge_results(results: Sequence[EvaluationResult], label: str) -> EvaluationResult:
+    """One result of many bags: their records (and issues) one bag after the other."""
+    if not results:
+        raise DepthNodeError('no bag result to merge')
+    first = results[0]
+    truths = sorted({r.ground_truth for r in results})
+    merged = EvaluationResult(label, first.estimator, '+'.join(truths), first.options,
+                              first.settings)
+    for r in results:
+        merged.records.extend(r.records)
+        merged.issues.extend(r.issues)
+        merged.interrupted |= r.interrupted
+        merged.damaged |= r.damaged
+        for k in ('images_declared', 'images_skipped', 'frames_failed', 'wall_s', 'read_s',
+                  'process_s', 'split_s', 'metrics_s', 'output_s'):
+            setattr(merged, k, getattr(merged, k) + getattr(r, k))
+        if merged.sample is None:
+            merged.sample = r.sample
+    curves = [r for r in results if r.curve_edges.size]
+    if curves:
+        merged.curve_edges = curves[0].curve_edges
+        for k in ('curve_abs', 'curve_signed', 'curve_count'):
+            total = np.zeros_like(curves[0].curve_abs)
+            for r in curves:
+                total = total + getattr(r, k)
+            setattr(merged, k, total)
+    return merged
+
+
+@dataclass
+class FleetResult:
+    """All bags of a fleet run and the merged result (None when no bag was evaluated)."""
+
+    outcomes: list[BagOutcome]
+    merged: Optional[EvaluationResult]
+    wall_s: float = 0.0
+    workers: int = 0  # 0: in this process
+    interrupted: bool = False
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[BagOutcome]:
+        return [o for o in self.outcomes if o.status == FAILED]
+
+    @property
+    def damaged(self) -> list[BagOutcome]:
+        return [o for o in self.outcomes if o.result is not None and o.result.damaged]
+
+
+class FleetEvaluation:
+    """Evaluate ``bags`` with ``job`` into ``out`` (see the module).
+
+    ``ray=None`` runs the bags in this process, without Ray.
+    """
+
+    def __init__(self, bags: Sequence[str | Path], job: FleetJob, out: str | Path,
+                 ray: Optional[RaySettings] = RaySettings(), resume: bool = True,
+                 plots: bool = True, progress: bool = False) -> None:
+        self.bags = [str(b) for b in bags]
+        quiet = dataclasses.replace(job.options, progress=False)  # the bar counts bags
+        self.job = dataclasses.replace(job, options=quiet)
+        self.job.options.validate()
+        self.out = Path(out)
+        self.ray = ray
+        self.resume = resume
+        self.plots = plots
+        self.progress = progress
+
+    def folder(self, bag: str) -> Path:
+        return self.out / 'bags' / bag_key(Path(bag))
+
+    def run(self) -> FleetResult:
+        """Evaluate (or load) every bag, write every report; returns even when interrupted."""
+        t0 = time.perf_counter()
+        outcomes: list[Optional[BagOutcome]] = [None] * len(self.bags)
+        hashes = [self.job.config_hash(b) for b in self.bags]
+        todo = []
+        for i, bag in enumerate(self.bags):
+            folder = self.folder(bag)
+            if self.resume and stored_hash(folder) == hashes[i]:
+                result = load_result(folder, self.job.options, self.job.settings)
+                outcomes[i] = BagOutcome(bag, folder.name, RESUMED, result)
+            else:
+                todo.append(i)
+
+        def done(k: int, outcome: BagOutcome) -> None:
+            i = todo[k]
+            outcomes[i] = outcome
+            if outcome.result is not None and outcome.status == DONE:
+                self._write_bag(outcome, hashes[i])
+
+        def failed(k: int, message: str) -> None:
+            i = todo[k]
+            outcomes[i] = BagOutcome(self.bags[i], self.folder(self.bags[i]).name, FAILED,
+                                     error=message)
+
+        interrupted = False
+        workers = 0
+        try:
+            if self.ray is None:
+                worker = BagWorker(self.job)
+                if worker.error:
+                    from depth_node.core.errors import ConfigError
+                    raise ConfigError('estimator', 'cannot be built', worker.error)
+                with progress_bar(self.progress, len(todo), 'bag') as bar:
+                    for k, i in enumerate(todo):
+                        done(k, worker.run(self.bags[i]))
+                        bar.update(1)
+            elif todo:
+                with RaySession(self.ray) as session:
+                    workers = session.workers(len(todo))
+                    run_pool(BagWorker, (self.job,), [self.bags[i] for i in todo], session,
+                             done, failed, progress=self.progress, unit='bag')
+        except KeyboardInterrupt:
+            interrupted = True
+        finished = [o for o in outcomes if o is not None]
+        results = [o.result for o in finished if o.result is not None and o.status != FAILED]
+        merged = merge_results(results, f'{len(results)} bags') if results else None
+        fleet = FleetResult(finished, merged, time.perf_counter() - t0, workers, interrupted)
+        if merged is not None:
+            merged.wall_s = fleet.wall_s
+            merged.interrupted |= interrupted
+        fleet.files = self._write_merged(fleet)
+        return fleet
+
+    # ----- files
+    def _write_bag(self, outcome: BagOutcome, config_hash: str) -> None:
+        from depth_node.offline.report import write_report
+        folder = self.folder(outcome.bag)
+        if outcome.result is None:
+            return
+        write_report(outcome.result, folder, plots=self.plots)
+        save_result(outcome.result, folder, config_hash,
+                    {'worker': outcome.worker, 'seconds': outcome.seconds})
+
+    def _bag_rows(self, fleet: FleetResult) -> list[dict[str, Any]]:
+        rows = []
+        for o in fleet.outcomes:
+            r = o.result
+            m = r.overall() if r is not None else None
+            rows.append({
+                'bag': o.bag, 'key': o.key, 'status': o.status,
+                'frames': r.frames if r else 0,
+                'with_metric_depth': r.frames_with_depth if r else 0,
+                'evaluated': r.frames_evaluated if r else 0,
+                'abs_rel': m.abs_rel if m else None, 'delta1': m.delta1 if m else None,
+                'rmse': m.rmse if m else None, 'valid': m.valid if m else 0,
+                'damaged': bool(r.damaged) if r else False,
+                'issues': len(r.issues) if r else 0, 'error': o.error,
+                'worker': o.worker, 'seconds': o.seconds})
+        return rows
+
+    def _write_merged(self, fleet: FleetResult) -> dict[str, Path]:
+        from depth_node.offline.report import write_report
+        self.out.mkdir(parents=True, exist_ok=True)
+        rows = self._bag_rows(fleet)
+        with open(self.out / 'bags.csv', 'w', newline='') as fh:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ['bag'])
+            w.writeheader()
+            w.writerows(rows)
+        extra = {'fleet': {
+            'bags': rows, 'failed': [{'bag': o.bag, 'error': o.error} for o in fleet.failed],
+            'damaged': [o.bag for o in fleet.damaged], 'workers': fleet.workers,
+            'ray_address': (self.ray.address or 'local') if self.ray is not None else None,
+            'wall_s': fleet.wall_s, 'interrupted': fleet.interrupted,
+            'bags_per_min': (sum(o.status == DONE for o in fleet.outcomes) * 60.0
+                             / max(fleet.wall_s, 1e-9))}}
+        if fleet.merged is None:
+            (self.out / 'summary.json').write_text(json.dumps(extra, indent=2, default=str))
+            return {'summary.json': self.out / 'summary.json', 'bags.csv': self.out / 'bags.csv'}
+        files = write_report(fleet.merged, self.out, plots=self.plots, extra=extra,
+                             extra_html=_bags_html(rows))
+        self._add_bag_column(fleet)
+        files['bags.csv'] = self.out / 'bags.csv'
+        return files
+
+    def _add_bag_column(self, fleet: FleetResult) -> None:
+        """frames.csv of the merged report: which bag each row is from."""
+        keys = [o.key for o in fleet.outcomes if o.result is not None and o.status != FAILED
+                for _ in o.result.records]
+        path = self.out / 'frames.csv'
+        with open(path, newline='') as fh:
+            rows = list(csv.reader(fh))
+        with open(path, 'w', newline='') as fh:
+            w = csv.writer(fh)
+            w.writerow(['bag'] + rows[0])
+            for key, row in zip(keys, rows[1:]):
+                w.writerow([key] + row)
+
+
+def _bags_html(rows: list[dict[str, Any]]) -> str:
+    def num(v: Any) -> str:
+        return '-' if v is None or (isinstance(v, float) and not np.isfinite(v)) \
+            else f'{v:.4f}' if isinstance(v, float) else str(v)
+
+    body = []
+    for r in rows:
+        link = (f'<a href="bags/{html.escape(r["key"])}/index.html">{html.escape(r["key"])}</a>'
+                if r['status'] != FAILED else html.escape(r['key']))
+        status = r['status'] + (' (damaged)' if r['damaged'] else '')
+        body.append(f'<tr><td>{link}</td><td>{html.escape(status)}</td><td>{r["frames"]}</td>'
+                    f'<td>{r["with_metric_depth"]}</td><td>{num(r["abs_rel"])}</td>'
+                    f'<td>{num(r["delta1"])}</td><td>{num(r["rmse"])}</td>'
+                    f'<td style="text-align:left">{html.escape(r["error"])}</td></tr>')
+    failed = [r for r in rows if r['status'] == FAILED]
+    warn = (f'<p class="warn">{len(failed)} bag(s) could not be evaluated: '
+            + '; '.join(html.escape(r['bag']) for r in failed) + '</p>') if failed else ''
+    return (f'<h2>Bags ({len(rows)})</h2>{warn}<table><tr><th>bag</th><th>status</th>'
+            '<th>frames</th><th>with depth</th><th>AbsRel</th><th>delta1</th><th>RMSE</th>'
+            '<th>error</th></tr>' + ''.join(body) + '</table>'
+            '<p>One row per bag: <a href="bags.csv">bags.csv</a>.</p>')

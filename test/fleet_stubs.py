@@ -1,0 +1,34 @@
+"""Estimator factories for the fleet tests (named by import path, as a user would)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from depth_node.testing.oracle import DisparityOracle
+
+
+class CrashOnceOracle(DisparityOracle):
+    """The exact oracle, but the first process to reach its ``after + 1``-th prediction dies
+    there (``os._exit``, as a worker killed mid-bag), once: ``marker`` is created first, so
+    the retry and every other worker run normally."""
+
+    def __init__(self, frames_dir: str, marker: str, after: int = 5) -> None:
+        super().__init__(frames_dir)
+        self.marker = marker
+        self.after = after
+        self.calls = 0
+
+    def predict(self, rgb: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        if self.calls > self.after:
+            try:
+                fd = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                pass
+            else:
+                os.write(fd, str(os.getpid()).encode())
+                os.close(fd)
+                os._exit(17)
+        return super().predict(rgb)
