@@ -35,6 +35,7 @@ setup(
             'depth_node = depth_node.ros.node:main',
             'demo = depth_node.cli.demo:main',
             'evaluate = depth_node.cli.evaluate:main',
+            'pseudo_label = depth_node.cli.pseudo_label:main',
             'make_bag = depth_node.cli.make_bag:main',
             'record = depth_node.ros.recorder:main',
             'train = depth_node.cli.train:main',
