@@ -41,7 +41,7 @@ setup(
             'train = depth_node.cli.train:main',
             'student_report = depth_node.cli.student_report:main',
             'export_onnx = depth_node.cli.export_onnx:main',
-            # benchmark pipeline | backends | keyframes | transport | accuracy
+            # benchmark pipeline | backends | keyframes | transport | accuracy | fleet
             'benchmark = depth_node.bench.cli:main',
         ],
     },

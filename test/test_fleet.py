@@ -257,3 +257,17 @@ def test_fleet_options_are_checked_before_anything_runs(tmp_path, bags, capsys):
         assert f"'{name}'" in capsys.readouterr().err
     assert main([str(tmp_path / 'no_*'), '--out', str(tmp_path / 'x'), '-q']) == 2
     assert 'glob matches no file' in capsys.readouterr().err
+
+
+def test_fleet_benchmark_prints_bags_per_minute_per_worker_count(ray_session, frames_dir,
+                                                                 capsys):
+    from depth_node.bench.cli import main as bench_main
+    # The oracle, so that the workers start in a blink (the default is the shipped student).
+    assert bench_main(['fleet', '--bags', '3', '--frames', '2', '--workers', '1,2', '-q',
+                       '--estimator', ORACLE, '--estimator-options',
+                       json.dumps({'frames_dir': frames_dir})]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f'fleet evaluation: 3 bags x 2 frames, model {ORACLE}')
+    rows = [line.split() for line in lines[2:]]
+    assert [r[0] for r in rows] == ['1', '2'] and rows[0][3] == '1.00x'
+    assert all(float(r[2]) > 0 and r[4] == 'identical' for r in rows)
