@@ -32,3 +32,25 @@ class CrashOnceOracle(DisparityOracle):
                 os.close(fd)
                 os._exit(17)
         return super().predict(rgb)
+
+
+class FlatAtOracle(DisparityOracle):
+    """The exact oracle, but a flat (constant) prediction for the frames numbered in ``flat``
+    (positions in ``frames_dir``): their fit is refused, the pipeline holds the last one."""
+
+    def __init__(self, frames_dir: str, flat: tuple = ()) -> None:
+        from pathlib import Path
+
+        from depth_node.testing.oracle import image_key
+        super().__init__(frames_dir)
+        self.flat = set()
+        for k, f in enumerate(sorted(Path(frames_dir).glob('*.npz'))):
+            if k in flat:
+                with np.load(f) as data:
+                    self.flat.add(image_key(data['rgb']))
+        self._key = image_key
+
+    def predict(self, rgb: np.ndarray) -> np.ndarray:
+        if self._key(rgb) in self.flat:
+            return np.full(rgb.shape[:2], 0.5, np.float32)
+        return super().predict(rgb)

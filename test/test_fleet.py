@@ -8,6 +8,7 @@ import dataclasses
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -271,3 +272,49 @@ def test_fleet_benchmark_prints_bags_per_minute_per_worker_count(ray_session, fr
     rows = [line.split() for line in lines[2:]]
     assert [r[0] for r in rows] == ['1', '2'] and rows[0][3] == '1.00x'
     assert all(float(r[2]) > 0 and r[4] == 'identical' for r in rows)
+
+
+# ----------------------------------------------------------------------------- time chunks
+
+# Frames 5 and 10 open the 1 s chunks of the sample bag (5 Hz); their fits (and 11's) are
+# refused, so the pipeline holds the fit of the frame before: state across a chunk edge.
+FLAT = {'flat': [5, 10, 11]}
+CHUNKED = ['-p', 'filter.enable:=false', '--gt', 'lidar', '-q', '--no-plots']
+
+
+def test_time_chunks_are_planned_at_log_times_with_global_frame_numbers():
+    from depth_node.offline.chunks import plan_chunks
+    s = 10**9
+    times = [k * s // 5 for k in range(20)]  # 5 Hz for 4 s
+    windows = plan_chunks(times, 1.0, warmup_s=0.5)
+    assert [(w.start_ns, w.stop_ns) for w in windows] == [
+        (0, s), (s, 2 * s), (2 * s, 3 * s), (3 * s, None)]
+    assert [w.first_index for w in windows] == [0, 3, 8, 13]  # warm-up frames first
+    assert [w.warmup_ns for w in windows] == [0, 4 * s // 10, 4 * s // 10, 4 * s // 10]
+    assert plan_chunks([], 1.0) == [] and len(plan_chunks(times, 100.0)) == 1
+
+
+def test_chunks_of_a_bag_on_two_workers_equal_the_whole_bag(tmp_path, ray_session, frames_dir):
+    params = _params(tmp_path / 'p.yaml', frames_dir, 'fleet_stubs:FlatAtOracle', **FLAT)
+    whole, chunked, cold = tmp_path / 'whole', tmp_path / 'chunked', tmp_path / 'cold'
+    assert main([SAMPLE, '--params-file', params, '--out', str(whole), '--workers', '0',
+                 *CHUNKED]) == 0
+    assert main([SAMPLE, '--params-file', params, '--out', str(chunked), '--chunk', '1.0',
+                 '--workers', '2', *CHUNKED]) == 0
+    key = bag_key(Path(SAMPLE))
+    rows = _records(chunked / 'bags' / key)
+    s = json.loads((chunked / 'summary.json').read_text())
+    assert s['fleet']['chunks'] == {'chunk_s': 1.0, 'warmup_s': 2.0, 'exact': True}
+    assert len(s['fleet']['bags'][0]['worker'].split(',')) == 2  # chunks on both workers
+    # Bitwise the records of the whole bag (same held-out split: frames numbered as a whole).
+    assert len(rows) == 20 and rows == _records(whole / 'bags' / key)
+    assert [r['fit_state'] for r in rows if r['index'] in FLAT['flat']] == ['held'] * 3
+    assert _numbers(chunked)['metrics'] == _numbers(whole)['metrics']
+    # Without the warm-up, frame 10 would not know the fit of frame 9.
+    assert main([SAMPLE, '--params-file', params, '--out', str(cold), '--chunk', '1.0',
+                 '--chunk-warmup', '0', '--workers', '0', *CHUNKED]) == 0
+    cold_rows = _records(cold / 'bags' / key)
+    assert [r['fit_state'] for r in cold_rows if r['index'] in FLAT['flat']] == \
+        ['none', 'none', 'none']
+    assert [r for r in cold_rows if r['index'] not in FLAT['flat']] == \
+        [r for r in rows if r['index'] not in FLAT['flat']]

@@ -103,6 +103,12 @@ def _parse(argv: Optional[list[str]]) -> argparse.Namespace:
                    help='GPUs one worker declares (default %(default)s; with --device cuda)')
     f.add_argument('--retries', type=int, default=2,
                    help='lost workers a bag survives (default %(default)s)')
+    f.add_argument('--chunk', type=float, default=0.0, metavar='SECONDS',
+                   help='split bags longer than this into time chunks, a task each (0: a task '
+                        'per bag); equal to whole bags exactly with filter.enable false')
+    f.add_argument('--chunk-warmup', type=float, metavar='SECONDS',
+                   help='frames before a chunk run unscored for the state they leave '
+                        '(default: fit.hold_time + 1)')
     f.add_argument('--no-resume', action='store_true',
                    help='evaluate every bag again, even those done in --out')
     f.add_argument('--object-store-mb', type=int, default=512,
@@ -116,6 +122,7 @@ def _fleet_mode(args: argparse.Namespace) -> bool:
     from depth_node.offline.bag_set import is_bag
     one = args.bag[0]
     return len(args.bag) > 1 or args.workers is not None or bool(args.ray_address) or \
+        bool(args.chunk) or args.chunk_warmup is not None or \
         one.startswith('@') or any(c in one for c in '*?[') or \
         (os.path.isdir(one) and not is_bag(Path(one)))
 

@@ -19,6 +19,7 @@ from depth_node.core.errors import ConfigError, DepthNodeError
 def run_fleet(args: argparse.Namespace, configure: Callable[[argparse.Namespace], Any]) -> int:
     """Evaluate every bag the arguments name into ``--out``; the exit status."""
     from depth_node.offline.bag_set import resolve_bags
+    from depth_node.offline.chunks import chunking_is_exact
     from depth_node.offline.eval_config import NodeSettings
     from depth_node.offline.fleet import RaySettings
     from depth_node.offline.fleet_eval import FleetEvaluation, FleetJob
@@ -41,7 +42,13 @@ def run_fleet(args: argparse.Namespace, configure: Callable[[argparse.Namespace]
         job = FleetJob(config.estimator, NodeSettings.from_node_config(config), options,
                        threads=threads)
         fleet = FleetEvaluation(bags, job, args.out, ray, resume=not args.no_resume,
-                                plots=not args.no_plots, progress=options.progress)
+                                plots=not args.no_plots, progress=options.progress,
+                                chunk_s=args.chunk, warmup_s=args.chunk_warmup)
+        if args.chunk and not chunking_is_exact(job.settings, fleet.warmup_s):
+            print('evaluate: --chunk with the temporal filter on (filter.enable) or a warm-up '
+                  'shorter than fit.hold_time: the first frames after a chunk edge can differ '
+                  'a little from a whole-bag run (-p filter.enable:=false for equal numbers)',
+                  file=sys.stderr)
         result = fleet.run()
     except ConfigError as exc:
         print(f'evaluate: configuration error: {exc}', file=sys.stderr)

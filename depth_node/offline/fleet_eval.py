@@ -24,8 +24,11 @@ Folder layout of ``out``::
 Resumable: ``result.json`` holds a hash of the configuration (estimator, its model files,
 node settings, evaluation options) and of the bag's files; a later run over the same ``out``
 loads a bag whose hash matches instead of evaluating it again (``resume=False``: evaluate
-all). A bag that cannot be read is reported by name (``summary.json`` ``fleet.failed``) and
-the others complete; it is tried again by the next run.
+all). A long bag can run as time chunks, one task each (``chunk_s``), merged back into the
+bag's result (:mod:`depth_node.offline.chunks`: the context of each chunk is read across its
+edges; equal to the whole run exactly with the temporal filter off). A bag that cannot be
+read is reported by name (``summary.json`` ``fleet.failed``) and the others complete; it is
+tried again by the next run.
 """
 
 from __future__ import annotations
@@ -44,11 +47,14 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from depth_node.core.errors import DepthNodeError
+from depth_node.core.errors import ConfigError, DepthNodeError
 from depth_node.estimators.base import EstimatorConfig
 from depth_node.offline.bag_set import bag_key, path_identity
+from depth_node.offline.chunks import (chunking_is_exact, default_warmup, image_log_times,
+                                       merge_chunks, plan_chunks)
 from depth_node.offline.eval_config import EvaluationOptions, NodeSettings
 from depth_node.offline.fleet import progress_bar, RaySession, RaySettings, run_pool
+from depth_node.offline.records import BagReadError
 from depth_node.offline.result_files import FORMAT, load_result, save_result, stored_hash
 from depth_node.offline.results import EvaluationResult
 
@@ -74,10 +80,11 @@ class FleetJob:
     options: EvaluationOptions
     threads: int = 1  # torch CPU threads per worker (0: torch's default)
 
-    def config_hash(self, bag: str | Path) -> str:
+    def config_hash(self, bag: str | Path, extra: Optional[dict[str, Any]] = None) -> str:
         """sha256 of everything a bag's result depends on (see the module)."""
         options = dataclasses.replace(self.options, progress=False)
-        data = {'format': FORMAT, 'estimator': dataclasses.asdict(self.estimator),
+        data = {'extra': extra or {}, 'format': FORMAT,
+                'estimator': dataclasses.asdict(self.estimator),
                 'model': path_identity(self.estimator.model_path)
                 if self.estimator.model_path else [],
                 'settings': dataclasses.asdict(self.settings),
@@ -96,8 +103,9 @@ class BagOutcome:
     status: str  # 'done', 'resumed' (loaded from an earlier run) or 'failed'
     result: Optional[EvaluationResult] = None
     error: str = ''  # why it failed
-    worker: str = ''  # host:pid that evaluated it
+    worker: str = ''  # host:pid that evaluated it (several: of its chunks)
     seconds: float = 0.0
+    first_stamp: Optional[float] = None  # s, the first frame read (a chunk's: its warm-up's)
 
 
 class BagWorker:
@@ -119,18 +127,22 @@ class BagWorker:
         """'' when the estimator was built, else why not."""
         return self.error
 
-    def run(self, bag: str) -> BagOutcome:
-        """Evaluate one bag; a bag that cannot be read is a failed outcome, not an error."""
+    def run(self, task: str | tuple[str, Any]) -> BagOutcome:
+        """Evaluate one bag, or one time chunk ``(bag, ReadWindow)`` of it; a bag that cannot
+        be read is a failed outcome, not an error."""
         from depth_node.offline.evaluate import BagEvaluation
         from depth_node.offline.records import BagReadError
         import socket
+        bag, window = (task, None) if isinstance(task, str) else task
         t0 = time.perf_counter()
         out = BagOutcome(bag, bag_key(Path(bag)), DONE,
                          worker=f'{socket.gethostname()}:{os.getpid()}')
         try:
-            out.result = BagEvaluation(bag, self.estimator, self.job.settings,
-                                       self.job.options).run()
-            if out.result.frames == 0:
+            evaluation = BagEvaluation(bag, self.estimator, self.job.settings,
+                                       self.job.options, window=window)
+            out.result = evaluation.run()
+            out.first_stamp = evaluation.first_stamp
+            if out.result.frames == 0 and window is None:
                 out.status, out.error = FAILED, f'{bag}: no camera frame could be processed'
         except (BagReadError, DepthNodeError) as exc:
             out.status, out.error = FAILED, str(exc)
@@ -190,16 +202,28 @@ class FleetResult:
 class FleetEvaluation:
     """Evaluate ``bags`` with ``job`` into ``out`` (see the module).
 
-    ``ray=None`` runs the bags in this process, without Ray.
+    ``ray=None`` runs the bags in this process, without Ray. ``chunk_s`` > 0 splits bags
+    longer than that into time chunks, one task each (:mod:`depth_node.offline.chunks`),
+    with ``warmup_s`` of warm-up (None: ``fit.hold_time`` + 1 s).
     """
 
     def __init__(self, bags: Sequence[str | Path], job: FleetJob, out: str | Path,
                  ray: Optional[RaySettings] = RaySettings(), resume: bool = True,
-                 plots: bool = True, progress: bool = False) -> None:
+                 plots: bool = True, progress: bool = False, chunk_s: float = 0.0,
+                 warmup_s: Optional[float] = None) -> None:
         self.bags = [str(b) for b in bags]
         quiet = dataclasses.replace(job.options, progress=False)  # the bar counts bags
         self.job = dataclasses.replace(job, options=quiet)
         self.job.options.validate()
+        if chunk_s < 0:
+            raise ConfigError('--chunk', 'must be >= 0 s (0: a task per bag)', chunk_s)
+        if chunk_s and self.job.options.max_frames:
+            raise ConfigError('--max-frames', 'cannot be combined with --chunk (it counts the '
+                              "frames of a whole bag)", self.job.options.max_frames)
+        if warmup_s is not None and warmup_s < 0:
+            raise ConfigError('--chunk-warmup', 'must be >= 0 s', warmup_s)
+        self.chunk_s = float(chunk_s)
+        self.warmup_s = default_warmup(job.settings) if warmup_s is None else float(warmup_s)
         self.out = Path(out)
         self.ray = ray
         self.resume = resume
@@ -213,7 +237,8 @@ class FleetEvaluation:
         """Evaluate (or load) every bag, write every report; returns even when interrupted."""
         t0 = time.perf_counter()
         outcomes: list[Optional[BagOutcome]] = [None] * len(self.bags)
-        hashes = [self.job.config_hash(b) for b in self.bags]
+        chunking = {'chunk_s': self.chunk_s, 'warmup_s': self.warmup_s} if self.chunk_s else {}
+        hashes = [self.job.config_hash(b, chunking) for b in self.bags]
         todo = []
         for i, bag in enumerate(self.bags):
             folder = self.folder(bag)
@@ -223,16 +248,27 @@ class FleetEvaluation:
             else:
                 todo.append(i)
 
-        def done(k: int, outcome: BagOutcome) -> None:
-            i = todo[k]
+        # Tasks: (bag, chunk, chunks of the bag, window or None).
+        tasks = [t for i in todo for t in self._tasks(i)]
+        parts: dict[int, dict[int, BagOutcome]] = {}
+
+        def finish(i: int, outcome: BagOutcome) -> None:
             outcomes[i] = outcome
             if outcome.result is not None and outcome.status == DONE:
                 self._write_bag(outcome, hashes[i])
 
+        def done(k: int, outcome: BagOutcome) -> None:
+            i, chunk, count, _ = tasks[k]
+            if count == 1:
+                return finish(i, outcome)
+            got = parts.setdefault(i, {})
+            got[chunk] = outcome
+            if len(got) == count:
+                finish(i, self._merge_chunks(i, [got[c] for c in range(count)]))
+
         def failed(k: int, message: str) -> None:
-            i = todo[k]
-            outcomes[i] = BagOutcome(self.bags[i], self.folder(self.bags[i]).name, FAILED,
-                                     error=message)
+            done(k, BagOutcome(self.bags[tasks[k][0]], self.folder(self.bags[tasks[k][0]]).name,
+                               FAILED, error=message))
 
         interrupted = False
         workers = 0
@@ -240,17 +276,19 @@ class FleetEvaluation:
             if self.ray is None:
                 worker = BagWorker(self.job)
                 if worker.error:
-                    from depth_node.core.errors import ConfigError
                     raise ConfigError('estimator', 'cannot be built', worker.error)
-                with progress_bar(self.progress, len(todo), 'bag') as bar:
-                    for k, i in enumerate(todo):
-                        done(k, worker.run(self.bags[i]))
+                with progress_bar(self.progress, len(tasks), 'task') as bar:
+                    for k, task in enumerate(tasks):
+                        done(k, worker.run(self._item(task)))
                         bar.update(1)
             elif todo:
                 with RaySession(self.ray) as session:
-                    workers = session.workers(len(todo))
-                    run_pool(BagWorker, (self.job,), [self.bags[i] for i in todo], session,
-                             done, failed, progress=self.progress, unit='bag')
+                    workers = session.workers(len(tasks))
+                    run_pool(BagWorker, (self.job,), [self._item(t) for t in tasks], session,
+                             done, failed, progress=self.progress,
+                             unit='chunk' if len(tasks) > len(todo) else 'bag',
+                             label=lambda item: item if isinstance(item, str) else
+                             f'{item[0]} (chunk from log time {item[1].start_ns * 1e-9:.3f} s)')
         except KeyboardInterrupt:
             interrupted = True
         finished = [o for o in outcomes if o is not None]
@@ -262,6 +300,41 @@ class FleetEvaluation:
             merged.interrupted |= interrupted
         fleet.files = self._write_merged(fleet)
         return fleet
+
+    # ----- chunks
+    def _tasks(self, i: int) -> list[tuple[int, int, int, Any]]:
+        """The tasks of bag ``i``: one, or one per time chunk (bags that cannot be scanned run
+        whole: their worker reports what is wrong)."""
+        windows = []
+        if self.chunk_s:
+            try:
+                times = image_log_times(self.bags[i], self.job.options.topics)
+                windows = plan_chunks(times, self.chunk_s, self.warmup_s)
+            except (BagReadError, DepthNodeError):
+                windows = []
+        if len(windows) <= 1:
+            return [(i, 0, 1, None)]
+        return [(i, k, len(windows), w) for k, w in enumerate(windows)]
+
+    def _item(self, task: tuple[int, int, int, Any]) -> Any:
+        i, _, _, window = task
+        return self.bags[i] if window is None else (self.bags[i], window)
+
+    def _merge_chunks(self, i: int, chunks: list[BagOutcome]) -> BagOutcome:
+        bag = self.bags[i]
+        bad = [c for c in chunks if c.status == FAILED or c.result is None]
+        workers = ','.join(sorted({c.worker for c in chunks if c.worker}))
+        seconds = sum(c.seconds for c in chunks)
+        if bad:
+            return BagOutcome(bag, self.folder(bag).name, FAILED, error=bad[0].error,
+                              worker=workers, seconds=seconds)
+        merged = merge_chunks([c.result for c in chunks if c.result is not None],
+                              chunks[0].first_stamp)
+        status = DONE if merged.frames else FAILED
+        return BagOutcome(bag, self.folder(bag).name, status,
+                          merged if status == DONE else None,
+                          '' if merged.frames else f'{bag}: no camera frame could be processed',
+                          workers, seconds, chunks[0].first_stamp)
 
     # ----- files
     def _write_bag(self, outcome: BagOutcome, config_hash: str) -> None:
@@ -303,6 +376,9 @@ class FleetEvaluation:
             'damaged': [o.bag for o in fleet.damaged], 'workers': fleet.workers,
             'ray_address': (self.ray.address or 'local') if self.ray is not None else None,
             'wall_s': fleet.wall_s, 'interrupted': fleet.interrupted,
+            'chunks': ({'chunk_s': self.chunk_s, 'warmup_s': self.warmup_s,
+                        'exact': chunking_is_exact(self.job.settings, self.warmup_s)}
+                       if self.chunk_s else None),
             'bags_per_min': (sum(o.status == DONE for o in fleet.outcomes) * 60.0
                              / max(fleet.wall_s, 1e-9))}}
         if fleet.merged is None:
