@@ -318,3 +318,27 @@ def test_chunks_of_a_bag_on_two_workers_equal_the_whole_bag(tmp_path, ray_sessio
         ['none', 'none', 'none']
     assert [r for r in cold_rows if r['index'] not in FLAT['flat']] == \
         [r for r in rows if r['index'] not in FLAT['flat']]
+
+
+def test_ctrl_c_keeps_the_bags_done_and_the_next_run_does_the_rest(tmp_path, frames_dir, bags,
+                                                                   one_process, capsys):
+    import torch
+    out = tmp_path / 'out'
+    threads = torch.get_num_threads()
+    try:  # Ctrl-C in the 11th frame: in the second bag (8 frames each)
+        params = _params(tmp_path / 'p.yaml', frames_dir,
+                         'evaluate_stubs:InterruptingOracle', after=10)
+        assert main([str(bags), '--params-file', params, '--out', str(out), '--workers', '0',
+                     '-q', '--no-plots', *FEW]) == 130
+        assert 'interrupted after 1 bags' in capsys.readouterr().err
+        s = json.loads((out / 'summary.json').read_text())
+        assert [b['key'].split('-')[0] for b in s['fleet']['bags']] == ['drive_a']
+        assert s['frames']['processed'] == 8 and s['fleet']['interrupted']
+        assert not (out / 'bags' / bag_key(bags / 'drive_b') / 'result.json').exists()
+        # Carry on with the real thing: the bag done stays, the other two are evaluated.
+        assert main([str(bags), '--params-file', _params(tmp_path / 'p.yaml', frames_dir),
+                     '--out', str(out), '--workers', '0', '-q', '--no-plots', *FEW]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    s = json.loads((out / 'summary.json').read_text())
+    assert [b['status'] for b in s['fleet']['bags']] == ['done', 'done', 'done']

@@ -8,10 +8,11 @@ one bag after the other, without Ray.
 
 Equal numbers: a bag's result does not depend on where or with what else it ran (a fresh
 runner per bag, as ``evaluate BAG`` makes; torch threads fixed per worker), and the merge
-(:func:`merge_results`) concatenates the bags' per-frame records in the order the bags were
-given, so the overall metrics - the mean of the per-frame metrics over all frames, as for one
-bag - are bitwise those of the same bags evaluated one after another in one process. A worker
-lost mid-bag is restarted and the bag evaluated again from its start.
+(:func:`~depth_node.offline.fleet_report.merge_results`) concatenates the bags' per-frame
+records in the order the bags were given, so the overall metrics - the mean of the per-frame
+metrics over all frames, as for one bag - are bitwise those of the same bags evaluated one
+after another in one process. A worker lost mid-bag is restarted and the bag evaluated again
+from its start.
 
 Folder layout of ``out``::
 
@@ -33,10 +34,8 @@ tried again by the next run.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
-import html
 import json
 import os
 import sys
@@ -44,8 +43,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
-
-import numpy as np
 
 from depth_node.core.errors import ConfigError, DepthNodeError
 from depth_node.estimators.base import EstimatorConfig
@@ -55,7 +52,9 @@ from depth_node.offline.chunks import (chunking_is_exact, default_warmup, image_
 from depth_node.offline.eval_config import EvaluationOptions, NodeSettings
 from depth_node.offline.fleet import progress_bar, RaySession, RaySettings, run_pool
 from depth_node.offline.records import BagReadError
-from depth_node.offline.result_files import FORMAT, load_result, save_result, stored_hash
+from depth_node.offline.fleet_report import merge_results
+from depth_node.offline.result_files import (FORMAT, load_result, save_result, stored_extra,
+                                             stored_hash)
 from depth_node.offline.results import EvaluationResult
 
 __all__ = ['BagOutcome', 'BagWorker', 'FleetEvaluation', 'FleetJob', 'FleetResult',
@@ -150,35 +149,6 @@ class BagWorker:
         return out
 
 
-def merge_results(results: Sequence[EvaluationResult], label: str) -> EvaluationResult:
-    """One result of many bags: their records (and issues) one bag after the other."""
-    if not results:
-        raise DepthNodeError('no bag result to merge')
-    first = results[0]
-    truths = sorted({r.ground_truth for r in results})
-    merged = EvaluationResult(label, first.estimator, '+'.join(truths), first.options,
-                              first.settings)
-    for r in results:
-        merged.records.extend(r.records)
-        merged.issues.extend(r.issues)
-        merged.interrupted |= r.interrupted
-        merged.damaged |= r.damaged
-        for k in ('images_declared', 'images_skipped', 'frames_failed', 'wall_s', 'read_s',
-                  'process_s', 'split_s', 'metrics_s', 'output_s'):
-            setattr(merged, k, getattr(merged, k) + getattr(r, k))
-        if merged.sample is None:
-            merged.sample = r.sample
-    curves = [r for r in results if r.curve_edges.size]
-    if curves:
-        merged.curve_edges = curves[0].curve_edges
-        for k in ('curve_abs', 'curve_signed', 'curve_count'):
-            total = np.zeros_like(curves[0].curve_abs)
-            for r in curves:
-                total = total + getattr(r, k)
-            setattr(merged, k, total)
-    return merged
-
-
 @dataclass
 class FleetResult:
     """All bags of a fleet run and the merged result (None when no bag was evaluated)."""
@@ -244,7 +214,8 @@ class FleetEvaluation:
             folder = self.folder(bag)
             if self.resume and stored_hash(folder) == hashes[i]:
                 result = load_result(folder, self.job.options, self.job.settings)
-                outcomes[i] = BagOutcome(bag, folder.name, RESUMED, result)
+                outcomes[i] = BagOutcome(bag, folder.name, RESUMED, result,
+                                         **stored_extra(folder, ('worker', 'seconds')))
             else:
                 todo.append(i)
 
@@ -253,6 +224,8 @@ class FleetEvaluation:
         parts: dict[int, dict[int, BagOutcome]] = {}
 
         def finish(i: int, outcome: BagOutcome) -> None:
+            if outcome.result is not None and outcome.result.interrupted:
+                raise KeyboardInterrupt  # Ctrl-C inside the bag: not a result to keep
             outcomes[i] = outcome
             if outcome.result is not None and outcome.status == DONE:
                 self._write_bag(outcome, hashes[i])
@@ -346,82 +319,14 @@ class FleetEvaluation:
         save_result(outcome.result, folder, config_hash,
                     {'worker': outcome.worker, 'seconds': outcome.seconds})
 
-    def _bag_rows(self, fleet: FleetResult) -> list[dict[str, Any]]:
-        rows = []
-        for o in fleet.outcomes:
-            r = o.result
-            m = r.overall() if r is not None else None
-            rows.append({
-                'bag': o.bag, 'key': o.key, 'status': o.status,
-                'frames': r.frames if r else 0,
-                'with_metric_depth': r.frames_with_depth if r else 0,
-                'evaluated': r.frames_evaluated if r else 0,
-                'abs_rel': m.abs_rel if m else None, 'delta1': m.delta1 if m else None,
-                'rmse': m.rmse if m else None, 'valid': m.valid if m else 0,
-                'damaged': bool(r.damaged) if r else False,
-                'issues': len(r.issues) if r else 0, 'error': o.error,
-                'worker': o.worker, 'seconds': o.seconds})
-        return rows
-
     def _write_merged(self, fleet: FleetResult) -> dict[str, Path]:
-        from depth_node.offline.report import write_report
-        self.out.mkdir(parents=True, exist_ok=True)
-        rows = self._bag_rows(fleet)
-        with open(self.out / 'bags.csv', 'w', newline='') as fh:
-            w = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ['bag'])
-            w.writeheader()
-            w.writerows(rows)
-        extra = {'fleet': {
-            'bags': rows, 'failed': [{'bag': o.bag, 'error': o.error} for o in fleet.failed],
-            'damaged': [o.bag for o in fleet.damaged], 'workers': fleet.workers,
-            'ray_address': (self.ray.address or 'local') if self.ray is not None else None,
-            'wall_s': fleet.wall_s, 'interrupted': fleet.interrupted,
-            'chunks': ({'chunk_s': self.chunk_s, 'warmup_s': self.warmup_s,
-                        'exact': chunking_is_exact(self.job.settings, self.warmup_s)}
-                       if self.chunk_s else None),
-            'bags_per_min': (sum(o.status == DONE for o in fleet.outcomes) * 60.0
-                             / max(fleet.wall_s, 1e-9))}}
-        if fleet.merged is None:
-            (self.out / 'summary.json').write_text(json.dumps(extra, indent=2, default=str))
-            return {'summary.json': self.out / 'summary.json', 'bags.csv': self.out / 'bags.csv'}
-        files = write_report(fleet.merged, self.out, plots=self.plots, extra=extra,
-                             extra_html=_bags_html(rows))
-        self._add_bag_column(fleet)
-        files['bags.csv'] = self.out / 'bags.csv'
-        return files
-
-    def _add_bag_column(self, fleet: FleetResult) -> None:
-        """frames.csv of the merged report: which bag each row is from."""
-        keys = [o.key for o in fleet.outcomes if o.result is not None and o.status != FAILED
-                for _ in o.result.records]
-        path = self.out / 'frames.csv'
-        with open(path, newline='') as fh:
-            rows = list(csv.reader(fh))
-        with open(path, 'w', newline='') as fh:
-            w = csv.writer(fh)
-            w.writerow(['bag'] + rows[0])
-            for key, row in zip(keys, rows[1:]):
-                w.writerow([key] + row)
-
-
-def _bags_html(rows: list[dict[str, Any]]) -> str:
-    def num(v: Any) -> str:
-        return '-' if v is None or (isinstance(v, float) and not np.isfinite(v)) \
-            else f'{v:.4f}' if isinstance(v, float) else str(v)
-
-    body = []
-    for r in rows:
-        link = (f'<a href="bags/{html.escape(r["key"])}/index.html">{html.escape(r["key"])}</a>'
-                if r['status'] != FAILED else html.escape(r['key']))
-        status = r['status'] + (' (damaged)' if r['damaged'] else '')
-        body.append(f'<tr><td>{link}</td><td>{html.escape(status)}</td><td>{r["frames"]}</td>'
-                    f'<td>{r["with_metric_depth"]}</td><td>{num(r["abs_rel"])}</td>'
-                    f'<td>{num(r["delta1"])}</td><td>{num(r["rmse"])}</td>'
-                    f'<td style="text-align:left">{html.escape(r["error"])}</td></tr>')
-    failed = [r for r in rows if r['status'] == FAILED]
-    warn = (f'<p class="warn">{len(failed)} bag(s) could not be evaluated: '
-            + '; '.join(html.escape(r['bag']) for r in failed) + '</p>') if failed else ''
-    return (f'<h2>Bags ({len(rows)})</h2>{warn}<table><tr><th>bag</th><th>status</th>'
-            '<th>frames</th><th>with depth</th><th>AbsRel</th><th>delta1</th><th>RMSE</th>'
-            '<th>error</th></tr>' + ''.join(body) + '</table>'
-            '<p>One row per bag: <a href="bags.csv">bags.csv</a>.</p>')
+        from depth_node.offline.fleet_report import write_fleet_report
+        info = {'workers': fleet.workers,
+                'ray_address': (self.ray.address or 'local') if self.ray is not None else None,
+                'wall_s': fleet.wall_s, 'interrupted': fleet.interrupted,
+                'chunks': ({'chunk_s': self.chunk_s, 'warmup_s': self.warmup_s,
+                            'exact': chunking_is_exact(self.job.settings, self.warmup_s)}
+                           if self.chunk_s else None),
+                'bags_per_min': (sum(o.status == DONE for o in fleet.outcomes) * 60.0
+                                 / max(fleet.wall_s, 1e-9))}
+        return write_fleet_report(self.out, fleet.outcomes, fleet.merged, info, self.plots)

@@ -26,7 +26,7 @@ from depth_node.offline.records import BagIssue
 from depth_node.offline.results import EvaluationResult, FrameRecord, SamplePanel
 from depth_node.pipeline.frame import FitState
 
-__all__ = ['FORMAT', 'load_result', 'save_result', 'stored_hash']
+__all__ = ['FORMAT', 'load_result', 'save_result', 'stored_extra', 'stored_hash']
 
 #: Version of the files' layout (part of the configuration hash).
 FORMAT = 1
@@ -98,6 +98,15 @@ def stored_hash(folder: str | Path) -> Optional[str]:
         return None
     value = data.get('config_hash')
     return value if isinstance(value, str) else None
+
+
+def stored_extra(folder: str | Path, keys: tuple[str, ...]) -> dict[str, Any]:
+    """Those of ``keys`` that :func:`save_result` stored from its ``extra``."""
+    try:
+        data = json.loads((Path(folder) / RESULT).read_text(encoding='utf-8'))
+    except (OSError, ValueError):
+        return {}
+    return {k: data[k] for k in keys if k in data}
 
 
 def load_result(folder: str | Path, options: Any, settings: Any) -> EvaluationResult:
