@@ -21,7 +21,8 @@ FRAMES = 5  # per bag: keyframes 0, 2, 4 (every_n 2)
 # accept them, this checks the wiring.
 TEACHER = ['-p', 'keyframes.every_n:=2', '-p', 'keyframes.every_t:=0.0',
            '-p', 'keyframes.ensemble_size:=3', '-p', 'keyframes.num_inference_steps:=1',
-           '-p', 'fit.max_residual:=10.0', '--max-frames', str(FRAMES), '--threads', '1']
+           '-p', 'fit.max_residual:=10.0', '--max-frames', str(FRAMES), '--threads', '1',
+           '--rows-per-shard', '2']  # 3 keyframes a bag: 2 shards, written as they fill
 
 
 @pytest.fixture(scope='module')
@@ -66,7 +67,9 @@ def test_shards_hold_images_aligned_depth_uncertainty_and_provenance(labelled, b
     assert [b['keyframes'] for b in manifest['bags']] == [3, 3]
     assert len({b['worker'] for b in manifest['bags']}) == 2
     files = shard_files(labelled)
-    assert [f.name for f in files] == manifest['shards'] and len(files) == 2
+    assert [f.name for f in files] == manifest['shards'] and len(files) == 4
+    assert [len(b['shards']) for b in manifest['bags']] == [2, 2]
+    assert [f for b in manifest['bags'] for f in b['shards']] == manifest['shards']
     assert shard_metadata(files[0])['depth_node.teacher'] == str(models[0])
     rows = list(read_rows(labelled))
     frames = {f.index: f for f in read_drive(SAMPLE) if f.index < FRAMES}

@@ -56,7 +56,7 @@ def _parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                    help='LiDAR->camera: /tf_static of the bag when it connects the frames, '
                         'else extrinsic.* (auto); or force one')
     t.add_argument('--max-frames', type=int, default=0, help='camera frames per bag (0: all)')
-    t.add_argument('--rows-per-shard', type=int, default=256, help='default %(default)s')
+    t.add_argument('--rows-per-shard', type=int, default=64, help='default %(default)s')
     f = p.add_argument_group('Ray')
     f.add_argument('--workers', type=int, help='workers, each with its own teacher (default: '
                    'one per CPU / --cpus-per-task); 0: in this process, without Ray')

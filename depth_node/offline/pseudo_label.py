@@ -10,9 +10,11 @@ offline every candidate runs, none is replaced for lack of time), and per keyfra
 does: teacher and ensemble, LiDAR projection, see-through rejection, robust fit in the teacher's
 space, metric depth and its uncertainty. Keyframes whose fit is refused get no label (counted
 per reason). Rows (:class:`~depth_node.offline.shards.LabelRow`) go into shards of at most
-``rows_per_shard`` rows, ``<bag>-<hash>-00000.parquet``, ...; ``dataset.json`` lists the bags
-and shards. Resumable as the fleet evaluation is: ``.done/<bag>-<hash>.json`` records the
-configuration hash; a bag whose hash matches is not labelled again.
+``rows_per_shard`` rows, ``<bag>-<hash>-00000.parquet``, ..., written by the worker as they
+fill (memory stays at one shard; on a cluster ``out`` must be shared storage, as the bags
+are); ``dataset.json`` lists the bags and shards. Resumable as the fleet evaluation is:
+``.done/<bag>-<hash>.json`` records the configuration hash; a bag whose hash matches is not
+labelled again.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from depth_node.offline.drive_bag import DriveTopics
 from depth_node.offline.eval_config import NodeSettings
 from depth_node.offline.fleet import progress_bar, RaySession, RaySettings, run_pool
 from depth_node.offline.records import DriveFrame
-from depth_node.offline.shards import FORMAT, LabelRow
+from depth_node.offline.shards import FORMAT, LabelRow, remove_shards, write_shard
 from depth_node.pipeline.frame import FrameInput
 from depth_node.pipeline.keyframe_job import KeyframeConfig
 from depth_node.pipeline.keyframe_policy import KeyframePolicy
@@ -57,7 +59,7 @@ class LabelJob:
     topics: DriveTopics = DriveTopics()
     extrinsic: str = 'auto'  # /tf_static when it connects the frames, else extrinsic.*
     max_frames: int = 0  # camera frames read per bag (0: all)
-    rows_per_shard: int = 256
+    rows_per_shard: int = 64  # ~2-3 MB a row at 640x480
     threads: int = 1  # torch threads per worker (0: torch's default)
 
     def validate(self) -> None:
@@ -115,7 +117,7 @@ class LabelOutcome:
     bag: str
     key: str
     status: str  # 'done', 'resumed' or 'failed'
-    shards: list[bytes] = field(default_factory=list)  # Parquet files (not kept once written)
+    shards: list[str] = field(default_factory=list)  # its shard files in the dataset folder
     rows: int = 0  # labelled keyframes
     frames: int = 0  # camera frames read
     keyframes: int = 0  # keyframes the policy chose
@@ -130,8 +132,9 @@ class LabelOutcome:
 class LabelWorker:
     """One worker: the teacher built once, then bag after bag (Ray actor)."""
 
-    def __init__(self, job: LabelJob) -> None:
+    def __init__(self, job: LabelJob, out: str) -> None:
         self.job = job
+        self.out = Path(out)
         self.error = ''
         self.teacher: Any = None
         try:
@@ -163,6 +166,16 @@ class LabelWorker:
         refused: Counter[str] = Counter()
         rows: list[LabelRow] = []
         name = job.teacher.model_path or job.teacher.type
+        meta = {'depth_node.teacher': name, 'depth_node.bag': bag}
+        remove_shards(self.out, out.key)  # an earlier (or a lost worker's) attempt
+
+        def flush() -> None:
+            if rows:
+                out.shards.append(write_shard(self.out, out.key, len(out.shards),
+                                              encode_shard(rows, meta)))
+                out.rows += len(rows)
+                rows.clear()
+
         reader = DriveReader(bag, job.topics, lidar_tolerance=job.settings.lidar_max_age)
         try:
             for frame in reader.frames():
@@ -185,6 +198,8 @@ class LabelWorker:
                                 res.space.value, res.fit.scale, res.fit.shift,
                                 res.fit.residual, int(res.fit.points), int(res.fit.inliers),
                                 res.lidar_pixels))
+                            if len(rows) >= job.rows_per_shard:
+                                flush()
                 if job.max_frames and out.frames >= job.max_frames:
                     break
         except (BagReadError, DepthNodeError) as exc:
@@ -194,11 +209,11 @@ class LabelWorker:
         if out.status == 'done' and out.frames == 0:
             out.status, out.error = 'failed', f'{bag}: no camera frame could be read'
         out.refused = dict(refused)
-        out.rows = len(rows)
-        meta = {'depth_node.teacher': name, 'depth_node.bag': bag}
-        out.shards = [encode_shard(rows[i:i + job.rows_per_shard], meta)
-                      for i in range(0, len(rows), job.rows_per_shard)] \
-            if out.status == 'done' else []
+        if out.status == 'done':
+            flush()
+        else:
+            remove_shards(self.out, out.key)
+            out.shards, out.rows = [], 0
         out.seconds = time.perf_counter() - t0
         return out
 
@@ -241,18 +256,18 @@ class PseudoLabelRun:
         def finished(k: int, outcome: LabelOutcome) -> None:
             i = todo[k]
             if outcome.status == 'done':
-                self._write(outcome, hashes[i])
-            outcome.shards = []
+                self._write_done(outcome, hashes[i])
             outcomes[i] = outcome
 
         def failed(k: int, message: str) -> None:
             i = todo[k]
-            outcomes[i] = LabelOutcome(self.bags[i], bag_key(Path(self.bags[i])), 'failed',
-                                       error=message)
+            key = bag_key(Path(self.bags[i]))
+            remove_shards(self.out, key)  # what the lost worker left
+            outcomes[i] = LabelOutcome(self.bags[i], key, 'failed', error=message)
 
         try:
             if self.ray is None:
-                worker = LabelWorker(self.job)
+                worker = LabelWorker(self.job, str(self.out))
                 if worker.error:
                     raise ConfigError('keyframes.model_path', 'the teacher cannot be built',
                                       worker.error)
@@ -263,7 +278,8 @@ class PseudoLabelRun:
             elif todo:
                 with RaySession(self.ray) as session:
                     self.workers = session.workers(len(todo))
-                    run_pool(LabelWorker, (self.job,), [self.bags[i] for i in todo], session,
+                    run_pool(LabelWorker, (self.job, str(self.out.absolute())),
+                             [self.bags[i] for i in todo], session,
                              finished, failed, progress=self.progress, unit='bag')
         except KeyboardInterrupt:
             self.interrupted = True
@@ -279,37 +295,29 @@ class PseudoLabelRun:
         if data.get('config_hash') != config_hash or not all(
                 (self.out / f).is_file() for f in data.get('shards', [])):
             return None
-        return LabelOutcome(bag, data['key'], 'resumed', rows=data['rows'],
+        return LabelOutcome(bag, data['key'], 'resumed', shards=data['shards'], rows=data['rows'],
                             frames=data['frames'], keyframes=data['keyframes'],
                             refused=data['refused'], issues=data['issues'],
                             damaged=data['damaged'])
 
-    def _write(self, o: LabelOutcome, config_hash: str) -> None:
-        """The bag's shards (replacing an earlier run's), then its done file."""
-        for old in self.out.glob(f'{o.key}-*.parquet'):
-            old.unlink()
-        names = []
-        for n, data in enumerate(o.shards):
-            name = f'{o.key}-{n:05d}.parquet'
-            tmp = self.out / (name + '.part')
-            tmp.write_bytes(data)
-            os.replace(tmp, self.out / name)
-            names.append(name)
+    def _write_done(self, o: LabelOutcome, config_hash: str) -> None:
+        """The bag's done file (its shards are written): what a later run skips."""
         done = self._done_file(o.bag)
         done.parent.mkdir(exist_ok=True)
-        record = {'config_hash': config_hash, 'key': o.key, 'bag': o.bag, 'shards': names,
+        record = {'config_hash': config_hash, 'key': o.key, 'bag': o.bag, 'shards': o.shards,
                   'rows': o.rows, 'frames': o.frames, 'keyframes': o.keyframes,
                   'refused': o.refused, 'issues': o.issues, 'damaged': o.damaged,
                   'worker': o.worker, 'seconds': o.seconds}
-        done.write_text(json.dumps(record, indent=2), encoding='utf-8')
+        tmp = done.with_name(done.name + '.part')
+        tmp.write_text(json.dumps(record, indent=2), encoding='utf-8')
+        os.replace(tmp, done)
 
     def _write_manifest(self, outcomes: list[LabelOutcome]) -> None:
         from depth_node.offline.shards import shard_files
         manifest = {
             'format': FORMAT, 'teacher': dataclasses.asdict(self.job.teacher),
             'rows': sum(o.rows for o in outcomes),
-            'bags': [{k: v for k, v in dataclasses.asdict(o).items() if k != 'shards'}
-                     for o in outcomes],
+            'bags': [dataclasses.asdict(o) for o in outcomes],
             'shards': [p.name for p in shard_files(self.out)],
             'workers': self.workers, 'interrupted': self.interrupted}
         (self.out / 'dataset.json').write_text(json.dumps(manifest, indent=2, default=str),

@@ -14,6 +14,7 @@ written.
 from __future__ import annotations
 
 import io
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
@@ -24,7 +25,7 @@ import numpy as np
 from depth_node.core.errors import DepthNodeError
 
 __all__ = ['FORMAT', 'LabelRow', 'decode_png', 'encode_png', 'encode_shard', 'read_rows',
-           'shard_files', 'shard_metadata']
+           'remove_shards', 'shard_files', 'shard_metadata', 'write_shard']
 
 #: Version of the row layout (file metadata ``depth_node.format``).
 FORMAT = '1'
@@ -123,6 +124,22 @@ def encode_shard(rows: Sequence[LabelRow], metadata: Optional[dict[str, str]] = 
     sink = io.BytesIO()
     pq.write_table(table, sink, compression='zstd', row_group_size=64)
     return sink.getvalue()
+
+
+def write_shard(folder: str | Path, key: str, number: int, data: bytes) -> str:
+    """Write shard ``number`` of bag ``key`` (atomically); its file name."""
+    name = f'{key}-{number:05d}.parquet'
+    path = Path(folder) / name
+    tmp = path.with_name(name + '.part')
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return name
+
+
+def remove_shards(folder: str | Path, key: str) -> None:
+    """Delete the shards of bag ``key`` (before it is labelled again)."""
+    for path in Path(folder).glob(f'{key}-[0-9][0-9][0-9][0-9][0-9].parquet*'):
+        path.unlink(missing_ok=True)
 
 
 def shard_files(folder: str | Path) -> list[Path]:
