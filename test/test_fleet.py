@@ -166,6 +166,25 @@ def test_a_worker_killed_mid_bag_is_retried_and_the_numbers_stay(tmp_path, ray_s
         assert _records(out / 'bags' / key) == _records(one_process / 'bags' / key)
 
 
+def test_a_bag_that_loses_its_worker_every_time_fails_and_the_others_finish(
+        tmp_path, ray_session, frames_dir, bags, one_process, capsys):
+    marker = tmp_path / 'crashed'
+    params = _params(tmp_path / 'p.yaml', frames_dir, 'fleet_stubs:CrashOnceOracle',
+                     marker=str(marker), after=5)
+    out = tmp_path / 'out'
+    assert main([str(bags), '--params-file', params, '--out', str(out), '--workers', '2',
+                 '--retries', '0', '-q', '--no-plots', *FEW]) == 4
+    lost = int(marker.read_text())  # the pid of the worker that died
+    s = json.loads((out / 'summary.json').read_text())
+    failed = [b for b in s['fleet']['bags'] if b['status'] == 'failed']
+    assert len(failed) == 1 and 'worker lost 1 time(s)' in failed[0]['error']
+    assert f"FAILED {failed[0]['bag']}" in capsys.readouterr().err
+    done = [b for b in s['fleet']['bags'] if b['status'] == 'done']
+    assert len(done) == 2 and all(not b['worker'].endswith(f':{lost}') for b in done)
+    for b in done:  # a fresh worker took over: the others are as in one process
+        assert _records(out / 'bags' / b['key']) == _records(one_process / 'bags' / b['key'])
+
+
 def test_a_corrupt_bag_is_named_and_the_others_finish(tmp_path, ray_session, frames_dir, bags,
                                                       capsys):
     broken = tmp_path / 'set' / 'broken_drive'

@@ -153,7 +153,7 @@ def run_pool(worker_cls: type, args: tuple, items: Sequence[Any], session: RaySe
     if not items:
         return
     ray = import_ray()
-    from ray.exceptions import RayError
+    from ray.exceptions import RayError, RayTaskError
     s = session.settings
     remote = ray.remote(worker_cls).options(
         num_cpus=s.cpus_per_task, num_gpus=s.gpus_per_task, max_restarts=-1,
@@ -179,9 +179,12 @@ def run_pool(worker_cls: type, args: tuple, items: Sequence[Any], session: RaySe
                 i, slot = running.pop(done[0])
                 try:
                     value = ray.get(done[0])
-                except RayError as exc:
-                    on_failure(i, f'{label(items[i])}: failed after {s.retries + 1} '
-                                  f'attempt(s): {_first_line(exc)}')
+                except RayTaskError as exc:  # the task raised: not retried, the worker lives
+                    on_failure(i, f'{label(items[i])}: failed: '
+                                  f'{_first_line(getattr(exc, "cause", None) or exc)}')
+                except RayError as exc:  # the worker was lost every time
+                    on_failure(i, f'{label(items[i])}: worker lost {s.retries + 1} time(s): '
+                                  f'{_first_line(exc)}')
                     ray.kill(actors[slot])  # a fresh worker for what follows
                     actors[slot] = remote.remote(*args)
                 else:
