@@ -26,7 +26,7 @@ from typing import Any, Optional
 SAMPLE = Path(__file__).resolve().parents[2] / 'data' / 'sample_drive'
 
 
-def measure(bags: int = 4, frames: int = 8, workers: tuple[int, ...] = (1, 2),
+def measure(bags: int = 6, frames: int = 10, workers: tuple[int, ...] = (1, 2),
             model: str = '', input_size: int = 0, sample: Path = SAMPLE,
             quiet: bool = True, estimator_type: str = 'depth_anything',
             estimator_options: Optional[dict[str, Any]] = None) -> list[dict[str, Any]]:
@@ -69,8 +69,8 @@ def measure(bags: int = 4, frames: int = 8, workers: tuple[int, ...] = (1, 2),
 def main(argv: Optional[list[str]] = None) -> int:
     """Entry point of ``benchmark fleet``; 0 on success, 1 when the runs disagree."""
     p = argparse.ArgumentParser(prog='benchmark fleet', description=__doc__.split('\n\n')[0])
-    p.add_argument('--bags', type=int, default=4, help='copies of the sample bag')
-    p.add_argument('--frames', type=int, default=8, help='frames evaluated per bag')
+    p.add_argument('--bags', type=int, default=6, help='copies of the sample bag')
+    p.add_argument('--frames', type=int, default=10, help='frames evaluated per bag')
     p.add_argument('--workers', default='1,2', help='worker counts, comma-separated')
     p.add_argument('--model', default='', help="Depth Anything folder or .pth ('': the "
                    'shipped student)')
