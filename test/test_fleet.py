@@ -207,6 +207,27 @@ def test_a_corrupt_bag_is_named_and_the_others_finish(tmp_path, ray_session, fra
     assert 'broken_drive' in (out / 'index.html').read_text()
 
 
+def test_a_damaged_bag_is_evaluated_as_far_as_it_reads_exit_3(tmp_path, frames_dir, capsys):
+    import torch
+    root = tmp_path / 'set'
+    shutil.copytree(SAMPLE, root / 'good')
+    shutil.copytree(SAMPLE, root / 'truncated')
+    mcap = root / 'truncated' / 'sample_drive.mcap'
+    mcap.write_bytes(mcap.read_bytes()[:mcap.stat().st_size // 2])
+    threads = torch.get_num_threads()
+    try:
+        code = main([str(root), '--params-file', _params(tmp_path / 'p.yaml', frames_dir),
+                     '--out', str(tmp_path / 'out'), '--workers', '0', '-q', '--no-plots'])
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 3
+    err = capsys.readouterr().err
+    assert f"{root / 'truncated'}: /camera/image_rect: only 10 of its 20 messages" in err
+    s = json.loads((tmp_path / 'out' / 'summary.json').read_text())
+    assert s['fleet']['damaged'] == [str(root / 'truncated')] and not s['fleet']['failed']
+    assert s['frames']['processed'] == 30 and s['damaged']
+
+
 def test_a_second_run_skips_the_bags_done_and_a_new_configuration_runs_again(
         tmp_path, frames_dir, bags, one_process, capsys):
     import torch
