@@ -7,8 +7,10 @@ many bags) once per worker count, each worker with one torch thread and one CPU,
 node's default (the shipped student) unless ``--model``. It prints the wall time, bags per
 minute and the speed-up over the first count, and checks that every run's merged metrics are
 bitwise the same. The time counted is the whole run - workers starting and loading the model
-included - but not Ray's own start (once, before the first count). CPU-bound on purpose: the
-evaluation's model and pipeline, not reading, decide the rate. Measured figures and their
+included - but not Ray's own start (once, before the first count); ``steady`` is the rate once
+every worker has loaded its model (what a fleet of many bags sees). CPU-bound on purpose: the
+evaluation's model and pipeline, not reading, decide the rate, so a speed-up needs free cores:
+the load average of the machine during each run is printed next to it. Measured figures and their
 command: ``docs/benchmarks.md``.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -26,7 +29,7 @@ from typing import Any, Optional
 SAMPLE = Path(__file__).resolve().parents[2] / 'data' / 'sample_drive'
 
 
-def measure(bags: int = 6, frames: int = 10, workers: tuple[int, ...] = (1, 2),
+def measure(bags: int = 6, frames: int = 20, workers: tuple[int, ...] = (1, 2),
             model: str = '', input_size: int = 0, sample: Path = SAMPLE,
             quiet: bool = True, estimator_type: str = 'depth_anything',
             estimator_options: Optional[dict[str, Any]] = None) -> list[dict[str, Any]]:
@@ -49,6 +52,7 @@ def measure(bags: int = 6, frames: int = 10, workers: tuple[int, ...] = (1, 2),
             shutil.copytree(sample, copies[-1])
         with RaySession(RaySettings(workers=max(workers), object_store_mb=200)):
             for n in workers:
+                load0 = os.getloadavg()[0]
                 t0 = time.perf_counter()
                 result = FleetEvaluation(copies, job, root / f'out_{n}',
                                          RaySettings(workers=n), resume=False,
@@ -57,11 +61,16 @@ def measure(bags: int = 6, frames: int = 10, workers: tuple[int, ...] = (1, 2),
                 if result.failed or result.merged is None:
                     raise RuntimeError(f'benchmark fleet: {len(result.failed)} bags failed: '
                                        f'{result.failed[0].error if result.failed else "-"}')
+                steady = max(wall - result.ready_s, 1e-9)
                 rows.append({'workers': n, 'bags': bags, 'frames_per_bag': frames,
                              'wall_s': wall, 'bags_per_min': bags * 60.0 / wall,
+                             'workers_ready_s': result.ready_s,
+                             'steady_bags_per_min': bags * 60.0 / steady,
+                             'load_before': load0, 'load_after': os.getloadavg()[0],
                              'metrics': result.merged.overall().as_dict()})
     for r in rows:
         r['speedup'] = r['bags_per_min'] / rows[0]['bags_per_min']
+        r['steady_speedup'] = r['steady_bags_per_min'] / rows[0]['steady_bags_per_min']
         r['identical'] = r['metrics'] == rows[0]['metrics']
     return rows
 
@@ -70,7 +79,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     """Entry point of ``benchmark fleet``; 0 on success, 1 when the runs disagree."""
     p = argparse.ArgumentParser(prog='benchmark fleet', description=__doc__.split('\n\n')[0])
     p.add_argument('--bags', type=int, default=6, help='copies of the sample bag')
-    p.add_argument('--frames', type=int, default=10, help='frames evaluated per bag')
+    p.add_argument('--frames', type=int, default=20, help='frames evaluated per bag')
     p.add_argument('--workers', default='1,2', help='worker counts, comma-separated')
     p.add_argument('--model', default='', help="Depth Anything folder or .pth ('': the "
                    'shipped student)')
@@ -99,10 +108,13 @@ def main(argv: Optional[list[str]] = None) -> int:
                            else args.estimator)
     print(f'fleet evaluation: {args.bags} bags x {args.frames} frames, model {model}, '
           '1 torch thread and 1 CPU per worker')
-    print(f"{'workers':>8} {'wall s':>8} {'bags/min':>9} {'speed-up':>9}  metrics")
+    print(f"{'workers':>8} {'wall s':>8} {'bags/min':>9} {'speed-up':>9} {'steady':>8} "
+          f"{'speed-up':>9} {'load':>10}  metrics")
     for r in rows:
         print(f"{r['workers']:>8} {r['wall_s']:>8.1f} {r['bags_per_min']:>9.2f} "
-              f"{r['speedup']:>8.2f}x  {'identical' if r['identical'] else 'DIFFER'} "
+              f"{r['speedup']:>8.2f}x {r['steady_bags_per_min']:>8.2f} "
+              f"{r['steady_speedup']:>8.2f}x {r['load_before']:>4.1f}->{r['load_after']:<4.1f} "
+              f"{'identical' if r['identical'] else 'DIFFER'} "
               f"(AbsRel {r['metrics']['abs_rel']:.4f})")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + '\n', encoding='utf-8')

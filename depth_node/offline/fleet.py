@@ -142,13 +142,15 @@ def progress_bar(enabled: bool, total: int, unit: str) -> Any:
 def run_pool(worker_cls: type, args: tuple, items: Sequence[Any], session: RaySession,
              on_result: Callable[[int, Any], None], on_failure: Callable[[int, str], None],
              progress: bool = False, unit: str = 'item',
-             label: Callable[[Any], str] = str) -> None:
+             label: Callable[[Any], str] = str,
+             on_ready: Optional[Callable[[], None]] = None) -> None:
     """Run ``worker_cls(*args).run(item)`` for every item on Ray actors (see the module).
 
     ``on_result(index, value)`` / ``on_failure(index, message)`` are called in this thread as
-    items finish. Raises :class:`ConfigError` when the workers cannot start (the error their
-    ``__init__`` kept, e.g. a bad model path); ``KeyboardInterrupt`` stops the pool (the
-    actors are killed; what finished was reported).
+    items finish, ``on_ready()`` once every worker has built what it needs. Raises
+    :class:`ConfigError` when the workers cannot start (the error their ``__init__`` kept,
+    e.g. a bad model path); ``KeyboardInterrupt`` stops the pool (the actors are killed; what
+    finished was reported).
     """
     if not items:
         return
@@ -163,6 +165,8 @@ def run_pool(worker_cls: type, args: tuple, items: Sequence[Any], session: RaySe
         errors = [e for e in ray.get([a.ready.remote() for a in actors]) if e]
         if errors:
             raise ConfigError('workers', 'cannot start', errors[0])
+        if on_ready is not None:
+            on_ready()
         queue = deque(range(len(items)))
         running: dict[Any, tuple[int, int]] = {}  # ref -> (item, actor slot)
 
@@ -177,20 +181,21 @@ def run_pool(worker_cls: type, args: tuple, items: Sequence[Any], session: RaySe
             while running:
                 done, _ = ray.wait(list(running), num_returns=1)
                 i, slot = running.pop(done[0])
+                error = ''
                 try:
                     value = ray.get(done[0])
                 except RayTaskError as exc:  # the task raised: not retried, the worker lives
-                    on_failure(i, f'{label(items[i])}: failed: '
-                                  f'{_first_line(getattr(exc, "cause", None) or exc)}')
+                    error = f'failed: {_first_line(getattr(exc, "cause", None) or exc)}'
                 except RayError as exc:  # the worker was lost every time
-                    on_failure(i, f'{label(items[i])}: worker lost {s.retries + 1} time(s): '
-                                  f'{_first_line(exc)}')
+                    error = f'worker lost {s.retries + 1} time(s): {_first_line(exc)}'
                     ray.kill(actors[slot])  # a fresh worker for what follows
                     actors[slot] = remote.remote(*args)
+                submit(slot)  # first: the worker goes on while its result is handled here
+                if error:
+                    on_failure(i, f'{label(items[i])}: {error}')
                 else:
                     on_result(i, value)
                 bar.update(1)
-                submit(slot)
     finally:
         for a in actors:
             ray.kill(a)

@@ -157,6 +157,7 @@ class FleetResult:
     merged: Optional[EvaluationResult]
     wall_s: float = 0.0
     workers: int = 0  # 0: in this process
+    ready_s: float = 0.0  # s from the start until every worker had its model
     interrupted: bool = False
     files: dict[str, Path] = field(default_factory=dict)
 
@@ -245,11 +246,17 @@ class FleetEvaluation:
 
         interrupted = False
         workers = 0
+        ready = [0.0]
+
+        def on_ready() -> None:
+            ready[0] = time.perf_counter() - t0
+
         try:
             if self.ray is None:
                 worker = BagWorker(self.job)
                 if worker.error:
                     raise ConfigError('estimator', 'cannot be built', worker.error)
+                on_ready()
                 with progress_bar(self.progress, len(tasks), 'task') as bar:
                     for k, task in enumerate(tasks):
                         done(k, worker.run(self._item(task)))
@@ -261,13 +268,15 @@ class FleetEvaluation:
                              done, failed, progress=self.progress,
                              unit='chunk' if len(tasks) > len(todo) else 'bag',
                              label=lambda item: item if isinstance(item, str) else
-                             f'{item[0]} (chunk from log time {item[1].start_ns * 1e-9:.3f} s)')
+                             f'{item[0]} (chunk from log time {item[1].start_ns * 1e-9:.3f} s)',
+                             on_ready=on_ready)
         except KeyboardInterrupt:
             interrupted = True
         finished = [o for o in outcomes if o is not None]
         results = [o.result for o in finished if o.result is not None and o.status != FAILED]
         merged = merge_results(results, f'{len(results)} bags') if results else None
-        fleet = FleetResult(finished, merged, time.perf_counter() - t0, workers, interrupted)
+        fleet = FleetResult(finished, merged, time.perf_counter() - t0, workers, ready[0],
+                            interrupted)
         if merged is not None:
             merged.wall_s = fleet.wall_s
             merged.interrupted |= interrupted
@@ -323,7 +332,8 @@ class FleetEvaluation:
         from depth_node.offline.fleet_report import write_fleet_report
         info = {'workers': fleet.workers,
                 'ray_address': (self.ray.address or 'local') if self.ray is not None else None,
-                'wall_s': fleet.wall_s, 'interrupted': fleet.interrupted,
+                'wall_s': fleet.wall_s, 'workers_ready_s': fleet.ready_s,
+                'interrupted': fleet.interrupted,
                 'chunks': ({'chunk_s': self.chunk_s, 'warmup_s': self.warmup_s,
                             'exact': chunking_is_exact(self.job.settings, self.warmup_s)}
                            if self.chunk_s else None),
