@@ -312,7 +312,7 @@ def test_fleet_benchmark_prints_bags_per_minute_per_worker_count(ray_session, fr
     rows = [line.split() for line in lines[2:]]
     assert [r[0] for r in rows] == ['1', '2'] and rows[0][3] == rows[0][5] == '1.00x'
     assert all(float(r[2]) > 0 and float(r[4]) >= float(r[2]) for r in rows)
-    assert all(r[7] == 'identical' for r in rows)
+    assert all(float(r[6]) > 0 and r[8] == 'identical' for r in rows)
 
 
 # ----------------------------------------------------------------------------- time chunks

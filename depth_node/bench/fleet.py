@@ -9,9 +9,10 @@ minute and the speed-up over the first count, and checks that every run's merged
 bitwise the same. The time counted is the whole run - workers starting and loading the model
 included - but not Ray's own start (once, before the first count); ``steady`` is the rate once
 every worker has loaded its model (what a fleet of many bags sees). CPU-bound on purpose: the
-evaluation's model and pipeline, not reading, decide the rate, so a speed-up needs free cores:
-the load average of the machine during each run is printed next to it. Measured figures and their
-command: ``docs/benchmarks.md``.
+evaluation's model and pipeline decide the rate, so a speed-up needs free cores:
+the load average of the machine during each run is printed next to it, and ``cores``: the
+workers' CPU time per second of the steady part (2 workers given 2 free cores: about 2).
+Measured figures and their command: ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -62,10 +63,12 @@ def measure(bags: int = 6, frames: int = 20, workers: tuple[int, ...] = (1, 2),
                     raise RuntimeError(f'benchmark fleet: {len(result.failed)} bags failed: '
                                        f'{result.failed[0].error if result.failed else "-"}')
                 steady = max(wall - result.ready_s, 1e-9)
+                cpu = sum(o.cpu_s for o in result.outcomes)
                 rows.append({'workers': n, 'bags': bags, 'frames_per_bag': frames,
                              'wall_s': wall, 'bags_per_min': bags * 60.0 / wall,
                              'workers_ready_s': result.ready_s,
                              'steady_bags_per_min': bags * 60.0 / steady,
+                             'worker_cpu_s': cpu, 'cores_used': cpu / steady,
                              'load_before': load0, 'load_after': os.getloadavg()[0],
                              'metrics': result.merged.overall().as_dict()})
     for r in rows:
@@ -109,11 +112,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(f'fleet evaluation: {args.bags} bags x {args.frames} frames, model {model}, '
           '1 torch thread and 1 CPU per worker')
     print(f"{'workers':>8} {'wall s':>8} {'bags/min':>9} {'speed-up':>9} {'steady':>8} "
-          f"{'speed-up':>9} {'load':>10}  metrics")
+          f"{'speed-up':>9} {'cores':>6} {'load':>10}  metrics")
     for r in rows:
         print(f"{r['workers']:>8} {r['wall_s']:>8.1f} {r['bags_per_min']:>9.2f} "
               f"{r['speedup']:>8.2f}x {r['steady_bags_per_min']:>8.2f} "
-              f"{r['steady_speedup']:>8.2f}x {r['load_before']:>4.1f}->{r['load_after']:<4.1f} "
+              f"{r['steady_speedup']:>8.2f}x {r['cores_used']:>6.2f} "
+              f"{r['load_before']:>4.1f}->{r['load_after']:<4.1f} "
               f"{'identical' if r['identical'] else 'DIFFER'} "
               f"(AbsRel {r['metrics']['abs_rel']:.4f})")
     if args.json:

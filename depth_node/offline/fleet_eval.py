@@ -104,6 +104,7 @@ class BagOutcome:
     error: str = ''  # why it failed
     worker: str = ''  # host:pid that evaluated it (several: of its chunks)
     seconds: float = 0.0
+    cpu_s: float = 0.0  # CPU time of the worker's process on it
     first_stamp: Optional[float] = None  # s, the first frame read (a chunk's: its warm-up's)
 
 
@@ -133,7 +134,7 @@ class BagWorker:
         from depth_node.offline.records import BagReadError
         import socket
         bag, window = (task, None) if isinstance(task, str) else task
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = BagOutcome(bag, bag_key(Path(bag)), DONE,
                          worker=f'{socket.gethostname()}:{os.getpid()}')
         try:
@@ -146,6 +147,7 @@ class BagWorker:
         except (BagReadError, DepthNodeError) as exc:
             out.status, out.error = FAILED, str(exc)
         out.seconds = time.perf_counter() - t0
+        out.cpu_s = time.process_time() - c0
         return out
 
 
@@ -307,6 +309,7 @@ class FleetEvaluation:
         bad = [c for c in chunks if c.status == FAILED or c.result is None]
         workers = ','.join(sorted({c.worker for c in chunks if c.worker}))
         seconds = sum(c.seconds for c in chunks)
+        cpu = sum(c.cpu_s for c in chunks)
         if bad:
             return BagOutcome(bag, self.folder(bag).name, FAILED, error=bad[0].error,
                               worker=workers, seconds=seconds)
@@ -316,7 +319,7 @@ class FleetEvaluation:
         return BagOutcome(bag, self.folder(bag).name, status,
                           merged if status == DONE else None,
                           '' if merged.frames else f'{bag}: no camera frame could be processed',
-                          workers, seconds, chunks[0].first_stamp)
+                          workers, seconds, cpu, chunks[0].first_stamp)
 
     # ----- files
     def _write_bag(self, outcome: BagOutcome, config_hash: str) -> None:

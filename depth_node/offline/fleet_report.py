@@ -71,7 +71,7 @@ def bag_rows(outcomes: Sequence[Any]) -> list[dict[str, Any]]:
             'rmse': m.rmse if m else None, 'valid': m.valid if m else 0,
             'damaged': bool(r.damaged) if r else False,
             'issues': len(r.issues) if r else 0, 'error': o.error,
-            'worker': o.worker, 'seconds': o.seconds})
+            'worker': o.worker, 'seconds': o.seconds, 'cpu_s': o.cpu_s})
     return rows
 
 
