@@ -2,9 +2,10 @@
 
 :class:`RaySession` starts Ray in this process (``ray.init`` with a private temporary folder
 for its logs and sockets, no dashboard, a small object store; nothing to install or start
-beyond the ``ray`` package) or joins a cluster (``address``, e.g. ``ray://head:10001`` or
-``auto``). A session already running in the process (a test fixture, a notebook) is used as it
-is and left running.
+beyond the ``ray`` package; its workers at the niceness of this process, not Ray's 15, so
+that ``nice evaluate ...`` and ``evaluate ...`` behave as one process would) or joins a
+cluster (``address``, e.g. ``ray://head:10001`` or ``auto``). A session already running in the
+process (a test fixture, a notebook) is used as it is and left running.
 
 :func:`run_pool` runs one task per item on a pool of Ray actors, one actor per worker, each
 declaring the CPUs and GPUs of one task, so that the model an actor builds in ``__init__`` loads
@@ -92,6 +93,8 @@ class RaySession:
         s = self.settings
         os.environ.setdefault('RAY_USAGE_STATS_ENABLED', '0')  # no phoning home
         os.environ.setdefault('RAY_DEDUP_LOGS', '0')
+        if not s.address:  # Ray nices its workers to 15; locally they run as this command does
+            os.environ.setdefault('RAY_worker_niceness', str(os.nice(0)))
         kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=s.log_to_driver,
                                       ignore_reinit_error=True, configure_logging=False)
         if s.address:
