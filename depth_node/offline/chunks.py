@@ -14,8 +14,9 @@ what the warm-up could not restore (:func:`chunking_is_exact`).
 
 :func:`merge_chunks` puts the chunks' results back together in order: per-frame records
 (their ``time`` again from the bag's first frame), counts, issues (each once), the sample
-figure by the whole run's rule. The error-versus-depth curve is summed per chunk, so it
-equals the whole run's to rounding (it is a plot, not a metric).
+figure by the whole run's rule. The error-versus-depth curve and the reliability sums are
+added per chunk: pixel counts (and so the share within 1 and 2 sigma) exactly, the float sums
+of the plots to rounding.
 """
 
 from __future__ import annotations
@@ -24,10 +25,9 @@ import bisect
 from pathlib import Path
 from typing import Optional, Sequence
 
-import numpy as np
-
 from depth_node.offline.drive_bag import DriveTopics
 from depth_node.offline.eval_config import NodeSettings
+from depth_node.offline.fleet_report import sum_accumulators
 from depth_node.offline.reader import DriveReader, ReadWindow
 from depth_node.offline.results import EvaluationResult
 
@@ -107,7 +107,5 @@ def merge_chunks(chunks: Sequence[EvaluationResult],
     before = [s for s in samples if s.index <= target]
     out.sample = max(before, key=lambda s: s.index) if before else \
         min(samples, key=lambda s: s.index) if samples else None
-    out.curve_edges = head.curve_edges
-    for k in ('curve_abs', 'curve_signed', 'curve_count'):
-        setattr(out, k, np.sum([getattr(c, k) for c in chunks], axis=0))
+    sum_accumulators(out, chunks)
     return out

@@ -207,12 +207,14 @@ class BagEvaluation:
         return result
 
     def _curves(self, result: EvaluationResult) -> EvaluationResult:
-        """Empty error-versus-depth accumulators on ``result`` (returned)."""
+        """Empty error-versus-depth and reliability accumulators on ``result`` (returned)."""
         edges = np.arange(0.0, self.max_depth + _CURVE_STEP, _CURVE_STEP)
         result.curve_edges = edges
         result.curve_abs = np.zeros(edges.size - 1)
         result.curve_signed = np.zeros(edges.size - 1)
         result.curve_count = np.zeros(edges.size - 1)
+        for k in ('rel_count', 'rel_pred', 'rel_sq', 'within_sigma'):  # not shared with a copy
+            setattr(result, k, np.zeros_like(getattr(result, k)))
         return result
 
     def _writer(self) -> Any:

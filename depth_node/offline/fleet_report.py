@@ -22,7 +22,8 @@ import numpy as np
 from depth_node.core.errors import DepthNodeError
 from depth_node.offline.results import EvaluationResult
 
-__all__ = ['bag_rows', 'merge_results', 'write_fleet_report']
+__all__ = ['ACCUMULATORS', 'bag_rows', 'merge_results', 'sum_accumulators',
+           'write_fleet_report']
 
 FAILED = 'failed'
 
@@ -45,15 +46,27 @@ def merge_results(results: Sequence[EvaluationResult], label: str) -> Evaluation
             setattr(merged, k, getattr(merged, k) + getattr(r, k))
         if merged.sample is None:
             merged.sample = r.sample
-    curves = [r for r in results if r.curve_edges.size]
-    if curves:
-        merged.curve_edges = curves[0].curve_edges
-        for k in ('curve_abs', 'curve_signed', 'curve_count'):
-            total = np.zeros_like(curves[0].curve_abs)
-            for r in curves:
-                total = total + getattr(r, k)
-            setattr(merged, k, total)
+    sum_accumulators(merged, results)
     return merged
+
+
+#: Per-frame sums of a result (error-versus-depth curve, reliability of sigma) and their bins.
+ACCUMULATORS = {'curve_edges': ('curve_abs', 'curve_signed', 'curve_count'),
+                'rel_edges': ('rel_count', 'rel_pred', 'rel_sq', 'within_sigma')}
+
+
+def sum_accumulators(out: EvaluationResult, parts: Sequence[EvaluationResult]) -> None:
+    """``out``'s accumulators: those of ``parts`` added in order (the bins of the first)."""
+    for edges, sums in ACCUMULATORS.items():
+        have = [p for p in parts if getattr(p, edges).size]
+        if not have:
+            continue
+        setattr(out, edges, getattr(have[0], edges))
+        for k in sums:
+            total = np.zeros_like(getattr(have[0], k))
+            for p in have:
+                total = total + getattr(p, k)
+            setattr(out, k, total)
 
 
 def bag_rows(outcomes: Sequence[Any]) -> list[dict[str, Any]]:

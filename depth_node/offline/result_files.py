@@ -29,14 +29,15 @@ from depth_node.pipeline.frame import FitState
 __all__ = ['FORMAT', 'load_result', 'save_result', 'stored_extra', 'stored_hash']
 
 #: Version of the files' layout (part of the configuration hash).
-FORMAT = 1
+FORMAT = 2
 RESULT = 'result.json'
 SAMPLE = 'sample.npz'
 
 _SCALARS = ('bag', 'estimator', 'ground_truth', 'interrupted', 'damaged', 'images_declared',
             'images_skipped', 'frames_failed', 'wall_s', 'read_s', 'process_s', 'split_s',
             'metrics_s', 'output_s')
-_CURVES = ('curve_edges', 'curve_abs', 'curve_signed', 'curve_count')
+_CURVES = ('curve_edges', 'curve_abs', 'curve_signed', 'curve_count', 'rel_edges', 'rel_count',
+           'rel_pred', 'rel_sq', 'within_sigma')
 
 
 def _record(d: dict[str, Any]) -> FrameRecord:
@@ -67,6 +68,8 @@ def save_result(result: EvaluationResult, folder: str | Path, config_hash: str,
             arrays['depth'] = s.depth
         if s.gt_dense is not None:
             arrays['gt_dense'] = s.gt_dense
+        if s.sigma is not None:
+            arrays['sigma'] = s.sigma
         if s.gt_sparse is not None:
             g = s.gt_sparse
             arrays.update(gt_u=g.u, gt_v=g.v, gt_z=g.z,
@@ -129,5 +132,6 @@ def load_result(folder: str | Path, options: Any, settings: Any) -> EvaluationRe
                 sparse = SparseDepth(z['gt_u'], z['gt_v'], z['gt_z'], w, h)
             result.sample = SamplePanel(
                 int(z['index']), z['rgb'], z['depth'] if 'depth' in z else None,
-                z['gt_dense'] if 'gt_dense' in z else None, sparse, float(z['abs_rel']))
+                z['gt_dense'] if 'gt_dense' in z else None, sparse, float(z['abs_rel']),
+                z['sigma'] if 'sigma' in z else None)
     return result
