@@ -35,12 +35,13 @@ setup(
             'depth_node = depth_node.ros.node:main',
             'demo = depth_node.cli.demo:main',
             'evaluate = depth_node.cli.evaluate:main',
+            'pseudo_label = depth_node.cli.pseudo_label:main',
             'make_bag = depth_node.cli.make_bag:main',
             'record = depth_node.ros.recorder:main',
             'train = depth_node.cli.train:main',
             'student_report = depth_node.cli.student_report:main',
             'export_onnx = depth_node.cli.export_onnx:main',
-            # benchmark pipeline | backends | keyframes | transport | accuracy
+            # benchmark pipeline | backends | keyframes | transport | accuracy | fleet
             'benchmark = depth_node.bench.cli:main',
         ],
     },

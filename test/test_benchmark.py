@@ -93,7 +93,8 @@ def test_help_lists_every_benchmark_and_each_name_has_its_options(capsys):
     assert cli.main(['--help']) == 0
     text = capsys.readouterr().out
     assert text.startswith('usage: benchmark [NAME]')
-    assert set(cli.BENCHMARKS) == {'pipeline', 'backends', 'keyframes', 'transport', 'accuracy'}
+    assert set(cli.BENCHMARKS) == {'pipeline', 'backends', 'keyframes', 'transport', 'accuracy',
+                                   'fleet'}
     for name in cli.BENCHMARKS:
         assert f'\n  {name} ' in text, name
         with pytest.raises(SystemExit) as exc:  # argparse's --help of that benchmark
@@ -105,7 +106,8 @@ def test_help_lists_every_benchmark_and_each_name_has_its_options(capsys):
 def test_unknown_name_exits_2_listing_the_names(capsys):
     assert cli.main(['pipline', '--frames', '3']) == 2
     err = capsys.readouterr().err
-    assert "'pipline'" in err and 'pipeline, backends, keyframes, transport, accuracy' in err
+    assert "'pipline'" in err and \
+        'pipeline, backends, keyframes, transport, accuracy, fleet' in err
 
 
 def test_a_name_imports_only_its_own_benchmark():

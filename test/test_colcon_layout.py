@@ -24,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = 'depth_node'
 SOURCES = ('package.xml', 'setup.py', 'setup.cfg', 'resource', 'depth_node', 'launch', 'config')
 EXECUTABLES = ('depth_node', 'demo', 'evaluate', 'make_bag', 'record', 'train', 'student_report',
-               'export_onnx', 'benchmark')
+               'export_onnx', 'benchmark', 'pseudo_label')
 # Python module -> PyPI distribution, for what colcon needs to build an ament_python package.
 COLCON_MODULES = {
     'colcon_ros': 'colcon-ros',  # ament_python build type, ament index marker, hooks

@@ -32,6 +32,8 @@ BENCHMARKS: dict[str, Benchmark] = {
                            'large best-effort images between processes, Fast DDS profiles'),
     'accuracy': Benchmark('depth_node.bench.accuracy_table',
                           'ground-truth accuracy of the metric path, with targets'),
+    'fleet': Benchmark('depth_node.bench.fleet',
+                       'bags/min of evaluate over many bags for 1, 2, ... Ray workers'),
 }
 DEFAULT = 'pipeline'
 

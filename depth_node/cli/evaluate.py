@@ -1,4 +1,4 @@
-"""Evaluate metric depth on a rosbag2 recording: ``evaluate BAG [options]``.
+"""Evaluate metric depth on rosbag2 recordings: ``evaluate BAG [BAG ...] [options]``.
 
 Replays every camera frame of the bag (mcap or sqlite3) through the node's own pipeline, with
 the node's configuration read from its params file, and scores the metric depth against a
@@ -7,9 +7,16 @@ frame, a JSON summary, PNG plots and an HTML page to ``--out``; ``--output-bag``
 what the node would publish, to replay next to the input in rviz2. Needs no ROS install
 (``ros2 run depth_node evaluate`` works too). See :mod:`depth_node.offline.evaluate`.
 
-Exit status: 0 done; 1 nothing could be evaluated; 2 bad arguments or configuration; 3 the bag
-is damaged (what was readable was evaluated and reported); 130 interrupted (Ctrl-C; the
-report covers the frames done).
+Many bags (folders of bags, globs, ``@list.txt``; or ``--workers``, ``--ray-address``) run on
+Ray, one task per bag, and merge into one report with a report per bag under ``--out/bags``
+(:mod:`depth_node.offline.fleet_eval`): local Ray started in this process by default, a
+cluster with ``--ray-address``; ``--workers 0`` evaluates the bags one after the other in this
+process. A second run into the same ``--out`` skips the bags done (``--no-resume``: all).
+
+Exit status: 0 done; 1 nothing could be evaluated; 2 bad arguments or configuration; 3 a bag
+is damaged (what was readable was evaluated and reported); 4 (many bags) a bag could not be
+evaluated at all (named on stderr and in the report; the others were); 130 interrupted (Ctrl-C;
+the report covers the frames, or bags, done).
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from depth_node.core.errors import ConfigError, DepthNodeError
 from depth_node.offline.drive_bag import DriveTopics, STORAGES
@@ -34,7 +41,9 @@ def _parse(argv: Optional[list[str]]) -> argparse.Namespace:
         prog='evaluate', description=__doc__.split('\n\n')[0],
         epilog='Example: evaluate data/sample_drive --params-file my.yaml --model ~/models/'
                'da2-small --out out/eval --output-bag out/eval/depth_bag')
-    p.add_argument('bag', help='rosbag2 folder (mcap or sqlite3) or an .mcap file')
+    p.add_argument('bag', nargs='+',
+                   help='rosbag2 folder (mcap or sqlite3) or an .mcap file; several, a folder '
+                        "of bags, a glob ('runs/*') or @FILE (a bag per line) run on Ray")
     p.add_argument('--out', default='out/evaluate', help='report folder (default %(default)s)')
     g = p.add_argument_group('configuration (as the node)')
     g.add_argument('--params-file', help="the node's YAML params file (default: defaults)")
@@ -81,13 +90,45 @@ def _parse(argv: Optional[list[str]]) -> argparse.Namespace:
     o.add_argument('--output-storage', choices=STORAGES, default='mcap')
     o.add_argument('--output-namespace', default='',
                    help='node namespace of the output topics (default: none, /depth...)')
+    f = p.add_argument_group('many bags (Ray)')
+    f.add_argument('--workers', type=int,
+                   help='Ray workers, each with its own model (default: one per CPU of the '
+                        'session / --cpus-per-task); 0: one bag after the other in this process')
+    f.add_argument('--ray-address', default='',
+                   help="an existing Ray cluster ('auto', 'ray://head:10001'); default: local "
+                        'Ray started in this process')
+    f.add_argument('--cpus-per-task', type=float, default=1.0,
+                   help='CPUs one worker declares (default %(default)s; torch threads follow)')
+    f.add_argument('--gpus-per-task', type=float, default=0.0,
+                   help='GPUs one worker declares (default %(default)s; with --device cuda)')
+    f.add_argument('--retries', type=int, default=2,
+                   help='lost workers a bag survives (default %(default)s)')
+    f.add_argument('--chunk', type=float, default=0.0, metavar='SECONDS',
+                   help='split bags longer than this into time chunks, a task each (0: a task '
+                        'per bag); equal to whole bags exactly with filter.enable false')
+    f.add_argument('--chunk-warmup', type=float, metavar='SECONDS',
+                   help='frames before a chunk run unscored for the state they leave '
+                        '(default: fit.hold_time + 1)')
+    f.add_argument('--no-resume', action='store_true',
+                   help='evaluate every bag again, even those done in --out')
+    f.add_argument('--object-store-mb', type=int, default=512,
+                   help='local Ray: shared-memory object store (default %(default)s)')
+    f.add_argument('--ray-log', action='store_true', help="show the workers' output")
     p.add_argument('-q', '--quiet', action='store_true', help='no progress bar, no table')
     return p.parse_args(argv)
 
 
-def build(args: argparse.Namespace) -> BagEvaluation:
-    """The evaluation the arguments describe; ConfigError names what is wrong."""
-    from depth_node.estimators import build_estimator
+def _fleet_mode(args: argparse.Namespace) -> bool:
+    from depth_node.offline.bag_set import is_bag
+    one = args.bag[0]
+    return len(args.bag) > 1 or args.workers is not None or bool(args.ray_address) or \
+        bool(args.chunk) or args.chunk_warmup is not None or \
+        one.startswith('@') or any(c in one for c in '*?[') or \
+        (os.path.isdir(one) and not is_bag(Path(one)))
+
+
+def _configure(args: argparse.Namespace) -> tuple[Any, EvaluationOptions]:
+    """The node's configuration and the evaluation options (ConfigError names what is bad)."""
     from depth_node.ros.param_files import node_values
     from depth_node.ros.params import build_config
 
@@ -105,13 +146,21 @@ def build(args: argparse.Namespace) -> BagEvaluation:
         max_frames=args.max_frames, max_depth=args.max_depth, sample_frame=args.sample_frame,
         progress=not args.quiet and sys.stderr.isatty())
     options.validate()
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError('--threads', 'must be >= 1', args.threads)
+    return config, options
+
+
+def build(args: argparse.Namespace) -> BagEvaluation:
+    """The evaluation of one bag the arguments describe; ConfigError names what is wrong."""
+    from depth_node.estimators import build_estimator
+
+    config, options = _configure(args)
     if args.threads is not None:
-        if args.threads < 1:
-            raise ConfigError('--threads', 'must be >= 1', args.threads)
         import torch
         torch.set_num_threads(args.threads)
     estimator = build_estimator(config.estimator)
-    return BagEvaluation(args.bag, estimator, NodeSettings.from_node_config(config), options,
+    return BagEvaluation(args.bag[0], estimator, NodeSettings.from_node_config(config), options,
                          output_bag=args.output_bag, output_storage=args.output_storage,
                          output_namespace=args.output_namespace)
 
@@ -119,6 +168,9 @@ def build(args: argparse.Namespace) -> BagEvaluation:
 def main(argv: Optional[list[str]] = None) -> int:
     """Console-script entry point: ``ros2 run depth_node evaluate`` / ``.venv/bin/evaluate``."""
     args = _parse(argv)
+    if _fleet_mode(args):
+        from depth_node.cli.evaluate_fleet import run_fleet
+        return run_fleet(args, _configure)
     try:
         evaluation = build(args)
     except ConfigError as exc:
@@ -155,7 +207,7 @@ def main(argv: Optional[list[str]] = None) -> int:
               f'had no metric depth (fit refused: {reasons or "-"}); metrics are over the '
               f'{result.frames_with_depth} that had', file=sys.stderr)
     if result.frames == 0:
-        print(f'evaluate: no camera frame of {args.bag} could be processed (topic '
+        print(f'evaluate: no camera frame of {args.bag[0]} could be processed (topic '
               f'{args.image})', file=sys.stderr)
         return 1
     if result.damaged:

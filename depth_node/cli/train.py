@@ -5,12 +5,15 @@ Examples::
     train --out out/student                     # the shipped recipe: synthetic streets
     train --out out/kf --bag drive_with_keyframes --init depth_node/models/student
     train --out out/student --resume            # continue an interrupted run
+    train --out out/kf --shards out/pseudo_labels --init depth_node/models/student
 
 With ``--bag`` the images are labelled by a depth topic matched by header stamp: the keyframe
 teacher's LiDAR-aligned depth (``/keyframe/depth``, the default) weighted by its uncertainty
 (``/keyframe/uncertainty``), or ground truth (``--depth-topic /camera/depth_gt
---uncertainty-topic ''``). Runs without ROS; ``ros2 run depth_node train`` is the same program.
-The run itself is :mod:`depth_node.training.recipe`; this module parses and prints.
+--uncertainty-topic ''``). With ``--shards`` they are the keyframes ``pseudo_label`` wrote
+(teacher depth weighted by its uncertainty). Runs without ROS; ``ros2 run depth_node train``
+is the same program. The run itself is :mod:`depth_node.training.recipe`; this module parses
+and prints.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group('data')
     g.add_argument('--synthetic-seeds', default=None,
                    help="synthetic streets to train on, e.g. '1-24' (default: 1-24 without "
-                        '--bag, none with it; street 0 is the sample bag\'s, kept out)')
+                        '--bag or --shards, none with them; street 0 is the sample bag\'s, kept '
+                        'out)')
     g.add_argument('--per-street', type=int, default=40,
                    help='frames per synthetic street (default %(default)s)')
     g.add_argument('--synthetic-size', type=parse_size, default=(320, 240), metavar='WxH',
@@ -46,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                         'default %(default)s)')
     g.add_argument('--val-per-street', type=int, default=4)
     g.add_argument('--bag', action='append', default=[], help='bag to train from (repeatable)')
+    g.add_argument('--shards', action='append', default=[], metavar='DIR',
+                   help='pseudo_label dataset folder to train from (repeatable)')
     g.add_argument('--image-topic', default=t.image, help='default %(default)s')
     g.add_argument('--depth-topic', default=t.depth,
                    help='label depth, metres, matched by stamp (default %(default)s)')
@@ -115,7 +121,7 @@ def _run(args: argparse.Namespace) -> int:
     options = DataOptions(
         synthetic_seeds=args.synthetic_seeds, per_street=args.per_street,
         synthetic_size=args.synthetic_size, val_seeds=args.val_seeds,
-        val_per_street=args.val_per_street, bags=tuple(args.bag),
+        val_per_street=args.val_per_street, bags=tuple(args.bag), shards=tuple(args.shards),
         topics=TeacherTopics(args.image_topic, args.depth_topic, args.uncertainty_topic),
         relative_uncertainty=args.relative_uncertainty)
     data = training_data(options, shuffle_seed=args.seed,

@@ -50,7 +50,7 @@ from depth_node.core.errors import ConfigError, DepthNodeError
 from depth_node.core.metrics import depth_metrics, METRIC_NAMES
 from depth_node.core.transforms import RigidTransform
 from depth_node.estimators.base import Estimator
-from depth_node.offline.reader import DriveReader
+from depth_node.offline.reader import DriveReader, ReadWindow
 from depth_node.offline.records import BagIssue, DriveFrame
 from depth_node.offline.eval_config import (EvaluationOptions, EXTRINSIC_SOURCES,
                                             GROUND_TRUTHS, NodeSettings)
@@ -87,12 +87,15 @@ class BagEvaluation:
         Optional path of a new rosbag2 bag receiving what the node publishes.
     output_storage, output_namespace
         Its storage plugin and the node namespace its topics are in.
+    window
+        Evaluate one time chunk of the bag (a fleet run): its frames, after the warm-up frames
+        the reader yields before it (run through the pipeline for its state, not scored).
     """
 
     def __init__(self, bag: str | Path, estimator: Estimator, settings: NodeSettings,
                  options: EvaluationOptions = EvaluationOptions(),
                  output_bag: Optional[str | Path] = None, output_storage: str = 'mcap',
-                 output_namespace: str = '') -> None:
+                 output_namespace: str = '', window: Optional[ReadWindow] = None) -> None:
         options.validate()
         if output_bag is not None and Path(output_bag).exists():
             raise ConfigError('--output-bag', 'exists already (bags are never overwritten)',
@@ -107,11 +110,14 @@ class BagEvaluation:
         self.runner = FrameRunner(estimator, settings.runner)
         self.pipeline = self.runner.pipeline
         self.max_depth = options.max_depth or settings.pipeline.max_depth
+        self.window = window
+        self.first_stamp: Optional[float] = None  # s, of the first frame read (after run)
 
     def run(self) -> EvaluationResult:
         """Replay and score; returns even when interrupted (``result.interrupted``)."""
         opts = self.options
-        reader = DriveReader(self.bag, opts.topics, lidar_tolerance=self.settings.lidar_max_age)
+        reader = DriveReader(self.bag, opts.topics, lidar_tolerance=self.settings.lidar_max_age,
+                             window=self.window)
         self._reader = reader
         declared = reader.topics_in_bag()
         gt = opts.ground_truth
@@ -120,11 +126,8 @@ class BagEvaluation:
         name = getattr(self.estimator, 'name', type(self.estimator).__name__)
         result = EvaluationResult(self.bag, str(name), gt, opts, self.settings,
                                   images_declared=declared.get(opts.topics.image, ('', 0))[1])
-        edges = np.arange(0.0, self.max_depth + _CURVE_STEP, _CURVE_STEP)
-        result.curve_edges = edges
-        result.curve_abs = np.zeros(edges.size - 1)
-        result.curve_signed = np.zeros(edges.size - 1)
-        result.curve_count = np.zeros(edges.size - 1)
+        self._curves(result)
+        warm = None  # what warm-up frames of a window would add to the result: dropped
         target = opts.sample_frame
         if target is None:
             target = max(result.images_declared // 2, 0)
@@ -159,10 +162,15 @@ class BagEvaluation:
                     sweeps_seen.add(frame.lidar_stamp_ns)
                     stats.count('sweeps_in')
                 if first_stamp is None:
-                    first_stamp = frame.stamp
+                    first_stamp = self.first_stamp = frame.stamp
                     if gt == 'auto':
                         gt = result.ground_truth = 'depth' if frame.depth is not None \
                             else 'lidar'
+                if self.window is not None and (frame.log_ns or 0) < self.window.start_ns:
+                    warm = warm or self._curves(dataclasses.replace(result, records=[],
+                                                                    issues=[]))
+                    self._frame(frame, gt, warm, first_stamp, None, target)
+                    continue
                 if writer is None and self.output_bag is not None:  # once the bag reads
                     writer = self._writer()
                     result.output_bag = self.output_bag
@@ -196,6 +204,17 @@ class BagEvaluation:
         result.damaged = bool(reader.issues)
         result.issues = list(reader.issues) + result.issues
         result.images_skipped = reader.skipped_images
+        return result
+
+    def _curves(self, result: EvaluationResult) -> EvaluationResult:
+        """Empty error-versus-depth and reliability accumulators on ``result`` (returned)."""
+        edges = np.arange(0.0, self.max_depth + _CURVE_STEP, _CURVE_STEP)
+        result.curve_edges = edges
+        result.curve_abs = np.zeros(edges.size - 1)
+        result.curve_signed = np.zeros(edges.size - 1)
+        result.curve_count = np.zeros(edges.size - 1)
+        for k in ('rel_count', 'rel_pred', 'rel_sq', 'within_sigma'):  # not shared with a copy
+            setattr(result, k, np.zeros_like(getattr(result, k)))
         return result
 
     def _writer(self) -> Any:

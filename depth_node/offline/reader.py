@@ -32,6 +32,28 @@ from depth_node.offline.tf_tree import StaticTree
 from depth_node.pipeline.runner import add_sweep, nearest_sweep
 
 
+@dataclass(frozen=True)
+class ReadWindow:
+    """A time chunk of a bag (bag log times, ns): the camera frames of images logged in
+    ``[start_ns - warmup_ns, stop_ns)`` (``stop_ns`` None: to the end), the first numbered
+    ``first_index`` (its index in the whole bag).
+
+    The context those frames need is read too, as a whole pass would have it: messages from
+    ``context_ns`` before that (sweeps, ground truth, camera_info; the images there are
+    skipped, not decoded) up to the reader's ``lookahead`` after ``stop_ns``, the camera_infos
+    logged in the ``info_context_ns`` before that, and ``/tf_static`` of the whole bag. Frames
+    logged before ``start_ns`` are the *warm-up* of a caller whose per-frame state (a held fit)
+    needs them; images that do not decode there are not counted nor reported (another chunk's).
+    """
+
+    start_ns: int
+    stop_ns: Optional[int]
+    first_index: int = 0
+    context_ns: int = 3_000_000_000
+    info_context_ns: int = 10_000_000_000
+    warmup_ns: int = 0
+
+
 @dataclass
 class _Held:
     """A deserialised message waiting in a cache until a frame asks for it."""
@@ -66,13 +88,15 @@ class DriveReader:
     time) past its image, so sweeps and ground truth recorded a little later still match; at
     most ``max_buffered`` sweeps / depth images / camera_infos wait. ``lidar_to_camera`` comes
     from ``/tf_static`` (the pose of the cloud's frame in the image's frame), None when it does
-    not connect them.
+    not connect them. ``window`` reads one time chunk of the bag (:class:`ReadWindow`).
     """
 
     def __init__(self, path: str | Path, topics: DriveTopics = DriveTopics(),
                  lidar_tolerance: float = 0.05, depth_tolerance: float = 1e-3,
-                 lookahead: float = 1.0, max_buffered: int = 64) -> None:
+                 lookahead: float = 1.0, max_buffered: int = 64,
+                 window: Optional[ReadWindow] = None) -> None:
         self.path = Path(path)
+        self.window = window
         self.bag = str(path)
         self.topics = topics
         self.tol_ns = int(round(lidar_tolerance * 1e9))
@@ -117,8 +141,10 @@ class DriveReader:
             reader.open()
         return reader
 
-    def messages(self, wanted: Optional[set[str]] = None) -> Iterator[BagMessage]:
-        """Raw messages of the wanted topics (None: all), in bag-time order, surviving damage."""
+    def messages(self, wanted: Optional[set[str]] = None, start: Optional[int] = None,
+                 stop: Optional[int] = None) -> Iterator[BagMessage]:
+        """Raw messages of the wanted topics (None: all), in bag-time order, surviving damage;
+        with ``start`` / ``stop`` only those logged in ``[start, stop)`` (ns)."""
         if not self.path.exists():
             raise BagReadError(f'{self.bag}: no such bag (file or folder)')
         if self.path.is_file() and self.path.suffix != '.mcap':
@@ -134,7 +160,7 @@ class DriveReader:
             recovery = McapRecovery(self.bag, self.issues, wanted)
             self._types = recovery.typestore
             for f in files:
-                yield from recovery.messages(f)
+                yield from (m for m in recovery.messages(f) if _within(m.log_ns, start, stop))
             self.connections.update(recovery.channels.values())
             return
         self._types = reader.typestore  # close() replaces it, this object stays usable
@@ -142,7 +168,8 @@ class DriveReader:
         last, at_last = -1, Counter()  # what was read at the last log time
         try:
             conns = [c for c in reader.connections if wanted is None or c.topic in wanted]
-            for conn, log_ns, raw in reader.messages(connections=conns) if conns else ():
+            for conn, log_ns, raw in reader.messages(connections=conns, start=start,
+                                                     stop=stop) if conns else ():
                 if log_ns != last:
                     last, at_last = log_ns, Counter()
                 at_last[conn.topic] += 1
@@ -158,8 +185,8 @@ class DriveReader:
             recovery = McapRecovery(self.bag, self.issues, wanted)
             for f in files:
                 for m in recovery.messages(f):
-                    if m.log_ns < last:
-                        continue  # read already
+                    if m.log_ns < last or not _within(m.log_ns, start, stop):
+                        continue  # read already, or outside the window
                     if m.log_ns == last and at_last[m.topic] > 0:
                         at_last[m.topic] -= 1
                         continue
@@ -207,12 +234,22 @@ class DriveReader:
         self._static_prepass()
         wanted = {t.image, t.camera_info, t.depth, t.points, t.tf_static}
         pending: deque[tuple[BagMessage, Any]] = deque()
-        index = 0
-        for m in self.messages(wanted):
+        w = self.window
+        index = 0 if w is None else w.first_index
+        start = stop = first = None
+        if w is not None:
+            first = w.start_ns - w.warmup_ns
+            start = first - w.context_ns
+            self._info_prepass(start, w.info_context_ns)
+            stop = None if w.stop_ns is None else w.stop_ns + self.lookahead_ns + 1
+        for m in self.messages(wanted, start, stop):
+            if w is not None and m.topic == t.image and not (
+                    first <= m.log_ns and (w.stop_ns is None or m.log_ns < w.stop_ns)):
+                continue  # context only: another chunk's frame
             self.read[m.topic] += 1
             msg = self.decode(m)
             if msg is None:
-                if m.topic == t.image:
+                if m.topic == t.image and self._counts(m.log_ns):
                     self.skipped_images += 1
             elif m.topic == t.image:
                 pending.append((m, msg))
@@ -234,11 +271,30 @@ class DriveReader:
             index += 1
             if frame is not None:
                 yield frame
-        if self.issues:  # say which topics came up short
+        if self.issues and w is None:  # say which topics came up short
             for topic, (_, declared) in self.topics_in_bag().items():
                 if topic in wanted and self.read[topic] < declared:
                     self._issue(topic, f'only {self.read[topic]} of its {declared} messages '
                                        'could be read')
+
+    def _counts(self, log_ns: int) -> bool:
+        """Whether an image is this reader's to count (not a window's warm-up)."""
+        return self.window is None or log_ns >= self.window.start_ns
+
+    def _info_prepass(self, before: int, span: int) -> None:
+        """The camera_infos logged in the ``span`` ns before ``before`` (a window's context):
+        the one that applies to its first frames. Problems there are another chunk's."""
+        if not self.path.exists():
+            return
+        issues, malformed = list(self.issues), Counter(self.malformed)
+        try:
+            for m in self.messages({self.topics.camera_info}, max(0, before - span), before):
+                msg = self.decode(m)
+                if msg is not None:
+                    self._add_info(m, msg)
+        except BagReadError:
+            pass  # the main pass reports it
+        self.issues[:], self.malformed = issues, malformed
 
     def _add_static(self, m: BagMessage, msg: Any = None) -> None:
         msg = self.decode(m) if msg is None else msg
@@ -288,8 +344,10 @@ class DriveReader:
         try:
             rgb = image_to_rgb8(msg, m.msgtype)
         except MessageError as exc:
-            self._issue(m.topic, f'image at log time {m.log_ns * 1e-9:.3f} s: {exc}; skipped')
-            self.skipped_images += 1
+            if self._counts(m.log_ns):
+                self._issue(m.topic, f'image at log time {m.log_ns * 1e-9:.3f} s: {exc}; '
+                                     'skipped')
+                self.skipped_images += 1
             return None
         s = stamp_ns(msg)
         camera_frame = frame_id(msg)
@@ -322,6 +380,10 @@ class DriveReader:
             self._infos.prune_before(older[0])
 
 
+def _within(log_ns: int, start: Optional[int], stop: Optional[int]) -> bool:
+    return (start is None or log_ns >= start) and (stop is None or log_ns < stop)
+
+
 def read_drive(path: str | Path, topics: DriveTopics = DriveTopics(),
                lidar_tolerance: float = 0.05) -> Iterator[DriveFrame]:
     """Camera frames of a healthy drive bag (e.g. one of :func:`write_drive`), each with its data.
@@ -346,4 +408,4 @@ def read_drive(path: str | Path, topics: DriveTopics = DriveTopics(),
                              f'{sorted(reader.connections)})')
 
 
-__all__ = ['DriveReader', 'read_drive']
+__all__ = ['DriveReader', 'ReadWindow', 'read_drive']

@@ -288,8 +288,9 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
 
 
 def write_html(result: EvaluationResult, out: Path, summary: dict[str, Any],
-               plots: list[str]) -> None:
-    """``index.html``: the summary, tables, embedded plots and the issues."""
+               plots: list[str], extra_html: str = '') -> None:
+    """``index.html``: the summary, tables, embedded plots and the issues (``extra_html``
+    after the first paragraph: a fleet run's table of bags)."""
     m = summary['metrics']
     f = summary['frames']
     th = summary['throughput']
@@ -302,6 +303,8 @@ def write_html(result: EvaluationResult, out: Path, summary: dict[str, Any],
              f'metric depth, {f["evaluated"]} scored'
              + (f', {f["skipped_unreadable"]} unreadable' if f['skipped_unreadable'] else '')
              + (f', {f["failed"]} failed' if f['failed'] else '') + '.</p>']
+    if extra_html:
+        parts.append(extra_html)
     if result.interrupted:
         parts.append('<p class="warn">Interrupted (Ctrl-C): these are the frames done so '
                      'far.</p>')
@@ -352,9 +355,14 @@ def write_html(result: EvaluationResult, out: Path, summary: dict[str, Any],
     (out / 'index.html').write_text(page, encoding='utf-8')
 
 
-def write_report(result: EvaluationResult, out: str | Path,
-                 plots: bool = True) -> dict[str, Path]:
-    """Write the report files into ``out`` (created); returns name -> path."""
+def write_report(result: EvaluationResult, out: str | Path, plots: bool = True,
+                 extra: Optional[dict[str, Any]] = None,
+                 extra_html: str = '') -> dict[str, Path]:
+    """Write the report files into ``out`` (created); returns name -> path.
+
+    ``extra`` is added to ``summary.json``, ``extra_html`` to ``index.html`` (a fleet run's
+    bags, :mod:`depth_node.offline.fleet_eval`).
+    """
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     files: dict[str, Path] = {}
@@ -369,11 +377,12 @@ def write_report(result: EvaluationResult, out: str | Path,
             files[name] = folder / name
             made.append(name)
     summary = result.summary()
+    summary.update(extra or {})
     summary['files'] = sorted([*files, 'summary.json', 'index.html'])
     with open(folder / 'summary.json', 'w') as fh:
         json.dump(_clean(summary), fh, indent=2, allow_nan=False)
     files['summary.json'] = folder / 'summary.json'
-    write_html(result, folder, summary, made)
+    write_html(result, folder, summary, made, extra_html)
     files['index.html'] = folder / 'index.html'
     return files
 

@@ -5,6 +5,9 @@ e.g. the synthetic sky; NaN = no label) and an optional per-pixel weight. Source
 
 * :func:`synthetic_samples` - frames of seeded synthetic streets (:mod:`depth_node.sim`) at
   random places along the drive, labelled with their exact depth;
+* :func:`shard_samples` - the keyframes of a pseudo-labelled dataset (``pseudo_label --out``:
+  Parquet shards of image, LiDAR-aligned teacher depth and uncertainty), weighted by the
+  uncertainty as below;
 * :func:`bag_samples` - camera images of a rosbag2 bag with a depth image matched by header
   stamp: ground truth (``/camera/depth_gt`` of the sample bag), or the keyframe teacher's
   LiDAR-aligned depth that the node publishes on ``keyframe/depth``, weighted by its
@@ -35,7 +38,7 @@ from depth_node.offline.reader import DriveReader
 from depth_node.sim.frames import SimRig
 
 __all__ = ['Batch', 'Sample', 'TeacherTopics', 'bag_samples', 'inverse_depth', 'make_batch',
-           'synthetic_samples', 'uncertainty_weight']
+           'shard_samples', 'synthetic_samples', 'uncertainty_weight']
 
 _MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 _STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -208,6 +211,25 @@ def bag_samples(path: str | Path, topics: TeacherTopics = TeacherTopics(),
         missing = [t for t in (topics.image, *label_topics) if t not in parts]
         notes.append(f'label at {key * 1e-9:.3f} s: no {", ".join(missing)} in the bag; skipped')
     notes.extend(i for i in map(str, reader.issues) if i not in first_pass)
+
+
+def shard_samples(folder: str | Path, relative: float = 0.05,
+                  weighted: bool = True) -> Iterator[Sample]:
+    """The labelled keyframes of a ``pseudo_label`` dataset folder, shard after shard.
+
+    The target is the inverse of the teacher's aligned depth; with ``weighted`` and an
+    uncertainty stored, the weight is :func:`uncertainty_weight` of it (as for the teacher's
+    topics of a bag), else every labelled pixel counts fully. Raises :class:`DepthNodeError`
+    for a folder without shards or a damaged one.
+    """
+    from depth_node.offline.shards import read_rows
+
+    for row in read_rows(folder):
+        weight = None
+        if weighted and row.uncertainty is not None:
+            weight = uncertainty_weight(row.depth, row.uncertainty, relative)
+        yield Sample(row.rgb, inverse_depth(row.depth), weight,
+                     f'{Path(row.bag).name} {row.stamp_ns * 1e-9:.3f} s ({row.teacher})')
 
 
 def _labelled(parts: dict[str, np.ndarray], topics: TeacherTopics, relative: float, key: int,

@@ -2,7 +2,8 @@
 
 What ``train`` does once its arguments are parsed: :func:`training_data` renders synthetic
 streets (:func:`~depth_node.training.data.synthetic_samples`) and/or pairs the images of bags
-with a label topic (:func:`~depth_node.training.data.bag_samples`), and
+with a label topic (:func:`~depth_node.training.data.bag_samples`) and/or reads
+``pseudo_label`` shards (:func:`~depth_node.training.data.shard_samples`), and
 :func:`run_training` trains (:class:`~depth_node.training.trainer.Trainer`), writes the
 student with its model card and ``summary.json`` in the run folder and returns the summary.
 """
@@ -16,7 +17,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from depth_node.core.errors import DepthNodeError
-from depth_node.training.data import bag_samples, synthetic_samples, TeacherTopics
+from depth_node.training.data import (bag_samples, shard_samples, synthetic_samples,
+                                      TeacherTopics)
 from depth_node.training.trainer import peak_memory_mb, TrainConfig, Trainer
 
 #: Synthetic streets of the shipped recipe (street 0 is the sample bag's, kept out).
@@ -52,6 +54,7 @@ class DataOptions:
     val_seeds: str = '1000-1001'  # held-out synthetic streets ('' = no validation)
     val_per_street: int = 4
     bags: tuple[str, ...] = ()
+    shards: tuple[str, ...] = ()  # pseudo_label dataset folders
     topics: TeacherTopics = field(default_factory=TeacherTopics)
     relative_uncertainty: float = 0.05  # uncertainty / depth at which a pixel counts half
 
@@ -74,7 +77,7 @@ def training_data(options: DataOptions, shuffle_seed: int = 0,
     """
     text = options.synthetic_seeds
     if text is None:
-        text = '' if options.bags else DEFAULT_SEEDS
+        text = '' if options.bags or options.shards else DEFAULT_SEEDS
     seeds = parse_seeds(text)
     started = time.perf_counter()
     train: list[Any] = []
@@ -99,6 +102,13 @@ def training_data(options: DataOptions, shuffle_seed: int = 0,
         described.append(f'{len(got)} labelled images of {Path(bag).name} ({topics.depth}'
                          + (f', weighted by {topics.uncertainty}' if topics.uncertainty else '')
                          + ')')
+    for folder in options.shards:
+        got = list(shard_samples(folder, options.relative_uncertainty))
+        if not got:
+            raise DepthNodeError(f'{folder}: the shards hold no labelled keyframe')
+        train.extend(got)
+        described.append(f'{len(got)} pseudo-labelled keyframes of {Path(folder).name} '
+                         '(shards)')
     val: list[Any] = []
     val_seeds = parse_seeds(options.val_seeds) if options.val_seeds else []
     if val_seeds and seeds:
