@@ -24,6 +24,11 @@ from depth_node.messages.readers import stamp_ns  # noqa: E402
 from depth_node.ros.player import GraphClient, SpunNode  # noqa: E402
 
 
+#: Reliable subscriptions of the node's inputs (root namespace), for lock-step tests.
+RELIABLE_INPUTS = {f'qos_overrides./{topic}.subscription.reliability': 'reliable'
+                   for topic in ('image', 'camera_info', 'points')}
+
+
 def start_node(tmp_path, params: dict) -> NodeProcess:
     path = write_params(str(tmp_path / 'params.yaml'), params)
     return NodeProcess(path, str(tmp_path / 'node.log'), ENV)
@@ -38,7 +43,7 @@ def client(name: str) -> GraphClient:
 class ReliableFeeder(SpunNode):
     """Reliable publishers of the node's inputs, reliable recorders of its outputs (by stamp).
 
-    For lock-step tests with ``qos.sensor_data: false``: nothing is lost on the way.
+    For lock-step tests with the node's ``RELIABLE_INPUTS``: nothing is lost on the way.
     """
 
     OUT = {'depth': Image, 'depth/points': PointCloud2, 'depth/camera_info': CameraInfo,

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from graph import client, ENV, start_node
+from graph import client, ENV, RELIABLE_INPUTS, start_node
 
 from depth_node.core.metrics import depth_metrics
 from depth_node.messages.readers import image_to_array
@@ -280,7 +280,7 @@ def test_replaying_again_from_the_start_keeps_using_lidar(drive, tmp_path):
     rig, frames, folder = drive
     params = {'estimator.type': 'depth_node.testing.oracle:DisparityOracle',
               'estimator.options': f'{{"frames_dir": "{folder}"}}', 'lidar.wait': 0.5,
-              'lidar.buffer_size': 2, 'qos.sensor_data': False, 'diagnostics.period': 0.1,
+              'lidar.buffer_size': 2, **RELIABLE_INPUTS, 'diagnostics.period': 0.1,
               **extrinsic_parameters(rig.lidar_to_camera)}
     proc = start_node(tmp_path, params)
     feed = ReliableFeeder('feeder_loop')

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from rosbags.rosbag2 import Writer
 
-from graph import ENV, ReliableFeeder, start_node
+from graph import ENV, RELIABLE_INPUTS, ReliableFeeder, start_node
 
 from depth_node.estimators import build_estimator
 from depth_node.offline.drive_bag import DriveTopics, typestore
@@ -139,7 +139,7 @@ def test_node_and_evaluate_decide_alike_on_malformed_inputs(tmp_path):
     frames = [(BASE + 0.5 * k, _inputs(name, sim[k].rgb, sim[k].lidar, rig.camera,
                                        BASE + 0.5 * k))
               for k, (name, _, _) in enumerate(CASES)]
-    params = {'lidar.wait': 0.3, 'qos.sensor_data': False, 'diagnostics.period': 0.1,
+    params = {'lidar.wait': 0.3, **RELIABLE_INPUTS, 'diagnostics.period': 0.1,
               'estimator.input_size': 126, **extrinsic_parameters(rig.lidar_to_camera)}
 
     # --- the node, lock-step: after each frame, what its counters and last error say
@@ -184,7 +184,7 @@ def test_node_and_evaluate_decide_alike_on_malformed_inputs(tmp_path):
     # --- the same messages in a bag, through the evaluation
     bag = tmp_path / 'malformed_bag'
     _write_bag(bag, frames)
-    config = build_config({k: v for k, v in params.items()})
+    config = build_config({k: v for k, v in params.items() if k not in RELIABLE_INPUTS})
     evaluation = BagEvaluation(bag, build_estimator(config.estimator),
                                NodeSettings.from_node_config(config),
                                EvaluationOptions(topics=TOPICS, ground_truth='lidar',

@@ -11,7 +11,7 @@ import os
 import pytest
 from rosbags.rosbag2 import Reader
 
-from graph import ENV, ReliableFeeder, start_node
+from graph import ENV, RELIABLE_INPUTS, ReliableFeeder, start_node
 
 from depth_node.cli.evaluate import main as evaluate_main
 from depth_node.messages.readers import stamp_ns as _stamp_ns
@@ -62,7 +62,7 @@ def test_node_and_evaluate_publish_the_same_bytes_for_every_sample_frame(tmp_pat
     assert first.lidar_to_camera is not None
     # Same params file for both: the default model (shipped student), the sample bag's
     # extrinsic as parameters, reliable inputs so that lock-step loses nothing.
-    params = {'lidar.wait': 1.0, 'qos.sensor_data': False, 'diagnostics.period': 0.5,
+    params = {'lidar.wait': 1.0, **RELIABLE_INPUTS, 'diagnostics.period': 0.5,
               **extrinsic_parameters(first.lidar_to_camera)}
     proc = start_node(tmp_path, params)
     params_file = str(tmp_path / 'params.yaml')

@@ -30,7 +30,7 @@ import rclpy.time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
-from rclpy.qos import (HistoryPolicy, qos_profile_sensor_data, QoSProfile, ReliabilityPolicy)
+from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Float32
 
@@ -56,6 +56,8 @@ from depth_node.ros.declare import declare_parameters, teacher_error
 from depth_node.ros.param_files import check_params_files
 from depth_node.ros.process import run_node
 from depth_node.ros.params import build_config, changed_read_only, NodeConfig
+from depth_node.ros.qos import (deprecation_warnings, input_qos, output_qos, TopicQos,
+                                unmatched_warning)
 
 _THROTTLE_S = 5.0
 
@@ -91,30 +93,31 @@ class DepthNode(Node):
             f'{spec.kind.value} space')
 
         c = self.config
-        if c.qos_sensor_data:
-            sub_qos = QoSProfile(**{k: getattr(qos_profile_sensor_data, k) for k in (
-                'reliability', 'durability', 'history')}, depth=c.qos_depth)
-        else:
-            sub_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=c.qos_depth,
-                                 reliability=ReliabilityPolicy.RELIABLE)
-        pub_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=c.qos_depth,
-                             reliability=(ReliabilityPolicy.RELIABLE if c.qos_output_reliable
-                                          else ReliabilityPolicy.BEST_EFFORT))
-        self._pub_depth = self.create_publisher(Image, 'depth', pub_qos)
-        self._pub_info = self.create_publisher(CameraInfo, 'depth/camera_info', pub_qos)
-        self._pub_sigma = self.create_publisher(Image, 'depth/uncertainty', pub_qos)
-        self._pub_relative = self.create_publisher(Image, 'depth/relative', pub_qos)
-        self._pub_colored = self.create_publisher(Image, 'depth/colored', pub_qos)
-        self._pub_cloud = self.create_publisher(PointCloud2, 'depth/points', pub_qos)
-        self._pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        # QoS: defaults here, qos_overrides.<topic>.<entity>.* parameters change them
+        # (ros/qos.py); the qos.* parameters are deprecated.
+        for warning in deprecation_warnings(getattr(self, '_parameter_overrides', {}) or {}):
+            self.get_logger().warn(warning)
+        self._qos = qos = TopicQos(self)
+        sub_qos = input_qos(c.qos_sensor_data, c.qos_depth)
+        pub_qos = output_qos(c.qos_output_reliable, c.qos_depth)
+        self._pub_depth = qos.publisher(Image, 'depth', pub_qos)
+        self._pub_info = qos.publisher(CameraInfo, 'depth/camera_info', pub_qos)
+        self._pub_sigma = qos.publisher(Image, 'depth/uncertainty', pub_qos)
+        self._pub_relative = qos.publisher(Image, 'depth/relative', pub_qos)
+        self._pub_colored = qos.publisher(Image, 'depth/colored', pub_qos)
+        self._pub_cloud = qos.publisher(PointCloud2, 'depth/points', pub_qos)
+        self._pub_diag = qos.publisher(DiagnosticArray, '/diagnostics', output_qos(depth=10))
         # The teacher starts (seconds: a process, a model) before the inputs are subscribed,
         # so no frame arrives at a node that cannot take it yet.
         self._keyframes: Optional[KeyframeWorker] = None
         if c.keyframes is not None:
             self._start_keyframes(c, pub_qos)
-        self.create_subscription(Image, 'image', self._on_image, sub_qos)
-        self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info, sub_qos)
-        self.create_subscription(PointCloud2, 'points', self._on_points, sub_qos)
+        qos.subscription(Image, 'image', self._on_image, sub_qos)
+        qos.subscription(CameraInfo, 'camera_info', self._on_camera_info, sub_qos)
+        qos.subscription(PointCloud2, 'points', self._on_points, sub_qos)
+        unmatched = unmatched_warning(qos)
+        if unmatched:
+            self.get_logger().warn(unmatched)
         self.create_timer(c.diagnostics_period, self._publish_diagnostics)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._worker = threading.Thread(target=self._work, name='depth_node_inference',
@@ -150,11 +153,12 @@ class DepthNode(Node):
         if kf is None:
             return
         self._kf_policy = kf.policy
-        self._pub_kf_depth = self.create_publisher(Image, 'keyframe/depth', qos)
-        self._pub_kf_unc = self.create_publisher(Image, 'keyframe/uncertainty', qos)
-        self._pub_kf_colored = self.create_publisher(Image, 'keyframe/colored', qos)
-        self._pub_kf_points = self.create_publisher(PointCloud2, 'keyframe/points', qos)
-        self._pub_kf_check = self.create_publisher(Float32, 'keyframe/cross_check', qos)
+        pub = self._qos.publisher
+        self._pub_kf_depth = pub(Image, 'keyframe/depth', qos)
+        self._pub_kf_unc = pub(Image, 'keyframe/uncertainty', qos)
+        self._pub_kf_colored = pub(Image, 'keyframe/colored', qos)
+        self._pub_kf_points = pub(PointCloud2, 'keyframe/points', qos)
+        self._pub_kf_check = pub(Float32, 'keyframe/cross_check', qos)
         self.get_logger().info(f'starting the keyframe teacher (marigold from '
                                f'{kf.teacher.model_path}, {kf.worker.mode} mode) ...')
         try:

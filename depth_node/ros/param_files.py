@@ -142,6 +142,8 @@ def params_yaml() -> str:
              '/**:', '  ros__parameters:']
     group = None
     for p in PARAMETERS:
+        if p.deprecated:
+            continue
         g, key = p.name.split('.', 1)
         if g != group:
             if group is not None:
@@ -153,7 +155,22 @@ def params_yaml() -> str:
             desc += f' Range [{p.range[0]}, {p.range[1]}].'
         lines += ['      # ' + t for t in textwrap.wrap(desc, 88)]
         lines.append(f'      {key}: {fmt(p.default)}')
+    lines += ['', *('    ' + t if t else '' for t in _QOS_EXAMPLE.splitlines())]
     return '\n'.join(lines) + '\n'
+
+
+#: QoS is set the ROS 2 way, per topic (depth_node/ros/qos.py); the example in the YAML.
+_QOS_EXAMPLE = """\
+# QoS, per topic and entity (resolved names: namespace and remaps applied); defaults:
+# inputs best effort (sensor data), outputs reliable, keep last 5. For example:
+# qos_overrides:
+#   /image:
+#     subscription:
+#       reliability: reliable  # reliable | best_effort | system_default
+#       depth: 10
+#   /depth/points:
+#     publisher:
+#       reliability: best_effort"""
 
 
 __all__ = ['check_params_files', 'load_params_file', 'params_files', 'params_yaml']

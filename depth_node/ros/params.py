@@ -31,6 +31,7 @@ class Param:
     read_only: bool = False
     range: Optional[tuple[float, float]] = None  # inclusive
     choices: Optional[tuple[str, ...]] = None
+    deprecated: bool = False  # still accepted (with a warning), not in config/depth.yaml
 
 
 PARAMETERS: tuple[Param, ...] = (
@@ -235,15 +236,16 @@ PARAMETERS: tuple[Param, ...] = (
     Param('cloud.stride', 2, 'Cloud keeps every n-th pixel in each direction.', range=(1, 64)),
     Param('cloud.color', False, 'XYZRGB cloud (colours from the image) instead of XYZ.'),
     Param('cloud.sigma', False, "Add a 'sigma' field (m, the depth's sigma) to depth/points."),
-    # --- transport ---
+    # --- transport (deprecated: qos_overrides.<topic>.<entity>.*, see ros/qos.py) ---
     Param('qos.sensor_data', True,
-          'Sensor-data QoS (best effort, keep last) for all topics; false: reliable.',
-          read_only=True),
+          'Deprecated (qos_overrides.<topic>.subscription.reliability): sensor-data QoS '
+          '(best effort) for the inputs; false: reliable.', read_only=True, deprecated=True),
     Param('qos.output_reliable', True,
-          'Publishers reliable (what rviz2 subscribes with by default; best-effort '
-          'subscribers get them too); false: best effort.', read_only=True),
-    Param('qos.depth', 5, 'QoS history depth of subscriptions and publishers.',
-          read_only=True, range=(1, 1000)),
+          'Deprecated (qos_overrides.<topic>.publisher.reliability): publishers reliable; '
+          'false: best effort.', read_only=True, deprecated=True),
+    Param('qos.depth', 5,
+          'Deprecated (qos_overrides.<topic>.<entity>.depth): history depth of the inputs '
+          'and outputs.', read_only=True, range=(1, 1000), deprecated=True),
     Param('diagnostics.period', 1.0, 'Seconds between /diagnostics messages.',
           read_only=True, range=(0.05, 60.0)),
 )
