@@ -34,7 +34,6 @@ frames, while a single outlier fit is ignored. The state is also reset when time
 
 from __future__ import annotations
 
-import enum
 import math
 from dataclasses import dataclass, replace
 from typing import Optional
@@ -42,6 +41,7 @@ from typing import Optional
 import numpy as np
 
 from depth_node.core.align import AffineFit, OutputKind
+from depth_node.core.compat import StrEnum
 from depth_node.core.errors import ConfigError
 
 
@@ -75,7 +75,7 @@ class FilterConfig:
                               self.reference_depth)
 
 
-class FilterEvent(enum.StrEnum):
+class FilterEvent(StrEnum):
     """What one :meth:`AffineFilter.update` did (str-valued: reports keep the text)."""
 
     INIT = 'init'  # first accepted fit

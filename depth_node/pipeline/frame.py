@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import time
 from dataclasses import dataclass, field
 from typing import Optional
@@ -12,6 +11,7 @@ import numpy as np
 from depth_node.core.align import AffineFit, apply_affine, OutputKind
 from depth_node.core.camera import PinholeCamera
 from depth_node.core.cloud import PointGrid
+from depth_node.core.compat import StrEnum
 from depth_node.core.errors import DepthNodeError
 from depth_node.core.image_quality import assess_image, ImageQuality
 from depth_node.core.lidar import SparseDepth
@@ -28,7 +28,7 @@ from depth_node.pipeline.input_limits import letterboxed
 __all__ = ['DepthPipeline', 'FitState', 'FrameInput', 'FrameResult', 'PipelineConfig']
 
 
-class FitState(enum.StrEnum):
+class FitState(StrEnum):
     """Which fit a frame's metric depth comes from (str-valued: reports keep the text)."""
 
     FRESH = 'fresh'  # fitted on this frame
