@@ -22,6 +22,8 @@ from depth_node.messages.readers import (camera_info_to_camera, image_to_array, 
                                          MessageError, pointcloud2_to_xyz)
 from depth_node.ros.messages import array_to_image, xyz_to_pointcloud2
 
+pytestmark = pytest.mark.jazzy  # also run on ROS 2 Jazzy (scripts/test.sh)
+
 TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
 NATIVE_BIG = sys.byteorder == 'big'
 

@@ -18,6 +18,8 @@ from depth_node.testing.nodeproc import NodeProcess, write_params
 from sensor_msgs.msg import Image, PointCloud2, PointField  # noqa: I100
 from std_msgs.msg import Float32
 
+pytestmark = pytest.mark.jazzy  # also run on ROS 2 Jazzy (scripts/test.sh)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 CAMERA_FRAME = 'camera_optical'
 

@@ -12,6 +12,8 @@ import pytest
 
 from depth_node.testing.nodeproc import private_graph_env
 
+pytestmark = pytest.mark.jazzy  # also run on ROS 2 Jazzy (scripts/test.sh)
+
 # rclpy's signal handler shuts the default context down; when that lands between two waits,
 # the next wait set (or timer) is refused with RCLError instead of ExternalShutdownException.
 # The script spins once, shuts the context down as the handler does, and spins on.

@@ -9,6 +9,8 @@ from depth_node.core.errors import ConfigError
 from depth_node.ros.param_files import params_yaml
 from depth_node.ros.params import build_config, changed_read_only, PARAMETERS
 
+pytestmark = pytest.mark.jazzy  # also run on ROS 2 Jazzy (scripts/test.sh)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ORACLE = {'estimator.type': 'depth_node.testing.oracle:DisparityOracle'}
 

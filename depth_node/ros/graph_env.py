@@ -6,6 +6,7 @@ environment of child processes).
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 from typing import Optional
 
@@ -37,9 +38,24 @@ def private_graph_env(domain: Optional[int] = None,
     env = {
         'ROS_DOMAIN_ID': str(domain),
         'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST',
-        'ROS_LOCALHOST_ONLY': '1',  # the Humble spelling of the same thing
         'RMW_IMPLEMENTATION': 'rmw_fastrtps_cpp',
     }
+    if _humble_or_older():
+        env['ROS_LOCALHOST_ONLY'] = '1'  # the Humble spelling (Jazzy warns it is deprecated)
     if profile is not None:
-        env['FASTDDS_DEFAULT_PROFILES_FILE'] = profile or fastdds_profile()
+        # Fast DDS 3 (Kilted and newer) reads the first, Fast DDS 2 (Jazzy, Humble) the second.
+        env['FASTDDS_DEFAULT_PROFILES_FILE'] = env['FASTRTPS_DEFAULT_PROFILES_FILE'] = \
+            profile or fastdds_profile()
     return env
+
+
+def _humble_or_older() -> bool:
+    """Whether this rclpy predates ROS_AUTOMATIC_DISCOVERY_RANGE (Humble's is 3.x, Iron's 4.x).
+
+    Read from the installed distribution, without importing rclpy; unknown counts as old
+    (setting both variables works everywhere; a newer distro only warns).
+    """
+    try:
+        return int(importlib.metadata.version('rclpy').split('.')[0]) < 4
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return True
