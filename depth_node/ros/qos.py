@@ -150,5 +150,5 @@ def unmatched_warning(qos: TopicQos) -> Optional[str]:
     names = qos.unmatched()
     if not names:
         return None
-    return (f"qos_overrides {', '.join(names)} match no topic of this node: ignored (its "
-            f"topics: {', '.join(qos.topics())})")
+    return (f"{', '.join(names)} match{'es' if len(names) == 1 else ''} no topic of this "
+            f"node: ignored (its topics: {', '.join(qos.topics())})")
