@@ -29,7 +29,8 @@ BENCHMARKS: dict[str, Benchmark] = {
     'keyframes': Benchmark('depth_node.bench.keyframes',
                            'real-time latency with the keyframe teacher off and on'),
     'transport': Benchmark('depth_node.ros.transport_check',
-                           'large best-effort images between processes, Fast DDS profiles'),
+                           'large best-effort images and clouds between processes, Fast DDS '
+                           'profiles'),
     'accuracy': Benchmark('depth_node.bench.accuracy_table',
                           'ground-truth accuracy of the metric path, with targets'),
     'fleet': Benchmark('depth_node.bench.fleet',
