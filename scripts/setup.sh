@@ -59,7 +59,8 @@ if [ "$flavour" = kilted ]; then
   # NVIDIA's index.
   "${pip[@]}" install -c "$constraint" --no-deps tensorrt-stubs==10.13.0.35.1
 fi
-"${pip[@]}" install --no-deps -e "$root"
+# --no-build-isolation: built with the venv's (locked) setuptools, not the newest one.
+"${pip[@]}" install --no-deps --no-build-isolation -e "$root"
 
 have="$("$venv/bin/python" -c 'import torch; print(torch.__version__)')"
 case "$have" in
