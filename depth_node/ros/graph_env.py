@@ -40,22 +40,25 @@ def private_graph_env(domain: Optional[int] = None,
         'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST',
         'RMW_IMPLEMENTATION': 'rmw_fastrtps_cpp',
     }
-    if _humble_or_older():
+    major = _rclpy_major()
+    if major is None or major < 4:
         env['ROS_LOCALHOST_ONLY'] = '1'  # the Humble spelling (Jazzy warns it is deprecated)
     if profile is not None:
-        # Fast DDS 3 (Kilted and newer) reads the first, Fast DDS 2 (Jazzy, Humble) the second.
-        env['FASTDDS_DEFAULT_PROFILES_FILE'] = env['FASTRTPS_DEFAULT_PROFILES_FILE'] = \
-            profile or fastdds_profile()
+        # Fast DDS 3 (Kilted and newer) reads the first, Fast DDS 2 (Jazzy, Humble) only the
+        # second, which Kilted warns is deprecated.
+        env['FASTDDS_DEFAULT_PROFILES_FILE'] = profile or fastdds_profile()
+        if major is None or major < 9:
+            env['FASTRTPS_DEFAULT_PROFILES_FILE'] = env['FASTDDS_DEFAULT_PROFILES_FILE']
     return env
 
 
-def _humble_or_older() -> bool:
-    """Whether this rclpy predates ROS_AUTOMATIC_DISCOVERY_RANGE (Humble's is 3.x, Iron's 4.x).
+def _rclpy_major() -> Optional[int]:
+    """Major version of the installed rclpy, without importing it (None: unknown).
 
-    Read from the installed distribution, without importing rclpy; unknown counts as old
-    (setting both variables works everywhere; a newer distro only warns).
+    Humble's is 3, Iron's 4 (ROS_AUTOMATIC_DISCOVERY_RANGE), Jazzy's 7, Kilted's 9 (Fast DDS 3).
+    Unknown counts as old: setting every variable works everywhere; newer distros only warn.
     """
     try:
-        return int(importlib.metadata.version('rclpy').split('.')[0]) < 4
+        return int(importlib.metadata.version('rclpy').split('.')[0])
     except (importlib.metadata.PackageNotFoundError, ValueError):
-        return True
+        return None
