@@ -32,7 +32,6 @@ start over after a jump back in time (``time_jumps``), since only it sees the me
 
 from __future__ import annotations
 
-import enum
 import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, Optional, TypeVar
@@ -40,6 +39,7 @@ from typing import Callable, Optional, TypeVar
 import numpy as np
 
 from depth_node.core.camera import PinholeCamera
+from depth_node.core.compat import StrEnum
 from depth_node.core.errors import DepthNodeError
 from depth_node.core.stamped import StampedCache
 from depth_node.core.transforms import RigidTransform
@@ -70,7 +70,7 @@ TIME_JUMP_S = 1.0
 FUTURE_S = 10.0
 
 
-class SweepAdded(enum.StrEnum):
+class SweepAdded(StrEnum):
     """What :func:`add_sweep` did with a sweep."""
 
     KEPT = 'kept'
