@@ -5,7 +5,7 @@
 #
 # For each environment: a fresh venv in a temporary folder, scripts/setup.sh in it without the
 # lock (DEPTH_NODE_UNLOCKED=1: requirements*.txt resolved anew, torch at its pin), then
-#   pip freeze --all --exclude-editable
+#   pip freeze --all --exclude-editable   (less depth_node itself)
 # into scripts/constraints.txt (Kilted) or scripts/constraints-jazzy.txt (Jazzy), which
 # scripts/setup.sh installs with `pip install -c`. Takes a few minutes per environment. Run it
 # after editing a requirements file, commit the lock files with it, and run the tests.
@@ -25,7 +25,7 @@ for flavour in "$@"; do
     echo "# ($("$tmp/venv/bin/python" -V), $(date -u +%Y-%m-%d)); do not edit by hand."
     # torch's local label (+cpu) names the wheel, not the version: pip matches 2.13.0 to it.
     "$tmp/venv/bin/python" -m pip --disable-pip-version-check freeze --all --exclude-editable \
-      | sed -e 's/^\(torch==[^+]*\)+.*/\1/' | LC_ALL=C sort -f
+      | sed -e 's/^\(torch==[^+]*\)+.*/\1/' | grep -v -i '^depth[-_]node==' | LC_ALL=C sort -f
   } > "$out.new"
   mv "$out.new" "$out"
   rm -rf "$tmp"
