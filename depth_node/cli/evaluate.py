@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
+from depth_node.cli.errors import exit_code
 from depth_node.core.errors import ConfigError, DepthNodeError
 from depth_node.offline.drive_bag import DriveTopics, STORAGES
 from depth_node.offline.records import BagReadError
@@ -173,14 +174,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         return run_fleet(args, _configure)
     try:
         evaluation = build(args)
-    except ConfigError as exc:
-        print(f'evaluate: configuration error: {exc}', file=sys.stderr)
-        return 2
-    except DepthNodeError as exc:
-        print(f'evaluate: {exc}', file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    except (DepthNodeError, KeyboardInterrupt) as exc:  # ConfigError is a DepthNodeError
+        return exit_code('evaluate', exc)
     try:
         result = evaluation.run()
     except (BagReadError, DepthNodeError) as exc:

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from depth_node.cli.errors import exit_code
 from depth_node.core.errors import ConfigError, DepthNodeError
 
 
@@ -50,14 +51,8 @@ def run_fleet(args: argparse.Namespace, configure: Callable[[argparse.Namespace]
                   'a little from a whole-bag run (-p filter.enable:=false for equal numbers)',
                   file=sys.stderr)
         result = fleet.run()
-    except ConfigError as exc:
-        print(f'evaluate: configuration error: {exc}', file=sys.stderr)
-        return 2
-    except DepthNodeError as exc:
-        print(f'evaluate: {exc}', file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    except (DepthNodeError, KeyboardInterrupt) as exc:  # ConfigError is a DepthNodeError
+        return exit_code('evaluate', exc)
     for o in result.failed:
         print(f'evaluate: FAILED {o.bag}: {o.error}', file=sys.stderr)
     for o in result.outcomes:

@@ -26,6 +26,7 @@ import os
 import sys
 from typing import Optional, Sequence, TYPE_CHECKING
 
+from depth_node.cli.errors import exit_code
 from depth_node.core.errors import ConfigError, DepthNodeError
 
 if TYPE_CHECKING:  # imported when it runs: --help stays quick
@@ -111,14 +112,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         run = build(args)
         outcomes = run.run()
-    except ConfigError as exc:
-        print(f'pseudo_label: configuration error: {exc}', file=sys.stderr)
-        return 2
-    except DepthNodeError as exc:
-        print(f'pseudo_label: {exc}', file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    except (DepthNodeError, KeyboardInterrupt) as exc:  # ConfigError is a DepthNodeError
+        return exit_code('pseudo_label', exc)
     for o in outcomes:
         if o.status == 'failed':
             print(f'pseudo_label: FAILED {o.bag}: {o.error}', file=sys.stderr)
