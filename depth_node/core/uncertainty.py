@@ -30,7 +30,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Union
+from typing import Mapping, Optional, Union
 
 import cv2
 import numpy as np
@@ -62,6 +62,8 @@ class UncertaintyModel:
     min_relative: float = 0.002  # sigma / z never below this
     max_relative: float = 10.0  # nor above this
     provenance: Mapping[str, object] = field(default_factory=dict)
+    # Raw held-out scale of the calibration drives (pipeline.self_check); None: no self-check.
+    heldout_reference: Optional[float] = None
 
     def __post_init__(self) -> None:
         for name in ('fused', 'global_only'):
@@ -80,7 +82,8 @@ class UncertaintyModel:
             return cls(tuple(float(x) for x in data['fused']),
                        tuple(float(x) for x in data['global_only']),
                        float(data.get('min_relative', 0.002)),
-                       float(data.get('max_relative', 10.0)), data.get('provenance', {}))
+                       float(data.get('max_relative', 10.0)), data.get('provenance', {}),
+                       _optional_float(data.get('heldout_reference')))
         except ConfigError:
             raise
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -92,6 +95,7 @@ class UncertaintyModel:
                            'global_only': list(self.global_only),
                            'min_relative': self.min_relative,
                            'max_relative': self.max_relative,
+                           'heldout_reference': self.heldout_reference,
                            'provenance': dict(self.provenance)}, indent=2)
 
     def relative_sigma(self, phi: np.ndarray, fused: bool = True) -> np.ndarray:
@@ -99,6 +103,14 @@ class UncertaintyModel:
         w = np.asarray(self.fused if fused else self.global_only, dtype=np.float64)
         log_rel = np.tensordot(w, phi, axes=1)
         return np.clip(np.exp(log_rel), self.min_relative, self.max_relative).astype(np.float32)
+
+
+def _optional_float(value: object) -> Optional[float]:
+    """A finite positive JSON number, or None (null, absent, or not usable)."""
+    if value is None:
+        return None
+    x = float(value)  # type: ignore[arg-type]
+    return x if math.isfinite(x) and x > 0 else None
 
 
 def cell_depth(depth: np.ndarray, cell: int) -> np.ndarray:
@@ -121,7 +133,7 @@ def features(fusion: Fusion, fit_residual: float) -> np.ndarray:
         log_z = np.log(np.where(np.isfinite(z) & (z > 0), z, 1.0))
     res = fit_residual if math.isfinite(fit_residual) and fit_residual > 0 else 0.0
     log_res = math.log(res + _SPREAD_EPS)
-    unsupported = 1.0 / (1.0 + support / _UNSUPPORTED_AT)
+    unsupported = unsupported_gate(support)
     step = _depth_step(np.where(np.isfinite(z) & (z > 0), log_z, math.log(_SKY_DEPTH)))
     far = cv2.distanceTransform((support < _UNSUPPORTED_AT).astype(np.uint8), cv2.DIST_L2, 3)
     # No supported cell at all (a held fit, no sweep): OpenCV reports a huge distance; the
@@ -133,6 +145,11 @@ def features(fusion: Fusion, fit_residual: float) -> np.ndarray:
                      log_z, np.full_like(support, log_res), unsupported * log_res,
                      unsupported * log_z, np.log(step + _STEP_EPS),
                      np.log1p(far.astype(np.float64))])
+
+
+def unsupported_gate(support: np.ndarray) -> np.ndarray:
+    """The ``unsupported`` feature, ``1 / (1 + support / 0.05)``: near 1 where no return is."""
+    return 1.0 / (1.0 + np.asarray(support, np.float64) / _UNSUPPORTED_AT)
 
 
 def _depth_step(log_z: np.ndarray) -> np.ndarray:
@@ -147,4 +164,5 @@ def _depth_step(log_z: np.ndarray) -> np.ndarray:
     return out
 
 
-__all__ = ['cell_depth', 'DEFAULT_CALIBRATION', 'FEATURES', 'features', 'UncertaintyModel']
+__all__ = ['cell_depth', 'DEFAULT_CALIBRATION', 'FEATURES', 'features', 'UncertaintyModel',
+           'unsupported_gate']

@@ -22,7 +22,8 @@ from depth_node.core.uncertainty import UncertaintyModel
 from depth_node.estimators.base import check_input_image, check_prediction, Estimator
 from depth_node.pipeline.alignment import align_to_lidar
 from depth_node.pipeline.config import PipelineConfig
-from depth_node.pipeline.trust import trusted_depth, TrustReport, warm_up
+from depth_node.pipeline.self_check import raw_scale, SelfCheck
+from depth_node.pipeline.trust import fit_residual, trusted_depth, TrustReport, warm_up
 from depth_node.pipeline.input_limits import letterboxed
 
 __all__ = ['DepthPipeline', 'FitState', 'FrameInput', 'FrameResult', 'PipelineConfig']
@@ -92,6 +93,7 @@ class DepthPipeline:
         self._last_good_stamp = -np.inf
         self._grid: Optional[PointGrid] = None
         self._model: Optional[UncertaintyModel] = None
+        self.self_check = SelfCheck()
         self.config = config or PipelineConfig()
 
     @property
@@ -115,6 +117,8 @@ class DepthPipeline:
             self._model = UncertaintyModel.load(config.uncertainty_calibration or None)
         elif not config.uncertainty:
             self._model = None
+        if old is None or old.uncertainty_self_check_every != config.uncertainty_self_check_every:
+            self.self_check = SelfCheck(every=config.uncertainty_self_check_every)
         self._config = config
 
     @property
@@ -126,6 +130,7 @@ class DepthPipeline:
         self._last_good = None
         self._last_good_stamp = -np.inf
         self._filter.reset()
+        self.self_check.reset()
 
     def _points(self, depth: np.ndarray, camera: PinholeCamera) -> np.ndarray:
         stride = self.config.cloud_stride
@@ -200,7 +205,8 @@ class DepthPipeline:
         if depth is not None and applied is not None and not spec.metric \
                 and (cfg.fusion or cfg.uncertainty):
             used = None if sparse is None else (sparse if kept is None else sparse.subset(kept))
-            trusted = trusted_depth(depth, used, applied, cfg, self._model, age)
+            scale = self._checked_scale(depth, used, applied)
+            trusted = trusted_depth(depth, used, applied, cfg, self._model, age, scale)
             depth, sigma, trust, refused = trusted.depth, trusted.sigma, trusted.report, \
                 trusted.report.refused
             unrefused, rel_sigma = trusted.unrefused, trusted.relative_sigma
@@ -214,6 +220,21 @@ class DepthPipeline:
         return FrameResult(relative, depth, points, fit, applied, state, age, sparse, timings,
                            kept, event, sigma, trust, quality, refused, unrefused, rel_sigma,
                            padded)
+
+    def _checked_scale(self, depth: np.ndarray, used: Optional[SparseDepth],
+                       applied: AffineFit) -> float:
+        """The held-out scale of sigma (:mod:`~depth_node.pipeline.self_check`), checked on
+        this frame's returns when a check is due."""
+        model, cfg = self._model, self.config
+        if model is None or used is None or not cfg.fusion \
+                or model.heldout_reference is None:
+            return 1.0
+        if self.self_check.due():
+            self.self_check.update(raw_scale(depth, used, fit_residual(applied), model,
+                                             cfg.fusion_options(),
+                                             cfg.max_relative_uncertainty),
+                                   model.heldout_reference)
+        return self.self_check.scale
 
     def _filtered(self, fit: AffineFit,
                   stamp: float) -> tuple[Optional[AffineFit], FitState, float, str]:

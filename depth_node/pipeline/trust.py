@@ -30,7 +30,7 @@ import numpy as np
 from depth_node.core.align import AffineFit
 from depth_node.core.fusion import fuse, Fusion, FusionConfig
 from depth_node.core.lidar import SparseDepth
-from depth_node.core.uncertainty import cell_depth, features, UncertaintyModel
+from depth_node.core.uncertainty import cell_depth, features, UncertaintyModel, unsupported_gate
 from depth_node.pipeline.config import PipelineConfig
 
 try:  # numba is a dependency; without it (a broken install) the numpy step runs
@@ -50,6 +50,7 @@ class TrustReport:
     lidar_share: float  # share of the pixels with depth that LiDAR supports
     median_relative_sigma: float  # median sigma/z over the published pixels (NaN: none)
     refused: str = ''  # why the frame's metric depth was refused ('' = published)
+    sigma_scale: float = 1.0  # held-out scale applied to supported sigma (self_check)
 
 
 @dataclass
@@ -97,7 +98,7 @@ def _supported_share(fusion: Fusion, has_depth: np.ndarray) -> float:
 
 def trusted_depth(global_depth: np.ndarray, lidar: Optional[SparseDepth], fit: AffineFit,
                   config: PipelineConfig, model: Optional[UncertaintyModel],
-                  fit_age: float = 0.0) -> Trusted:
+                  fit_age: float = 0.0, sigma_scale: float = 1.0) -> Trusted:
     """Fuse, attach sigma and refuse (see the module docstring).
 
     Parameters
@@ -117,6 +118,10 @@ def trusted_depth(global_depth: np.ndarray, lidar: Optional[SparseDepth], fit: A
         Seconds since the applied fit was made (a held fit): its scale may have drifted by the
         temporal filter's random walk, ``filter_process_noise * sqrt(age)`` in log scale,
         which adds to sigma / z in quadrature.
+    sigma_scale
+        The held-out scale of :mod:`depth_node.pipeline.self_check` (1: as calibrated): sigma
+        is multiplied by ``sigma_scale ** (1 - unsupported)``, i.e. fully where LiDAR supports
+        a cell and not at all where none is near. Not applied to a frame without a sweep.
     """
     h, w = global_depth.shape
     fusion = fuse(global_depth, lidar if lidar is not None else empty_support(h, w),
@@ -128,6 +133,11 @@ def trusted_depth(global_depth: np.ndarray, lidar: Optional[SparseDepth], fit: A
         return Trusted(depth, None, fusion, TrustReport(1.0, share, float('nan')), depth,
                        np.full(depth.shape, np.nan, np.float32))
     rel_cells = model.relative_sigma(features(fusion, fit_residual(fit)), fused=fused)
+    if fused and sigma_scale != 1.0 and math.isfinite(sigma_scale) and sigma_scale > 0:
+        gain = np.power(np.float32(sigma_scale),
+                        (1.0 - unsupported_gate(fusion.support)).astype(np.float32))
+        rel_cells = np.clip(rel_cells * gain, model.min_relative,
+                            model.max_relative).astype(np.float32)
     if fit_age > 0 and math.isfinite(fit_age):
         drift = config.filter_process_noise ** 2 * fit_age
         rel_cells = np.sqrt(rel_cells * rel_cells + np.float32(drift))
@@ -148,7 +158,8 @@ def trusted_depth(global_depth: np.ndarray, lidar: Optional[SparseDepth], fit: A
     elif not n_keep:
         refused = 'no pixel within output.max_relative_uncertainty ' \
                   f'{config.max_relative_uncertainty:g}'
-    report = TrustReport(coverage, lidar_share, median, refused)
+    report = TrustReport(coverage, lidar_share, median, refused,
+                         float(sigma_scale) if fused else 1.0)
     if refused:
         return Trusted(None, None, fusion, report, depth, rel)
     return Trusted(out, sigma, fusion, report, depth, rel)

@@ -6,8 +6,15 @@
 accuracy table's), runs the shipped student and the node's global fit and fusion, and fits the
 weights of :class:`~depth_node.core.uncertainty.UncertaintyModel` by maximum likelihood: the
 log-depth error ``e = log(z / z_true)`` of a pixel is modelled as Laplace with scale
-``exp(w . phi)``. The bias is then shifted so that 95 % of the calibration pixels lie within
-2 sigma. Blind and saturated frames are refused before any fit, so they carry no pixels.
+``exp(w . phi)``. The held-out check of :mod:`depth_node.pipeline.self_check` is measured on
+every frame; its median is the model's ``heldout_reference``, and each frame's ratio to it
+scales that frame's supported sigma as it will in the node. The bias of the fused weights is
+then chosen so that every scenario's share of published pixels within 2 sigma lies in the
+90-98 % band as well as one bias allows (minimax; scenarios below 85 % at the pooled bias,
+which no single scale can bring into the band, are reported and left out of that choice).
+The global-only weights (frames without a sweep, nothing to check against) keep the pooled
+rule: 95 % of their pixels within 2 sigma. Blind and saturated frames are refused before any
+fit, so they carry no pixels.
 
 The result is written as JSON (default: the shipped ``depth_node/calibration/uncertainty.json``)
 with its provenance (scenarios, streets, frames, pixels, the coverage reached).
@@ -30,24 +37,32 @@ from depth_node.core.uncertainty import (DEFAULT_CALIBRATION, FEATURES, features
 from depth_node.estimators.base import Estimator
 from depth_node.offline.scenarios import CALIBRATION_SEEDS, Scenario, SCENARIOS, scenario_frames
 from depth_node.pipeline.frame import DepthPipeline, FrameInput, PipelineConfig
+from depth_node.pipeline.self_check import heldout_samples, raw_scale_of, SCALE_RANGE
 from depth_node.pipeline.trust import empty_support, fit_residual
 
 #: Pixels drawn from each frame (the fit needs variety, not every pixel).
 PIXELS_PER_FRAME = 3000
-#: Share of calibration pixels within 2 sigma after the bias shift.
+#: Share of calibration pixels within 2 sigma after the bias shift (global-only weights).
 TARGET_2SIGMA = 0.95
+#: The band every scenario's share within 2 sigma should lie in (fused weights).
+BAND = (0.90, 0.98)
+#: Scenarios below this share at the pooled bias are left out of the band's bias choice.
+CALIBRATABLE = 0.85
 
 
 def collect(estimator: Estimator, scenarios: Sequence[Scenario], seeds: Sequence[int],
             frames: int, width: int, height: int, config: Optional[PipelineConfig] = None,
             max_depth: float = 80.0, seed: int = 0) -> dict[str, np.ndarray]:
-    """Features and log errors of sampled pixels: ``phi`` [N, F], ``e_fused`` [N], ``e_global``."""
+    """Features and log errors of sampled pixels: ``phi`` [N, F], ``e_fused`` [N], ``e_global``
+    [N], their ``scenario`` [N] (index into ``scenarios``) and ``frame`` [N] (index into
+    ``heldout``: per frame, the held-out samples ``(phi_B, e_B)`` of
+    :func:`~depth_node.pipeline.self_check.heldout_samples`)."""
     # The global fit alone: the fusion is run here on its depth, as the trust step runs it.
     cfg = replace(config or PipelineConfig(), temporal=False, max_depth=max_depth,
                   uncertainty=False, fusion=False)
     rng = np.random.default_rng(seed)
-    phis, e_f, e_g = [], [], []
-    for sc in scenarios:
+    phis, e_f, e_g, scen, frame_ids, heldout = [], [], [], [], [], []
+    for k, sc in enumerate(scenarios):
         for _, rig, f in scenario_frames(sc, seeds, frames, width, height):
             res = DepthPipeline(estimator, cfg).process(
                 FrameInput(f.rgb, rig.camera, f.stamp, f.lidar, rig.nominal), want_points=False)
@@ -58,6 +73,8 @@ def collect(estimator: Estimator, scenarios: Sequence[Scenario], seeds: Sequence
                 (res.sparse if res.kept is None else res.sparse.subset(res.kept))
             fusion = fuse(glob, used, cfg.fusion_options())
             phi = features(fusion, fit_residual(res.applied))  # [F, gh, gw]
+            held = heldout_samples(glob, used, fit_residual(res.applied), cfg.fusion_options()) \
+                if used.count else (np.zeros((0, phi.shape[0])), np.zeros(0))
             truth = f.depth
             ok = np.isfinite(truth) & (truth > 1e-3) & (truth <= max_depth) \
                 & np.isfinite(glob) & np.isfinite(fusion.depth)
@@ -69,10 +86,14 @@ def collect(estimator: Estimator, scenarios: Sequence[Scenario], seeds: Sequence
             phis.append(phi[:, r // fusion.cell, c // fusion.cell].T)
             e_f.append(np.log(fusion.depth[r, c] / truth[r, c]))
             e_g.append(np.log(glob[r, c] / truth[r, c]))
+            scen.append(np.full(r.size, k, np.int32))
+            frame_ids.append(np.full(r.size, len(heldout), np.int32))
+            heldout.append(held)
     if not phis:
         raise RuntimeError('no calibration pixels: every frame was refused')
     return {'phi': np.concatenate(phis), 'e_fused': np.concatenate(e_f),
-            'e_global': np.concatenate(e_g)}
+            'e_global': np.concatenate(e_g), 'scenario': np.concatenate(scen),
+            'frame': np.concatenate(frame_ids), 'heldout': heldout}
 
 
 def fit_weights(phi: np.ndarray, err: np.ndarray) -> tuple[np.ndarray, float]:
@@ -103,16 +124,92 @@ def fit_weights(phi: np.ndarray, err: np.ndarray) -> tuple[np.ndarray, float]:
     return w, reached
 
 
+def heldout_scales(heldout: Sequence[tuple[np.ndarray, np.ndarray]], weights: np.ndarray,
+                   threshold: float) -> np.ndarray:
+    """Raw held-out scale [frames] of each frame under ``weights`` (NaN: no check)."""
+    return np.array([raw_scale_of(p, e, weights, threshold=threshold) if e.size else np.nan
+                     for p, e in heldout])
+
+
+def band_bias(log_rel: np.ndarray, err: np.ndarray, scenario: np.ndarray, threshold: float,
+              band: tuple[float, float] = BAND,
+              grid: np.ndarray = np.arange(-1.0, 1.0001, 0.01)) -> tuple[float, dict]:
+    """The bias shift that puts every scenario's within-2-sigma share of its published pixels
+    (sigma / z <= ``threshold``) into ``band`` as well as one shift can (minimax violation;
+    ties: nearest the band's middle by the median scenario).
+
+    ``log_rel`` [N] log sigma / z before the shift, ``err`` [N] log errors, ``scenario`` [N]
+    ids. Scenarios below :data:`CALIBRATABLE` at shift 0 are left out. Returns the shift and
+    ``{'within': {id: share at the shift}, 'left_out': [ids]}``.
+    """
+    a = np.abs(err)
+    ids = np.unique(scenario)
+
+    def shares(delta: float) -> dict[int, float]:
+        rel = np.exp(log_rel + delta)
+        out = {}
+        for k in ids:
+            m = (scenario == k) & (rel <= threshold)
+            out[int(k)] = float(np.mean(a[m] <= 2.0 * rel[m])) if m.any() else float('nan')
+        return out
+
+    at0 = shares(0.0)
+    left_out = [k for k, v in at0.items() if not v >= CALIBRATABLE]
+    lo, hi = band
+    best, best_cost = 0.0, np.inf
+    for delta in grid:
+        got = {k: v for k, v in shares(float(delta)).items() if k not in left_out
+               and np.isfinite(v)}
+        if not got:
+            continue
+        vals = np.array(list(got.values()))
+        cost = float(np.max(np.maximum(lo - vals, 0.0) + np.maximum(vals - hi, 0.0))) \
+            + 0.01 * abs(float(np.median(vals)) - 0.5 * (lo + hi))
+        if cost < best_cost - 1e-12:
+            best, best_cost = float(delta), cost
+    return best, {'within': shares(best), 'left_out': left_out}
+
+
+def calibrate_fused(data: dict, threshold: float) -> tuple[np.ndarray, float, dict]:
+    """Fused weights with the held-out reference and the band's bias (module docstring)."""
+    w, _ = fit_weights(data['phi'], data['e_fused'])
+    raw = heldout_scales(data['heldout'], w, threshold)
+    reference = float(np.nanmedian(raw)) if np.isfinite(raw).any() else float('nan')
+    lo, hi = SCALE_RANGE
+    ratio = np.where(np.isfinite(raw), np.clip(raw / reference, lo, hi), 1.0) \
+        if np.isfinite(reference) else np.ones_like(raw)
+    gate = data['phi'][:, list(FEATURES).index('unsupported')]
+    log_rel = data['phi'] @ w + (1.0 - gate) * np.log(ratio[data['frame']])
+    delta, report = band_bias(log_rel, data['e_fused'], data['scenario'], threshold)
+    w = w.copy()
+    w[0] += delta
+    # The raw scale is inversely proportional to sigma: measured again with the final weights.
+    raw = heldout_scales(data['heldout'], w, threshold)
+    reference = float(np.nanmedian(raw)) if np.isfinite(raw).any() else float('nan')
+    report.update({'bias_shift': delta, 'checked_frames': int(np.isfinite(raw).sum())})
+    return w, reference, report
+
+
 def calibrate(estimator: Estimator, scenarios: Sequence[Scenario] = SCENARIOS,
               seeds: Sequence[int] = CALIBRATION_SEEDS, frames: int = 2, width: int = 640,
               height: int = 480, config: Optional[PipelineConfig] = None) -> UncertaintyModel:
     """Collect pixels and fit the fused and the global-only weights."""
     data = collect(estimator, scenarios, seeds, frames, width, height, config)
-    w_f, reached_f = fit_weights(data['phi'], data['e_fused'])
+    threshold = (config or PipelineConfig()).max_relative_uncertainty
+    w_f, reference, report = calibrate_fused(data, threshold)
+    reached_f = float(np.mean(np.abs(data['e_fused']) <= 2.0 * np.exp(data['phi'] @ w_f)))
     w_g, reached_g = fit_weights(data['phi'], data['e_global'])
+    names = [s.name for s in scenarios]
     provenance = {
-        'method': 'Laplace maximum likelihood on log-depth error, bias shifted to '
-                  f'{TARGET_2SIGMA:.0%} within 2 sigma',
+        'method': 'Laplace maximum likelihood on log-depth error; fused: held-out reference '
+                  f'and the bias that puts each scenario in {BAND[0]:.0%}-{BAND[1]:.0%} within '
+                  f'2 sigma (minimax); global only: bias shifted to {TARGET_2SIGMA:.0%} within '
+                  '2 sigma',
+        'scenario_within_2sigma': {names[k]: round(v, 4)
+                                   for k, v in report['within'].items()},
+        'left_out_of_band': [names[k] for k in report['left_out']],
+        'bias_shift': report['bias_shift'], 'checked_frames': report['checked_frames'],
+        'threshold': threshold,
         'estimator': getattr(estimator, 'name', type(estimator).__name__),
         'scenarios': [s.name for s in scenarios], 'streets': [int(s) for s in seeds],
         'frames_per_street': frames, 'size': [width, height],
@@ -121,7 +218,8 @@ def calibrate(estimator: Estimator, scenarios: Sequence[Scenario] = SCENARIOS,
         'command': 'python -m depth_node.training.calibrate_uncertainty',
     }
     return UncertaintyModel(tuple(float(v) for v in w_f), tuple(float(v) for v in w_g),
-                            provenance=provenance)
+                            provenance=provenance,
+                            heldout_reference=reference if np.isfinite(reference) else None)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -151,6 +249,9 @@ def main(argv: Optional[list[str]] = None) -> int:
           f'{result.provenance["within_2sigma"]}; weights ({", ".join(FEATURES)}):')
     print('  fused      ', ' '.join(f'{w:+.3f}' for w in result.fused))
     print('  global only', ' '.join(f'{w:+.3f}' for w in result.global_only))
+    print(f'held-out reference {result.heldout_reference}; within 2 sigma per scenario '
+          f'(published pixels): {result.provenance["scenario_within_2sigma"]}; left out of '
+          f'the band: {result.provenance["left_out_of_band"]}')
     print(f'wrote {args.out} ({time.time() - t0:.0f} s)')
     return 0
 

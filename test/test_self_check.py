@@ -1,0 +1,142 @@
+"""The held-out check of sigma against the frame's own LiDAR, and the band's bias rule."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from depth_node.core.align import AffineFit, OutputKind
+from depth_node.core.errors import ConfigError
+from depth_node.core.lidar import SparseDepth
+from depth_node.core.uncertainty import FEATURES, UncertaintyModel
+from depth_node.pipeline.config import PipelineConfig
+from depth_node.pipeline.frame import DepthPipeline, FrameInput
+from depth_node.pipeline.self_check import (heldout_samples, raw_scale, raw_scale_of,
+                                            SCALE_RANGE, SelfCheck, split_halves)
+from depth_node.pipeline.trust import trusted_depth
+from depth_node.sim.world import Conditions, RigSpec, save_frames, SimRig
+from depth_node.testing.oracle import DisparityOracle
+from depth_node.training.calibrate_uncertainty import band_bias
+
+
+def _constant_model(rel: float, reference=None) -> UncertaintyModel:
+    """sigma / z = ``rel`` everywhere (only the bias weight)."""
+    w = [0.0] * len(FEATURES)
+    w[0] = float(np.log(rel))
+    return UncertaintyModel(tuple(w), tuple(w), heldout_reference=reference)
+
+
+def _scene(noise: float, seed: int = 0, h: int = 120, w: int = 160):
+    """A wall at 10-20 m, exact LiDAR on every 2nd pixel of every 3rd row, and a network whose
+    log depth carries white noise of ``noise``."""
+    rng = np.random.default_rng(seed)
+    truth = np.tile(np.linspace(10.0, 20.0, w, dtype=np.float32), (h, 1))
+    glob = (truth * np.exp(rng.normal(0.0, noise, truth.shape))).astype(np.float32)
+    vv, uu = np.mgrid[0:h:3, 0:w:2]
+    u, v = uu.ravel().astype(np.int32), vv.ravel().astype(np.int32)
+    return glob, SparseDepth(u, v, truth[v, u], w, h)
+
+
+def test_halves_interleave_over_the_image():
+    _, lidar = _scene(0.0)
+    a = split_halves(lidar)
+    assert 0.4 < a.mean() < 0.6
+    # Every B return has an A return within a few pixels.
+    ua, va = lidar.u[a], lidar.v[a]
+    for ub, vb in zip(lidar.u[~a][::37], lidar.v[~a][::37]):
+        assert np.min(np.hypot(ua - ub, va - vb)) <= 4.5
+
+
+def test_raw_scale_follows_the_data_and_is_inverse_to_the_model():
+    model = _constant_model(0.05)
+    quiet = raw_scale(*_scene(0.02), 0.02, model)
+    loud = raw_scale(*_scene(0.08), 0.02, model)
+    assert np.isfinite(quiet) and np.isfinite(loud)
+    assert 2.0 < loud / quiet < 6.0, (quiet, loud)  # 4x the network's noise
+    # The raw scale of held-out samples is exactly inverse to the model's sigma.
+    phi, err = heldout_samples(*_scene(0.05), 0.02)
+    assert phi.shape == (err.size, len(FEATURES)) and err.size > 500
+    w1, w2 = np.asarray(_constant_model(0.05).fused), np.asarray(_constant_model(0.1).fused)
+    assert raw_scale_of(phi, err, w1) == pytest.approx(2.0 * raw_scale_of(phi, err, w2))
+    # Too few returns: no check.
+    glob, lidar = _scene(0.05)
+    few = lidar.subset(np.arange(lidar.count) < 100)
+    assert np.isnan(raw_scale(glob, few, 0.02, model))
+
+
+def test_self_check_runs_every_n_frames_clips_and_smooths():
+    check = SelfCheck(every=3)
+    assert [check.due() for _ in range(7)] == [True, False, False, True, False, False, True]
+    assert check.update(1.0, 0.5) == pytest.approx(2.0)  # first check sets it
+    assert check.update(100.0, 1.0) == pytest.approx(np.exp(0.5 * np.log(2.0)
+                                                            + 0.5 * np.log(SCALE_RANGE[1])))
+    before = check.scale
+    assert check.update(float('nan'), 1.0) == before  # no check: unchanged
+    assert check.update(1.0, float('nan')) == before
+    check.reset()
+    assert check.scale == 1.0 and check.due()
+    assert not any(SelfCheck(every=0).due() for _ in range(5))
+
+
+def test_the_scale_widens_sigma_only_where_lidar_supports_it():
+    glob, lidar = _scene(0.05)
+    # Returns only on the left half: the right half is unsupported.
+    left = lidar.subset(lidar.u < 60)
+    fit = AffineFit(1.0, 0.0, OutputKind.DEPTH, left.count, 0.02, 0.02)
+    cfg = PipelineConfig(max_relative_uncertainty=100.0)
+    model = UncertaintyModel.load()
+    one = trusted_depth(glob, left, fit, cfg, model, sigma_scale=1.0)
+    two = trusted_depth(glob, left, fit, cfg, model, sigma_scale=2.0)
+    ratio = two.relative_sigma / one.relative_sigma
+    assert np.median(ratio[:, 10:50]) == pytest.approx(2.0, rel=0.05)
+    assert np.median(ratio[:, 140:]) == pytest.approx(1.0, abs=0.02)
+    assert two.report.sigma_scale == 2.0 and one.report.sigma_scale == 1.0
+
+
+def test_pipeline_checks_on_the_first_frame_and_then_every_n(tmp_path):
+    rig = SimRig.build(RigSpec(width=320, height=240), Conditions(), seed=4)
+    frames = list(rig.frames(3, seed=4))
+    folder = save_frames(tmp_path / 'frames', frames)
+    shipped = UncertaintyModel.load()
+    with_ref = tmp_path / 'cal.json'
+    with_ref.write_text(replace(shipped, heldout_reference=0.5).to_json())
+    cfg = PipelineConfig(temporal=False, uncertainty_calibration=str(with_ref),
+                         uncertainty_self_check_every=2)
+    pipe = DepthPipeline(DisparityOracle(str(folder)), cfg)
+    results = [pipe.process(FrameInput(f.rgb, rig.camera, f.stamp, f.lidar,
+                                       rig.lidar_to_camera)) for f in frames]
+    assert pipe.self_check.checks == 2  # frames 1 and 3
+    assert np.isfinite(pipe.self_check.last_raw)
+    assert all(r.trust.sigma_scale == pytest.approx(pipe.self_check.scale) for r in results[2:])
+    lo, hi = SCALE_RANGE
+    assert lo <= pipe.self_check.scale <= hi
+    # A calibration without a reference (an older file): no check, sigma as calibrated.
+    no_ref = tmp_path / 'old.json'
+    no_ref.write_text(replace(shipped, heldout_reference=None).to_json())
+    pipe = DepthPipeline(DisparityOracle(str(folder)),
+                         replace(cfg, uncertainty_calibration=str(no_ref)))
+    r = pipe.process(FrameInput(frames[0].rgb, rig.camera, frames[0].stamp, frames[0].lidar,
+                                rig.lidar_to_camera))
+    assert pipe.self_check.checks == 0 and r.trust.sigma_scale == 1.0
+    assert UncertaintyModel.load(no_ref).heldout_reference is None
+
+
+def test_self_check_parameter_is_validated():
+    with pytest.raises(ConfigError, match='uncertainty.self_check_every'):
+        PipelineConfig(uncertainty_self_check_every=-1).validate()
+
+
+def test_band_bias_puts_each_scenario_in_the_band_and_leaves_out_the_hopeless():
+    rng = np.random.default_rng(0)
+    n = 20000
+    # Scenario 0: sigma right; 1: sigma 1.5x too wide; 2: sigma 5x too narrow (hopeless).
+    true_b = np.concatenate([np.full(n, 0.05), np.full(n, 0.05), np.full(n, 0.05)])
+    err = rng.laplace(0.0, true_b)
+    model_b = np.concatenate([np.full(n, 0.05), np.full(n, 0.075), np.full(n, 0.01)])
+    scenario = np.repeat([0, 1, 2], n)
+    # Laplace: P(|e| <= 2 b) = 1 - exp(-2) = 0.865 at the right scale: the band wants wider.
+    delta, report = band_bias(np.log(model_b), err, scenario, threshold=1.0)
+    assert report['left_out'] == [2]
+    within = report['within']
+    assert 0.90 <= within[0] <= 0.98 and 0.90 <= within[1] <= 0.98, within
+    assert delta > 0
