@@ -140,3 +140,30 @@ def test_band_bias_puts_each_scenario_in_the_band_and_leaves_out_the_hopeless():
     within = report['within']
     assert 0.90 <= within[0] <= 0.98 and 0.90 <= within[1] <= 0.98, within
     assert delta > 0
+
+
+def test_scenario_score_counts_wrong_pixels_refused_and_flagged(tmp_path):
+    """refused_wrong: wrong pixels NaN-ed; flagged_wrong: also those whose 2 sigma covers it."""
+    from depth_node.offline.scenarios import FrameEval, score_frames
+    rig = SimRig.build(RigSpec(width=320, height=240), Conditions(), seed=4)
+    f = next(rig.frames(1, seed=4))
+    folder = save_frames(tmp_path / 'frames', [f])
+    pipe = DepthPipeline(DisparityOracle(str(folder)), PipelineConfig(temporal=False))
+    r = pipe.process(FrameInput(f.rgb, rig.camera, f.stamp, f.lidar, rig.lidar_to_camera))
+    pub = np.isfinite(r.depth)
+    # Truth = the published depth, except: 100 published pixels 50 % off with a sigma that
+    # covers it, 100 published 50 % off with a small sigma, and 100 refused 50 % off.
+    truth = np.where(np.isfinite(r.unrefused), r.unrefused, np.inf).astype(np.float32)
+    ys, xs = np.nonzero(pub & (r.unrefused < 40))
+    cov, hid = (ys[:100], xs[:100]), (ys[100:200], xs[100:200])
+    ry, rx = np.nonzero(~pub & np.isfinite(r.unrefused) & (r.unrefused < 50))
+    refd = (ry[:100], rx[:100])
+    for idx in (cov, hid, refd):
+        truth[idx] = r.unrefused[idx] / 1.5
+    r.sigma = np.where(pub, 0.01 * r.depth, np.nan).astype(np.float32)
+    r.sigma[cov] = r.depth[cov]  # 2 sigma = 2 z covers a 50 % error
+    truth = np.where(truth <= 80, truth, np.inf).astype(np.float32)
+    score = score_frames('t', 'default', [FrameEval('t', 4, 0, truth, r, None, None)])
+    assert score['wrong_share'] == 300
+    assert score['refused_wrong'] == pytest.approx(100 / 300)
+    assert score['flagged_wrong'] == pytest.approx(200 / 300)

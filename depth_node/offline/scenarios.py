@@ -14,7 +14,9 @@ network: the shipped student unless told otherwise), and scores, against the exa
 * the dense-GT bound (the best single affine map of the network's output);
 * coverage (published pixels / pixels with ground truth), the uncertainty's calibration
   (share of published pixels with ``|err| <= sigma`` and ``<= 2 sigma``) and refusal (share of
-  the pixels whose fused error exceeds 20 % that were NaN-ed or whose frame was refused).
+  the pixels whose fused error exceeds 20 % that were NaN-ed or whose frame was refused; and,
+  as ``flagged_wrong``, that share plus the wrong pixels published with a sigma that says so,
+  ``|err| <= 2 sigma``: a consumer reading sigma is not misled by them).
 
 Street seeds are apart from the student's training (1-24), its validation (1000-1001), the
 report's (500-505) and the uncertainty calibration's (:data:`CALIBRATION_SEEDS`).
@@ -150,14 +152,14 @@ class ScenarioScore:
 #: Columns of a :class:`ScenarioScore`, in table order.
 COLUMNS = ('global', 'global_d1', 'fused', 'fused_d1', 'lidar_hull', 'fused_hull', 'hull_share',
            'bound', 'published', 'coverage', 'within_1s', 'within_2s', 'refused_wrong',
-           'frames_refused')
+           'flagged_wrong', 'frames_refused')
 
 
 def score_frames(name: str, axis: str, evals: Sequence[FrameEval],
                  max_depth: float = 80.0) -> ScenarioScore:
     """Aggregate :func:`run_scenario`'s frames into a :class:`ScenarioScore`."""
     rows: dict[str, list[float]] = {k: [] for k in COLUMNS}
-    wrong_total = wrong_flagged = 0
+    wrong_total = wrong_flagged = wrong_covered = 0
     for e in evals:
         valid = np.isfinite(e.truth) & (e.truth > 1e-3) & (e.truth <= max_depth)
         r = e.result
@@ -196,9 +198,16 @@ def score_frames(name: str, axis: str, evals: Sequence[FrameEval],
             wrong_total += int(wrong.sum())
             flagged = wrong if pub is None else wrong & ~np.isfinite(pub)
             wrong_flagged += int(flagged.sum())
+            if pub is not None and r.sigma is not None:
+                with np.errstate(invalid='ignore'):
+                    # Published, but its own sigma says it may be this far off.
+                    covered = wrong & np.isfinite(pub) & (np.abs(pub - e.truth) <= 2 * r.sigma)
+                flagged = flagged | covered
+            wrong_covered += int(flagged.sum())
     values = {k: float(np.nanmean(v)) if v and np.isfinite(v).any() else float('nan')
               for k, v in rows.items()}
     values['refused_wrong'] = wrong_flagged / wrong_total if wrong_total else float('nan')
+    values['flagged_wrong'] = wrong_covered / wrong_total if wrong_total else float('nan')
     values['wrong_share'] = float(wrong_total)
     return ScenarioScore(name, axis, len(evals), values)
 
