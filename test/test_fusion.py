@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from depth_node.core.errors import ConfigError, DepthNodeError
-from depth_node.core.fusion import (fuse, FusionConfig, recursive_filter,
+from depth_node.core.fusion import (extend_down, fuse, FusionConfig, recursive_filter,
                                     recursive_filter_reference)
 from depth_node.core.lidar import SparseDepth
 
@@ -110,3 +110,53 @@ def test_fusion_rejects_mismatched_inputs_and_bad_options():
                          ('coarse_factor', 1.5)):
         with pytest.raises(ConfigError, match=f'fusion.{field}'):
             FusionConfig(**{field: value}).validate()
+
+
+def test_the_near_road_below_the_lowest_beam_keeps_the_correction_above_it():
+    """Below the lowest returns (the road a roof LiDAR never sees) the field goes on."""
+    truth = _plane(160, 160)
+    network = truth * np.float32(1.15)  # the network is 15 % too far on the whole road
+    lidar = _rows(truth, every=4, first=2)
+    lidar = lidar.subset(lidar.v < 100)  # nothing below row 100
+    out = fuse(network, lidar)
+    err = np.abs(out.depth - truth) / truth
+    assert np.median(err[60:100]) < 0.005
+    # 10-30 rows below the last beam: most of the 15 % is still removed.
+    assert np.median(err[110:130]) < 0.05
+    # Here (a far road, gentle disparity) the filters reach down too: the fill agrees.
+    off = fuse(network, lidar, FusionConfig(extend_support=1e9))
+    err_off = np.abs(off.depth - truth) / truth
+    assert np.median(err[110:130]) <= np.median(err_off[110:130]) + 1e-3
+    # A near road (2-8 m: steep disparity): the guide stops the filters going down within a
+    # few rows, the fill does not.
+    near = truth / np.float32(5.0)
+    lidar = _rows(near, every=4, first=2)
+    lidar = lidar.subset(lidar.v < 100)
+    on, off = (fuse(near * np.float32(1.15), lidar, cfg)
+               for cfg in (FusionConfig(), FusionConfig(extend_support=1e9)))
+    e_on, e_off = (np.median(np.abs(o.depth[104:120] - near[104:120]) / near[104:120])
+                   for o in (on, off))
+    assert e_on < 0.03 and e_off > 2 * e_on, (e_on, e_off)
+
+
+def test_downward_fill_fades_and_stops_at_a_depth_edge():
+    gh, gw = 12, 3
+    rho = np.zeros((gh, gw))
+    rho[:5] = 0.2
+    support = np.zeros((gh, gw))
+    support[:5] = 2.0
+    guide = np.tile(np.linspace(0.05, 0.1, gh)[:, None], (1, gw))  # a road: smooth disparity
+    guide[8:, 2] *= 2.0  # column 2: a nearer object from row 8 (a depth edge)
+    guide[6:, 1] = 0.0  # column 1: no depth from row 6 (sky, or nothing fitted)
+    rho[8:, 0] = 0.1  # the filtered field itself, where the fill fades into it
+    out = extend_down(rho, support, guide, 0.5, 0.1, reach=4.0)
+    np.testing.assert_allclose(out[:5], 0.2)
+    rows = np.arange(5, gh)
+    np.testing.assert_allclose(out[5:, 0], rho[5:, 0] + (0.2 - rho[5:, 0])
+                               * np.exp(-(rows - 4) / 4.0))
+    assert out[5, 1] == pytest.approx(0.2 * np.exp(-0.25)) and np.all(out[6:, 1] == 0)
+    np.testing.assert_allclose(out[5:8, 2], 0.2 * np.exp(-(rows[:3] - 4) / 4.0))
+    assert np.all(out[8:, 2] == 0)
+    # No support in a column: untouched.
+    support[:, 0] = 0.0
+    np.testing.assert_array_equal(extend_down(rho, support, guide, 0.5, 0.1)[:, 0], rho[:, 0])

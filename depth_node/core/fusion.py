@@ -19,7 +19,14 @@ Method (normalised convolution with an edge-aware recursive filter, on a coarse 
 3. ``rho = (num_f + w num_c) / (den_f + w den_c + prior)`` (the filter has unit gain, so the
    grids are densities per cell): the ``prior`` (returns per cell) pulls the field to 0 where
    little support is near;
-4. the field is upsampled bilinearly to the image, and kept returns that agree with it within
+4. below the lowest supported cell of each column (the near road under the LiDAR's lowest
+   beam, which a roof-mounted sensor never sees) the field continues that cell's value down to
+   the first depth step (``extend_step``), fading into the filtered field over
+   ``extend_reach`` cells, instead of dropping to the global fit within a cell or two (the
+   disparity guide, steep on a near road, stops the filters going down): the surface the
+   lowest beam hits goes on towards the vehicle, and the network's error there is closer to
+   that of the road just above than to the frame's average;
+5. the field is upsampled bilinearly to the image, and kept returns that agree with it within
    ``pin_tolerance`` (log-ratio) are written into the output at their pixels (the output equals
    the LiDAR there, within its noise).
 
@@ -64,6 +71,9 @@ class FusionConfig:
     iterations: int = 3  # recursive filter passes (horizontal + vertical each)
     pin_tolerance: float = 0.05  # log-ratio within which a return is written into the output
     outlier_log_ratio: float = 0.7  # returns this far (log) from the coarse field are dropped
+    extend_support: float = 0.5  # returns per cell from which a cell starts the downward fill
+    extend_step: float = 0.1  # log-depth step between cells that ends the downward fill
+    extend_reach: float = 16.0  # cells over which the downward fill fades (e-fold) to 0
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first bad value."""
@@ -84,7 +94,13 @@ class FusionConfig:
                    and float(self.coarse_factor).is_integer(), 'must be an integer >= 1',
                    self.coarse_factor),
                   ('fusion.outlier_log_ratio', self.outlier_log_ratio > 0, 'must be > 0',
-                   self.outlier_log_ratio))
+                   self.outlier_log_ratio),
+                  ('fusion.extend_support', self.extend_support > 0, 'must be > 0',
+                   self.extend_support),
+                  ('fusion.extend_step', self.extend_step >= 0, 'must be >= 0',
+                   self.extend_step),
+                  ('fusion.extend_reach', self.extend_reach > 0, 'must be > 0',
+                   self.extend_reach))
         for name, ok, rule, value in checks:
             if not (ok and math.isfinite(float(value))):
                 raise ConfigError(name, rule, value)
@@ -213,6 +229,28 @@ def _upsample(grid: np.ndarray, cell: int, h: int, w: int) -> np.ndarray:
     return out[:h, :w]
 
 
+def extend_down(rho: np.ndarray, support: np.ndarray, guide: np.ndarray, min_support: float,
+                max_step: float, reach: float = np.inf) -> np.ndarray:
+    """``rho`` [gh, gw] with each column's lowest cell of ``support >= min_support`` continued
+    down (blended into the field there with weight ``exp(-rows below / reach)``) to the first
+    cell whose guide (disparity) is missing or steps by more than ``max_step`` in log from the
+    cell above (a depth edge). Returns a new array."""
+    gh, gw = rho.shape
+    has = support >= min_support
+    any_col = has.any(axis=0)
+    last = gh - 1 - np.argmax(has[::-1], axis=0)  # [gw], lowest supported row
+    with np.errstate(divide='ignore', invalid='ignore'):
+        step = np.abs(np.diff(np.log(guide), axis=0))  # [gh-1, gw]
+    ok = np.zeros((gh, gw), bool)
+    ok[1:] = (guide[1:] > 0) & (guide[:-1] > 0) & (step <= max_step)
+    rows = np.arange(gh)[:, None]
+    below = (rows > last[None, :]) & any_col[None, :]
+    filled = below & (np.cumsum(below & ~ok, axis=0) == 0)
+    fade = np.exp(-(rows - last[None, :]) / reach) if np.isfinite(reach) else 1.0
+    top = rho[last, np.arange(gw)][None, :]
+    return np.where(filled, rho + (top - rho) * fade, rho)
+
+
 def fuse(global_depth: np.ndarray, lidar: SparseDepth,
          config: FusionConfig = FusionConfig()) -> Fusion:
     """Fuse globally fitted depth [H, W] (metres, NaN = none) with kept LiDAR returns.
@@ -249,8 +287,8 @@ def fuse(global_depth: np.ndarray, lidar: SparseDepth,
     area = float(c.coarse_factor) ** 2
     coarse_up = np.stack([_upsample(g, c.coarse_factor, gh, gw) for g in coarse]) / area
     fine_sums, idx = _cell_sums(u, v, r, cell, gh, gw)
-    fine = recursive_filter(fine_sums, _guide(zg, cell, gh, gw), c.fine_sigma, c.edge_sigma,
-                            c.iterations)
+    fine_guide = _guide(zg, cell, gh, gw)
+    fine = recursive_filter(fine_sums, fine_guide, c.fine_sigma, c.edge_sigma, c.iterations)
     # A cascade: the coarse field (pulled to 0 by the prior where it has little support)
     # fills in where the fine one has little support.
     rho_c = coarse_up[0] / (coarse_up[1] + c.prior)
@@ -262,6 +300,8 @@ def fuse(global_depth: np.ndarray, lidar: SparseDepth,
     sq_f = fine[2] / np.maximum(fine[1], 1e-12)
     sq_c = coarse_up[2] / np.maximum(coarse_up[1], 1e-12)
     spread = np.sqrt(np.maximum(w_f * sq_f + (1.0 - w_f) * sq_c - rho * rho, 0.0))
+    rho = extend_down(rho, fine[1], fine_guide, c.extend_support, c.extend_step,
+                      c.extend_reach)
     depth = zg * _upsample(np.exp(rho), cell, h, w)
     pinned = 0
     if c.pin_tolerance > 0:
@@ -273,4 +313,5 @@ def fuse(global_depth: np.ndarray, lidar: SparseDepth,
                   int(r.size), pinned)
 
 
-__all__ = ['Fusion', 'FusionConfig', 'fuse', 'recursive_filter', 'recursive_filter_reference']
+__all__ = ['extend_down', 'Fusion', 'FusionConfig', 'fuse', 'recursive_filter',
+           'recursive_filter_reference']
