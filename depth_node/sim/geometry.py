@@ -14,7 +14,7 @@ hit it, and :func:`trace` tests only those rays.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, NamedTuple, Sequence
+from typing import Iterable, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -132,21 +132,32 @@ def _cut(a: np.ndarray, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
              slice(c0, c1) if a.shape[1] > 1 else slice(None)]
 
 
-def _box_t(lo: np.ndarray, hi: np.ndarray, o: tuple[float, float, float], rays: Rays,
+Origin = tuple  # 3 floats, or 3 arrays [1, window columns] (one origin per column)
+
+
+def _offset(bound: float, o) -> np.ndarray:
+    """``bound - o`` in float32, like a Python float times a float32 array (``o`` may be an
+    array of per-column origins)."""
+    if isinstance(o, np.ndarray):
+        return (bound - o).astype(np.float32)
+    return float(bound - o)  # type: ignore[return-value]
+
+
+def _box_t(lo: np.ndarray, hi: np.ndarray, o: Origin, rays: Rays,
            win: tuple[int, int, int, int]) -> np.ndarray:
     """Entry distance of the rays of a window into a box, ``inf`` where they miss (slab test)."""
     tmin = tmax = None
     for k in range(3):
         ik = _cut(rays.inv[k], *win)
-        a = float(lo[k] - o[k]) * ik
-        b = float(hi[k] - o[k]) * ik
+        a = _offset(lo[k], o[k]) * ik
+        b = _offset(hi[k], o[k]) * ik
         near, far = np.minimum(a, b), np.maximum(a, b)
         tmin = near if tmin is None else np.maximum(tmin, near)
         tmax = far if tmax is None else np.minimum(tmax, far)
     return np.where((tmax >= tmin) & (tmin > _EPS), tmin, np.float32(np.inf))
 
 
-def _ellipsoid_t(lo: np.ndarray, hi: np.ndarray, o: tuple[float, float, float], rays: Rays,
+def _ellipsoid_t(lo: np.ndarray, hi: np.ndarray, o: Origin, rays: Rays,
                  win: tuple[int, int, int, int]) -> np.ndarray:
     """Entry distance into the ellipsoid inscribed in ``lo``-``hi``, ``inf`` where they miss."""
     c = (lo + hi) / 2.0
@@ -166,11 +177,20 @@ Window = tuple[int, int, int, int, int]  # primitive, row0, row1, col0, col1
 
 
 def trace(prims: Primitives, origin: np.ndarray, rays: Rays, windows: Iterable[Window],
-          t: np.ndarray, label: np.ndarray) -> None:
-    """Z-buffer the primitives into ``t`` [R, C] float32 and ``label`` [R, C] int32 in place."""
-    o = tuple(float(v) for v in origin)
+          t: np.ndarray, label: np.ndarray,
+          drift: Optional[tuple[np.ndarray, np.ndarray]] = None) -> None:
+    """Z-buffer the primitives into ``t`` [R, C] float32 and ``label`` [R, C] int32 in place.
+
+    ``origin`` is one ray origin [3] or one per column [3, 1, C] (a rotating LiDAR that moves
+    during its sweep). ``drift`` = (velocities [P, 3] m/s, dt [1, C] s): the primitives are
+    where they are ``dt`` after ``prims`` when column ``c`` is cast (per-column origins only).
+    """
+    per_column = np.ndim(origin) > 1
+    o: Origin = () if per_column else tuple(float(v) for v in origin)
     for p, r0, r1, c0, c1 in windows:
         win = (r0, r1, c0, c1)
+        if per_column:
+            o = _column_origin(origin, p, c0, c1, drift)
         cast = _ellipsoid_t if prims.ellipsoid[p] else _box_t
         hit = cast(prims.lo[p], prims.hi[p], o, rays, win)
         tw = t[r0:r1, c0:c1]
@@ -182,6 +202,21 @@ def trace(prims: Primitives, origin: np.ndarray, rays: Rays, windows: Iterable[W
         label[r0:r1, c0:c1][closer] = p + 1
 
 
+def _column_origin(origin: np.ndarray, p: int, c0: int, c1: int,
+                   drift: Optional[tuple[np.ndarray, np.ndarray]]) -> Origin:
+    """Origins [1, c1 - c0] of columns ``c0:c1`` relative to primitive ``p`` when each is cast:
+    a primitive moving by ``v dt`` is the origin moving by ``-v dt``."""
+    out = []
+    for k in range(3):
+        ok = origin[k][:, c0:c1]
+        if drift is not None and drift[0][p, k] != 0:
+            ok = ok - drift[0][p, k] * drift[1][:, c0:c1]
+        out.append(ok)
+    return tuple(out)
+
+
 def ground_distance(ground_y: float, origin: np.ndarray, rays: Rays) -> np.ndarray:
+    """Distance along the rays to the ground plane (``inf`` where they do not reach it);
+    ``origin`` [3] or one per column [3, 1, C]."""
     dy, iy = rays.d[1], rays.inv[1]
-    return np.where(dy > 1e-9, float(ground_y - origin[1]) * iy, np.float32(np.inf))
+    return np.where(dy > 1e-9, _offset(ground_y, origin[1]) * iy, np.float32(np.inf))

@@ -2,16 +2,23 @@
 
 A LiDAR mounted apart from the camera casts into the same geometry, so its ranges agree with
 the camera's exact depth (up to the noise added on purpose) and it sees past foreground edges as
-real rigs do. Sweeps are instantaneous (as if motion-compensated to the sweep stamp). The
-LiDAR is mounted rigidly on the camera (``lidar_in_camera``), so a rotated (pitched) camera
-rotates the sweep with it; in fog (:mod:`depth_node.sim.conditions`) returns fade with range
-and the fog itself returns some beams.
+real rigs do. Sweeps are instantaneous (as if motion-compensated to the sweep stamp) unless
+the model's ``sweep`` is ``'rotating'``: then each azimuth column fires at its own time across
+the sweep period (:meth:`LidarModel.column_times`), is cast from where the LiDAR is at that
+time (a vehicle moving and turning, moving primitives where they are then) and is expressed in
+the LiDAR frame at that time, as a driver publishes it (not motion-compensated), with its time
+kept (:attr:`LidarScan.times`, s since the sweep start, which is the sweep's stamp as on
+Ouster and Velodyne drivers). The LiDAR is mounted rigidly on the camera
+(``lidar_in_camera``), so a rotated (pitched) camera rotates the sweep with it; in fog
+(:mod:`depth_node.sim.conditions`) returns fade with range and the fog itself returns some
+beams.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Optional, Sequence
+import math
+from typing import Callable, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -21,6 +28,11 @@ from depth_node.sim.geometry import (BODY_TO_OPTICAL, FOG, GROUND, ground_distan
                                      make_rays, Primitives, SKY, trace, Window)
 from depth_node.sim.shading import surface_at
 from depth_node.sim.street import Scene
+
+
+SWEEPS = ('instant', 'rotating')
+#: Camera poses at drive times [K] (s): rotations [K, 3, 3] (optical -> world), centres [K, 3].
+CameraPath = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -35,6 +47,11 @@ class LidarModel:
     coordinates are rounded to (1/512 m, about 2 mm like a sensor's range resolution: exact
     in float32 and much more compressible; 0 keeps them unrounded).
     ``exact()`` is the same sensor without noise, dropouts and rounding.
+
+    ``sweep``: ``'instant'`` (every column at the sweep stamp) or ``'rotating'`` (column times
+    across ``1 / rate_hz`` s, from ``start_azimuth_deg``, clockwise seen from above as
+    Velodyne and Ouster sensors spin, or counter-clockwise). The default start, straight
+    back, fires the forward sector mid-sweep.
     """
 
     elevations_deg: tuple[float, ...] = tuple(np.linspace(2.0, -24.8, 64).tolist())
@@ -45,6 +62,9 @@ class LidarModel:
     rate_hz: float = 10.0
     fov_deg: float = 360.0
     resolution: float = 2.0 ** -9
+    sweep: str = 'instant'
+    start_azimuth_deg: float = 180.0
+    clockwise: bool = True
 
     def __post_init__(self) -> None:
         if len(self.elevations_deg) == 0:
@@ -64,6 +84,27 @@ class LidarModel:
             raise ValueError(f'LidarModel.fov_deg must be in (0, 360], got {self.fov_deg}')
         if not self.resolution >= 0:
             raise ValueError(f'LidarModel.resolution must be >= 0 m, got {self.resolution}')
+        if self.sweep not in SWEEPS:
+            raise ValueError(f'LidarModel.sweep must be one of {SWEEPS}, got {self.sweep!r}')
+        if not math.isfinite(self.start_azimuth_deg):
+            raise ValueError(f'LidarModel.start_azimuth_deg must be finite, got '
+                             f'{self.start_azimuth_deg}')
+
+    @property
+    def rotating(self) -> bool:
+        return self.sweep == 'rotating'
+
+    def column_times(self) -> np.ndarray:
+        """Firing time [A] float64 (s since the sweep start) of each of :attr:`azimuths_deg`.
+
+        Zero for an instantaneous sweep; for a rotating one the fraction of a turn from
+        ``start_azimuth_deg`` in the direction of rotation, times the period ``1 / rate_hz``.
+        """
+        az = self.azimuths_deg
+        if not self.rotating:
+            return np.zeros(az.size)
+        turn = (self.start_azimuth_deg - az) if self.clockwise else (az - self.start_azimuth_deg)
+        return np.mod(turn, 360.0) / 360.0 / self.rate_hz
 
     def exact(self) -> 'LidarModel':
         """The same LiDAR with exact returns: no range noise, no dropouts, no rounding."""
@@ -99,11 +140,17 @@ class LidarScan:
     intensity: np.ndarray  # [N] float32, 0..255 (reflectivity x incidence), integral values
     ring: np.ndarray  # [N] uint16, beam index (order of elevations_deg)
     labels: np.ndarray  # [N] int32, GROUND, 1 + primitive index that was hit, or FOG
+    # [N] float64, s since the sweep start (its stamp); None: an instantaneous sweep. Points
+    # of a rotating sweep are in the LiDAR frame at their own time, in firing order.
+    times: Optional[np.ndarray] = None
 
 
 def lidar_windows(prims: Primitives, origin: np.ndarray, rotation: np.ndarray,
-                  model: LidarModel) -> list[Window]:
-    """Beam x azimuth blocks that can hit each primitive (conservative bounds)."""
+                  model: LidarModel, margin: float = 1e-4,
+                  columns: Optional[tuple[int, int]] = None) -> list[Window]:
+    """Beam x azimuth blocks that can hit each primitive (conservative bounds, widened by
+    ``margin`` rad in elevation and azimuth), clipped to the azimuth ``columns`` [c0, c1)
+    (None: all)."""
     if prims.count == 0:
         return []
     el = np.deg2rad(np.asarray(model.elevations_deg, dtype=np.float64))
@@ -111,7 +158,6 @@ def lidar_windows(prims: Primitives, origin: np.ndarray, rotation: np.ndarray,
     step = np.deg2rad(model.azimuth_step_deg)
     a0 = np.deg2rad(az[0])  # azimuth j is a0 + j * step
     n_az = az.size
-    margin = 1e-4  # rad
     lo, hi = prims.lo - origin, prims.hi - origin
     corners = np.stack([np.stack([(lo, hi)[i][:, 0], (lo, hi)[j][:, 1], (lo, hi)[k][:, 2]], 1)
                         for i in (0, 1) for j in (0, 1) for k in (0, 1)], axis=1)  # [P, 8, 3]
@@ -136,6 +182,16 @@ def lidar_windows(prims: Primitives, origin: np.ndarray, rotation: np.ndarray,
     # An arc of half a turn or more: the LiDAR is above/below the footprint; all azimuths.
     full = inside | (arc >= np.pi - 1e-9) | (rho.min(1) < 1e-6)
     keep = (dmin <= model.max_range) & (emax >= el.min()) & (emin <= el.max())
+    c0, c1 = (0, n_az) if columns is None else columns
+    turns = (-2 * np.pi, 0.0, 2 * np.pi)  # the arc and its copies a turn away
+    if columns is not None:  # skip the primitives outside the columns before the loop
+        lo_arc = arc_start - margin
+        seen = full.copy()
+        for turn in turns:
+            j0 = np.ceil((lo_arc + turn - a0) / step)
+            j1 = np.floor((lo_arc + arc + 2 * margin + turn - a0) / step) + 1
+            seen |= (np.minimum(j1, c1) > np.maximum(j0, c0))
+        keep &= seen
     out: list[Window] = []
     for p in np.flatnonzero(keep):
         beams = np.flatnonzero((el >= emin[p]) & (el <= emax[p]))
@@ -143,28 +199,43 @@ def lidar_windows(prims: Primitives, origin: np.ndarray, rotation: np.ndarray,
             continue
         b0, b1 = int(beams[0]), int(beams[-1]) + 1
         if full[p]:
-            out.append((int(p), b0, b1, 0, n_az))
+            out.append((int(p), b0, b1, c0, c1))
             continue
         a_lo = arc_start[p] - margin
         a_hi = a_lo + arc[p] + 2 * margin
-        for turn in (-2 * np.pi, 0.0, 2 * np.pi):  # the arc and its copies a turn away
-            j0 = max(int(np.ceil((a_lo + turn - a0) / step)), 0)
-            j1 = min(int(np.floor((a_hi + turn - a0) / step)) + 1, n_az)
+        for turn in turns:
+            j0 = max(int(np.ceil((a_lo + turn - a0) / step)), c0)
+            j1 = min(int(np.floor((a_hi + turn - a0) / step)) + 1, c1)
             if j1 > j0:
                 out.append((int(p), b0, b1, j0, j1))
     return out
 
 
+class _Cast(NamedTuple):
+    """The beams of one sweep in firing order (azimuth-major), before noise and dropouts."""
+
+    t: np.ndarray  # [n] float32, range to the first hit, inf = none
+    label: np.ndarray  # [n] int32
+    dirs_body: np.ndarray  # [n, 3] float64, unit, LiDAR body frame
+    ring: np.ndarray  # [n] uint16
+    world: Optional[np.ndarray] = None  # [n, 3] float64, world directions (rotating sweeps)
+    origins: Optional[np.ndarray] = None  # [n, 3] float64, world origins (rotating sweeps)
+    times: Optional[np.ndarray] = None  # [n] float64, s since the sweep start
+
+
 def scan_lidar(scene: Scene, model: LidarModel, lidar_in_camera: RigidTransform,
                camera_position: Sequence[float] = (0.0, 0.0, 0.0), seed: int = 0,
                time: float = 0.0, camera_rotation: Optional[np.ndarray] = None,
-               conditions: Optional[Conditions] = None) -> LidarScan:
+               conditions: Optional[Conditions] = None,
+               camera_path: Optional[CameraPath] = None) -> LidarScan:
     """One sweep: returns within max range, with intensity, ring and labels.
 
     ``lidar_in_camera`` is the LiDAR's true pose in the camera optical frame; the camera's
     axes map to the world's by ``camera_rotation`` [3, 3] (None: aligned). ``seed`` draws the
     dropouts and the range noise (and, in fog, which returns fade); ``time`` (s of drive time)
     places the moving primitives; ``conditions`` adds fog (None or clear: today's sweep).
+    A rotating ``model`` starts its sweep at ``time``; ``camera_path`` gives the camera's pose
+    at each column's time (None: still at ``camera_position`` / ``camera_rotation``).
     """
     rng = np.random.default_rng(seed)
     rot = np.asarray(lidar_in_camera.rotation, dtype=np.float64)
@@ -175,27 +246,31 @@ def scan_lidar(scene: Scene, model: LidarModel, lidar_in_camera: RigidTransform,
         cam_rot = np.asarray(camera_rotation, dtype=np.float64)
         origin = origin + cam_rot @ lidar_in_camera.translation
         rot = cam_rot @ rot
-    body = model._grid()  # [B, A, 3]
-    world = body @ rot.T
-    rays = make_rays(world[..., 0], world[..., 1], world[..., 2])
-    t = ground_distance(scene.ground_y, origin, rays).copy()
-    label = np.where(np.isfinite(t), GROUND, SKY).astype(np.int32)
-    prims = scene.primitives(time)
-    trace(prims, origin, rays, lidar_windows(prims, origin, rot, model), t, label)
-    # Azimuth-major, as the sensor fires: all beams at one azimuth, then the next azimuth.
-    t, label = t.T.reshape(-1), label.T.reshape(-1)
-    dirs_body = body.transpose(1, 0, 2).reshape(-1, 3)
-    ring = np.broadcast_to(np.arange(body.shape[0], dtype=np.uint16)[None, :],
-                           body.shape[1::-1]).reshape(-1)
+    if model.rotating:
+        if camera_path is None:
+            camera_path = _still(camera_position, camera_rotation)
+        cast = _cast_rotating(scene, model, lidar_in_camera, time, camera_path)
+    else:
+        cast = _cast_instant(scene, model, origin, rot, time)
+    t, label, dirs_body = cast.t, cast.label, cast.dirs_body
     keep = np.isfinite(t) & (t <= model.max_range)
     if model.dropout > 0:
         keep &= rng.random(t.shape) >= model.dropout
     idx = np.flatnonzero(keep)  # beams with a return, in firing order
     r = t[idx].astype(np.float64)
     label = label[idx]
-    d_world = dirs_body[idx] @ rot.T
-    pts_world = origin + d_world * r[:, None]
-    surf = surface_at(scene.crosswalks, prims, pts_world, label, scene.verge)
+    if cast.world is None:
+        d_world = dirs_body[idx] @ rot.T
+        pts_world = origin + d_world * r[:, None]
+    else:
+        d_world = cast.world[idx]
+        pts_world = cast.origins[idx] + d_world * r[:, None]
+    shade_at = pts_world
+    if cast.times is not None:  # a moving primitive was hit where it was at the hit's time
+        hit = np.flatnonzero(label > 0)
+        shade_at = pts_world.copy()
+        shade_at[hit] -= scene.velocities()[label[hit] - 1] * cast.times[idx[hit], None]
+    surf = surface_at(scene.crosswalks, scene.primitives(time), shade_at, label, scene.verge)
     cos = np.abs(np.einsum('ij,ij->i', surf.normal, d_world))
     intensity = 255.0 * surf.reflectivity * cos
     if conditions is not None and conditions.foggy:
@@ -208,7 +283,93 @@ def scan_lidar(scene: Scene, model: LidarModel, lidar_in_camera: RigidTransform,
     if model.resolution > 0:
         points = np.round(points / model.resolution) * model.resolution
     points = points.astype(np.float32)
-    return LidarScan(points, intensity, ring[idx].copy(), label)
+    times = None if cast.times is None else cast.times[idx].copy()
+    return LidarScan(points, intensity, cast.ring[idx].copy(), label, times)
+
+
+def _cast_instant(scene: Scene, model: LidarModel, origin: np.ndarray, rot: np.ndarray,
+                  time: float) -> _Cast:
+    body = model._grid()  # [B, A, 3]
+    world = body @ rot.T
+    rays = make_rays(world[..., 0], world[..., 1], world[..., 2])
+    t = ground_distance(scene.ground_y, origin, rays).copy()
+    label = np.where(np.isfinite(t), GROUND, SKY).astype(np.int32)
+    prims = scene.primitives(time)
+    trace(prims, origin, rays, lidar_windows(prims, origin, rot, model), t, label)
+    # Azimuth-major, as the sensor fires: all beams at one azimuth, then the next azimuth.
+    t, label = t.T.reshape(-1), label.T.reshape(-1)
+    dirs_body = body.transpose(1, 0, 2).reshape(-1, 3)
+    ring = np.broadcast_to(np.arange(body.shape[0], dtype=np.uint16)[None, :],
+                           body.shape[1::-1]).reshape(-1)
+    return _Cast(t, label, dirs_body, ring)
+
+
+def _still(position: Sequence[float], rotation: Optional[np.ndarray]) -> CameraPath:
+    """The camera path of a camera that does not move."""
+    pos = np.asarray(position, dtype=np.float64)
+    rot = np.eye(3) if rotation is None else np.asarray(rotation, dtype=np.float64)
+
+    def path(times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        k = np.size(times)
+        return np.broadcast_to(rot, (k, 3, 3)), np.broadcast_to(pos, (k, 3))
+    return path
+
+
+# Columns cast with one culling pose (10 deg of an HDL-64's 0.2 deg steps): the culling
+# windows are widened by the motion within a chunk, so shorter chunks trace fewer rays.
+_CHUNK_COLUMNS = 50
+
+
+def _cast_rotating(scene: Scene, model: LidarModel, lidar_in_camera: RigidTransform,
+                   time: float, camera_path: CameraPath) -> _Cast:
+    """Each column cast from the LiDAR's pose at its own time, columns in firing order."""
+    body = model._grid()  # [B, A, 3]
+    n_beams, n_az = body.shape[:2]
+    times = model.column_times()  # [A] s since the sweep start
+    cam_rot, cam_pos = camera_path(time + times)
+    rot = np.asarray(cam_rot, np.float64) @ lidar_in_camera.rotation  # [A, 3, 3]
+    origin = np.asarray(cam_pos, np.float64) + np.asarray(cam_rot) @ lidar_in_camera.translation
+    world = np.einsum('aij,baj->bai', rot, body)  # [B, A, 3]
+    rays = make_rays(world[..., 0], world[..., 1], world[..., 2])
+    o = origin.T[:, None, :]  # [3, 1, A]
+    t = ground_distance(scene.ground_y, o, rays).copy()
+    label = np.where(np.isfinite(t), GROUND, SKY).astype(np.int32)
+    prims = scene.primitives(time)
+    vel = scene.velocities()
+    speed = np.linalg.norm(vel, axis=1)
+    max_el = math.radians(float(np.max(np.abs(model.elevations_deg))))
+    windows = []
+    for c0 in range(0, n_az, _CHUNK_COLUMNS):
+        c1 = min(c0 + _CHUNK_COLUMNS, n_az)
+        m = (c0 + c1 - 1) // 2
+        # Conservative culling for the whole chunk from its middle column's pose: boxes grown
+        # by how far the origin and the primitives move within it (a ray from a shifted
+        # origin hits the box iff the same ray from the middle origin hits the box shifted
+        # back), angles widened by how far the LiDAR turns.
+        shift = float(np.max(np.linalg.norm(origin[c0:c1] - origin[m], axis=1)))
+        dt = float(np.max(np.abs(times[c0:c1] - times[m])))
+        grow = (shift + speed * dt + 1e-6)[:, None]
+        moved = vel * times[m]
+        turn = max(_angle(rot[c], rot[m]) for c in (c0, c1 - 1))
+        margin = 1e-4 + turn / max(math.cos(min(max_el + turn, 1.5)), 0.05)
+        grown = prims._replace(lo=prims.lo + moved - grow, hi=prims.hi + moved + grow)
+        windows += lidar_windows(grown, origin[m], rot[m], model, margin, (c0, c1))
+    trace(prims, o, rays, windows, t, label, (vel, times[None, :]))
+    order = np.argsort(times, kind='stable')  # columns in firing order
+    t, label = t.T[order].reshape(-1), label.T[order].reshape(-1)
+    world_am = world.transpose(1, 0, 2)[order].reshape(-1, 3)
+    dirs_body = body.transpose(1, 0, 2)[order].reshape(-1, 3)
+    ring = np.broadcast_to(np.arange(n_beams, dtype=np.uint16)[None, :],
+                           (n_az, n_beams)).reshape(-1)
+    origins = np.repeat(origin[order], n_beams, axis=0)
+    return _Cast(t, label, dirs_body, ring, world_am, origins,
+                 np.repeat(times[order], n_beams))
+
+
+def _angle(a: np.ndarray, b: np.ndarray) -> float:
+    """Angle (rad) of the rotation between two rotation matrices."""
+    c = (np.trace(a @ b.T) - 1.0) / 2.0
+    return math.acos(float(np.clip(c, -1.0, 1.0)))
 
 
 def _in_fog(idx: np.ndarray, r: np.ndarray, label: np.ndarray, intensity: np.ndarray,

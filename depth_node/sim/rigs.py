@@ -63,7 +63,9 @@ class RigSpec:
     z forward). ``extrinsic_error_deg`` rotates the nominal (configured) extrinsic away from
     the true one about ``extrinsic_error_axis`` (3 numbers, any length; None: a random axis
     drawn from the build seed); ``extrinsic_error_m`` shifts it: a 3-vector (m, camera frame)
-    or a length in a random direction.
+    or a length in a random direction. ``speed_mps`` and ``yaw_rate_deg_s`` (+ turns left)
+    are the ego motion (:class:`depth_node.sim.motion.Trajectory`); a rotating sweep is the
+    LiDAR model's (``with_lidar(sweep='rotating')``).
     """
 
     width: int = 640
@@ -79,6 +81,8 @@ class RigSpec:
     extrinsic_error_m: Vector = 0.0
     scene: str = 'street'
     length: float = 250.0
+    speed_mps: float = 8.0
+    yaw_rate_deg_s: float = 0.0
 
     def __post_init__(self) -> None:
         if not (self.width >= 2 and self.height >= 2):
@@ -112,6 +116,11 @@ class RigSpec:
                 (m.shape == (1,) and m[0] < 0):
             raise ValueError(f'RigSpec.extrinsic_error_m must be a length >= 0 or 3 numbers '
                              f'(m), got {self.extrinsic_error_m}')
+        if not (math.isfinite(self.speed_mps) and self.speed_mps >= 0):
+            raise ValueError(f'RigSpec.speed_mps must be >= 0 m/s, got {self.speed_mps}')
+        if not (math.isfinite(self.yaw_rate_deg_s) and abs(self.yaw_rate_deg_s) <= 180):
+            raise ValueError(f'RigSpec.yaw_rate_deg_s must be in [-180, 180] deg/s, got '
+                             f'{self.yaw_rate_deg_s}')
         if self.scene not in SCENE_KINDS:
             raise ValueError(f'RigSpec.scene must be one of {tuple(SCENE_KINDS)}, got '
                              f'{self.scene!r}')

@@ -174,6 +174,11 @@ class Scene:
                           np.array([MATERIAL_ID[b.material] for b in items], np.int64),
                           np.array([b.color for b in items], dtype=np.float64))
 
+    def velocities(self) -> np.ndarray:
+        """Velocities [P, 3] float64 (m/s, world frame) in the order of :meth:`primitives`."""
+        items: list = list(self.boxes) + list(self.ellipsoids)
+        return np.array([b.velocity for b in items], dtype=np.float64).reshape(-1, 3)
+
     def raycast(self, origin: np.ndarray, dirs: np.ndarray,
                 time: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """Distance along arbitrary ``dirs`` [N, 3] (world) to the first hit, and its label.
