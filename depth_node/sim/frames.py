@@ -49,6 +49,7 @@ class SimFrame:
     # [N] float64, s since lidar_stamp (the sweep start) of each point; None: instantaneous
     lidar_times: Optional[np.ndarray] = None
     ring: Optional[np.ndarray] = None  # [N] uint16, beam index (rotating sweeps)
+    base_pose: Optional[RigidTransform] = None  # base_link in odom at stamp (true motion)
 
     def __post_init__(self) -> None:
         if self.lidar_stamp is None:
@@ -183,7 +184,8 @@ class SimRig:
             yield SimFrame(i, start + tau, cam.rgb, cam.depth, scan.points,
                            start + tau + lidar_offset, scan.intensity, cam.position,
                            cam.labels, scan.times,
-                           None if scan.times is None else scan.ring)
+                           None if scan.times is None else scan.ring,
+                           self.trajectory(speed).base_pose(tau))
 
 
 def save_frames(folder: str | Path, frames: Sequence[SimFrame]) -> Path:
@@ -194,6 +196,9 @@ def save_frames(folder: str | Path, frames: Sequence[SimFrame]) -> Path:
         extra = {k: v for k, v in (('intensity', f.intensity), ('position', f.position),
                                    ('labels', f.labels), ('lidar_times', f.lidar_times),
                                    ('ring', f.ring)) if v is not None}
+        if f.base_pose is not None:  # [3, 4]: rotation | translation
+            extra['base_pose'] = np.hstack([f.base_pose.rotation,
+                                            f.base_pose.translation[:, None]])
         if 'labels' in extra:  # int16 holds every label (primitives number in the hundreds)
             extra['labels'] = extra['labels'].astype(np.int16)
         np.savez(out / f'frame_{f.index:04d}.npz', rgb=f.rgb, depth=f.depth, lidar=f.lidar,
@@ -213,5 +218,7 @@ def load_frames(folder: str | Path) -> list[SimFrame]:
                 d['position'] if 'position' in d else None,
                 d['labels'].astype(np.int32) if 'labels' in d else None,
                 d['lidar_times'] if 'lidar_times' in d else None,
-                d['ring'] if 'ring' in d else None))
+                d['ring'] if 'ring' in d else None,
+                RigidTransform(d['base_pose'][:, :3], d['base_pose'][:, 3].copy())
+                if 'base_pose' in d else None))
     return frames

@@ -111,7 +111,8 @@ def camera_poses(trajectory: Trajectory, times: np.ndarray, camera_height: float
 
 
 class OdomSample(NamedTuple):
-    """One odometry message: ``base_link`` in ``odom`` at ``stamp`` (s of drive time)."""
+    """One odometry message: ``base_link`` in ``odom`` at ``stamp`` (s, the frames' clock:
+    ``start`` + drive time)."""
 
     stamp: float
     pose: RigidTransform
@@ -134,8 +135,10 @@ class OdometryNoise:
 
 
 def odometry(trajectory: Trajectory, t0: float, t1: float, rate_hz: float = 50.0,
-             noise: Optional[OdometryNoise] = None, seed: int = 0) -> list[OdomSample]:
-    """Odometry samples every ``1 / rate_hz`` s from drive time ``t0`` to ``t1`` (inclusive).
+             noise: Optional[OdometryNoise] = None, seed: int = 0,
+             start: float = 0.0) -> list[OdomSample]:
+    """Odometry samples every ``1 / rate_hz`` s from drive time ``t0`` to ``t1`` (inclusive),
+    stamped ``start`` + drive time (the clock of :class:`depth_node.sim.frames.SimFrame`).
 
     Exact poses without ``noise``; with it, the published pose drifts from the truth by a
     random walk in the ground plane (x, y) and in yaw, applied in ``odom`` (as wheel odometry
@@ -162,7 +165,7 @@ def odometry(trajectory: Trajectory, t0: float, t1: float, rate_hz: float = 50.0
         trans = np.einsum('kij,kj->ki', drift, trans)
         trans[:, :2] += walk_xy
     lin, ang = trajectory.base_twist(0.0)
-    return [OdomSample(float(times[i]), RigidTransform(rot[i], trans[i]), lin, ang)
+    return [OdomSample(float(start + times[i]), RigidTransform(rot[i], trans[i]), lin, ang)
             for i in range(n)]
 
 

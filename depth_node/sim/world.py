@@ -15,7 +15,9 @@ bit for bit. The axes and their defaults:
   ``lidar_offset_m`` ((0, -0.3, -0.3): above and behind the camera);
 * calibration: ``extrinsic_error_deg`` / ``extrinsic_error_axis`` / ``extrinsic_error_m`` (0):
   ``SimRig.nominal`` is what a user would configure, ``SimRig.lidar_to_camera`` the truth;
-* scene: ``scene`` (``street``; :data:`SCENE_KINDS`), ``length`` (250 m).
+* scene: ``scene`` (``street``; :data:`SCENE_KINDS`), ``length`` (250 m);
+* motion: ``speed_mps`` (8), ``yaw_rate_deg_s`` (0, + left); the LiDAR's ``sweep``
+  (``instant``; ``rotating``: per-point times across ``1 / rate_hz``).
 
 :data:`CONDITIONS` names conditions (``dusk``, ``fog``, ``backlight``...); :data:`SCENARIOS`
 names one change of one axis each, for scenario tables (:func:`scenario` builds one).
@@ -61,16 +63,31 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
+_ROTATING = replace(LIDAR_MODELS['hdl64'], sweep='rotating')
+#: A moving vehicle (issue 15): a rotating sweep at 20 m/s turning at 10 deg/s (a 115 m radius:
+#: 2 m and 1 deg within one 100 ms sweep), and the same motion with an instantaneous sweep as
+#: its reference. Not in :data:`SCENARIOS` (whose rows every table runs): the deskew's table
+#: adds them.
+MOTION_SCENARIOS: dict[str, Scenario] = {
+    'rotating_20mps_turning': Scenario({'lidar': _ROTATING, 'speed_mps': 20.0,
+                                        'yaw_rate_deg_s': 10.0}, _CLEAR),
+    'instant_20mps_turning': Scenario({'speed_mps': 20.0, 'yaw_rate_deg_s': 10.0}, _CLEAR),
+    'rotating_20mps_straight': Scenario({'lidar': _ROTATING, 'speed_mps': 20.0}, _CLEAR),
+}
+
+
 def scenario(name: str, width: int = 640, height: int = 480, seed: int = 0,
              **rig: Any) -> SimRig:
-    """The rig of scenario ``name`` at ``width`` x ``height``; ``rig`` changes more of it."""
-    if name not in SCENARIOS:
-        raise ValueError(f'scenario must be one of {tuple(SCENARIOS)}, got {name!r}')
-    s = SCENARIOS[name]
+    """The rig of scenario ``name`` (:data:`SCENARIOS` or :data:`MOTION_SCENARIOS`) at
+    ``width`` x ``height``; ``rig`` changes more of it."""
+    known = {**SCENARIOS, **MOTION_SCENARIOS}
+    if name not in known:
+        raise ValueError(f'scenario must be one of {tuple(known)}, got {name!r}')
+    s = known[name]
     spec = RigSpec(width=width, height=height, **{**s.rig, **rig})
     return SimRig.build(spec, s.conditions, seed)
 
 
-__all__ = ['CONDITIONS', 'Conditions', 'LENSES', 'LIDAR_MODELS', 'LidarModel', 'RigSpec',
-           'SCENARIOS', 'SCENE_KINDS', 'Scenario', 'SimFrame', 'SimRig', 'load_frames',
-           'rotation_angle_deg', 'save_frames', 'scenario']
+__all__ = ['CONDITIONS', 'Conditions', 'LENSES', 'LIDAR_MODELS', 'LidarModel',
+           'MOTION_SCENARIOS', 'RigSpec', 'SCENARIOS', 'SCENE_KINDS', 'Scenario', 'SimFrame',
+           'SimRig', 'load_frames', 'rotation_angle_deg', 'save_frames', 'scenario']
