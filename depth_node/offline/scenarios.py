@@ -91,8 +91,9 @@ class FrameEval:
 
 def scenario_frames(scenario: Scenario, seeds: Sequence[int], frames: int, width: int,
                     height: int, rate: float = 1.0,
-                    speed: float = 8.0) -> Iterator[tuple[int, SimRig, SimFrame]]:
-    """``frames`` frames of each street ``seeds`` (8 m apart at the defaults)."""
+                    speed: Optional[float] = None) -> Iterator[tuple[int, SimRig, SimFrame]]:
+    """``frames`` frames of each street ``seeds`` (8 m apart at the defaults); ``speed``
+    None: the scenario rig's (``RigSpec.speed_mps``, 8 m/s unless it says otherwise)."""
     for seed in seeds:
         rig = scenario.build(int(seed), width, height)
         for f in rig.frames(frames, speed=speed, rate=rate, seed=int(seed)):
