@@ -330,14 +330,17 @@ def test_make_bag_writes_a_turning_drive_with_rotating_sweeps(tmp_path, capsys):
                           '--height', '48', '--lidar-azimuth-step', '4', '--speed', '20',
                           '--yaw-rate', '10', '--sweep', 'rotating', '--time-field', 'ouster',
                           '--tf-rate', '50', '--odom-topic', '/odom', '--odom-noise-m',
-                          '0.01', '--no-gt']) == 0
+                          '0.01', '--lidar-offset', '-0.05', '--no-gt']) == 0
     text = capsys.readouterr().out
     assert 'turning 10 deg/s, rotating sweeps' in text
     with Reader(out) as reader:
         counts = {t: i.msgcount for t, i in reader.topics.items()}
-    assert counts['/tf'] == counts['/odom'] == 16  # 0 .. 0.3 s: the last sweep's end
+    assert counts['/tf'] == counts['/odom'] == 16  # -0.05 .. 0.25 s: the last sweep's end
     assert counts['/lidar/points'] == 2
-    fields = [p.name for p in _messages(out)['/lidar/points'][0][1].fields]
+    msgs = _messages(out)
+    assert msgs['/tf'][0][0] == DEFAULT_START_NS - int(0.05e9)
+    assert [t for t, _ in msgs['/lidar/points']] == [_ns(-0.05), _ns(0.15)]
+    fields = [p.name for p in msgs['/lidar/points'][0][1].fields]
     assert fields == ['x', 'y', 'z', 'intensity', 't', 'ring']
     with pytest.raises(SystemExit):
         make_bag.main([str(tmp_path / 'b2'), '--odom-noise-m', '0.1'])

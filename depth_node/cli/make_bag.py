@@ -1,9 +1,10 @@
 """Render a synthetic drive into a rosbag2 (mcap or sqlite3) with exact depth ground truth.
 
 ``make_bag OUT`` drives the synthetic street (KITTI-like camera, 64-beam LiDAR 0.3 m above and
-behind it) and writes camera images, camera info, LiDAR clouds (at the camera stamps), the
-static transforms, ego poses and dense ground-truth depth; see
-:mod:`depth_node.offline.drive_bag` for the topics. Deterministic by ``--seed``. Needs no ROS.
+behind it) and writes camera images, camera info, LiDAR clouds (at the camera stamps, or
+``--lidar-offset`` s later), the static transforms, ego poses and dense ground-truth depth;
+see :mod:`depth_node.offline.drive_bag` for the topics. Deterministic by ``--seed``. Needs no
+ROS.
 
 A moving vehicle: ``--yaw-rate`` turns it (deg/s, + left); ``--sweep rotating`` fires each
 LiDAR column at its own time across the sweep (``--lidar-rate`` Hz, from
@@ -60,6 +61,10 @@ def _parse(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument('--sweep-start-azimuth', type=float, default=LidarModel().start_azimuth_deg,
                    help='azimuth fired first, deg counter-clockwise from forward; the sensor '
                         'spins clockwise (default %(default)s: straight back)')
+    p.add_argument('--lidar-offset', type=float, default=0.0,
+                   help='each sweep is taken (a rotating one: starts) this many seconds after '
+                        'its camera frame (default 0; e.g. -0.05 centres a 10 Hz rotating '
+                        "sweep's forward sector on the image stamp)")
     p.add_argument('--time-field', choices=TIME_FIELDS, default=None,
                    help="per-point time field: ouster ('t' uint32 ns since the stamp), "
                         "velodyne ('time' float32 s since the stamp) or hesai ('timestamp' "
@@ -104,13 +109,15 @@ def main(argv: Optional[list[str]] = None) -> int:
                              length=args.speed * count / args.rate + _LOOKAHEAD_M)
         rig.speed, rig.yaw_rate_deg_s = args.speed, args.yaw_rate
         odom = None
-        if args.tf_rate > 0:  # from before the first frame to past the last sweep's end
-            end = (count - 1) / args.rate + 1.0 / args.lidar_rate
-            odom = odometry(rig.trajectory(), 0.0, end, args.tf_rate,
+        if args.tf_rate > 0:  # from the first frame or sweep to past the last sweep's end
+            last = (count - 1) / args.rate
+            end = max(last, last + args.lidar_offset + 1.0 / args.lidar_rate)
+            odom = odometry(rig.trajectory(), min(0.0, args.lidar_offset), end, args.tf_rate,
                             OdometryNoise(args.odom_noise_m, args.odom_noise_yaw_deg),
                             args.seed)
         t0 = time.perf_counter()
-        summary = write_drive(args.out, rig.frames(count, rate=args.rate, seed=args.seed),
+        summary = write_drive(args.out, rig.frames(count, rate=args.rate, seed=args.seed,
+                                                   lidar_offset=args.lidar_offset),
                               rig.camera, rig.lidar_to_camera, storage=args.storage,
                               compress=args.compress, ground_truth=not args.no_gt,
                               camera_height=rig.camera_height, time_field=args.time_field,
