@@ -133,8 +133,9 @@ def test_rotating_sweep_of_a_still_vehicle_in_a_static_scene_is_the_instantaneou
 
 @pytest.fixture(scope='module', params=['left', 'pitched_right_ccw_sector'])
 def moving(request):
-    if request.param == 'left':
-        rig = _rig(lidar=ROTATING.exact(), speed_mps=20.0, yaw_rate_deg_s=15.0)
+    if request.param == 'left':  # starting mid-chunk of the caster's culling
+        lidar = dataclasses.replace(ROTATING, start_azimuth_deg=123.4).exact()
+        rig = _rig(lidar=lidar, speed_mps=20.0, yaw_rate_deg_s=15.0)
     else:  # a pitched camera (the LiDAR turns about a tilted axis), 20 Hz from the front
         lidar = dataclasses.replace(ROTATING, fov_deg=120.0, clockwise=False, rate_hz=20.0,
                                     start_azimuth_deg=0.0).exact()

@@ -159,8 +159,11 @@ def cast_rotating(scene: Scene, model: 'LidarModel', lidar_in_camera: RigidTrans
     speed = np.linalg.norm(vel, axis=1)
     max_el = math.radians(float(np.max(np.abs(model.elevations_deg))))
     windows = []
-    for c0 in range(0, n_az, _CHUNK_COLUMNS):
-        c1 = min(c0 + _CHUNK_COLUMNS, n_az)
+    # Chunks of adjacent columns, split where the sweep starts (there adjacent columns are a
+    # whole period apart), so that each chunk's columns are close in time.
+    wrap = np.flatnonzero(np.abs(np.diff(times)) > 0.5 / model.rate_hz) + 1
+    edges = sorted(set(range(0, n_az, _CHUNK_COLUMNS)) | set(wrap.tolist()) | {n_az})
+    for c0, c1 in zip(edges[:-1], edges[1:]):
         m = (c0 + c1 - 1) // 2
         # Conservative culling for the whole chunk from its middle column's pose: boxes grown
         # by how far the origin and the primitives move within it (a ray from a shifted
@@ -170,7 +173,8 @@ def cast_rotating(scene: Scene, model: 'LidarModel', lidar_in_camera: RigidTrans
         dt = float(np.max(np.abs(times[c0:c1] - times[m])))
         grow = (shift + speed * dt + 1e-6)[:, None]
         moved = vel * times[m]
-        turn = max(_angle(rot[c], rot[m]) for c in (c0, c1 - 1))
+        cos = (np.einsum('cij,ij->c', rot[c0:c1], rot[m]) - 1.0) / 2.0  # trace(R_c R_m^T)
+        turn = float(np.arccos(np.clip(cos, -1.0, 1.0)).max())
         margin = 1e-4 + turn / max(math.cos(min(max_el + turn, 1.5)), 0.05)
         grown = prims._replace(lo=prims.lo + moved - grow, hi=prims.hi + moved + grow)
         windows += lidar_windows(grown, origin[m], rot[m], model, margin, (c0, c1))
@@ -184,12 +188,6 @@ def cast_rotating(scene: Scene, model: 'LidarModel', lidar_in_camera: RigidTrans
     origins = np.repeat(origin[order], n_beams, axis=0)
     return Beams(t, label, dirs_body, ring, world_am, origins,
                  np.repeat(times[order], n_beams))
-
-
-def _angle(a: np.ndarray, b: np.ndarray) -> float:
-    """Angle (rad) of the rotation between two rotation matrices."""
-    c = (np.trace(a @ b.T) - 1.0) / 2.0
-    return math.acos(float(np.clip(c, -1.0, 1.0)))
 
 
 __all__ = ['Beams', 'CameraPath', 'cast_instant', 'cast_rotating', 'lidar_windows',
