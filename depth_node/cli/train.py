@@ -41,8 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="synthetic streets to train on, e.g. '1-24' (default: 1-24 without "
                         '--bag or --shards, none with them; street 0 is the sample bag\'s, kept '
                         'out)')
-    g.add_argument('--per-street', type=int, default=40,
-                   help='frames per synthetic street (default %(default)s)')
+    g.add_argument('--world', choices=('street', 'diverse'), default='street',
+                   help="synthetic world: today's streets (the shipped student's), or "
+                        "'diverse' (each seed its own sun, exposure, fog, camera pose, lens "
+                        "and scene kind; seeds 1-160, 6 frames each by default)")
+    g.add_argument('--per-street', type=int, default=None,
+                   help='frames per synthetic street (default 40; --world diverse: 6)')
     g.add_argument('--synthetic-size', type=parse_size, default=(320, 240), metavar='WxH',
                    help='synthetic render size (default 320x240)')
     g.add_argument('--val-seeds', default='1000-1001',
@@ -119,7 +123,7 @@ def _run(args: argparse.Namespace) -> int:
         val_every=args.val_every, loss=LossConfig(grad_weight=args.grad_weight, trim=args.trim))
     config.validate()
     options = DataOptions(
-        synthetic_seeds=args.synthetic_seeds, per_street=args.per_street,
+        synthetic_seeds=args.synthetic_seeds, per_street=args.per_street, world=args.world,
         synthetic_size=args.synthetic_size, val_seeds=args.val_seeds,
         val_per_street=args.val_per_street, bags=tuple(args.bag), shards=tuple(args.shards),
         topics=TeacherTopics(args.image_topic, args.depth_topic, args.uncertainty_topic),

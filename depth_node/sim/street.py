@@ -36,7 +36,7 @@ class Scene:
                buildings: float = 1.0, setback: tuple[float, ...] = (0.0, 0.0, 0.6, 1.5),
                sidewalks: bool = True, lights: bool = True,
                trees: tuple[float, float] = (11.0, 19.0), canopy: float = 1.0,
-               verge: Optional[tuple[float, float]] = None) -> 'Scene':
+               verge: Optional[tuple[float, float]] = None, lot: float = 0.0) -> 'Scene':
         """A straight two-lane street along +z from ``start`` for ``length`` metres.
 
         Asphalt with lane markings and zebra crossings, curbs and raised sidewalks, building
@@ -52,7 +52,9 @@ class Scene:
         ``buildings`` the share of plots that have a building, at a setback drawn from
         ``setback`` (m); ``trees`` the range of spacing between trees (m) and ``canopy`` the
         scale of their crowns (> 1 reaches over the road); ``verge`` the x range (m) outside
-        which the ground is a field.
+        which the ground is a field; ``lot`` the occupancy of a parking lot's stalls beyond
+        both curbs (0: none): two rows of cars parked across the road on each side, nose to
+        the road and back to back across an aisle.
         """
         if not length > 0:
             raise ValueError(f'street length must be > 0 m, got {length}')
@@ -62,6 +64,8 @@ class Scene:
 
         if not ground_y > 0:
             raise ValueError(f'ground_y (camera height) must be > 0 m, got {ground_y}')
+        if not 0 <= lot <= 1:
+            raise ValueError(f'lot (stall occupancy) must be in [0, 1], got {lot}')
         g = float(ground_y)
         setback_choices = list(setback)
         end = start + length
@@ -110,6 +114,8 @@ class Scene:
                 if rng.random() < parked[0 if side < 0 else 1]:
                     boxes += _vehicle(xc, z, g, rng, van=van)
                 z += (5.4 if van else 4.4) + rng.uniform(1.0, 6.0)
+        if lot > 0:
+            boxes += _parking_lot(start, end, g, lot, stream)
         for side in (1, -1):  # street lights and trees on the sidewalks
             curb = CURB_X[0] if side > 0 else CURB_X[1]
             rng = stream(3, side)
@@ -247,7 +253,39 @@ SCENE_KINDS: dict[str, dict] = {
                       sidewalks=False, lights=False, trees=(35.0, 70.0),
                       verge=(SIDEWALK_X[1][0] + 2.0, SIDEWALK_X[0][0] + 0.5)),
     'dense_trees': dict(trees=(5.0, 8.0), canopy=2.6),
+    'parking_lot': dict(parked=(0.9, 0.9), buildings=0.5, setback=(24.0, 30.0),
+                        sidewalks=False, trees=(30.0, 50.0), lot=0.85),
 }
+
+#: Parking lot stalls: width along the road, the rows' distances from the curb (m).
+_STALL_WIDTH = 2.6
+_LOT_ROWS = (0.6, 5.1, 11.1, 15.6)  # near edge of each row: two rows, an aisle, two rows
+
+
+def _parking_lot(start: float, end: float, g: float, occupancy: float,
+                 stream) -> list[Box]:
+    """Cars parked across the road in the stalls of a lot beyond both curbs."""
+    boxes: list[Box] = []
+    for side in (1, -1):
+        curb = CURB_X[0] if side > 0 else CURB_X[1]
+        for row, offset in enumerate(_LOT_ROWS):
+            rng = stream(8 + row, side)
+            z = start + rng.uniform(0.0, _STALL_WIDTH)
+            while z < end:
+                van = rng.random() < 0.15
+                car = _vehicle(0.0, 0.0, g, rng, van=van)  # draws the paint either way
+                if rng.random() < occupancy:
+                    length = 5.2 if van else 4.3
+                    x0 = curb + side * offset + (0.0 if side > 0 else -length)
+                    boxes += [_across(b, x0, z + _STALL_WIDTH / 2) for b in car]
+                z += _STALL_WIDTH
+    return boxes
+
+
+def _across(box: Box, x0: float, zc: float) -> Box:
+    """A box of a car built along z at x = 0 from z = 0, turned to lie along x from ``x0``."""
+    (lx, ly, lz), (hx, hy, hz) = box.lo, box.hi
+    return Box((x0 + lz, ly, zc + lx), (x0 + hz, hy, zc + hx), box.color, box.material)
 
 
 def _vehicle(x: float, z0: float, g: float, rng: np.random.Generator, van: bool = False,

@@ -1,7 +1,8 @@
 """A training run from its options: the data sets, the trainer, the model card, the summary.
 
 What ``train`` does once its arguments are parsed: :func:`training_data` renders synthetic
-streets (:func:`~depth_node.training.data.synthetic_samples`) and/or pairs the images of bags
+streets (:func:`~depth_node.training.data.synthetic_samples`, or with ``world='diverse'`` the
+diverse world's :func:`~depth_node.training.world.diverse_samples`) and/or pairs the images of bags
 with a label topic (:func:`~depth_node.training.data.bag_samples`) and/or reads
 ``pseudo_label`` shards (:func:`~depth_node.training.data.shard_samples`), and
 :func:`run_training` trains (:class:`~depth_node.training.trainer.Trainer`), writes the
@@ -16,13 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from depth_node.core.errors import DepthNodeError
+from depth_node.core.errors import ConfigError, DepthNodeError
 from depth_node.training.data import (bag_samples, shard_samples, synthetic_samples,
                                       TeacherTopics)
 from depth_node.training.trainer import peak_memory_mb, TrainConfig, Trainer
 
 #: Synthetic streets of the shipped recipe (street 0 is the sample bag's, kept out).
 DEFAULT_SEEDS = '1-24'
+DEFAULT_PER_STREET = 40
+#: Synthetic worlds ``train --world`` can render.
+WORLDS = ('street', 'diverse')
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -48,8 +52,9 @@ def parse_size(text: str) -> tuple[int, int]:
 class DataOptions:
     """Where the training images and labels come from."""
 
-    synthetic_seeds: Optional[str] = None  # e.g. '1-24'; None: 1-24 without bags, else none
-    per_street: int = 40  # frames per synthetic street
+    synthetic_seeds: Optional[str] = None  # e.g. '1-24'; None: the world's default w/o bags
+    per_street: Optional[int] = None  # frames per synthetic street; None: the world's default
+    world: str = 'street'  # today's streets, or 'diverse' (training.world)
     synthetic_size: tuple[int, int] = (320, 240)  # (width, height) px
     val_seeds: str = '1000-1001'  # held-out synthetic streets ('' = no validation)
     val_per_street: int = 4
@@ -75,16 +80,29 @@ def training_data(options: DataOptions, shuffle_seed: int = 0,
 
     Raises :class:`DepthNodeError` when a bag has no image with a label.
     """
+    from depth_node.training import world as diverse
+
+    if options.world not in WORLDS:
+        raise ConfigError('world', f'must be one of {", ".join(WORLDS)}', options.world)
+    is_diverse = options.world == 'diverse'
     text = options.synthetic_seeds
     if text is None:
-        text = '' if options.bags or options.shards else DEFAULT_SEEDS
+        text = '' if options.bags or options.shards else (
+            diverse.DEFAULT_DIVERSE_SEEDS if is_diverse else DEFAULT_SEEDS)
+    per_street = options.per_street or (diverse.DEFAULT_DIVERSE_PER_SEED if is_diverse
+                                        else DEFAULT_PER_STREET)
     seeds = parse_seeds(text)
     started = time.perf_counter()
     train: list[Any] = []
     described = []
     w, h = options.synthetic_size
-    if seeds:
-        train.extend(synthetic_samples(seeds, options.per_street, w, h,
+    if seeds and is_diverse:
+        train.extend(diverse.diverse_samples(seeds, per_street, w, h,
+                                             shuffle_seed=shuffle_seed))
+        described.append(f'{len(train)} frames of {len(seeds)} worlds of the diverse '
+                         f'synthetic world (seeds {text}, {w}x{h})')
+    elif seeds:
+        train.extend(synthetic_samples(seeds, per_street, w, h,
                                        shuffle_seed=shuffle_seed))
         described.append(f'{len(train)} frames of {len(seeds)} synthetic streets '
                          f'(seeds {text}, {w}x{h})')
