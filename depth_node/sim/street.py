@@ -246,7 +246,8 @@ class Scene:
 #: Scene kinds as arguments of :meth:`Scene.street`: today's street; an open road (a plot in
 #: eight has a farm building set well back, no sidewalks, few parked cars, sparse trees, fields
 #: beyond the shoulders, a far horizon); a street under a dense canopy (close trees whose
-#: crowns reach over the road).
+#: crowns reach over the road); a parking lot (both parking strips full, and beyond the curbs
+#: no sidewalks but two double rows of cars parked across, buildings set back behind them).
 SCENE_KINDS: dict[str, dict] = {
     'street': {},
     'open_road': dict(parked=(0.05, 0.05), buildings=0.12, setback=(25.0, 40.0, 60.0),

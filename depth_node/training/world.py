@@ -31,8 +31,9 @@ from depth_node.offline.scenarios import CALIBRATION_SEEDS, EVALUATION_SEEDS
 from depth_node.sim.world import Conditions, RigSpec, SimRig
 from depth_node.training.data import inverse_depth, Sample
 
-__all__ = ['DEFAULT_DIVERSE_PER_SEED', 'DEFAULT_DIVERSE_SEEDS', 'HELD_OUT_SEEDS', 'KEEP_TODAY', 'SCENE_WEIGHTS',
-           'TODAY_SHARE', 'WorldDraw', 'check_training_seeds', 'diverse_samples', 'draw_world']
+__all__ = ['DEFAULT_DIVERSE_PER_SEED', 'DEFAULT_DIVERSE_SEEDS', 'HELD_OUT_SEEDS', 'KEEP_TODAY',
+           'SCENE_WEIGHTS', 'TODAY_SHARE', 'WorldDraw', 'check_training_seeds',
+           'diverse_samples', 'draw_world']
 
 #: Seeds the evaluations keep apart: the student report's streets, the scenario table's, the
 #: uncertainty calibration's and the training validation's.
