@@ -160,3 +160,49 @@ def test_downward_fill_fades_and_stops_at_a_depth_edge():
     # No support in a column: untouched.
     support[:, 0] = 0.0
     np.testing.assert_array_equal(extend_down(rho, support, guide, 0.5, 0.1)[:, 0], rho[:, 0])
+
+
+def _scene():
+    """A plane seen by a network with a smooth error, exact LiDAR rows and two outliers."""
+    truth = _plane(123, 157)
+    h, w = truth.shape
+    x = np.linspace(0, 1, w)[None, :]
+    y = np.linspace(0, 1, h)[:, None]
+    network = truth * (1.0 + 0.15 * np.sin(2 * np.pi * x) * np.cos(np.pi * y)) \
+        .astype(np.float32)
+    network[:10, :20] = np.nan  # sky
+    lidar = _rows(truth, every=5, first=2)
+    z = lidar.z.copy()
+    z[[7, lidar.count // 2]] *= np.float32(0.2)  # spurious near returns
+    return network, SparseDepth(lidar.u, lidar.v, z, w, h)
+
+
+def test_compiled_fusion_matches_the_numpy_reference():
+    from depth_node.core.fusion import fuse_field
+    from depth_node.core.fusion_reference import fuse_reference
+    from depth_node.core.uncertainty import cell_depth
+    network, lidar = _scene()
+    for config in (FusionConfig(), FusionConfig(cell=3, coarse_factor=5, iterations=2),
+                   FusionConfig(pin_tolerance=0.0)):
+        fast, ref = fuse(network, lidar, config), fuse_reference(network, lidar, config)
+        assert (fast.returns, fast.pinned) == (ref.returns, ref.pinned)
+        assert ref.returns <= lidar.count - 2 and (ref.pinned > 0) == (config.pin_tolerance > 0)
+        np.testing.assert_allclose(fast.depth, ref.depth, rtol=1e-6, equal_nan=True)
+        for name in ('rho', 'support', 'support_coarse', 'spread'):
+            np.testing.assert_allclose(getattr(fast, name), getattr(ref, name), rtol=1e-5,
+                                       atol=1e-7, err_msg=name)
+        # The grid's centre depth is the fused depth there (pins included).
+        field = fuse_field(network, lidar, config)
+        np.testing.assert_allclose(field.centre_depth, cell_depth(ref.depth, config.cell),
+                                   rtol=1e-6, equal_nan=True)
+
+
+def test_upsampling_along_rows_then_columns_is_opencvs_bilinear():
+    from depth_node.core.cell_grid import along_rows, axis_weights, upsample_reference
+    grid = np.random.default_rng(2).random((9, 13)).astype(np.float32)
+    for cell, h, w in ((4, 36, 52), (3, 25, 37), (5, 41, 61)):
+        rows = along_rows(grid, cell, w)  # [9, w]
+        y0, y1, fy = axis_weights(h, 9, cell)
+        ours = rows[y0] + fy[:, None] * (rows[y1] - rows[y0])
+        np.testing.assert_allclose(ours, upsample_reference(grid, cell, h, w), rtol=1e-6,
+                                   atol=1e-7)

@@ -132,36 +132,76 @@ def test_uncertainty_is_calibrated_on_held_out_streets():
 
 
 def test_compiled_compose_matches_the_numpy_reference():
-    from depth_node.pipeline.trust import compose, compose_reference
+    from depth_node.core.cell_grid import upsample_reference
+    from depth_node.core.fusion import fuse_field
+    from depth_node.core.lidar import SparseDepth
+    from depth_node.pipeline.trust import compose
+    from depth_node.pipeline.trust_reference import compose_reference
     rng = np.random.default_rng(1)
     depth = rng.uniform(1, 60, (123, 157)).astype(np.float32)
     depth[rng.random(depth.shape) < 0.1] = np.nan
     rel_cells = rng.uniform(0.01, 0.5, (31, 40)).astype(np.float32)
     supported = (rng.random((31, 40)) < 0.5).astype(np.float32)
-    fast = compose(depth, rel_cells, supported, 4, 0.2)
-    ref = compose_reference(depth, rel_cells, supported, 4, 0.2)
-    for a, b in zip(fast[:3], ref[:3]):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, equal_nan=True)
-    # Counts: pixels with depth exact; pixels at the threshold or the support's 1/2 level
-    # may flip with float rounding, so a few may differ.
-    assert fast[3][0] == ref[3][0]
-    assert np.all(np.abs(fast[3] - ref[3]) <= 0.002 * ref[3][0])
+    u = rng.integers(0, 157, 400).astype(np.int32)
+    v = rng.integers(0, 123, 400).astype(np.int32)
+    field = fuse_field(depth, SparseDepth(u, v, depth[v, u] * rng.uniform(0.9, 1.1, 400)
+                                          .astype(np.float32), 157, 123))
+    assert field.pinned > 100
+    fused = depth * upsample_reference(field.gain, 4, 123, 157)
+    pinned = np.isfinite(fused[field.pin_v, field.pin_u])
+    fused[field.pin_v[pinned], field.pin_u[pinned]] = field.pin_z[pinned]
+    for f, expected_depth in ((None, depth), (field, fused)):
+        fast = compose(depth, rel_cells, supported, 4, 0.2, f)
+        ref = compose_reference(expected_depth, rel_cells, supported, 4, 0.2)
+        for name in ('depth', 'published', 'sigma', 'relative_sigma'):
+            np.testing.assert_allclose(getattr(fast, name), getattr(ref, name), rtol=1e-5,
+                                       atol=1e-6, equal_nan=True, err_msg=name)
+        # Counts: pixels with depth exact; pixels at the threshold or the support's 1/2 level
+        # may flip with float rounding, so a few may differ.
+        assert fast.counts[0] == ref.counts[0]
+        assert np.all(np.abs(fast.counts - ref.counts) <= 0.002 * ref.counts[0])
 
 
-def test_calibration_pairs_the_global_fit_and_the_fusion_with_their_own_errors():
-    """collect() must score the global fit alone against the fusion (the two weight sets)."""
-    import torch
+@pytest.fixture(scope='module')
+def trust_inputs(street, tmp_path_factory):
+    """The global depth and kept returns of the street frame (the trust stage's inputs)."""
+    rig, f = street
+    folder = save_frames(tmp_path_factory.mktemp('frames'), [f])
+    cfg = PipelineConfig(temporal=False, fusion=False, uncertainty=False)
+    res = DepthPipeline(DisparityOracle(str(folder)), cfg).process(
+        FrameInput(f.rgb, rig.camera, f.stamp, f.lidar, rig.lidar_to_camera), want_points=False)
+    return res.depth, res.sparse.subset(res.kept), res.applied
 
-    from depth_node.estimators.base import model_input_size, SHIPPED_STUDENT
-    from depth_node.estimators.depth_anything import DepthAnythingEstimator
-    from depth_node.offline.scenarios import SCENARIOS
-    from depth_node.training.calibrate_uncertainty import collect, fit_weights
 
-    torch.set_num_threads(1)
-    est = DepthAnythingEstimator(str(SHIPPED_STUDENT),
-                                 input_size=model_input_size(str(SHIPPED_STUDENT)))
-    data = collect(est, SCENARIOS[:1], [901], 1, 640, 480)
-    assert data['phi'].shape[1] == len(FEATURES) and data['phi'].shape[0] > 1000
-    assert np.mean(np.abs(data['e_fused'])) < 0.8 * np.mean(np.abs(data['e_global']))
-    w, reached = fit_weights(data['phi'], data['e_fused'])
-    assert abs(reached - 0.95) < 0.01 and np.all(np.isfinite(w))
+@pytest.mark.parametrize('mode', ['fused', 'held', 'no_fusion', 'no_model', 'old_fit',
+                                  'self_checked'])
+def test_compiled_trust_stage_matches_the_numpy_reference(trust_inputs, mode):
+    """trusted_depth (grid kernels + one pixel pass) equals the step-by-step numpy stage."""
+    from depth_node.pipeline.trust import trusted_depth, warm_up
+    from depth_node.pipeline.trust_reference import trusted_depth_reference
+    glob, used, fit = trust_inputs
+    cfg = PipelineConfig(temporal=False)
+    model = UncertaintyModel.load()
+    args = {'fused': (used, cfg, model, 0.0), 'held': (None, cfg, model, 2.0),
+            'no_fusion': (used, replace(cfg, fusion=False), model, 0.0),
+            'no_model': (used, cfg, None, 0.0), 'old_fit': (used, cfg, model, 3.0),
+            'self_checked': (used, cfg, model, 0.0, 1.4)}[mode]
+    warm_up()
+    fast = trusted_depth(glob, args[0], fit, *args[1:])
+    ref = trusted_depth_reference(glob, args[0], fit, *args[1:])
+    assert fast.report.sigma_scale == ref.report.sigma_scale
+    assert fast.report.refused == ref.report.refused
+    for name in ('coverage', 'lidar_share', 'median_relative_sigma'):
+        np.testing.assert_allclose(getattr(fast.report, name), getattr(ref.report, name),
+                                   rtol=1e-3, atol=1e-4, err_msg=name)
+    for name in ('depth', 'sigma', 'unrefused', 'relative_sigma'):
+        a, b = getattr(fast, name), getattr(ref, name)
+        assert (a is None) == (b is None), name
+        if a is not None:
+            # Float rounding only: a pixel right at the threshold may flip, none else.
+            flips = np.isnan(a) != np.isnan(b)
+            assert flips.sum() <= 2e-4 * a.size, (name, int(flips.sum()))
+            np.testing.assert_allclose(a[~flips], b[~flips], rtol=1e-4, atol=1e-6,
+                                       equal_nan=True, err_msg=name)
+    if mode != 'no_model':
+        assert np.isfinite(fast.relative_sigma).all()

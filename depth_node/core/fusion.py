@@ -34,8 +34,14 @@ Besides the depth, :class:`Fusion` keeps the per-cell support (returns under the
 coarse kernel) and the local spread of the returns around the field: the features of the
 per-pixel uncertainty (:mod:`depth_node.core.uncertainty`).
 
-The recursive filter is compiled with numba; :func:`recursive_filter_reference` is the same
-recurrence in plain numpy, which the tests hold the compiled one to.
+Cost (the node runs this on every frame): the grid work is compiled with numba and runs on
+the cells only (returns summed into cells in one pass, the three filter runs sharing the
+domain-transform weights of their guide, the fields combined in one pass);
+:func:`fuse_field` stops there and the full-resolution step, ``z_g`` times the upsampled
+``exp(rho)`` with the pins written in, is one pass (:func:`fused_depth` here, or folded with
+sigma and refusal into :func:`depth_node.pipeline.trust.compose`). The plain-numpy
+:func:`depth_node.core.fusion_reference.fuse_reference` and :func:`recursive_filter_reference`
+are the same method step by step, which the tests hold the compiled path to.
 """
 
 from __future__ import annotations
@@ -43,18 +49,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
+from depth_node.core.cell_grid import along_rows, axis_weights, cell_centres, cell_of, \
+    grid_shape, upsample_reference
+from depth_node.core import fusion_kernels as kernels
 from depth_node.core.errors import ConfigError
 from depth_node.core.lidar import check_image_size, SparseDepth
-
-try:  # numba is a dependency; without it (a broken install) the numpy recurrence runs
-    from numba import njit
-except ImportError:  # pragma: no cover - exercised only on a broken install
-    njit = None
-
-_MAD_TO_SIGMA = 1.4826
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,34 @@ class Fusion:
     pinned: int  # returns written into the output
 
 
+@dataclass
+class FusionField:
+    """The fusion of one frame on its grid ([gh, gw], ``cell`` px each), before the pixels.
+
+    What :func:`fuse_field` solves: the fields of :class:`Fusion` plus what the one
+    full-resolution pass needs (``gain`` along x, the pins) and the fused depth at the sampled cell
+    centres (:func:`depth_node.core.cell_grid.cell_centres`, pins included), which the
+    uncertainty reads.
+    """
+
+    rho: np.ndarray  # [gh, gw] float32, log(fused / global)
+    gain: np.ndarray  # [gh, gw] float32, exp(rho): fused = global * upsampled gain
+    gain_rows: np.ndarray  # [gh, W] float32, the gain interpolated along x (along_rows)
+    support: np.ndarray  # [gh, gw] float32, returns per cell (fine kernel)
+    support_coarse: np.ndarray  # [gh, gw] float32, returns per cell (coarse kernel)
+    spread: np.ndarray  # [gh, gw] float32, log-ratio RMS
+    centre_depth: np.ndarray  # [gh, gw] float32 m, fused depth at the cell centres
+    pin_u: np.ndarray  # [P] int32, column of each return written into the output (row order)
+    pin_v: np.ndarray  # [P] int32, row
+    pin_z: np.ndarray  # [P] float32, metres
+    cell: int
+    returns: int  # returns used (after the outlier test)
+
+    @property
+    def pinned(self) -> int:
+        return int(self.pin_z.size)
+
+
 def recursive_filter_reference(grids: np.ndarray, guide: np.ndarray, sigma_s: float,
                                sigma_r: float, iterations: int) -> np.ndarray:
     """Domain-transform recursive filter of ``grids`` [C, h, w] guided by ``guide`` [h, w].
@@ -164,69 +193,52 @@ def _feedback(sigma_s: float, i: int, iterations: int) -> float:
     return math.exp(-math.sqrt(2.0) / sigma_i)
 
 
-def _filter_passes(out: np.ndarray, wx: np.ndarray, wy: np.ndarray) -> None:
-    """One horizontal and one vertical pass of the recurrence, in place (compiled below).
+def domain_weights(guide: np.ndarray, sigma_s: float, sigma_r: float,
+                   iterations: int) -> tuple[np.ndarray, np.ndarray]:
+    """Feedback weights ``a_i ** d`` of every pass: [it, h, w-1] and [it, h-1, w] float64.
 
-    Rows are walked along their contiguous axis in both passes (the vertical one updates a
-    whole row from its neighbour row), which keeps the compiled loops vectorisable.
+    Pass ``i`` runs at twice the sigma of pass ``i + 1``, so ``a_i = sqrt(a_(i+1))``: one
+    exponential for the last pass and square roots for the others (the same weights as
+    :func:`recursive_filter_reference`'s ``a ** d`` to float rounding). Filters on one guide
+    with one ``sigma_s`` share them.
     """
-    c, h, w = out.shape
-    for k in range(c):
-        for y in range(h):
-            for x in range(1, w):
-                out[k, y, x] += wx[y, x - 1] * (out[k, y, x - 1] - out[k, y, x])
-            for x in range(w - 2, -1, -1):
-                out[k, y, x] += wx[y, x] * (out[k, y, x + 1] - out[k, y, x])
-        for y in range(1, h):
-            for x in range(w):
-                out[k, y, x] += wy[y - 1, x] * (out[k, y - 1, x] - out[k, y, x])
-        for y in range(h - 2, -1, -1):
-            for x in range(w):
-                out[k, y, x] += wy[y, x] * (out[k, y + 1, x] - out[k, y, x])
-
-
-_compiled_passes = njit(cache=True, nogil=True)(_filter_passes) \
-    if njit is not None else None
+    g = np.ascontiguousarray(guide, dtype=np.float64)
+    h, w = g.shape
+    wx = np.empty((iterations, h, max(w - 1, 0)))
+    wy = np.empty((iterations, max(h - 1, 0), w))
+    log_a = math.log(_feedback(sigma_s, iterations - 1, iterations))
+    kernels.log_weights(g, sigma_s / sigma_r, log_a, wx[-1], wy[-1])
+    np.exp(wx[-1], out=wx[-1])
+    np.exp(wy[-1], out=wy[-1])
+    for i in range(iterations - 2, -1, -1):
+        np.sqrt(wx[i + 1], out=wx[i])
+        np.sqrt(wy[i + 1], out=wy[i])
+    return wx, wy
 
 
 def recursive_filter(grids: np.ndarray, guide: np.ndarray, sigma_s: float, sigma_r: float,
                      iterations: int) -> np.ndarray:
     """Compiled :func:`recursive_filter_reference` (same arguments, same result)."""
-    if _compiled_passes is None:  # pragma: no cover
-        return recursive_filter_reference(grids, guide, sigma_s, sigma_r, iterations)
     out = np.array(grids, dtype=np.float64, copy=True)
-    dx, dy = _domain_steps(guide, sigma_s, sigma_r)
-    for i in range(iterations):
-        a = _feedback(sigma_s, i, iterations)
-        _compiled_passes(out, a ** dx, a ** dy)
+    kernels.filter_passes(out, *domain_weights(guide, sigma_s, sigma_r, iterations))
     return out
 
 
-def _cell_sums(u: np.ndarray, v: np.ndarray, r: np.ndarray, cell: int, gh: int,
-               gw: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-cell sums of ``r``, 1 and ``r**2`` ([3, gh, gw] float64) and the cell of each return."""
-    idx = (v // cell) * gw + (u // cell)
-    sums = np.stack([np.bincount(idx, weights=wt, minlength=gh * gw).reshape(gh, gw)
-                     for wt in (r, np.ones_like(r), r * r)])
-    return sums, idx
-
-
-def _guide(depth: np.ndarray, cell: int, gh: int, gw: int) -> np.ndarray:
-    """Disparity (m⁻¹) of ``depth`` at the cell centres, 0 where it has none (sky)."""
+def guide(depth: np.ndarray, cell: int, gh: int, gw: int) -> np.ndarray:
+    """Disparity (m⁻¹) of ``depth`` at the cell centres, 0 where it has none (sky): [gh, gw]."""
     h, w = depth.shape
-    cy = np.minimum(np.arange(gh) * cell + cell // 2, h - 1)
-    cx = np.minimum(np.arange(gw) * cell + cell // 2, w - 1)
-    zc = depth[np.ix_(cy, cx)]
+    zc = depth[np.ix_(cell_centres(h, gh, cell), cell_centres(w, gw, cell))]
     good = np.isfinite(zc) & (zc > 0)
     return np.where(good, 1.0 / np.where(good, zc, 1.0), 0.0)
 
 
-def _upsample(grid: np.ndarray, cell: int, h: int, w: int) -> np.ndarray:
-    """Bilinear [gh, gw] -> [h, w]: cell centres stay where :func:`_guide` sampled them."""
-    gh, gw = grid.shape
-    out: np.ndarray = cv2.resize(np.ascontiguousarray(grid, dtype=np.float32),
-                                 (gw * cell, gh * cell), interpolation=cv2.INTER_LINEAR)
-    return out[:h, :w]
+def log_ratios(global_depth: np.ndarray,
+               lidar: SparseDepth) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``u``, ``v``, ``z`` and ``r = log(z / z_g)`` (float64) of the returns where r is finite."""
+    with np.errstate(divide='ignore', invalid='ignore'):
+        r = np.log(lidar.z / global_depth[lidar.v, lidar.u]).astype(np.float64)
+    ok = np.isfinite(r)
+    return lidar.u[ok], lidar.v[ok], lidar.z[ok], r[ok]
 
 
 def extend_down(rho: np.ndarray, support: np.ndarray, guide: np.ndarray, min_support: float,
@@ -251,6 +263,106 @@ def extend_down(rho: np.ndarray, support: np.ndarray, guide: np.ndarray, min_sup
     return np.where(filled, rho + (top - rho) * fade, rho)
 
 
+def _finite_log_ratios(zg: np.ndarray, lidar: SparseDepth
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`log_ratios` in two compiled passes around numpy's (vectorised) logarithm.
+
+    Fresh arrays (int32, int32, float32, float64): the passes below reorder them in place.
+    """
+    u = np.ascontiguousarray(lidar.u, dtype=np.int32)
+    v = np.ascontiguousarray(lidar.v, dtype=np.int32)
+    z = np.ascontiguousarray(lidar.z, dtype=np.float32)
+    q = np.empty(z.size, np.float32)
+    kernels.ratios(zg, u, v, z, q)
+    with np.errstate(divide='ignore', invalid='ignore'):
+        np.log(q, out=q)
+    out = (np.empty(z.size, np.int32), np.empty(z.size, np.int32), np.empty(z.size, np.float32),
+           np.empty(z.size, np.float64))
+    n = kernels.finite(u, v, z, q, *out)
+    return out[0][:n], out[1][:n], out[2][:n], out[3][:n]
+
+
+def fuse_field(global_depth: np.ndarray, lidar: SparseDepth,
+               config: FusionConfig = FusionConfig()) -> FusionField:
+    """The fusion on its grid (everything of :func:`fuse` but the per-pixel depth).
+
+    ``global_depth`` [H, W] float32 metres (NaN = none); ``lidar`` the returns the fit kept
+    (the see-through test's kept ones), of the same image size.
+    """
+    zg = np.ascontiguousarray(global_depth, dtype=np.float32)
+    h, w = check_image_size(zg, lidar, 'global depth')
+    c = config
+    cell, ccell = int(c.cell), int(c.cell) * int(c.coarse_factor)
+    gh, gw = grid_shape(h, w, cell)
+    ch, cw_ = grid_shape(h, w, ccell)
+    u, v, z, r = _finite_log_ratios(zg, lidar)
+    cy, cx = cell_centres(h, gh, cell), cell_centres(w, gw, cell)
+    if not r.size:
+        zero = np.zeros((gh, gw), np.float32)
+        none = np.zeros(0, np.int32)
+        return FusionField(zero, np.ones((gh, gw), np.float32), np.ones((gh, w), np.float32),
+                           zero, zero.copy(), zero.copy(), zg[np.ix_(cy, cx)], none, none,
+                           np.zeros(0, np.float32), cell, 0)
+    crow, ccol, frow, fcol = cell_of(h, ccell), cell_of(w, ccell), cell_of(h, cell), \
+        cell_of(w, cell)  # the cell of each pixel row / column, coarse and fine
+    coarse_sigma = c.coarse_sigma / c.coarse_factor  # in coarse cells
+    g = np.empty((ch, cw_))
+    kernels.guide_at(zg, cell_centres(h, ch, ccell), cell_centres(w, cw_, ccell), g)
+    cwx, cwy = domain_weights(g, coarse_sigma, c.edge_sigma, c.iterations)
+    # Outliers: returns far from the coarse field of all returns (spurious near returns,
+    # a see-through return the test missed) would pull the fine field locally.
+    first = np.zeros((2, ch, cw_))
+    kernels.cell_sums(u, v, r, crow, ccol, first)
+    kernels.filter_passes(first, cwx, cwy)
+    rho_c = first[0] / (first[1] + c.prior)
+    coarse, fine = np.zeros((3, ch, cw_)), np.zeros((3, gh, gw))
+    n = kernels.outliers(u, v, z, r, rho_c, crow, ccol, frow, fcol, float(c.outlier_log_ratio),
+                         coarse, fine)
+    u, v, z, r = u[:n], v[:n], z[:n], r[:n]
+    kernels.filter_passes(coarse, cwx, cwy)
+    # The coarse densities are per coarse cell: per fine cell they are 1 / factor**2 of that.
+    area = float(c.coarse_factor) ** 2
+    coarse_up = np.stack([upsample_reference(g, c.coarse_factor, gh, gw) for g in coarse]) \
+        / area
+    fine_guide = np.empty((gh, gw))
+    kernels.guide_at(zg, cy, cx, fine_guide)
+    kernels.filter_passes(fine, *domain_weights(fine_guide, c.fine_sigma, c.edge_sigma,
+                                                c.iterations))
+    # A cascade: the coarse field (pulled to 0 by the prior where it has little support)
+    # fills in where the fine one has little support.
+    rho, spread = np.empty((gh, gw)), np.empty((gh, gw), np.float32)
+    kernels.combine(fine, coarse_up, float(c.prior), float(c.coarse_weight), rho, spread)
+    rho = extend_down(rho, fine[1], fine_guide, c.extend_support, c.extend_step,
+                      c.extend_reach)
+    gain = np.exp(rho).astype(np.float32)
+    pin_u, pin_v = np.empty(n, np.int32), np.empty(n, np.int32)
+    pin_z = np.empty(n, np.float32)
+    pinned = kernels.pins(u, v, z, r, rho, frow, fcol, float(c.pin_tolerance), pin_u, pin_v,
+                          pin_z) if c.pin_tolerance > 0 else 0
+    pin_u, pin_v, pin_z = pin_u[:pinned], pin_v[:pinned], pin_z[:pinned]
+    if not kernels.ascending(pin_v):  # row order, for the per-pixel pass
+        sorted_pins = (np.empty_like(pin_u), np.empty_like(pin_v), np.empty_like(pin_z))
+        kernels.by_row(pin_u, pin_v, pin_z, h, *sorted_pins)
+        pin_u, pin_v, pin_z = sorted_pins
+    gain_rows = along_rows(gain, cell, w)
+    centre = np.empty((gh, gw), np.float32)
+    kernels.centres(zg, gain_rows, cy, cx, *axis_weights(h, gh, cell), pin_u, pin_v, pin_z,
+                    frow, fcol, centre)
+    return FusionField(rho.astype(np.float32), gain, gain_rows, fine[1].astype(np.float32),
+                       np.ascontiguousarray(coarse_up[1]), spread, centre, pin_u, pin_v, pin_z,
+                       cell, int(n))
+
+
+def fused_depth(global_depth: np.ndarray, field: FusionField) -> np.ndarray:
+    """The fused depth [H, W] float32 metres of ``field`` (one compiled pass over the pixels)."""
+    zg = np.ascontiguousarray(global_depth, dtype=np.float32)
+    out = np.empty(zg.shape, np.float32)
+    kernels.fused(zg, field.gain_rows,
+                  *axis_weights(zg.shape[0], field.gain.shape[0], field.cell), field.pin_u,
+                  field.pin_v, field.pin_z, out)
+    return out
+
+
 def fuse(global_depth: np.ndarray, lidar: SparseDepth,
          config: FusionConfig = FusionConfig()) -> Fusion:
     """Fuse globally fitted depth [H, W] (metres, NaN = none) with kept LiDAR returns.
@@ -258,60 +370,11 @@ def fuse(global_depth: np.ndarray, lidar: SparseDepth,
     ``lidar`` holds the returns the fit used (the see-through test's kept ones), of the same
     image size. Returns a :class:`Fusion`; with no usable return the depth is the global one.
     """
-    zg = np.asarray(global_depth, dtype=np.float32)
-    h, w = check_image_size(zg, lidar, 'global depth')
-    c = config
-    cell, ccell = int(c.cell), int(c.cell) * int(c.coarse_factor)
-    gh, gw = -(-h // cell), -(-w // cell)
-    ch, cw_ = -(-h // ccell), -(-w // ccell)
-    zero = np.zeros((gh, gw), np.float32)
-    with np.errstate(divide='ignore', invalid='ignore'):
-        r = np.log(lidar.z / zg[lidar.v, lidar.u]).astype(np.float64)
-    ok = np.isfinite(r)
-    if not ok.any():
-        return Fusion(zg.copy(), zero, zero, zero.copy(), zero.copy(), cell, 0, 0)
-    u, v, z, r = lidar.u[ok], lidar.v[ok], lidar.z[ok], r[ok]
-    coarse_guide = _guide(zg, ccell, ch, cw_)
-    coarse_sigma = c.coarse_sigma / c.coarse_factor  # in coarse cells
-    # Outliers: returns far from the coarse field of all returns (spurious near returns,
-    # a see-through return the test missed) would pull the fine field locally.
-    sums, cidx = _cell_sums(u, v, r, ccell, ch, cw_)
-    first = recursive_filter(sums[:2], coarse_guide, coarse_sigma, c.edge_sigma, c.iterations)
-    rho_c = first[0] / (first[1] + c.prior)
-    keep = np.abs(r - rho_c.reshape(-1)[cidx]) <= c.outlier_log_ratio
-    if not keep.all():
-        u, v, z, r = u[keep], v[keep], z[keep], r[keep]
-        sums, _ = _cell_sums(u, v, r, ccell, ch, cw_)
-    coarse = recursive_filter(sums, coarse_guide, coarse_sigma, c.edge_sigma, c.iterations)
-    # The coarse densities are per coarse cell: per fine cell they are 1 / factor**2 of that.
-    area = float(c.coarse_factor) ** 2
-    coarse_up = np.stack([_upsample(g, c.coarse_factor, gh, gw) for g in coarse]) / area
-    fine_sums, idx = _cell_sums(u, v, r, cell, gh, gw)
-    fine_guide = _guide(zg, cell, gh, gw)
-    fine = recursive_filter(fine_sums, fine_guide, c.fine_sigma, c.edge_sigma, c.iterations)
-    # A cascade: the coarse field (pulled to 0 by the prior where it has little support)
-    # fills in where the fine one has little support.
-    rho_c = coarse_up[0] / (coarse_up[1] + c.prior)
-    num = fine[0] + c.coarse_weight * rho_c
-    den = fine[1] + c.coarse_weight
-    rho = num / den
-    # Spread of the returns around the field, from both scales as they are mixed.
-    w_f = fine[1] / den
-    sq_f = fine[2] / np.maximum(fine[1], 1e-12)
-    sq_c = coarse_up[2] / np.maximum(coarse_up[1], 1e-12)
-    spread = np.sqrt(np.maximum(w_f * sq_f + (1.0 - w_f) * sq_c - rho * rho, 0.0))
-    rho = extend_down(rho, fine[1], fine_guide, c.extend_support, c.extend_step,
-                      c.extend_reach)
-    depth = zg * _upsample(np.exp(rho), cell, h, w)
-    pinned = 0
-    if c.pin_tolerance > 0:
-        pin = (np.abs(r - rho.reshape(-1)[idx]) <= c.pin_tolerance) & np.isfinite(depth[v, u])
-        depth[v[pin], u[pin]] = z[pin]
-        pinned = int(pin.sum())
-    return Fusion(depth, rho.astype(np.float32), fine[1].astype(np.float32),
-                  coarse_up[1].astype(np.float32), spread.astype(np.float32), cell,
-                  int(r.size), pinned)
+    f = fuse_field(global_depth, lidar, config)
+    return Fusion(fused_depth(global_depth, f), f.rho, f.support, f.support_coarse, f.spread,
+                  f.cell, f.returns, f.pinned)
 
 
-__all__ = ['extend_down', 'Fusion', 'FusionConfig', 'fuse', 'recursive_filter',
+__all__ = ['domain_weights', 'extend_down', 'fuse', 'fuse_field', 'fused_depth', 'Fusion',
+           'FusionConfig', 'FusionField', 'guide', 'log_ratios', 'recursive_filter',
            'recursive_filter_reference']

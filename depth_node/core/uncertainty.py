@@ -21,6 +21,12 @@ drives of held-out streets across light, weather, rig and lens
 (:mod:`depth_node.training.calibrate_uncertainty`), then scaled so that 95 % of the
 calibration pixels fall within 2 sigma. They ship as data (``depth_node/calibration/
 uncertainty.json``); a user can point ``uncertainty.calibration`` at their own file.
+
+:func:`features` is the definition (numpy, all features stacked: what the calibration fits
+on). The node computes ``sigma / z`` with :meth:`UncertaintyModel.relative_sigma_cells` on the
+fusion's grid: the same features in one compiled pass per cell (the logarithms and the
+exponential as whole-grid numpy calls), held to :func:`features` by the tests. A new feature
+goes into both, in the order of :data:`FEATURES`.
 """
 
 from __future__ import annotations
@@ -35,8 +41,14 @@ from typing import Mapping, Optional, Union
 import cv2
 import numpy as np
 
+from depth_node.core.cell_grid import cell_centres, grid_shape
 from depth_node.core.errors import ConfigError
-from depth_node.core.fusion import Fusion
+from depth_node.core.fusion import Fusion, FusionField
+
+try:  # numba is a dependency; without it (a broken install) the Python loops run
+    from numba import njit
+except ImportError:  # pragma: no cover - exercised only on a broken install
+    njit = None
 
 #: The features, in the order of the weights.
 FEATURES = ('bias', 'log_support', 'log_support_coarse', 'unsupported', 'log_spread',
@@ -104,6 +116,28 @@ class UncertaintyModel:
         log_rel = np.tensordot(w, phi, axes=1)
         return np.clip(np.exp(log_rel), self.min_relative, self.max_relative).astype(np.float32)
 
+    def relative_sigma_cells(self, field: FusionField, fit_residual: float,
+                             fused: bool = True) -> np.ndarray:
+        """``sigma / z`` [gh, gw] float32 on the grid of ``field``: the compiled path.
+
+        Equals ``relative_sigma(features(fusion, fit_residual), fused)`` for the
+        :class:`~depth_node.core.fusion.Fusion` of the same frame, to float rounding.
+        """
+        support = np.ascontiguousarray(field.support, np.float32)
+        x = np.empty((6,) + support.shape)  # the arguments of the logarithms
+        _log_args(support, np.ascontiguousarray(field.support_coarse, np.float32),
+                  np.ascontiguousarray(field.spread, np.float32),
+                  np.ascontiguousarray(field.centre_depth, np.float32),
+                  _support_distance(support), x)
+        np.log(x[:5], out=x[:5])
+        _step_arg(field.centre_depth, x[3], x[5])
+        np.log(x[5], out=x[5])
+        w = np.asarray(self.fused if fused else self.global_only, dtype=np.float64)
+        log_rel = np.empty(support.shape)
+        _weighted_sum(x, support, w, _log_residual(fit_residual), log_rel)
+        np.exp(log_rel, out=log_rel)
+        return np.clip(log_rel, self.min_relative, self.max_relative).astype(np.float32)
+
 
 def _optional_float(value: object) -> Optional[float]:
     """A finite positive JSON number, or None (null, absent, or not usable)."""
@@ -116,10 +150,8 @@ def _optional_float(value: object) -> Optional[float]:
 def cell_depth(depth: np.ndarray, cell: int) -> np.ndarray:
     """``depth`` [H, W] at the cell centres of a ``cell``-pixel grid: [gh, gw]."""
     h, w = depth.shape
-    gh, gw = -(-h // cell), -(-w // cell)
-    cy = np.minimum(np.arange(gh) * cell + cell // 2, h - 1)
-    cx = np.minimum(np.arange(gw) * cell + cell // 2, w - 1)
-    return depth[np.ix_(cy, cx)]
+    gh, gw = grid_shape(h, w, cell)
+    return depth[np.ix_(cell_centres(h, gh, cell), cell_centres(w, gw, cell))]
 
 
 def features(fusion: Fusion, fit_residual: float) -> np.ndarray:
@@ -131,14 +163,10 @@ def features(fusion: Fusion, fit_residual: float) -> np.ndarray:
     z = cell_depth(fusion.depth, fusion.cell).astype(np.float64)
     with np.errstate(invalid='ignore', divide='ignore'):
         log_z = np.log(np.where(np.isfinite(z) & (z > 0), z, 1.0))
-    res = fit_residual if math.isfinite(fit_residual) and fit_residual > 0 else 0.0
-    log_res = math.log(res + _SPREAD_EPS)
+    log_res = _log_residual(fit_residual)
     unsupported = unsupported_gate(support)
     step = _depth_step(np.where(np.isfinite(z) & (z > 0), log_z, math.log(_SKY_DEPTH)))
-    far = cv2.distanceTransform((support < _UNSUPPORTED_AT).astype(np.uint8), cv2.DIST_L2, 3)
-    # No supported cell at all (a held fit, no sweep): OpenCV reports a huge distance; the
-    # grid's size is as far as support can be.
-    far = np.minimum(far, float(max(support.shape)))
+    far = _support_distance(support)
     return np.stack([np.ones_like(support), np.log(support + _SUPPORT_EPS),
                      np.log(fusion.support_coarse.astype(np.float64) + _SUPPORT_EPS),
                      unsupported, np.log(fusion.spread.astype(np.float64) + _SPREAD_EPS),
@@ -163,6 +191,86 @@ def _depth_step(log_z: np.ndarray) -> np.ndarray:
     out[:-1] = np.maximum(out[:-1], dy)
     return out
 
+
+def _log_residual(fit_residual: float) -> float:
+    """``log_fit_residual``: the fit's robust sigma (NaN/0 -> 0) plus a small value, logged."""
+    res = fit_residual if math.isfinite(fit_residual) and fit_residual > 0 else 0.0
+    return math.log(res + _SPREAD_EPS)
+
+
+def _support_distance(support: np.ndarray) -> np.ndarray:
+    """Distance in cells [gh, gw] float32 to the nearest supported cell (OpenCV, 3x3 mask)."""
+    mask = np.asarray(support, np.float64) < _UNSUPPORTED_AT
+    far = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 3)
+    # No supported cell at all (a held fit, no sweep): OpenCV reports a huge distance; the
+    # grid's size is as far as support can be.
+    return np.minimum(far, np.float32(max(support.shape)))
+
+
+def _log_args_kernel(support: np.ndarray, support_coarse: np.ndarray, spread: np.ndarray,
+                     z: np.ndarray, far: np.ndarray, out: np.ndarray) -> None:
+    """What :func:`features` takes the logarithm of, per cell: ``out`` [6, gh, gw] (0..4)."""
+    gh, gw = support.shape
+    for y in range(gh):
+        for x in range(gw):
+            out[0, y, x] = np.float64(support[y, x]) + _SUPPORT_EPS
+            out[1, y, x] = np.float64(support_coarse[y, x]) + _SUPPORT_EPS
+            out[2, y, x] = np.float64(spread[y, x]) + _SPREAD_EPS
+            zz = np.float64(z[y, x])
+            out[3, y, x] = zz if (zz == zz and zz > 0 and zz != np.inf) else 1.0
+            out[4, y, x] = 1.0 + np.float64(far[y, x])
+
+
+def _step_arg_kernel(z: np.ndarray, log_z: np.ndarray, out: np.ndarray) -> None:
+    """``log_depth_step`` before its logarithm: :func:`_depth_step` of the log depth + eps."""
+    gh, gw = z.shape
+    sky = math.log(_SKY_DEPTH)
+    for y in range(gh):
+        for x in range(gw):
+            out[y, x] = 0.0
+    for y in range(gh):
+        for x in range(gw):
+            zz = z[y, x]
+            a = log_z[y, x] if (zz == zz and zz > 0 and zz != np.inf) else sky
+            if x + 1 < gw:
+                zn = z[y, x + 1]
+                b = log_z[y, x + 1] if (zn == zn and zn > 0 and zn != np.inf) else sky
+                d = abs(b - a)
+                out[y, x] = max(out[y, x], d)
+                out[y, x + 1] = max(out[y, x + 1], d)
+            if y + 1 < gh:
+                zn = z[y + 1, x]
+                b = log_z[y + 1, x] if (zn == zn and zn > 0 and zn != np.inf) else sky
+                d = abs(b - a)
+                out[y, x] = max(out[y, x], d)
+                out[y + 1, x] = max(out[y + 1, x], d)
+    for y in range(gh):
+        for x in range(gw):
+            out[y, x] += _STEP_EPS
+
+
+def _weighted_sum_kernel(logs: np.ndarray, support: np.ndarray, w: np.ndarray,
+                         log_res: float, out: np.ndarray) -> None:
+    """``w . phi`` per cell, phi in the order of :data:`FEATURES` from the logarithms."""
+    gh, gw = support.shape
+    for y in range(gh):
+        for x in range(gw):
+            unsupported = 1.0 / (1.0 + np.float64(support[y, x]) / _UNSUPPORTED_AT)
+            log_z = logs[3, y, x]
+            out[y, x] = (w[0] + w[1] * logs[0, y, x] + w[2] * logs[1, y, x]
+                         + w[3] * unsupported + w[4] * logs[2, y, x] + w[5] * log_z
+                         + w[6] * log_res + w[7] * (unsupported * log_res)
+                         + w[8] * (unsupported * log_z) + w[9] * logs[5, y, x]
+                         + w[10] * logs[4, y, x])
+
+
+def _compile(fn):  # type: ignore[no-untyped-def]
+    return njit(cache=True, nogil=True)(fn) if njit is not None else fn
+
+
+_log_args = _compile(_log_args_kernel)
+_step_arg = _compile(_step_arg_kernel)
+_weighted_sum = _compile(_weighted_sum_kernel)
 
 __all__ = ['cell_depth', 'DEFAULT_CALIBRATION', 'FEATURES', 'features', 'UncertaintyModel',
            'unsupported_gate']

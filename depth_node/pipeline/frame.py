@@ -14,6 +14,7 @@ from depth_node.core.cloud import PointGrid
 from depth_node.core.compat import StrEnum
 from depth_node.core.errors import DepthNodeError
 from depth_node.core.image_quality import assess_image, ImageQuality
+from depth_node.core.image_quality import warm_up as warm_up_image_check
 from depth_node.core.lidar import SparseDepth
 from depth_node.core.local_align import align_local
 from depth_node.core.temporal import AffineFilter, FilterEvent
@@ -111,6 +112,8 @@ class DepthPipeline:
         if (config.fusion or config.uncertainty) and (old is None or not (old.fusion
                                                                           or old.uncertainty)):
             warm_up()
+        if config.image_check and (old is None or not old.image_check):
+            warm_up_image_check()
         if config.uncertainty and (self._model is None or old is None
                                    or old.uncertainty_calibration
                                    != config.uncertainty_calibration):

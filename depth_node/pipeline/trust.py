@@ -16,21 +16,29 @@
 
 The image itself is checked before (:mod:`depth_node.core.image_quality`, in
 :meth:`~depth_node.pipeline.frame.DepthPipeline.process`).
+
+Cost: everything up to sigma / z runs on the fusion's grid (:func:`~depth_node.core.fusion.
+fuse_field`, :meth:`~depth_node.core.uncertainty.UncertaintyModel.relative_sigma_cells`); the
+full-resolution work is one compiled pass, :func:`compose`: the fused depth (global depth
+times the upsampled gain, LiDAR pins written in), sigma / z upsampled, refusal, sigma and the
+counts of the report. :mod:`depth_node.pipeline.trust_reference` is the same stage in numpy,
+step by step, which the tests hold this one to.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
 
-import cv2
 import numpy as np
 
 from depth_node.core.align import AffineFit
-from depth_node.core.fusion import fuse, Fusion, FusionConfig
+from depth_node.core.cell_grid import along_rows, axis_weights, lerp
+from depth_node.core.fusion import Fusion, fuse_field, FusionConfig, FusionField
 from depth_node.core.lidar import SparseDepth
-from depth_node.core.uncertainty import cell_depth, features, UncertaintyModel, unsupported_gate
+from depth_node.core.uncertainty import cell_depth, FEATURES, UncertaintyModel, unsupported_gate
 from depth_node.pipeline.config import PipelineConfig
 
 try:  # numba is a dependency; without it (a broken install) the numpy step runs
@@ -59,7 +67,7 @@ class Trusted:
 
     depth: Optional[np.ndarray]  # [H, W] float32 m, NaN where refused; None: frame refused
     sigma: Optional[np.ndarray]  # [H, W] float32 m, NaN where depth is NaN
-    fusion: Fusion
+    fusion: Union[FusionField, Fusion]  # the grids (the reference keeps a Fusion)
     report: TrustReport
     unrefused: np.ndarray  # [H, W] float32 m: the depth before any refusal
     relative_sigma: np.ndarray  # [H, W] float32 sigma / z before any refusal
@@ -78,22 +86,15 @@ def fit_residual(fit: AffineFit) -> float:
     return math.sqrt(math.pi / 2.0) * float(fit.abs_rel)
 
 
-def _upsample(grid: np.ndarray, cell: int, h: int, w: int) -> np.ndarray:
-    gh, gw = grid.shape
-    out: np.ndarray = cv2.resize(np.ascontiguousarray(grid, np.float32), (gw * cell, gh * cell),
-                                 interpolation=cv2.INTER_LINEAR)
-    return out[:h, :w]
+@dataclass
+class Composed:
+    """What the per-pixel pass :func:`compose` writes ([H, W] float32 each)."""
 
-
-def _supported_share(fusion: Fusion, has_depth: np.ndarray) -> float:
-    """Share of the pixels with depth whose cell has LiDAR support."""
-    n = int(has_depth.sum())
-    if not n:
-        return 0.0
-    h, w = has_depth.shape
-    supported = _upsample((fusion.support >= SUPPORTED_DENSITY).astype(np.float32), fusion.cell,
-                          h, w) >= 0.5
-    return float((supported & has_depth).sum()) / n
+    depth: np.ndarray  # m, the depth before refusal (fused or global), NaN = none
+    published: np.ndarray  # m, NaN where sigma / z > threshold
+    sigma: np.ndarray  # m, NaN where published is NaN
+    relative_sigma: np.ndarray  # sigma / z, before refusal
+    counts: np.ndarray  # [3] int64: pixels with depth, published, LiDAR-supported with depth
 
 
 def trusted_depth(global_depth: np.ndarray, lidar: Optional[SparseDepth], fit: AffineFit,
@@ -123,50 +124,66 @@ def trusted_depth(global_depth: np.ndarray, lidar: Optional[SparseDepth], fit: A
         is multiplied by ``sigma_scale ** (1 - unsupported)``, i.e. fully where LiDAR supports
         a cell and not at all where none is near. Not applied to a frame without a sweep.
     """
-    h, w = global_depth.shape
-    fusion = fuse(global_depth, lidar if lidar is not None else empty_support(h, w),
-                  config.fusion_options())
+    zg = np.ascontiguousarray(global_depth, dtype=np.float32)
+    h, w = zg.shape
+    field = fuse_field(zg, lidar if lidar is not None else empty_support(h, w),
+                       config.fusion_options())
     fused = config.fusion and lidar is not None  # without a sweep nothing was fused
-    depth = fusion.depth if fused else np.array(global_depth, np.float32, copy=True)
     if model is None:
-        share = _supported_share(fusion, np.isfinite(depth))
-        return Trusted(depth, None, fusion, TrustReport(1.0, share, float('nan')), depth,
-                       np.full(depth.shape, np.nan, np.float32))
-    rel_cells = model.relative_sigma(features(fusion, fit_residual(fit)), fused=fused)
-    if fused and sigma_scale != 1.0 and math.isfinite(sigma_scale) and sigma_scale > 0:
-        gain = np.power(np.float32(sigma_scale),
-                        (1.0 - unsupported_gate(fusion.support)).astype(np.float32))
-        rel_cells = np.clip(rel_cells * gain, model.min_relative,
-                            model.max_relative).astype(np.float32)
-    if fit_age > 0 and math.isfinite(fit_age):
-        drift = config.filter_process_noise ** 2 * fit_age
-        rel_cells = np.sqrt(rel_cells * rel_cells + np.float32(drift))
-    supported = (fusion.support >= SUPPORTED_DENSITY).astype(np.float32)
-    out, sigma, rel, counts = compose(depth, rel_cells, supported, fusion.cell,
-                                      config.max_relative_uncertainty)
-    n_depth, n_keep, n_supported = (int(k) for k in counts)
+        rel_cells = np.full(field.rho.shape, np.nan, np.float32)
+    else:
+        rel_cells = model.relative_sigma_cells(field, fit_residual(fit), fused=fused)
+        rel_cells = scaled(rel_cells, field.support, model, sigma_scale if fused else 1.0)
+        if fit_age > 0 and math.isfinite(fit_age):
+            drift = config.filter_process_noise ** 2 * fit_age
+            rel_cells = np.sqrt(rel_cells * rel_cells + np.float32(drift))
+    supported = (field.support >= SUPPORTED_DENSITY).astype(np.float32)
+    c = compose(zg, rel_cells, supported, field.cell, config.max_relative_uncertainty,
+                field if fused else None)
+    if model is None:
+        n_depth, _, n_supported = (int(k) for k in c.counts)
+        lidar_share = n_supported / n_depth if n_depth else 0.0
+        return Trusted(c.depth, None, field, TrustReport(1.0, lidar_share, float('nan')),
+                       c.depth, c.relative_sigma)
+    centres = field.centre_depth if fused else cell_depth(zg, field.cell)
+    return judged(c, rel_cells, centres, field, config, lidar is not None,
+                  float(sigma_scale) if fused else 1.0)
+
+
+def scaled(rel_cells: np.ndarray, support: np.ndarray, model: UncertaintyModel,
+           sigma_scale: float) -> np.ndarray:
+    """``rel_cells`` times ``sigma_scale ** (1 - unsupported)`` (the self-check's scale)."""
+    if sigma_scale == 1.0 or not math.isfinite(sigma_scale) or sigma_scale <= 0:
+        return rel_cells
+    gain = np.power(np.float32(sigma_scale), (1.0 - unsupported_gate(support)).astype(np.float32))
+    return np.clip(rel_cells * gain, model.min_relative, model.max_relative).astype(np.float32)
+
+
+def judged(c: Composed, rel_cells: np.ndarray, centres: np.ndarray,
+           fusion: Union[FusionField, Fusion], config: PipelineConfig, had_sweep: bool,
+           sigma_scale: float = 1.0) -> Trusted:
+    """The frame's report and refusal from the composed pixels (shared with the reference)."""
+    n_depth, n_keep, n_supported = (int(k) for k in c.counts)
     lidar_share = n_supported / n_depth if n_depth else 0.0
     coverage = n_keep / n_depth if n_depth else 0.0
     # Median sigma/z of the published pixels, on the grid (a cell per 16 pixels).
-    cells = rel_cells[(rel_cells <= config.max_relative_uncertainty)
-                      & np.isfinite(cell_depth(depth, fusion.cell))]
+    cells = rel_cells[(rel_cells <= config.max_relative_uncertainty) & np.isfinite(centres)]
     median = float(np.median(cells)) if cells.size else float('nan')
     refused = ''
-    if lidar is not None and n_depth and lidar_share < config.min_lidar_share:
+    if had_sweep and n_depth and lidar_share < config.min_lidar_share:
         refused = f'LiDAR supports only {100 * lidar_share:.1f} % of the image ' \
                   f'(refusal.min_lidar_share {100 * config.min_lidar_share:g} %)'
     elif not n_keep:
         refused = 'no pixel within output.max_relative_uncertainty ' \
                   f'{config.max_relative_uncertainty:g}'
-    report = TrustReport(coverage, lidar_share, median, refused,
-                         float(sigma_scale) if fused else 1.0)
+    report = TrustReport(coverage, lidar_share, median, refused, sigma_scale)
     if refused:
-        return Trusted(None, None, fusion, report, depth, rel)
-    return Trusted(out, sigma, fusion, report, depth, rel)
+        return Trusted(None, None, fusion, report, c.depth, c.relative_sigma)
+    return Trusted(c.published, c.sigma, fusion, report, c.depth, c.relative_sigma)
 
 
 def warm_up() -> None:
-    """Compile the numba kernels (fusion filter, per-pixel step) now, not on the first frame.
+    """Compile the numba kernels (fusion, uncertainty, per-pixel step) now, not on a frame.
 
     The first call in a process compiles them, or loads them from numba's cache (``cache=True``,
     next to the package or in the user's cache); without this the first frame of a node would
@@ -175,93 +192,96 @@ def warm_up() -> None:
     depth = np.full((8, 8), 10.0, np.float32)
     lidar = SparseDepth(np.array([1, 5], np.int32), np.array([2, 6], np.int32),
                         np.array([9.0, 11.0], np.float32), 8, 8)
-    fusion = fuse(depth, lidar, FusionConfig(cell=2, coarse_factor=2))
-    compose(fusion.depth, np.full(fusion.rho.shape, 0.1, np.float32),
-            np.ones(fusion.rho.shape, np.float32), 2, 0.2)
+    field = fuse_field(depth, lidar, FusionConfig(cell=2, coarse_factor=2))
+    UncertaintyModel((0.0,) * len(FEATURES), (0.0,) * len(FEATURES)).relative_sigma_cells(
+        field, 0.1)
+    rel = np.full(field.rho.shape, 0.1, np.float32)
+    for f in (field, None):
+        compose(depth, rel, np.ones(field.rho.shape, np.float32), 2, 0.2, f)
 
 
-def compose_reference(depth: np.ndarray, rel_cells: np.ndarray, supported: np.ndarray,
-                      cell: int,
-                      threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The per-pixel step in numpy: the reference of the compiled :func:`compose`.
+def _compose_kernel(zg: np.ndarray, gain_rows: np.ndarray, rel_rows: np.ndarray,
+                    sup_rows: np.ndarray, y0: np.ndarray, y1: np.ndarray, fy: np.ndarray,
+                    threshold: float, pin_u: np.ndarray, pin_v: np.ndarray, pin_z: np.ndarray,
+                    depth: np.ndarray, out: np.ndarray, sigma: np.ndarray, rel: np.ndarray,
+                    counts: np.ndarray) -> None:
+    """One pass over the pixels: fused depth, pins, sigma / z, refusal, sigma, counts.
 
-    ``depth`` [H, W] float32 m; ``rel_cells`` [gh, gw] sigma / z and ``supported`` [gh, gw]
-    (1.0 / 0.0) on the ``cell``-pixel grid, upsampled bilinearly (OpenCV's convention).
-    Returns the published depth (NaN where sigma / z > ``threshold``), its sigma, sigma / z
-    per pixel, and the counts [pixels with depth, published, LiDAR-supported with depth].
+    The grids come interpolated along x (``*_rows`` [gh, W],
+    :func:`~depth_node.core.cell_grid.along_rows`; a gain of ones when nothing is fused);
+    each pixel interpolates between two rows along y, with no branch (the loop vectorises).
     """
-    h, w = depth.shape
-    rel = _upsample(rel_cells, cell, h, w)
-    has_depth = np.isfinite(depth)
-    keep = has_depth & (rel <= threshold)
-    out = np.where(keep, depth, np.float32(np.nan)).astype(np.float32)
-    sup = _upsample(supported, cell, h, w) >= 0.5
-    counts = np.array([has_depth.sum(), keep.sum(), (sup & has_depth).sum()], np.int64)
-    return out, (out * rel).astype(np.float32), rel, counts
-
-
-def _axis_weights(n: int, cells: int, cell: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Bilinear source cells and weight along one axis (OpenCV's INTER_LINEAR convention)."""
-    src = np.clip((np.arange(n) + 0.5) / cell - 0.5, 0.0, cells - 1.0)
-    i0 = src.astype(np.int64)
-    return i0, np.minimum(i0 + 1, cells - 1), (src - i0).astype(np.float32)
-
-
-def _compose_kernel(depth: np.ndarray, rel_cells: np.ndarray, supported: np.ndarray,
-                    y0: np.ndarray, y1: np.ndarray, fy: np.ndarray, x0: np.ndarray,
-                    x1: np.ndarray, fx: np.ndarray, threshold: float, out: np.ndarray,
-                    sigma: np.ndarray, rel: np.ndarray, counts: np.ndarray) -> None:
-    """One pass over the pixels: bilinear sigma / z and support, refusal, sigma, counts."""
-    h, w = depth.shape
+    h, w = zg.shape
     nan = np.float32(np.nan)
     thr = np.float32(threshold)
+    half = np.float32(0.5)
     n_depth = n_keep = n_sup = 0
+    p = 0  # next pin
     for y in range(h):
         a0, a1, ty = y0[y], y1[y], fy[y]
+        g0, g1, r0, r1 = gain_rows[a0], gain_rows[a1], rel_rows[a0], rel_rows[a1]
+        s0, s1 = sup_rows[a0], sup_rows[a1]
+        zrow, drow, orow, srow, rrow = zg[y], depth[y], out[y], sigma[y], rel[y]
         for x in range(w):
-            b0, b1, tx = x0[x], x1[x], fx[x]
-            top = rel_cells[a0, b0] + tx * (rel_cells[a0, b1] - rel_cells[a0, b0])
-            bot = rel_cells[a1, b0] + tx * (rel_cells[a1, b1] - rel_cells[a1, b0])
-            r = top + ty * (bot - top)
-            rel[y, x] = r
-            z = depth[y, x]
-            if z == z:  # finite (max_depth caps the depth, so never inf)
-                n_depth += 1
-                st = supported[a0, b0] + tx * (supported[a0, b1] - supported[a0, b0])
-                sb = supported[a1, b0] + tx * (supported[a1, b1] - supported[a1, b0])
-                if st + ty * (sb - st) >= 0.5:
-                    n_sup += 1
-                if r <= thr:
-                    n_keep += 1
-                    out[y, x] = z
-                    sigma[y, x] = z * r
-                    continue
-            out[y, x] = nan
-            sigma[y, x] = nan
+            z = zrow[x] * lerp(g0[x], g1[x], ty)  # gain 1 exactly when not fused
+            r = lerp(r0[x], r1[x], ty)
+            rrow[x] = r
+            drow[x] = z
+            has = z == z  # finite (max_depth caps the depth, so never inf)
+            keep = has & (r <= thr)
+            orow[x] = z if keep else nan
+            srow[x] = z * r if keep else nan
+            n_depth += has
+            n_keep += keep
+            n_sup += has & (lerp(s0[x], s1[x], ty) >= half)
+        # The LiDAR where it agrees with the field (fused only; pins come in row order, so
+        # this row is still in the cache).
+        while p < pin_z.size and pin_v[p] == y:
+            u, z = pin_u[p], pin_z[p]
+            if drow[u] == drow[u]:
+                drow[u] = z
+                if orow[u] == orow[u]:
+                    orow[u] = z
+                    srow[u] = z * rrow[u]
+            p += 1
     counts[0], counts[1], counts[2] = n_depth, n_keep, n_sup
 
 
-_compiled_compose = njit(cache=True, nogil=True)(_compose_kernel) if njit is not None else None
+@functools.lru_cache(maxsize=4)
+def _ones(rows: int, width: int) -> np.ndarray:
+    """A gain of exactly 1 (no fusion), read-only and shared."""
+    out = np.ones((rows, width), np.float32)
+    out.flags.writeable = False
+    return out
 
 
-def compose(depth: np.ndarray, rel_cells: np.ndarray, supported: np.ndarray, cell: int,
-            threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Compiled :func:`compose_reference` (same arguments, same results to float rounding)."""
-    if _compiled_compose is None:  # pragma: no cover - numba missing
-        return compose_reference(depth, rel_cells, supported, cell, threshold)
-    h, w = depth.shape
-    gh, gw = rel_cells.shape
-    out = np.empty((h, w), np.float32)
-    sigma = np.empty((h, w), np.float32)
-    rel = np.empty((h, w), np.float32)
-    counts = np.zeros(3, np.int64)
-    _compiled_compose(np.ascontiguousarray(depth, np.float32),
-                      np.ascontiguousarray(rel_cells, np.float32),
-                      np.ascontiguousarray(supported, np.float32),
-                      *_axis_weights(h, gh, int(cell)), *_axis_weights(w, gw, int(cell)),
-                      float(threshold), out, sigma, rel, counts)
-    return out, sigma, rel, counts
+_compiled_compose = njit(cache=True, nogil=True)(_compose_kernel) if njit is not None \
+    else _compose_kernel
 
 
-__all__ = ['compose', 'compose_reference', 'empty_support', 'fit_residual', 'SUPPORTED_DENSITY',
+def compose(global_depth: np.ndarray, rel_cells: np.ndarray, supported: np.ndarray, cell: int,
+            threshold: float, field: Optional[FusionField] = None) -> Composed:
+    """The per-pixel step, compiled (reference: ``trust_reference.compose_reference``).
+
+    ``global_depth`` [H, W] float32 m; ``rel_cells`` [gh, gw] sigma / z and ``supported``
+    [gh, gw] (1.0 / 0.0) on the ``cell``-pixel grid, upsampled bilinearly. With ``field`` the
+    depth is fused (times its upsampled gain, its pins written in); without, it is
+    ``global_depth``. Pixels whose sigma / z exceeds ``threshold`` are NaN in ``published``.
+    """
+    zg = np.ascontiguousarray(global_depth, dtype=np.float32)
+    h, w = zg.shape
+    none = np.zeros(0, np.int32)
+    gain, pins = (field.gain_rows, (field.pin_u, field.pin_v, field.pin_z)) if field is not None \
+        else (_ones(rel_cells.shape[0], w), (none, none, np.zeros(0, np.float32)))
+    # One allocation for the four images (one block of pages to map, not four).
+    c = Composed(*np.empty((4, h, w), np.float32), np.zeros(3, np.int64))
+    _compiled_compose(zg, gain, along_rows(rel_cells, cell, w),
+                      along_rows(supported, cell, w), *axis_weights(h, rel_cells.shape[0], cell),
+                      float(threshold), *pins, c.depth, c.published, c.sigma, c.relative_sigma,
+                      c.counts)
+    return c
+
+
+__all__ = ['compose', 'Composed', 'empty_support', 'fit_residual', 'judged', 'scaled',
+           'SUPPORTED_DENSITY',
            'Trusted', 'trusted_depth', 'TrustReport', 'warm_up']
