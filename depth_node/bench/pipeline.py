@@ -10,13 +10,18 @@ image conversion            ``image_to_rgb8`` of an rgb8 ``Image``
 LiDAR cloud conversion      ``pointcloud2_to_xyz`` (input: x, y, z float32, point_step 12)
 projection                  ``project_points``           } timed by ``DepthPipeline.process``,
 fit                         ``sample`` + ``fit_affine``  } the very code and timers the node
-metric depth                ``apply_affine``             } uses
-back-projection             ``PointGrid.points``         }
-cloud packing               ``xyz_to_pointcloud2`` (XYZ, or XYZRGB with ``--color``)
+metric depth                ``apply_affine`` (one pass)  } uses
+fusion + uncertainty        ``trusted_depth``            }
+cloud packing               ``pack_depth_cloud``: back-projection and packing in one pass, into
+                            the node's reused buffer (XYZ, or XYZRGB with ``--color``)
 depth image packing         ``array_to_image`` 32FC1
-colour preview              ``colorize_depth`` + ``array_to_image`` rgb8
+colour preview              ``colorize_depth`` by LUT into the reused buffer + ``array_to_image``
 publish                     rclpy ``publish`` of depth, points and colored (+ relative)
 ==========================  ===================================================================
+
+The same run times a ``np.copyto`` of the frame's bytes (image and sweep in; depth, uncertainty,
+cloud, preview and relative out) every frame, the memcpy floor, and prints each stage's p50 as a
+multiple of the floor's p50.
 
 Publishing uses real rclpy publishers with the node's QoS and one local subscriber on the same
 topics (so messages are really serialised and delivered), on a private domain that stays on
@@ -72,11 +77,10 @@ STAGES: tuple[Stage, ...] = (
     Stage('filter', 'temporal filter', 'AffineFilter.update (pipeline)'),
     Stage('depth', 'metric depth', 'apply_affine (pipeline)'),
     Stage('fusion', 'fusion + uncertainty', 'trusted_depth: fuse, sigma, refusal (pipeline)'),
-    Stage('points', 'back-projection', 'PointGrid.points (pipeline)'),
-    Stage('cloud_pack', 'cloud packing', 'xyz_to_pointcloud2'),
+    Stage('cloud_pack', 'cloud packing', 'back-projection + packing, one pass: pack_depth_cloud'),
     Stage('depth_pack', 'depth image packing', 'array_to_image 32FC1'),
     Stage('sigma_pack', 'uncertainty image packing', 'array_to_image 32FC1'),
-    Stage('preview', 'colour preview', 'colorize_depth + array_to_image rgb8'),
+    Stage('preview', 'colour preview', 'colorize_depth (LUT, into the buffer) + array_to_image'),
     Stage('publish', 'publish', 'rclpy publish: depth, uncertainty, points, colored'),
 )
 #: Added by ``--relative`` (the node's ``output.relative``): the raw model output image.
@@ -84,8 +88,7 @@ RELATIVE_STAGE = Stage('relative_pack', 'relative image packing', 'array_to_imag
 TOTAL = Stage('total', 'TOTAL (non-model path)', 'sum of the stages above, per frame')
 
 # Pipeline timer names (DepthPipeline.process) that are table stages.
-_PIPELINE_STAGES = ('image_check', 'project', 'see_through', 'fit', 'filter', 'depth', 'fusion',
-                    'points')
+_PIPELINE_STAGES = ('image_check', 'project', 'see_through', 'fit', 'filter', 'depth', 'fusion')
 _THREAD_VARIABLES = ('OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS', 'MKL_NUM_THREADS')
 
 
@@ -292,11 +295,14 @@ class _Outputs:
 # ----- the run -----
 def run(args: argparse.Namespace, command: str) -> BenchmarkResult:
     """Render the frames, run warm-up and measured frames, return every stage's samples."""
-    from depth_node.core.colormap import colorize_depth
     from depth_node.testing.oracle import DisparityOracle
     from depth_node.pipeline.frame import DepthPipeline, FrameInput, PipelineConfig
+    from depth_node.pipeline.published import OutputBuffers, preview
+    from depth_node.pipeline.published import warm_up as warm_up_outputs
+    from depth_node.messages.layout import pack_depth_cloud
     from depth_node.messages.readers import image_to_rgb8, pointcloud2_to_xyz
-    from depth_node.ros.messages import array_to_image, xyz_to_pointcloud2
+    from depth_node.ros.messages import (array_to_image, packed_to_pointcloud2,
+                                         xyz_to_pointcloud2)
     from depth_node.ros.params import BY_NAME
     from depth_node.ros.player import GraphClient, make_header, OUTPUTS
     from depth_node.sim.frames import save_frames, SimRig
@@ -325,6 +331,8 @@ def run(args: argparse.Namespace, command: str) -> BenchmarkResult:
     floor_src = floor_dst = np.empty(0, np.uint8)
     with tempfile.TemporaryDirectory(prefix='depth_node_benchmark_') as folder:
         oracle = DisparityOracle(str(save_frames(folder, sim)))
+        buffers = OutputBuffers()
+        warm_up_outputs()
         pipeline = DepthPipeline(oracle, PipelineConfig(cloud_stride=args.stride,
                                                         fit_method=args.fit,
                                                         fusion=args.fusion))
@@ -349,32 +357,39 @@ def run(args: argparse.Namespace, command: str) -> BenchmarkResult:
                 t2 = time.perf_counter()
                 t['image_convert'], t['cloud_convert'] = (t1 - t0) * 1e3, (t2 - t1) * 1e3
 
+                # As the node's runner: no points array, the cloud is packed from the depth.
                 result = pipeline.process(FrameInput(rgb, rig.camera, stamp, xyz,
-                                                     rig.lidar_to_camera))
-                if result.depth is None or result.points is None or result.sparse is None:
+                                                     rig.lidar_to_camera), want_points=False)
+                if result.depth is None or result.sparse is None:
                     raise RuntimeError(f'frame {i}: no metric depth ({result.fit.reason})')
                 for key in _PIPELINE_STAGES:
                     t[key] = result.timings_ms[key]
 
+                # The calls frame_outputs makes, into the node's reused buffers, one by one.
                 header = image_msg.header
                 t0 = time.perf_counter()
-                colors = rgb[::args.stride, ::args.stride] if args.color else None
-                cloud = xyz_to_pointcloud2(result.points, header, colors)
+                grid = pipeline.grid(rig.camera)
+                words = grid.words(args.color, False)
+                packed = pack_depth_cloud(grid, result.depth, rgb if args.color else None,
+                                          None, buffers.array('depth/points', (
+                                              grid.shape[0] * grid.shape[1] * words * 4,),
+                                              np.uint8))
+                cloud = packed_to_pointcloud2(packed, header)
                 t1 = time.perf_counter()
                 depth_msg = array_to_image(result.depth, '32FC1', header)
                 t1b = time.perf_counter()
                 sigma_msg = array_to_image(result.sigma, '32FC1', header)
                 t['sigma_pack'] = (time.perf_counter() - t1b) * 1e3
                 t2 = time.perf_counter()
-                preview = array_to_image(colorize_depth(result.depth, *color_range), 'rgb8',
-                                         header)
+                colored = array_to_image(preview(result.depth, result.relative, color_range,
+                                                 buffers), 'rgb8', header)
                 t3 = time.perf_counter()
                 t['cloud_pack'] = (t1 - t0) * 1e3
                 t['depth_pack'] = (t1b - t1) * 1e3
                 t['preview'] = (t3 - t2) * 1e3
                 messages = [('depth', depth_msg), ('depth/uncertainty', sigma_msg),
                             ('depth/points', cloud),
-                            ('depth/colored', preview)]
+                            ('depth/colored', colored)]
                 if args.relative:
                     t0 = time.perf_counter()
                     relative_msg = array_to_image(result.relative, '32FC1', header)
@@ -382,8 +397,11 @@ def run(args: argparse.Namespace, command: str) -> BenchmarkResult:
                     messages.append(('depth/relative', relative_msg))
 
                 t0 = time.perf_counter()
+                per_topic = {}
                 for topic, msg in messages:
+                    t1 = time.perf_counter()
                     graph.publish(topic, msg)
+                    per_topic[topic] = (time.perf_counter() - t1) * 1e3
                 t['publish'] = (time.perf_counter() - t0) * 1e3
                 graph.drain()  # not timed: the subscriber stands for another process
                 # The floor: the frame's bytes in and out, copied once, in this very loop.
@@ -402,6 +420,8 @@ def run(args: argparse.Namespace, command: str) -> BenchmarkResult:
                         samples[stage.key].append(t[stage.key])
                     samples[TOTAL.key].append(sum(t[s.key] for s in stages))
                     excluded['estimate'].append(result.timings_ms['estimate'])
+                    for topic, ms in per_topic.items():  # a part of 'publish', by topic
+                        excluded.setdefault(f'publish {topic}', []).append(ms)
                     lidar_points.append(int(xyz.shape[0]))
                     projected.append(result.sparse.count)
                     cloud_points = int(cloud.width) * int(cloud.height)
@@ -486,6 +506,9 @@ def format_report(result: BenchmarkResult) -> str:
     lines.append(f'not counted: oracle estimate {estimate.mean:.3f} ms mean; '
                  f'{"" if s["relative"] else "relative image (--relative), "}camera_info, '
                  'diagnostics')
+    lines.append('publish by topic, p50 ms: ' + ', '.join(
+        f"{key.split(' ', 1)[1]} {Summary.of(v).p50:.3f}"
+        for key, v in result.excluded_ms.items() if key.startswith('publish ')))
     lines.append(f'delivered to the local subscriber (received/sent): {delivered}')
     return '\n'.join(lines)
 
