@@ -6,8 +6,8 @@
   ``pack_cloud(grid.points(depth), ...)`` for XYZ, XYZRGB, with sigma, strides 1 to 3 and a
   stereo ``tx``, and the same ``is_dense``;
 * the preview (``colorize_depth`` by LUT): today's colours to one LUT step on a gradient;
-* reused buffers: the cloud and the preview are written into them, and the ros layer hands
-  such a buffer to the message as it is (no copy), an ordinary array once.
+* reused buffers: the cloud and the preview are written into them, depth copied into one, and
+  the ros layer hands such a buffer to the message as it is (no copy), an ordinary array once.
 """
 
 import numpy as np
@@ -118,7 +118,10 @@ def test_buffers_are_reused_and_filled_by_the_cloud_and_the_preview():
     # Both frames went into the same memory (the second overwrote the first).
     assert np.shares_memory(outs[0].cloud.data, outs[1].cloud.data)
     assert np.shares_memory(outs[0].colored, outs[1].colored)
-    assert buffers.nbytes() == outs[1].cloud.data.nbytes + outs[1].colored.nbytes
+    assert np.shares_memory(outs[0].depth, outs[1].depth)  # copied into a buffer
+    np.testing.assert_array_equal(outs[1].depth, depth * 2)
+    assert buffers.nbytes() == outs[1].cloud.data.nbytes + outs[1].colored.nbytes \
+        + outs[1].depth.nbytes
     fresh = frame_outputs(depth * 2, grid.points(depth * 2), depth, rgb, camera, 'plumb_bob', 5,
                           settings)
     np.testing.assert_array_equal(outs[1].cloud.data, fresh.cloud.data)

@@ -78,8 +78,8 @@ STAGES: tuple[Stage, ...] = (
     Stage('depth', 'metric depth', 'apply_affine (pipeline)'),
     Stage('fusion', 'fusion + uncertainty', 'trusted_depth: fuse, sigma, refusal (pipeline)'),
     Stage('cloud_pack', 'cloud packing', 'back-projection + packing, one pass: pack_depth_cloud'),
-    Stage('depth_pack', 'depth image packing', 'array_to_image 32FC1'),
-    Stage('sigma_pack', 'uncertainty image packing', 'array_to_image 32FC1'),
+    Stage('depth_pack', 'depth image packing', 'into_buffer + array_to_image 32FC1'),
+    Stage('sigma_pack', 'uncertainty image packing', 'into_buffer + array_to_image 32FC1'),
     Stage('preview', 'colour preview', 'colorize_depth (LUT, into the buffer) + array_to_image'),
     Stage('publish', 'publish', 'rclpy publish: depth, uncertainty, points, colored'),
 )
@@ -297,7 +297,7 @@ def run(args: argparse.Namespace, command: str) -> BenchmarkResult:
     """Render the frames, run warm-up and measured frames, return every stage's samples."""
     from depth_node.testing.oracle import DisparityOracle
     from depth_node.pipeline.frame import DepthPipeline, FrameInput, PipelineConfig
-    from depth_node.pipeline.published import OutputBuffers, preview
+    from depth_node.pipeline.published import into_buffer, OutputBuffers, preview
     from depth_node.pipeline.published import warm_up as warm_up_outputs
     from depth_node.messages.layout import pack_depth_cloud
     from depth_node.messages.readers import image_to_rgb8, pointcloud2_to_xyz
@@ -376,9 +376,11 @@ def run(args: argparse.Namespace, command: str) -> BenchmarkResult:
                                               np.uint8))
                 cloud = packed_to_pointcloud2(packed, header)
                 t1 = time.perf_counter()
-                depth_msg = array_to_image(result.depth, '32FC1', header)
+                depth_msg = array_to_image(into_buffer(result.depth, 'depth', buffers), '32FC1',
+                                           header)
                 t1b = time.perf_counter()
-                sigma_msg = array_to_image(result.sigma, '32FC1', header)
+                sigma_msg = array_to_image(into_buffer(result.sigma, 'depth/uncertainty',
+                                                       buffers), '32FC1', header)
                 t['sigma_pack'] = (time.perf_counter() - t1b) * 1e3
                 t2 = time.perf_counter()
                 colored = array_to_image(preview(result.depth, result.relative, color_range,

@@ -8,7 +8,8 @@ layouts are :mod:`depth_node.messages.layout`'s, the choices of what goes out ar
 * :func:`preview`: the ``depth/colored`` image (turbo on inverse metric depth, or on the
   relative map when there is no fit);
 * :class:`OutputBuffers`: byte buffers reused frame after frame, which the cloud and the
-  preview are written straight into (the ros layer hands them to the message as they are);
+  preview are written straight into and depth and uncertainty copied into (the ros layer
+  hands them to the message as they are);
 * :func:`warm_up`: compiles the output kernels before the first frame;
 * :func:`diagnostic_status`: level, message and key/values of the node's ``/diagnostics``
   status from a :class:`~depth_node.pipeline.stats.FrameStats` snapshot.
@@ -85,6 +86,13 @@ def preview(depth: Optional[np.ndarray], relative: np.ndarray,
                                                          depth.shape + (3,), np.uint8)
         return colorize_depth(depth, *colormap_range, out=out)
     return colorize_relative(relative)
+
+
+def into_buffer(values: np.ndarray, name: str, buffers: OutputBuffers) -> np.ndarray:
+    """``values`` as float32 in buffer ``name``: one copy into memory already mapped."""
+    out = buffers.array(name, values.shape, np.float32)
+    np.copyto(out, values)
+    return out
 
 
 def warm_up() -> None:
@@ -220,8 +228,8 @@ def frame_outputs(depth: Optional[np.ndarray], points: Optional[np.ndarray],
     out only when there is metric depth; the relative map and the preview always (when
     enabled). Without ``points`` the cloud is back-projected and packed from ``depth`` in one
     pass on ``grid`` (the pipeline's :meth:`~depth_node.pipeline.frame.DepthPipeline.grid`);
-    with ``buffers`` the cloud and the preview are written into reused buffers
-    (:class:`OutputBuffers`).
+    with ``buffers`` the cloud and the preview are written into reused buffers and depth and
+    its uncertainty copied into some (:class:`OutputBuffers`).
     """
     info = cloud = unc = None
     if depth is not None:
@@ -240,7 +248,9 @@ def frame_outputs(depth: Optional[np.ndarray], points: Optional[np.ndarray],
             cloud = pack_depth_cloud(grid, depth, rgb if settings.cloud_color else None,
                                      sigma if with_sigma else None, out)
         if settings.uncertainty and sigma is not None:
-            unc = sigma
+            unc = sigma if buffers is None else into_buffer(sigma, 'depth/uncertainty', buffers)
+        if buffers is not None:
+            depth = into_buffer(depth, 'depth', buffers)
     colored = None
     if settings.colored:
         colored = preview(depth, relative, settings.colormap_range, buffers)
