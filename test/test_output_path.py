@@ -103,6 +103,13 @@ def test_lut_preview_looks_as_today_on_a_gradient():
     np.testing.assert_array_equal(got[0, 0], [0, 0, 0])  # NaN is black
     np.testing.assert_array_equal(got[0, 1], want[0, 1])  # inf: the far end
     assert len({tuple(c) for c in got.reshape(-1, 3)}) > 200  # the whole map is used
+    # A pixel count that is not a multiple of 4 takes the byte-by-byte path: the same colours.
+    odd = np.ascontiguousarray(z[:, :33])
+    np.testing.assert_array_equal(colorize_depth(odd, 1.0, 80.0), got[:, :33])
+    out = np.empty((480, 64, 3), np.uint8)
+    assert colorize_depth(z, 1.0, 80.0, out=out) is out
+    with pytest.raises(DepthNodeError, match='out of shape'):
+        colorize_depth(z, 1.0, 80.0, out=np.empty((480, 64, 4), np.uint8))
 
 
 def test_buffers_are_reused_and_filled_by_the_cloud_and_the_preview():

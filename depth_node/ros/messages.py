@@ -67,7 +67,10 @@ def _message(kind: type) -> Any:
 
 def array_to_image(array: np.ndarray, encoding: str,
                    header: Optional[Header] = None) -> Image:
-    """Image message holding a copy of ``array``.
+    """Image message holding the bytes of ``array``.
+
+    A copy, except for a view that covers a whole ``OutputBuffers`` buffer, which the message
+    takes as it is (see :func:`_to_byte_array`).
 
     Parameters
     ----------
