@@ -20,6 +20,7 @@ Units: metres along the optical axis, NaN = no data (REP 118).
 from __future__ import annotations
 
 import array
+import time
 from dataclasses import dataclass
 from typing import Optional
 
@@ -219,7 +220,8 @@ def frame_outputs(depth: Optional[np.ndarray], points: Optional[np.ndarray],
                   distortion_model: str, distortion_count: int,
                   settings: PublishSettings,
                   sigma: Optional[np.ndarray] = None, grid: Optional[PointGrid] = None,
-                  buffers: Optional[OutputBuffers] = None) -> FrameOutputs:
+                  buffers: Optional[OutputBuffers] = None,
+                  timings_ms: Optional[dict[str, float]] = None) -> FrameOutputs:
     """What the node publishes for a processed frame (its ``_process``, without ROS).
 
     ``depth``, ``points``, ``relative`` and ``sigma`` are the pipeline's
@@ -229,7 +231,8 @@ def frame_outputs(depth: Optional[np.ndarray], points: Optional[np.ndarray],
     enabled). Without ``points`` the cloud is back-projected and packed from ``depth`` in one
     pass on ``grid`` (the pipeline's :meth:`~depth_node.pipeline.frame.DepthPipeline.grid`);
     with ``buffers`` the cloud and the preview are written into reused buffers and depth and
-    its uncertainty copied into some (:class:`OutputBuffers`).
+    its uncertainty copied into some (:class:`OutputBuffers`). ``timings_ms`` gets the
+    cloud's milliseconds as ``'points'`` (back-projection and packing, one pass).
     """
     info = cloud = unc = None
     if depth is not None:
@@ -240,6 +243,7 @@ def frame_outputs(depth: Optional[np.ndarray], points: Optional[np.ndarray],
             cloud = pack_cloud(points, rgb[::s, ::s] if settings.cloud_color else None,
                                sigma[::s, ::s] if with_sigma else None)
         elif grid is not None and settings.cloud:
+            t0 = time.perf_counter()
             out = None
             if buffers is not None:
                 step = 4 * len(cloud_fields(settings.cloud_color, with_sigma))
@@ -247,6 +251,8 @@ def frame_outputs(depth: Optional[np.ndarray], points: Optional[np.ndarray],
                                     np.uint8)
             cloud = pack_depth_cloud(grid, depth, rgb if settings.cloud_color else None,
                                      sigma if with_sigma else None, out)
+            if timings_ms is not None:
+                timings_ms['points'] = (time.perf_counter() - t0) * 1e3
         if settings.uncertainty and sigma is not None:
             unc = sigma if buffers is None else into_buffer(sigma, 'depth/uncertainty', buffers)
         if buffers is not None:

@@ -307,14 +307,14 @@ class FrameRunner:
             return self._failed(f'frame dropped by an unexpected error: '
                                 f'{type(exc).__name__}: {exc}', frame, lookup_error, True)
         t1 = time.perf_counter()
+        timings = dict(result.timings_ms)
         outputs = frame_outputs(result.depth, result.points, result.relative, image.rgb, cam,
                                 camera.distortion_model, camera.distortion_count,
                                 config.publish, result.sigma, self.pipeline.grid(cam),
-                                self.buffers)
+                                self.buffers, timings)
         if emit is not None:
             emit(outputs, frame, result)
         t2 = time.perf_counter()
-        timings = dict(result.timings_ms)
         timings.update(timings_ms or {})
         timings['publish'] = (t2 - t1) * 1e3
         timings['total'] = (t2 - received) * 1e3
