@@ -39,7 +39,7 @@ def test_small_run_prints_every_stage(tmp_path, capsys):
     text = capsys.readouterr().out
     assert 'command:  benchmark pipeline --frames 3 --warmup 1 --width 320 --height 240' in text
     for needle in ('machine:', 'cores', 'numpy', 'points/sweep', 'projected pixels',
-                   'target:   5.0 ms'):
+                   'target:   p50 <= 2.0 ms and <= 8x the memcpy floor'):
         assert needle in text
     labels = [s.label for s in benchmark.STAGES] + [benchmark.TOTAL.label]
     assert {'projection', 'see-through rejection', 'fit', 'temporal filter', 'metric depth',

@@ -20,6 +20,11 @@ import numpy as np
 
 from depth_node.core.errors import DepthNodeError
 
+try:  # numba is a dependency; without it (a broken install) the numpy reference runs
+    from numba import njit
+except ImportError:  # pragma: no cover - exercised only on a broken install
+    njit = None
+
 
 class OutputKind(str, enum.Enum):
     """What a depth estimator's numbers mean."""
@@ -130,13 +135,9 @@ def _from_fit(values: np.ndarray, space: OutputKind) -> np.ndarray:
     return np.where(values > 0, values, np.nan)
 
 
-def apply_affine(prediction: np.ndarray, scale: float, shift: float, space: OutputKind,
-                 max_depth: float = float('inf')) -> np.ndarray:
-    """Metric depth [H, W] float32 (metres, NaN = invalid) from a relative prediction [H, W].
-
-    Invalid where the mapped value is not positive, not finite, or the depth exceeds
-    ``max_depth``.
-    """
+def apply_affine_reference(prediction: np.ndarray, scale: float, shift: float,
+                           space: OutputKind, max_depth: float = float('inf')) -> np.ndarray:
+    """:func:`apply_affine` in numpy (four passes): the reference of the compiled kernel."""
     mapped = np.asarray(prediction, dtype=np.float32) * np.float32(scale) + np.float32(shift)
     with np.errstate(divide='ignore', invalid='ignore'):
         if space is OutputKind.DISPARITY:
@@ -146,3 +147,46 @@ def apply_affine(prediction: np.ndarray, scale: float, shift: float, space: Outp
     # Comparisons with NaN are False, so non-finite inputs end up invalid as well.
     valid = (mapped > 0) & (depth <= max_depth)
     return np.where(valid, depth, np.float32(np.nan)).astype(np.float32, copy=False)
+
+
+def _affine_kernel(pred: np.ndarray, scale: np.float32, shift: np.float32, inverse: bool,
+                   max_depth: float, out: np.ndarray) -> None:
+    """One pass: ``s·p + t``, its inverse for disparity, NaN where invalid (flat arrays)."""
+    one = np.float32(1.0)
+    nan = np.float32(np.nan)
+    for i in range(pred.size):
+        m = pred[i] * scale + shift
+        if m > 0:  # False for NaN
+            z = one / m if inverse else m
+            out[i] = z if z <= max_depth else nan
+        else:
+            out[i] = nan
+
+
+_compiled_affine = njit(cache=True, nogil=True)(_affine_kernel) if njit is not None else None
+
+
+def apply_affine(prediction: np.ndarray, scale: float, shift: float, space: OutputKind,
+                 max_depth: float = float('inf'), out: Optional[np.ndarray] = None) -> np.ndarray:
+    """Metric depth [H, W] float32 (metres, NaN = invalid) from a relative prediction [H, W].
+
+    Invalid where the mapped value is not positive, not finite, or the depth exceeds
+    ``max_depth``. One compiled pass (numba) over the pixels, the same numbers as
+    :func:`apply_affine_reference`; ``out`` (float32, C-contiguous, the prediction's shape) is
+    written and returned when given, else a new array.
+    """
+    pred = np.ascontiguousarray(prediction, dtype=np.float32)
+    if _compiled_affine is None:  # pragma: no cover - numba missing
+        depth = apply_affine_reference(pred, scale, shift, space, max_depth)
+        if out is None:
+            return depth
+        np.copyto(out, depth)
+        return out
+    if out is None:
+        out = np.empty(pred.shape, np.float32)
+    elif out.shape != pred.shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise DepthNodeError(f'out of shape {out.shape} and dtype {out.dtype} is not a '
+                             f'C-contiguous float32 array of shape {pred.shape}')
+    _compiled_affine(pred.reshape(-1), np.float32(scale), np.float32(shift),
+                     space is OutputKind.DISPARITY, float(max_depth), out.reshape(-1))
+    return out

@@ -3,8 +3,10 @@
 The live node (:mod:`depth_node.ros`) and the offline writer of replay bags
 (:mod:`depth_node.offline`) put out the very same messages, so the layout decisions live here,
 once: :func:`pack_cloud` (packed XYZ or XYZRGB float32 fields, the PCL/rviz ``rgb`` packing,
-native byte order, ``is_dense``) and :func:`depth_camera_info` (the camera model actually used,
-rectified, no distortion). Units: metres along the optical axis, NaN = no data (REP 118).
+native byte order, ``is_dense``), :func:`pack_depth_cloud` (the same layout straight from a
+depth image in one compiled pass: the node's per-frame ``depth/points``) and
+:func:`depth_camera_info` (the camera model actually used, rectified, no distortion). Units:
+metres along the optical axis, NaN = no data (REP 118).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Optional
 import numpy as np
 
 from depth_node.core.camera import PinholeCamera
+from depth_node.core.cloud import PointGrid
 from depth_node.messages.encodings import MessageError, NATIVE_BIG
 
 
@@ -109,6 +112,63 @@ def pack_cloud(points: np.ndarray, rgb: Optional[np.ndarray] = None,
                        point_step=point_step, row_step=point_step * int(width),
                        is_bigendian=NATIVE_BIG, is_dense=dense,
                        data=buffer.reshape(-1).view(np.uint8))
+
+
+def cloud_fields(rgb: bool, sigma: bool) -> tuple[tuple[str, int], ...]:
+    """``(name, byte offset)`` of the FLOAT32 fields: x, y, z, then rgb, then sigma."""
+    names = ['x', 'y', 'z'] + (['rgb'] if rgb else []) + (['sigma'] if sigma else [])
+    return tuple((name, 4 * i) for i, name in enumerate(names))
+
+
+def pack_depth_cloud(grid: PointGrid, depth: np.ndarray, rgb: Optional[np.ndarray] = None,
+                     sigma: Optional[np.ndarray] = None,
+                     out: Optional[np.ndarray] = None) -> PackedCloud:
+    """Organized cloud of a depth image, back-projected and packed in one pass.
+
+    The layout of :func:`pack_cloud` (the same bytes as ``pack_cloud(grid.points(depth),
+    rgb[::s, ::s], sigma[::s, ::s])``), without the intermediate points array.
+
+    Parameters
+    ----------
+    grid
+        The camera's :class:`~depth_node.core.cloud.PointGrid` (its stride is the cloud's).
+    depth
+        [H, W] float32 metres, NaN = no data.
+    rgb, sigma
+        Optional full-size [H, W, 3] uint8 colours and [H, W] float32 sigma (m).
+    out
+        Optional C-contiguous uint8 buffer of exactly ``row_step * height`` bytes that the
+        cloud is written into (e.g. a reused message buffer); a new one when None.
+
+    Raises
+    ------
+    MessageError
+        A wrong size or dtype (``field`` ``'depth'``, ``'rgb'``, ``'sigma'`` or ``'out'``).
+
+    """
+    h, w = grid.shape
+    fields = cloud_fields(rgb is not None, sigma is not None)
+    step = 4 * len(fields)
+    words = None
+    if out is not None:
+        if out.dtype != np.uint8 or out.ndim != 1 or out.size != h * w * step \
+                or not out.flags.c_contiguous:
+            raise MessageError('out', f'of shape {out.shape} and dtype {out.dtype} is not a '
+                               f'contiguous uint8 buffer of {h * w * step} bytes')
+        words = out.view(np.float32).reshape(h, w, len(fields))
+    size = (grid.camera.height, grid.camera.width)
+    for name, array, shape, kind in (('depth', depth, size, np.floating),
+                                     ('rgb', rgb, size + (3,), np.uint8),
+                                     ('sigma', sigma, size, np.floating)):
+        if array is not None and (array.shape != shape
+                                  or not np.issubdtype(array.dtype, kind)):
+            raise MessageError(name, f'of shape {array.shape} and dtype {array.dtype} is not '
+                               f'{kind.__name__} of shape {shape}')
+    words, dense = grid.packed(np.asarray(depth, np.float32), rgb,
+                               None if sigma is None else np.asarray(sigma, np.float32), words)
+    return PackedCloud(height=int(h), width=int(w), fields=fields, point_step=step,
+                       row_step=step * int(w), is_bigendian=NATIVE_BIG, is_dense=dense,
+                       data=words.reshape(-1).view(np.uint8))
 
 
 @dataclass(frozen=True)

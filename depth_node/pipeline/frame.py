@@ -135,11 +135,15 @@ class DepthPipeline:
         self._filter.reset()
         self.self_check.reset()
 
-    def _points(self, depth: np.ndarray, camera: PinholeCamera) -> np.ndarray:
+    def grid(self, camera: PinholeCamera) -> PointGrid:
+        """The back-projection grid of ``camera`` at ``cloud_stride`` (kept while they stay)."""
         stride = self.config.cloud_stride
         if self._grid is None or self._grid.camera != camera or self._grid.stride != stride:
             self._grid = PointGrid(camera, stride)
-        return self._grid.points(depth)
+        return self._grid
+
+    def _points(self, depth: np.ndarray, camera: PinholeCamera) -> np.ndarray:
+        return self.grid(camera).points(depth)
 
     def process(self, frame: FrameInput, want_points: bool = True) -> FrameResult:
         """Run one frame through the model, the LiDAR fit and back-projection."""

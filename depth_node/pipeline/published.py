@@ -7,6 +7,10 @@ layouts are :mod:`depth_node.messages.layout`'s, the choices of what goes out ar
   info, the cloud, the relative map and the preview) under :class:`PublishSettings`;
 * :func:`preview`: the ``depth/colored`` image (turbo on inverse metric depth, or on the
   relative map when there is no fit);
+* :class:`OutputBuffers`: byte buffers reused frame after frame, which the cloud and the
+  preview are written straight into and depth and uncertainty copied into (the ros layer
+  hands them to the message as they are);
+* :func:`warm_up`: compiles the output kernels before the first frame;
 * :func:`diagnostic_status`: level, message and key/values of the node's ``/diagnostics``
   status from a :class:`~depth_node.pipeline.stats.FrameStats` snapshot.
 
@@ -15,14 +19,19 @@ Units: metres along the optical axis, NaN = no data (REP 118).
 
 from __future__ import annotations
 
+import array
+import time
 from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 
+from depth_node.core.align import apply_affine, OutputKind
 from depth_node.core.camera import PinholeCamera
+from depth_node.core.cloud import PointGrid
 from depth_node.core.colormap import colorize_depth, colorize_relative
-from depth_node.messages.layout import depth_camera_info, DepthCameraInfo, pack_cloud, PackedCloud
+from depth_node.messages.layout import (cloud_fields, depth_camera_info, DepthCameraInfo,
+                                        pack_cloud, pack_depth_cloud, PackedCloud)
 from depth_node.pipeline.frame import FitState
 from depth_node.pipeline.stats import StatsSnapshot
 
@@ -38,12 +47,67 @@ DIAGNOSTIC_COUNTERS = ('frames_in', 'published', 'published_relative_only', 'dro
                        'frames_without_extrinsic')
 
 
+class OutputBuffers:
+    """Byte buffers by name, reused from frame to frame while their size stays.
+
+    Each is an ``array.array('B')``, the type rclpy keeps in a ``uint8[]`` field, so a message
+    can take it without a copy; :meth:`array` hands out a numpy view of it to write into.
+    Whatever was written for one frame is overwritten by the next: a caller hands them over
+    only to consumers that are done with them before its next frame (the node publishes
+    synchronously; rclpy serialises in ``publish``).
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, tuple[array.array, np.ndarray]] = {}
+
+    def array(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """A C-contiguous ``shape``/``dtype`` view of buffer ``name`` (new when it resizes)."""
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        held = self._buffers.get(name)
+        if held is None or len(held[0]) != nbytes:
+            data = array.array('B', bytes(nbytes))
+            held = (data, np.frombuffer(data, np.uint8))
+            self._buffers[name] = held
+        return held[1].view(dtype).reshape(shape)
+
+    def nbytes(self) -> int:
+        """Bytes held in all buffers."""
+        return sum(len(data) for data, _ in self._buffers.values())
+
+
 def preview(depth: Optional[np.ndarray], relative: np.ndarray,
-            colormap_range: tuple[float, float]) -> np.ndarray:
-    """``depth/colored`` [H, W, 3] uint8 RGB: metric depth when there is some, else relative."""
+            colormap_range: tuple[float, float],
+            buffers: Optional[OutputBuffers] = None) -> np.ndarray:
+    """``depth/colored`` [H, W, 3] uint8 RGB: metric depth when there is some, else relative.
+
+    With ``buffers``, metric depth's preview is written into its ``'depth/colored'`` buffer.
+    """
     if depth is not None:
-        return colorize_depth(depth, *colormap_range)
+        out = None if buffers is None else buffers.array('depth/colored',
+                                                         depth.shape + (3,), np.uint8)
+        return colorize_depth(depth, *colormap_range, out=out)
     return colorize_relative(relative)
+
+
+def into_buffer(values: np.ndarray, name: str, buffers: OutputBuffers) -> np.ndarray:
+    """``values`` as float32 in buffer ``name``: one copy into memory already mapped."""
+    out = buffers.array(name, values.shape, np.float32)
+    np.copyto(out, values)
+    return out
+
+
+def warm_up() -> None:
+    """Compile the output kernels (metric depth, cloud, preview) now, not on the first frame.
+
+    As :func:`depth_node.pipeline.trust.warm_up`: numba compiles on the first call in a
+    process, or loads its cache (``cache=True``).
+    """
+    depth = apply_affine(np.ones((4, 4), np.float32), 0.5, 0.0, OutputKind.DISPARITY)
+    grid = PointGrid(PinholeCamera(4, 4, 2.0, 2.0, 2.0, 2.0), 2)
+    for rgb in (None, np.zeros((4, 4, 3), np.uint8)):
+        for sigma in (None, depth):
+            grid.packed(depth, rgb, sigma)
+    colorize_depth(depth, 1.0, 80.0)
 
 
 def diagnostic_status(snapshot: StatsSnapshot, estimator_output: str,
@@ -155,26 +219,47 @@ def frame_outputs(depth: Optional[np.ndarray], points: Optional[np.ndarray],
                   relative: np.ndarray, rgb: np.ndarray, camera: PinholeCamera,
                   distortion_model: str, distortion_count: int,
                   settings: PublishSettings,
-                  sigma: Optional[np.ndarray] = None) -> FrameOutputs:
+                  sigma: Optional[np.ndarray] = None, grid: Optional[PointGrid] = None,
+                  buffers: Optional[OutputBuffers] = None,
+                  timings_ms: Optional[dict[str, float]] = None) -> FrameOutputs:
     """What the node publishes for a processed frame (its ``_process``, without ROS).
 
     ``depth``, ``points``, ``relative`` and ``sigma`` are the pipeline's
     :class:`~depth_node.pipeline.frame.FrameResult` fields; ``rgb`` the input image; ``camera``
     the model it was processed with. Depth, its uncertainty, its camera info and the cloud go
     out only when there is metric depth; the relative map and the preview always (when
-    enabled).
+    enabled). Without ``points`` the cloud is back-projected and packed from ``depth`` in one
+    pass on ``grid`` (the pipeline's :meth:`~depth_node.pipeline.frame.DepthPipeline.grid`);
+    with ``buffers`` the cloud and the preview are written into reused buffers and depth and
+    its uncertainty copied into some (:class:`OutputBuffers`). ``timings_ms`` gets the
+    cloud's milliseconds as ``'points'`` (back-projection and packing, one pass).
     """
     info = cloud = unc = None
     if depth is not None:
         info = depth_camera_info(camera, distortion_model, distortion_count)
         s = settings.cloud_stride
+        with_sigma = settings.cloud_sigma and sigma is not None
         if points is not None and settings.cloud:
             cloud = pack_cloud(points, rgb[::s, ::s] if settings.cloud_color else None,
-                               sigma[::s, ::s] if settings.cloud_sigma and sigma is not None
-                               else None)
+                               sigma[::s, ::s] if with_sigma else None)
+        elif grid is not None and settings.cloud:
+            t0 = time.perf_counter()
+            out = None
+            if buffers is not None:
+                step = 4 * len(cloud_fields(settings.cloud_color, with_sigma))
+                out = buffers.array('depth/points', (grid.shape[0] * grid.shape[1] * step,),
+                                    np.uint8)
+            cloud = pack_depth_cloud(grid, depth, rgb if settings.cloud_color else None,
+                                     sigma if with_sigma else None, out)
+            if timings_ms is not None:
+                timings_ms['points'] = (time.perf_counter() - t0) * 1e3
         if settings.uncertainty and sigma is not None:
-            unc = sigma
+            unc = sigma if buffers is None else into_buffer(sigma, 'depth/uncertainty', buffers)
+        if buffers is not None:
+            depth = into_buffer(depth, 'depth', buffers)
+    colored = None
+    if settings.colored:
+        colored = preview(depth, relative, settings.colormap_range, buffers)
     return FrameOutputs(
         depth=depth, uncertainty=unc, camera_info=info, cloud=cloud,
-        relative=relative if settings.relative else None,
-        colored=preview(depth, relative, settings.colormap_range) if settings.colored else None)
+        relative=relative if settings.relative else None, colored=colored)

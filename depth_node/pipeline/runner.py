@@ -47,7 +47,9 @@ from depth_node.estimators.base import Estimator
 from depth_node.pipeline.frame import DepthPipeline, FrameInput, FrameResult, PipelineConfig
 from depth_node.pipeline.input_limits import InputRefused
 from depth_node.pipeline.memory import release_memory
-from depth_node.pipeline.published import FrameOutputs, frame_outputs, PublishSettings
+from depth_node.pipeline.published import (FrameOutputs, frame_outputs, OutputBuffers,
+                                           PublishSettings)
+from depth_node.pipeline.published import warm_up as warm_up_outputs
 from depth_node.pipeline.stats import FrameStats
 
 T = TypeVar('T')
@@ -198,6 +200,10 @@ class FrameRunner:
         self.pipeline = DepthPipeline(estimator, config.pipeline)
         self._config = config
         self.stats = stats if stats is not None else FrameStats()
+        #: Reused buffers for the cloud and the preview (None: new arrays every frame). Only
+        #: for a caller whose ``emit`` is done with a frame's outputs when it returns.
+        self.buffers: Optional[OutputBuffers] = None
+        warm_up_outputs()
 
     @property
     def config(self) -> RunnerConfig:
@@ -290,7 +296,8 @@ class FrameRunner:
         if prepare is not None:
             frame = prepare(frame)
         try:
-            result = self.pipeline.process(frame, want_points=config.publish.cloud)
+            # The cloud is back-projected and packed in one pass from the depth below.
+            result = self.pipeline.process(frame, want_points=False)
         except InputRefused as exc:  # a limit changed since run() checked it
             return self._failed(f'frame dropped: {exc}', frame, lookup_error, False,
                                 DROPPED_INPUT_LIMITS)
@@ -300,13 +307,14 @@ class FrameRunner:
             return self._failed(f'frame dropped by an unexpected error: '
                                 f'{type(exc).__name__}: {exc}', frame, lookup_error, True)
         t1 = time.perf_counter()
+        timings = dict(result.timings_ms)
         outputs = frame_outputs(result.depth, result.points, result.relative, image.rgb, cam,
                                 camera.distortion_model, camera.distortion_count,
-                                config.publish, result.sigma)
+                                config.publish, result.sigma, self.pipeline.grid(cam),
+                                self.buffers, timings)
         if emit is not None:
             emit(outputs, frame, result)
         t2 = time.perf_counter()
-        timings = dict(result.timings_ms)
         timings.update(timings_ms or {})
         timings['publish'] = (t2 - t1) * 1e3
         timings['total'] = (t2 - received) * 1e3

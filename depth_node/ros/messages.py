@@ -8,7 +8,7 @@ in native byte order. ``header`` arguments are used as is, not copied.
 from __future__ import annotations
 
 import array as pyarray
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
@@ -18,21 +18,59 @@ from depth_node.messages.encodings import ENCODINGS, MessageError, NATIVE_BIG
 from depth_node.messages.layout import DepthCameraInfo, pack_cloud, PackedCloud
 
 
-def _to_byte_array(values: np.ndarray) -> pyarray.array:
-    """Copy an array's bytes (C order) into the ``array.array('B')`` rclpy keeps for uint8[].
+def _backing(values: np.ndarray) -> Optional[pyarray.array]:
+    """The ``array.array('B')`` that ``values`` exactly covers (C order), else None.
 
-    ``frombytes`` on a buffer is one memcpy; assigning an ``array.array('B')`` to a message's
-    ``data`` is the setter's fast path (a list, a memoryview or an ndarray go element by element,
-    orders of magnitude slower for an image: figures in docs/benchmarks.md).
+    :class:`~depth_node.pipeline.published.OutputBuffers` hands out such views: what was
+    written into them goes into the message as it is, without a copy.
     """
+    base = values
+    while isinstance(base, np.ndarray):
+        base = base.base
+    if isinstance(base, memoryview):
+        base = base.obj
+    if isinstance(base, pyarray.array) and base.typecode == 'B' \
+            and values.flags.c_contiguous and len(base) == values.nbytes \
+            and base.buffer_info()[0] == values.ctypes.data:
+        return base
+    return None
+
+
+def _to_byte_array(values: np.ndarray) -> pyarray.array:
+    """The ``array.array('B')`` that rclpy keeps for uint8[]: the array's bytes (C order).
+
+    An array backed by a whole ``array.array('B')`` is handed over as it is; any other is
+    copied once (``frombytes`` on a buffer is one memcpy). Assigning an ``array.array('B')``
+    to a message's ``data`` is the setter's fast path when the message checks its fields
+    (:func:`_message`); a list, a memoryview or an ndarray go element by element, orders of
+    magnitude slower for an image (figures in docs/benchmarks.md).
+    """
+    backing = _backing(values)
+    if backing is not None:
+        return backing
     out = pyarray.array('B')
     out.frombytes(np.ascontiguousarray(values).reshape(-1).view(np.uint8))
     return out
 
 
+# rosidl_generator_py (Jazzy and later) copies an array.array assigned to a uint8[] field
+# unless the message was made with check_fields=True (ROS_PYTHON_CHECK_FIELDS unset: off);
+# older generators always check and take it as it is, and know no such argument.
+_CHECKED = {kind: '_check_fields' in getattr(kind, '__slots__', ())
+            for kind in (Image, PointCloud2)}
+
+
+def _message(kind: type) -> Any:
+    """A new ``Image`` or ``PointCloud2`` whose ``data`` setter takes an array.array as is."""
+    return kind(check_fields=True) if _CHECKED[kind] else kind()
+
+
 def array_to_image(array: np.ndarray, encoding: str,
                    header: Optional[Header] = None) -> Image:
-    """Image message holding a copy of ``array``.
+    """Image message holding the bytes of ``array``.
+
+    A copy, except for a view that covers a whole ``OutputBuffers`` buffer, which the message
+    takes as it is (see :func:`_to_byte_array`).
 
     Parameters
     ----------
@@ -70,7 +108,7 @@ def array_to_image(array: np.ndarray, encoding: str,
     if values.dtype.newbyteorder('=') != dtype:
         raise MessageError('array', f'of dtype {values.dtype} does not fit {encoding!r} '
                            f'({dtype})')
-    msg = Image()
+    msg = _message(Image)
     if header is not None:
         msg.header = header
     msg.height, msg.width = int(values.shape[0]), int(values.shape[1])
@@ -101,7 +139,7 @@ def xyz_to_pointcloud2(points: np.ndarray, header: Header,
 
 def packed_to_pointcloud2(packed: PackedCloud, header: Header) -> PointCloud2:
     """PointCloud2 of a cloud laid out by :func:`depth_node.messages.layout.pack_cloud`."""
-    msg = PointCloud2()
+    msg = _message(PointCloud2)
     msg.header = header
     msg.height, msg.width = packed.height, packed.width
     msg.fields = [PointField(name=n, offset=o, datatype=PointField.FLOAT32, count=1)

@@ -47,7 +47,7 @@ from depth_node.messages.readers import (camera_info_to_camera, frame_id, image_
 from depth_node.pipeline.frame import FitState, FrameInput, FrameResult
 from depth_node.pipeline.keyframes import KeyframeResult, KeyframeWorker
 from depth_node.pipeline.memory import release_memory
-from depth_node.pipeline.published import diagnostic_status, FrameOutputs
+from depth_node.pipeline.published import diagnostic_status, FrameOutputs, OutputBuffers
 from depth_node.pipeline.runner import (add_sweep, CameraModel, FrameRunner, FUTURE_S,
                                         ImageFrame, nearest_sweep, Sweep, SweepAdded)
 from depth_node.ros.messages import (array_to_image, depth_camera_info_msg,
@@ -85,6 +85,7 @@ class DepthNode(Node):
         if tuned is not None:
             self.get_logger().info(f'estimator configuration: {tuned.describe()}')
         self.runner = FrameRunner(self.estimator, self.config.runner)
+        self.runner.buffers = OutputBuffers()  # reused: _publish is done before the next frame
         self._stats = self.runner.stats
         spec = self.estimator.output
         self.get_logger().info(
@@ -329,17 +330,19 @@ class DepthNode(Node):
     def _publish(self, header: Any, out: FrameOutputs, frame: FrameInput,
                  result: FrameResult) -> None:
         """Publish one frame's outputs (worker thread) and hand keyframes to the teacher."""
-        if out.depth is not None:
+        def wanted(value: Any, pub: Any) -> bool:  # volatile outputs: unmatched, none missed
+            return value is not None and pub.get_subscription_count() > 0
+        if wanted(out.depth, self._pub_depth):
             self._pub_depth.publish(array_to_image(out.depth, '32FC1', header))
-        if out.uncertainty is not None:
+        if wanted(out.uncertainty, self._pub_sigma):
             self._pub_sigma.publish(array_to_image(out.uncertainty, '32FC1', header))
-        if out.camera_info is not None:
+        if wanted(out.camera_info, self._pub_info):
             self._pub_info.publish(depth_camera_info_msg(out.camera_info, header))
-        if out.cloud is not None:
+        if wanted(out.cloud, self._pub_cloud):
             self._pub_cloud.publish(packed_to_pointcloud2(out.cloud, header))
-        if out.relative is not None:
+        if wanted(out.relative, self._pub_relative):
             self._pub_relative.publish(array_to_image(out.relative, '32FC1', header))
-        if out.colored is not None:
+        if wanted(out.colored, self._pub_colored):
             self._pub_colored.publish(array_to_image(out.colored, 'rgb8', header))
         if self._keyframes is not None:
             hit, _ = self._kf_policy.should_trigger(frame.stamp, frame.rgb)
