@@ -215,6 +215,16 @@ def point_times(msg: Any, field: TimeField, header_stamp_ns: int,
     return times
 
 
+def sweep_times(msg: Any, settings: TimeFieldSettings, count: int,
+                header_stamp_ns: int) -> Optional[np.ndarray]:
+    """Per-point times of a cloud whose xyz decode kept ``count`` points, or None without a
+    time field: :func:`detect_time_field` then :func:`point_times` (raises as they do)."""
+    field = detect_time_field(msg, settings)
+    if field is None:
+        return None
+    return point_times(msg, field, header_stamp_ns, count)
+
+
 def _finite_xyz(msg: Any, raw: np.ndarray, height: int, width: int) -> np.ndarray:
     """[N] bool: the points whose x, y, z are finite (the xyz decode's rule)."""
     fields: dict[str, Any] = {}
@@ -233,4 +243,4 @@ def _finite_xyz(msg: Any, raw: np.ndarray, height: int, width: int) -> np.ndarra
 
 
 __all__ = ['CONVENTIONS', 'detect_time_field', 'MAX_OFFSET_S', 'NO_TIME_FIELD', 'point_times',
-           'TimeField', 'TimeFieldSettings', 'TimeReference', 'TimeUnit']
+           'sweep_times', 'TimeField', 'TimeFieldSettings', 'TimeReference', 'TimeUnit']

@@ -12,6 +12,7 @@ from depth_node.offline.results import RANGE_BINS
 from depth_node.pipeline.frame import PipelineConfig
 from depth_node.pipeline.published import PublishSettings
 from depth_node.pipeline.runner import RunnerConfig
+from depth_node.pipeline.sweep_motion import DeskewSettings
 
 GROUND_TRUTHS = ('auto', 'depth', 'lidar')
 EXTRINSIC_SOURCES = ('auto', 'bag', 'parameters')
@@ -33,11 +34,13 @@ class NodeSettings:
     qos_depth: int = 5
     qos_output_reliable: bool = True
     diagnostics_period: float = 1.0  # s
+    deskew: DeskewSettings = field(default_factory=DeskewSettings)  # lidar.deskew, motion.*
 
     @property
     def runner(self) -> RunnerConfig:
         """What the per-frame runner takes (as the node's ``NodeConfig.runner``)."""
-        return RunnerConfig(self.pipeline, self.publish, self.extrinsic, self.lidar_max_age)
+        return RunnerConfig(self.pipeline, self.publish, self.extrinsic, self.lidar_max_age,
+                            deskew=self.deskew)
 
     @classmethod
     def from_node_config(cls, config: Any) -> 'NodeSettings':
@@ -48,7 +51,7 @@ class NodeSettings:
             lidar_max_age=runner.lidar_max_age, publish=runner.publish,
             qos_depth=int(config.qos_depth),
             qos_output_reliable=bool(config.qos_output_reliable),
-            diagnostics_period=float(config.diagnostics_period))
+            diagnostics_period=float(config.diagnostics_period), deskew=runner.deskew)
 
 
 @dataclass(frozen=True)

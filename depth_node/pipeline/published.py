@@ -44,7 +44,7 @@ DIAGNOSTIC_COUNTERS = ('frames_in', 'published', 'published_relative_only', 'dro
                        'letterboxed', 'frames_over_time', 'malformed_image',
                        'malformed_points', 'malformed_camera_info', 'sweeps_in',
                        'sweeps_discarded', 'time_jumps', 'frames_without_lidar',
-                       'frames_without_extrinsic')
+                       'frames_without_extrinsic', 'sweeps_not_deskewed')
 
 
 class OutputBuffers:
@@ -182,6 +182,7 @@ def diagnostic_status(snapshot: StatsSnapshot, estimator_output: str,
     for key in DIAGNOSTIC_COUNTERS:
         values[key] = str(counts.get(key, 0))
     values['last_error'] = str(snapshot.last_error)
+    values.update(snapshot.notes)  # e.g. 'deskew': what is done to the sweeps now
     values['inference_busy_s'] = f'{snapshot.busy_s:.3f}'
     for stage, lat in sorted(snapshot.latency.items()):
         values[f'latency_{stage}_ms'] = f'{lat.mean:.2f}'

@@ -16,6 +16,11 @@ Decision rules (the node's, for both callers):
   dropped (``dropped_input_limits``), or letterboxed for the network (``letterboxed``, and
   :attr:`FrameRun.warning` says so);
 * no sweep within ``max_age``: the frame runs without LiDAR (``frames_without_lidar``);
+* a sweep: it is moved to the image stamp with the caller's motion source
+  (:func:`~depth_node.pipeline.sweep_motion.deskew_sweep`: per point with per-point times,
+  as a whole without; not at all without motion, counted as ``sweeps_not_deskewed``); a
+  change of :class:`~depth_node.pipeline.sweep_motion.DeskewState` is said once
+  (:attr:`FrameRun.deskew_note`) and the current one is the ``deskew`` diagnostics value;
 * a sweep but the extrinsic lookup fails: the frame runs without LiDAR
   (``frames_without_extrinsic``, a problem);
 * the pipeline refuses the frame (:class:`DepthNodeError`): dropped (``dropped_error``); any
@@ -51,6 +56,8 @@ from depth_node.pipeline.published import (FrameOutputs, frame_outputs, OutputBu
                                            PublishSettings)
 from depth_node.pipeline.published import warm_up as warm_up_outputs
 from depth_node.pipeline.stats import FrameStats
+from depth_node.pipeline.sweep_motion import (deskew_sweep, DeskewSettings, DeskewState,
+                                              MotionLookup)
 
 T = TypeVar('T')
 
@@ -131,6 +138,7 @@ class RunnerConfig:
     extrinsic: RigidTransform = field(default_factory=RigidTransform.identity)  # extrinsic.*
     lidar_max_age: float = 0.1  # s, lidar.max_age
     watchdog_timeout: float = 10.0  # s, watchdog.timeout (0: off)
+    deskew: DeskewSettings = field(default_factory=DeskewSettings)  # lidar.deskew, motion.*
 
 
 @dataclass(frozen=True)
@@ -162,7 +170,8 @@ class Sweep:
 
     stamp_ns: int
     frame_id: str
-    xyz: np.ndarray  # [N, 3] float32, metres, in frame_id
+    xyz: np.ndarray  # [N, 3] float32, metres, in frame_id (each return at its own time)
+    times: Optional[np.ndarray] = None  # [N] float64 s since stamp_ns per return; None: none
 
 
 @dataclass
@@ -182,6 +191,8 @@ class FrameRun:
     extrinsic_error: str = ''  # the lookup's error when the sweep could not be used
     unexpected: bool = False  # dropped by an exception that is not a DepthNodeError
     warning: str = ''  # published, but with something to say (letterboxed, over time)
+    deskew: Optional[DeskewState] = None  # what was done to the sweep (None: no sweep used)
+    deskew_note: str = ''  # set when the deskew state changed: say it once
     timings_ms: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -204,6 +215,7 @@ class FrameRunner:
         #: for a caller whose ``emit`` is done with a frame's outputs when it returns.
         self.buffers: Optional[OutputBuffers] = None
         warm_up_outputs()
+        self._deskew_state: Optional[DeskewState] = None
 
     @property
     def config(self) -> RunnerConfig:
@@ -222,6 +234,7 @@ class FrameRunner:
 
     def run(self, image: ImageFrame, camera: Optional[CameraModel], sweep: Optional[Sweep],
             lookup: Optional[ExtrinsicLookup] = None, *,
+            motion: Optional[MotionLookup] = None,
             prepare: Optional[Callable[[FrameInput], FrameInput]] = None,
             emit: Optional[Callable[[FrameOutputs, FrameInput, FrameResult], None]] = None,
             received: Optional[float] = None,
@@ -234,6 +247,8 @@ class FrameRunner:
             The decoded image, the current camera model (None: none yet), the chosen sweep.
         lookup
             LiDAR->camera transform at the image stamp; None: the ``extrinsic.*`` parameters.
+        motion
+            The vehicle's motion for the deskew; None: no motion source (not deskewed).
         prepare
             Changes the pipeline's input once camera and extrinsic are known (the evaluation
             keeps held-out LiDAR away from the fit).
@@ -255,7 +270,8 @@ class FrameRunner:
             return self.drop(DROPPED_INPUT_LIMITS, f'frame dropped: {exc}')
         self.stats.begin_frame(f'{w}x{h} image stamped {image.stamp:.3f}')
         try:
-            run = self._run(image, camera, sweep, lookup, prepare, emit, received, timings_ms)
+            run = self._run(image, camera, sweep, lookup, motion, prepare, emit, received,
+                            timings_ms)
         finally:
             took = self.stats.end_frame()
             release_memory()  # when big frames left much free: else RSS stays at their peak
@@ -268,7 +284,7 @@ class FrameRunner:
         return run
 
     def _run(self, image: ImageFrame, camera: CameraModel, sweep: Optional[Sweep],
-             lookup: Optional[ExtrinsicLookup],
+             lookup: Optional[ExtrinsicLookup], motion: Optional[MotionLookup],
              prepare: Optional[Callable[[FrameInput], FrameInput]],
              emit: Optional[Callable[[FrameOutputs, FrameInput, FrameResult], None]],
              received: float, timings_ms: Optional[dict[str, float]]) -> FrameRun:
@@ -292,6 +308,14 @@ class FrameRunner:
             except Exception as exc:  # tf2's lookup errors have no common base
                 lookup_error = f'no LiDAR->camera transform: {exc}'
                 self.stats.error('frames_without_extrinsic', lookup_error)
+        deskew_state, deskew_note, deskew_ms = None, '', 0.0
+        if lidar is not None and sweep is not None:
+            t_d = time.perf_counter()
+            deskewed = deskew_sweep(lidar, sweep.times, sweep.stamp_ns, image.stamp_ns,
+                                    sweep.frame_id, motion, config.deskew)
+            deskew_ms = (time.perf_counter() - t_d) * 1e3
+            lidar, deskew_state = deskewed.xyz, deskewed.state
+            deskew_note = self._deskew_changed(deskewed.state, deskewed.note)
         frame = FrameInput(image.rgb, cam, image.stamp, lidar, extrinsic)
         if prepare is not None:
             frame = prepare(frame)
@@ -316,6 +340,8 @@ class FrameRunner:
             emit(outputs, frame, result)
         t2 = time.perf_counter()
         timings.update(timings_ms or {})
+        if deskew_state is not None:
+            timings['deskew'] = deskew_ms
         timings['publish'] = (t2 - t1) * 1e3
         timings['total'] = (t2 - received) * 1e3
         rejected = 0 if result.kept is None else int(result.kept.size - result.kept.sum())
@@ -331,7 +357,18 @@ class FrameRunner:
                             f'input.max_aspect {config.pipeline.input_limits.max_aspect:g})')
         return FrameRun(frame=frame, result=result, outputs=outputs,
                         extrinsic_error=lookup_error, timings_ms=timings,
-                        warning='; '.join(warnings))
+                        warning='; '.join(warnings), deskew=deskew_state,
+                        deskew_note=deskew_note)
+
+    def _deskew_changed(self, state: DeskewState, note: str) -> str:
+        """Count and note a sweep's deskew; returns the note when the state changed, else ''."""
+        if state == DeskewState.NO_MOTION:
+            self.stats.count('sweeps_not_deskewed')
+        self.stats.note('deskew', f'{state}: {note}')
+        if state == self._deskew_state:
+            return ''
+        self._deskew_state = state
+        return f'LiDAR deskew: {state}: {note}'
 
     def _failed(self, message: str, frame: FrameInput, lookup_error: str,
                 unexpected: bool, key: str = DROPPED_ERROR) -> FrameRun:

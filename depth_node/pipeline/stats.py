@@ -44,6 +44,7 @@ class StatsSnapshot:
     busy_frame: str = ''  # what that frame is (size, stamp)
     new_slow: int = 0  # frames over the watchdog's bound since the previous snapshot
     last_slow: str = ''  # what the last of them said
+    notes: dict[str, str] = field(default_factory=dict)  # state of a stage (e.g. 'deskew')
 
 
 class FrameStats:
@@ -71,6 +72,7 @@ class FrameStats:
         self._busy: Optional[tuple[float, str]] = None  # (perf_counter at start, frame)
         self._new_slow = 0
         self._last_slow = ''
+        self._notes: dict[str, str] = {}
 
     def count(self, key: str, n: int = 1, problem: bool = False) -> None:
         with self._lock:
@@ -84,6 +86,11 @@ class FrameStats:
             self.counts[key] += 1
             self._new_problems += 1
             self.last_error = message
+
+    def note(self, key: str, value: str) -> None:
+        """Set what a stage is doing now (a diagnostics value, e.g. ``deskew``)."""
+        with self._lock:
+            self._notes[key] = value
 
     def begin_frame(self, what: str) -> None:
         """A frame starts processing (the watchdog reads how long it has run)."""
@@ -135,6 +142,7 @@ class FrameStats:
                 busy_s, busy_frame = time.perf_counter() - self._busy[0], self._busy[1]
             return StatsSnapshot(
                 busy_s=busy_s, busy_frame=busy_frame, new_slow=slow, last_slow=self._last_slow,
+                notes=dict(self._notes),
                 counts=dict(self.counts), latency=dict(lat), fit=self.last_fit,
                 applied=self.applied_fit, see_through_rejected=self.see_through_rejected,
                 filter_event=self.filter_event, fit_state=self.fit_state,

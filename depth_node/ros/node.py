@@ -42,6 +42,7 @@ from depth_node.estimators import build_estimator
 from depth_node.core.stamped import NewestSlot, StampedCache
 from depth_node.messages.oddities import (camera_info_oddities, frame_id_oddities,
                                           pointcloud2_oddities)
+from depth_node.messages.point_time import sweep_times
 from depth_node.messages.readers import (camera_info_to_camera, frame_id, image_to_rgb8,
                                          MessageError, pointcloud2_to_xyz, stamp_ns)
 from depth_node.pipeline.frame import FitState, FrameInput, FrameResult
@@ -50,9 +51,11 @@ from depth_node.pipeline.memory import release_memory
 from depth_node.pipeline.published import diagnostic_status, FrameOutputs, OutputBuffers
 from depth_node.pipeline.runner import (add_sweep, CameraModel, FrameRunner, FUTURE_S,
                                         ImageFrame, nearest_sweep, Sweep, SweepAdded)
+from depth_node.pipeline.sweep_motion import DeskewState
 from depth_node.ros.messages import (array_to_image, depth_camera_info_msg,
                                      packed_to_pointcloud2, xyz_to_pointcloud2)
 from depth_node.ros.declare import declare_parameters, teacher_error
+from depth_node.ros.motion import VehicleMotion
 from depth_node.ros.param_files import check_params_files
 from depth_node.ros.process import run_node
 from depth_node.ros.params import build_config, changed_read_only, NodeConfig
@@ -78,7 +81,8 @@ class DepthNode(Node):
         self._last_logged: dict[str, float] = {}
 
         self._tf_buffer = None
-        if self.config.extrinsic_source == 'tf':
+        self._tf_extrinsic = self.config.extrinsic_source == 'tf'
+        if self._tf_extrinsic:
             self._tf_buffer = self._make_tf_listener()
         self.estimator = build_estimator(self.config.estimator)
         tuned = getattr(self.estimator, 'autotune', None)
@@ -113,6 +117,7 @@ class DepthNode(Node):
         self._keyframes: Optional[KeyframeWorker] = None
         if c.keyframes is not None:
             self._start_keyframes(c, pub_qos)
+        self._start_motion(input_qos(c.qos_sensor_data, max(c.qos_depth, 50)))
         qos.subscription(Image, 'image', self._on_image, sub_qos)
         qos.subscription(CameraInfo, 'camera_info', self._on_camera_info, sub_qos)
         qos.subscription(PointCloud2, 'points', self._on_points, sub_qos)
@@ -196,9 +201,25 @@ class DepthNode(Node):
         except ImportError:
             raise ConfigError('extrinsic.source', "'tf' needs tf2_ros (apt install "
                               'ros-$ROS_DISTRO-tf2-ros); use parameters otherwise', 'tf') from None
+        return self._tf_listener_of(tf2_ros)
+
+    def _tf_listener_of(self, tf2_ros: Any) -> Any:
         buffer = tf2_ros.Buffer()
         self._tf_listener = tf2_ros.TransformListener(buffer, self)
         return buffer
+
+    def _start_motion(self, qos: QoSProfile) -> None:
+        """The deskew's motion sources (ros/motion.py): tf2 when importable, the odometry
+        topic (``motion.odometry_topic``), constant velocity past the poses they gave."""
+        if self._tf_buffer is None:
+            try:
+                import tf2_ros
+            except ImportError:
+                pass  # the odometry topic, or no deskew (said once, and in diagnostics)
+            else:
+                self._tf_buffer = self._tf_listener_of(tf2_ros)
+        self._vehicle = VehicleMotion(lambda: self.config.motion, self._tf_buffer)
+        self._vehicle.subscribe(self._qos, qos)
 
     # ----- input callbacks (executor thread) -----
     def _on_image(self, msg: Image) -> None:
@@ -223,11 +244,12 @@ class DepthNode(Node):
     def _on_points(self, msg: PointCloud2) -> None:
         try:
             xyz = pointcloud2_to_xyz(msg)
+            times = sweep_times(msg, self.config.motion.time_field, len(xyz), stamp_ns(msg))
         except DepthNodeError as exc:
             self._drop('malformed_points', f'points dropped: {exc}', exc)
             return
         self._odd(pointcloud2_oddities(msg))
-        sweep = Sweep(stamp_ns(msg), frame_id(msg), xyz)
+        sweep = Sweep(stamp_ns(msg), frame_id(msg), xyz, times)
         with self._wake:
             self._stats.count('sweeps_in')
             added = add_sweep(self._sweeps, sweep.stamp_ns, sweep, self._image_stamp)
@@ -310,11 +332,15 @@ class DepthNode(Node):
             camera = self._camera
         run = self.runner.run(
             image, camera, None if sweep is None else sweep[1],
-            self._lookup if self._tf_buffer is not None else None,
+            self._lookup if self._tf_buffer is not None and self._tf_extrinsic else None,
+            motion=self._vehicle.lookup,
             emit=lambda out, frame, result: self._publish(msg.header, out, frame, result),
             received=received, timings_ms={'convert': convert_ms})
         if run.warning:
             self._warn('frame_warning', run.warning)
+        if run.deskew_note:  # said once per change of state, not per frame
+            (self.get_logger().warn if run.deskew == DeskewState.NO_MOTION
+             else self.get_logger().info)(run.deskew_note)
         if run.dropped:
             self._warn(run.dropped, run.reason, error=run.unexpected)
             return

@@ -13,12 +13,14 @@ from typing import Any, Optional, Sequence
 
 from depth_node.core.errors import ConfigError, DepthNodeError
 from depth_node.core.transforms import RigidTransform
+from depth_node.messages.point_time import TimeFieldSettings
 from depth_node.estimators.base import EstimatorConfig
 from depth_node.pipeline.frame import PipelineConfig
 from depth_node.pipeline.input_limits import InputLimits
 from depth_node.pipeline.keyframes import KeyframeConfig, KeyframePolicy
 from depth_node.pipeline.published import PublishSettings
 from depth_node.pipeline.runner import RunnerConfig
+from depth_node.pipeline.sweep_motion import DeskewSettings
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,35 @@ PARAMETERS: tuple[Param, ...] = (
           range=(0.01, 9999.0)),
     Param('lidar.buffer_size', 10, 'LiDAR sweeps kept to match camera stamps.',
           read_only=True, range=(1, 1000)),
+    Param('lidar.deskew', True,
+          "Move every LiDAR return to the image stamp with the vehicle's motion (motion.*): "
+          'by its own time when the cloud has per-point time, else the whole sweep from its '
+          'stamp.'),
+    Param('lidar.time_field', '',
+          "Per-point time field; '' detects t (Ouster, ns), time (Velodyne, s), timestamp "
+          "(Hesai, Robosense: absolute s), offset_time (Livox, ns); 'none': ignore it."),
+    Param('lidar.time_unit', '', "Unit of the time field ('' = by its name).",
+          choices=('', 'ns', 'us', 's')),
+    Param('lidar.time_reference', '',
+          "'sweep': the time counts from the cloud's stamp; 'absolute': same clock as the "
+          "stamp ('' = by its name).", choices=('', 'sweep', 'absolute')),
+    # --- the vehicle's motion (deskew) ---
+    Param('motion.odom_frame', 'odom', 'tf2: fixed frame of the odometry.', read_only=True),
+    Param('motion.base_frame', 'base_link', 'tf2: the vehicle frame moving in odom_frame.',
+          read_only=True),
+    Param('motion.odometry_topic', '',
+          "nav_msgs/Odometry of the vehicle (pose of child_frame_id in odom), used when tf2 "
+          "has no odom_frame -> base_frame; '' = none.", read_only=True),
+    Param('motion.max_extrapolation', 0.25,
+          'Seconds past the newest (or before the oldest) pose that the motion is '
+          'extrapolated at constant velocity; further: no deskew.', range=(0.0, 10.0)),
+    Param('motion.buffer_size', 400, 'Poses of the vehicle kept (50 Hz: 8 s).',
+          read_only=True, range=(2, 100_000)),
+    Param('motion.lidar_translation', [0.0, 0.0, 0.0],
+          'Metres [x, y, z]: LiDAR origin in base_frame, when tf2 cannot look it up.'),
+    Param('motion.lidar_rotation', [0.0, 0.0, 0.0, 1.0],
+          'LiDAR orientation in base_frame, [qx, qy, qz, qw] or [roll, pitch, yaw], when tf2 '
+          'cannot look it up.'),
     # --- extrinsic ---
     Param('extrinsic.source', 'parameters',
           "'parameters': the translation/rotation below; 'tf': look up the transform with "
@@ -278,13 +309,27 @@ class NodeConfig:
     diagnostics_period: float
     watchdog_timeout: float = 10.0
     keyframes: Optional['KeyframeSettings'] = None
+    motion: 'MotionSettings' = field(default_factory=lambda: MotionSettings())
     raw: dict[str, Any] = field(default_factory=dict)
 
     @property
     def runner(self) -> RunnerConfig:
         """What the per-frame runner takes (the node's and the evaluation's)."""
         return RunnerConfig(self.pipeline, self.publish, self.extrinsic, self.lidar_max_age,
-                            self.watchdog_timeout)
+                            self.watchdog_timeout, self.motion.deskew)
+
+
+@dataclass(frozen=True)
+class MotionSettings:
+    """The ``lidar.deskew``, ``lidar.time_*`` and ``motion.*`` parameters."""
+
+    deskew: DeskewSettings = field(default_factory=DeskewSettings)
+    time_field: TimeFieldSettings = field(default_factory=TimeFieldSettings)
+    odom_frame: str = 'odom'
+    base_frame: str = 'base_link'
+    odometry_topic: str = ''
+    buffer_size: int = 400
+    lidar_in_base: RigidTransform = field(default_factory=RigidTransform.identity)
 
 
 @dataclass
@@ -396,7 +441,28 @@ def build_config(values: dict[str, Any]) -> NodeConfig:
         qos_sensor_data=bool(v['qos.sensor_data']),
         qos_output_reliable=bool(v['qos.output_reliable']), qos_depth=int(v['qos.depth']),
         diagnostics_period=float(v['diagnostics.period']),
-        watchdog_timeout=float(v['watchdog.timeout']), raw=v)
+        watchdog_timeout=float(v['watchdog.timeout']), motion=_motion_settings(v), raw=v)
+
+
+def _motion_settings(v: dict[str, Any]) -> MotionSettings:
+    try:
+        lidar_in_base = RigidTransform.from_parameters(v['motion.lidar_translation'],
+                                                       v['motion.lidar_rotation'])
+    except DepthNodeError as exc:
+        name = 'motion.lidar_translation' if 'translation' in str(exc) \
+            else 'motion.lidar_rotation'
+        raise ConfigError(name, str(exc), v[name]) from None
+    for name in ('motion.odom_frame', 'motion.base_frame'):
+        if not v[name].strip('/'):
+            raise ConfigError(name, 'must name a tf2 frame', v[name])
+    return MotionSettings(
+        deskew=DeskewSettings(bool(v['lidar.deskew']), float(v['motion.max_extrapolation'])),
+        time_field=TimeFieldSettings(v['lidar.time_field'], v['lidar.time_unit'],
+                                     v['lidar.time_reference']),
+        odom_frame=v['motion.odom_frame'].lstrip('/'),
+        base_frame=v['motion.base_frame'].lstrip('/'),
+        odometry_topic=v['motion.odometry_topic'], buffer_size=int(v['motion.buffer_size']),
+        lidar_in_base=lidar_in_base)
 
 
 def _json_object(v: dict[str, Any], name: str) -> dict[str, Any]:
