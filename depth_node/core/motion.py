@@ -174,6 +174,10 @@ class PoseBuffer:
         """Forget every pose."""
         self._cache.clear()
 
+    def prune_before(self, stamp_ns: int) -> int:
+        """Forget the poses older than ``stamp_ns``; returns how many."""
+        return self._cache.prune_before(int(stamp_ns))
+
     def track(self, reference_ns: int, start_ns: int, stop_ns: int) -> Optional[PoseTrack]:
         """The poses needed for times ``[start_ns, stop_ns]``: those inside it plus one on
         each side when held (else the nearest two, for extrapolation), with times in seconds

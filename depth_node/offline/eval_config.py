@@ -7,6 +7,7 @@ from typing import Any, Optional
 
 from depth_node.core.errors import ConfigError
 from depth_node.core.transforms import RigidTransform
+from depth_node.messages.point_time import TimeFieldSettings
 from depth_node.offline.drive_bag import DriveTopics
 from depth_node.offline.results import RANGE_BINS
 from depth_node.pipeline.frame import PipelineConfig
@@ -35,6 +36,7 @@ class NodeSettings:
     qos_output_reliable: bool = True
     diagnostics_period: float = 1.0  # s
     deskew: DeskewSettings = field(default_factory=DeskewSettings)  # lidar.deskew, motion.*
+    time_field: TimeFieldSettings = field(default_factory=TimeFieldSettings)  # lidar.time_*
 
     @property
     def runner(self) -> RunnerConfig:
@@ -51,7 +53,8 @@ class NodeSettings:
             lidar_max_age=runner.lidar_max_age, publish=runner.publish,
             qos_depth=int(config.qos_depth),
             qos_output_reliable=bool(config.qos_output_reliable),
-            diagnostics_period=float(config.diagnostics_period), deskew=runner.deskew)
+            diagnostics_period=float(config.diagnostics_period), deskew=runner.deskew,
+            time_field=config.motion.time_field)
 
 
 @dataclass(frozen=True)

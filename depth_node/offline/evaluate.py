@@ -60,6 +60,7 @@ from depth_node.offline.results import (bin_label, EvaluationResult, FrameRecord
                                         SamplePanel)
 from depth_node.pipeline.frame import FrameInput, FrameResult
 from depth_node.pipeline.published import diagnostic_status, FrameOutputs
+from depth_node.pipeline.sweep_motion import MotionLookup, SweepMotion
 from depth_node.pipeline.runner import (CameraModel, DROPPED_NO_CAMERA_INFO, ExtrinsicLookup,
                                         FrameRunner, ImageFrame, Sweep)
 
@@ -117,7 +118,7 @@ class BagEvaluation:
         """Replay and score; returns even when interrupted (``result.interrupted``)."""
         opts = self.options
         reader = DriveReader(self.bag, opts.topics, lidar_tolerance=self.settings.lidar_max_age,
-                             window=self.window)
+                             window=self.window, time_field=self.settings.time_field)
         self._reader = reader
         declared = reader.topics_in_bag()
         gt = opts.ground_truth
@@ -233,7 +234,7 @@ class BagEvaluation:
         sweep = None
         if frame.lidar is not None:
             sweep = Sweep(int(frame.lidar_stamp_ns or frame.stamp_ns),
-                          str(frame.lidar_frame_id or ''), frame.lidar)
+                          str(frame.lidar_frame_id or ''), frame.lidar, frame.lidar_times)
         source = self._extrinsic_source(frame, result)
         lookup = None if source == 'parameters' else self._lookup(frame)
         held: list[HeldOutSplit] = []
@@ -258,7 +259,8 @@ class BagEvaluation:
 
         t_p = time.perf_counter()
         run = self.runner.run(ImageFrame(frame.rgb, frame.stamp_ns, frame.frame_id), camera,
-                              sweep, lookup, prepare=prepare, emit=emit)
+                              sweep, lookup, motion=self._motion(frame), prepare=prepare,
+                              emit=emit)
         result.process_s += time.perf_counter() - t_p
         if run.extrinsic_error:
             self._issue(result, opts.topics.tf_static, f'{run.extrinsic_error}: LiDAR not used '
@@ -293,6 +295,13 @@ class BagEvaluation:
         if once and any(i.message == message for i in result.issues):
             return
         result.issues.append(BagIssue(self.bag, topic, message))
+
+    def _motion(self, frame: DriveFrame) -> MotionLookup:
+        """The bag's /tf poses of the vehicle around this frame's sweep (the reader kept them)."""
+        odom, base = self._reader.motion_frames
+        motion = SweepMotion(frame.vehicle_poses, frame.lidar_in_base or RigidTransform.identity(),
+                             f'bag /tf {odom} -> {base}')
+        return lambda lidar_frame, start_ns, stop_ns, image_ns: motion
 
     def _extrinsic_source(self, frame: DriveFrame, result: EvaluationResult) -> str:
         """Where the LiDAR -> camera pose comes from: 'bag' (/tf_static) or 'parameters'."""

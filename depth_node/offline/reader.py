@@ -21,15 +21,21 @@ import numpy as np
 
 from depth_node.core.camera import PinholeCamera
 from depth_node.core.errors import DepthNodeError
+from depth_node.core.motion import PoseBuffer
 from depth_node.core.stamped import StampedCache
 from depth_node.messages.encodings import MessageError
+from depth_node.messages.point_time import sweep_times, TimeFieldSettings
 from depth_node.messages.readers import (camera_info_to_camera, depth_image_to_metres, frame_id,
                                          image_to_rgb8, pointcloud2_to_arrays, stamp_ns)
-from depth_node.offline.drive_bag import DriveTopics, typestore
+from depth_node.offline.drive_bag import BASE_FRAME, DriveTopics, ODOM_FRAME, typestore
 from depth_node.offline.records import BagIssue, BagMessage, BagReadError, DriveFrame
 from depth_node.offline.recovery import declared_topics, mcap_files, McapRecovery
-from depth_node.offline.tf_tree import StaticTree
+from depth_node.offline.tf_tree import add_poses, StaticTree
 from depth_node.pipeline.runner import add_sweep, nearest_sweep
+
+
+#: Poses of the vehicle held (odom -> base on /tf; pruned behind the frames): 1000 s at 100 Hz.
+_MAX_POSES = 100_000
 
 
 @dataclass(frozen=True)
@@ -94,7 +100,9 @@ class DriveReader:
     def __init__(self, path: str | Path, topics: DriveTopics = DriveTopics(),
                  lidar_tolerance: float = 0.05, depth_tolerance: float = 1e-3,
                  lookahead: float = 1.0, max_buffered: int = 64,
-                 window: Optional[ReadWindow] = None) -> None:
+                 window: Optional[ReadWindow] = None,
+                 time_field: TimeFieldSettings = TimeFieldSettings(),
+                 motion_frames: tuple[str, str] = (ODOM_FRAME, BASE_FRAME)) -> None:
         self.path = Path(path)
         self.window = window
         self.bag = str(path)
@@ -112,8 +120,11 @@ class DriveReader:
         self._types: Any = None  # the bag's type store, once reading has started
         self._held: Any = None  # an open AnyReader handed from the pre-pass to the main pass
         self._infos: StampedCache[_Info] = StampedCache(self.max_buffered)
-        self._sweeps: StampedCache[tuple[str, np.ndarray, Optional[np.ndarray]]] = \
-            StampedCache(self.max_buffered)
+        self._sweeps: StampedCache[tuple[str, np.ndarray, Optional[np.ndarray],
+                                         Optional[np.ndarray]]] = StampedCache(self.max_buffered)
+        self.time_field = time_field  # the node's lidar.time_* (per-point time of the sweeps)
+        self.motion_frames = motion_frames  # (odom, base) of the vehicle's motion on /tf
+        self._poses = PoseBuffer(_MAX_POSES)
         #: Inputs dropped because they do not decode (the node's diagnostics counter names).
         self.malformed: Counter[str] = Counter()
         self._depths: StampedCache[_Held] = StampedCache(self.max_buffered)
@@ -232,7 +243,7 @@ class DriveReader:
         """Camera frames in bag order (see the class docstring)."""
         t = self.topics
         self._static_prepass()
-        wanted = {t.image, t.camera_info, t.depth, t.points, t.tf_static}
+        wanted = {t.image, t.camera_info, t.depth, t.points, t.tf_static, t.tf}
         pending: deque[tuple[BagMessage, Any]] = deque()
         w = self.window
         index = 0 if w is None else w.first_index
@@ -261,6 +272,8 @@ class DriveReader:
                 self._depths.add(stamp_ns(msg), _Held(m, msg))
             elif m.topic == t.tf_static:
                 self._add_static(m, msg)
+            elif m.topic == t.tf:
+                add_poses(self._poses, msg, *self.motion_frames)
             while pending and pending[0][0].log_ns + self.lookahead_ns < m.log_ns:
                 frame = self._assemble(*pending.popleft(), index)
                 index += 1
@@ -319,13 +332,16 @@ class DriveReader:
         """Decode a sweep on arrival (as the node does) and cache it; report a bad one."""
         try:
             xyz, values = pointcloud2_to_arrays(msg, ('intensity',))
+            times = sweep_times(msg, self.time_field, len(xyz), stamp_ns(msg))
         except MessageError as exc:
             self.malformed['malformed_points'] += 1
             self._issue(m.topic, f'cloud at log time {m.log_ns * 1e-9:.3f} s: {exc}; skipped')
             return
-        add_sweep(self._sweeps, stamp_ns(msg), (frame_id(msg), xyz, values.get('intensity')))
+        add_sweep(self._sweeps, stamp_ns(msg),
+                  (frame_id(msg), xyz, values.get('intensity'), times))
 
-    def _sweep(self, s: int) -> Optional[tuple[int, str, np.ndarray, Optional[np.ndarray]]]:
+    def _sweep(self, s: int) -> Optional[tuple[int, str, np.ndarray, Optional[np.ndarray],
+                                               Optional[np.ndarray]]]:
         got = nearest_sweep(self._sweeps, s, self.tol_ns * 1e-9)
         return None if got is None else (got[0], *got[1])
 
@@ -360,6 +376,15 @@ class DriveReader:
         sweep = self._sweep(s)
         depth = self._depth(s)
         extrinsic = None if sweep is None else self._tree.lookup(camera_frame, sweep[1])
+        poses = in_base = None
+        if sweep is not None:  # the vehicle's motion from the sweep's start to the image
+            times = sweep[4]
+            start = sweep[0] + (int(np.floor(times.min() * 1e9)) if times is not None
+                                and times.size else 0)
+            stop = sweep[0] + (int(np.ceil(times.max() * 1e9)) if times is not None
+                               and times.size else 0)
+            poses = self._poses.track(s, min(start, s), max(stop, s))
+            in_base = self._tree.lookup(self.motion_frames[1], sweep[1])
         self._prune(s)
         return DriveFrame(
             index=index, stamp_ns=s, frame_id=camera_frame, rgb=rgb,
@@ -369,12 +394,15 @@ class DriveReader:
             lidar_stamp_ns=None if sweep is None else sweep[0],
             lidar_frame_id=None if sweep is None else sweep[1], lidar_to_camera=extrinsic,
             log_ns=m.log_ns, distortion_model='' if info is None else info.distortion_model,
-            distortion_count=0 if info is None else info.distortion_count)
+            distortion_count=0 if info is None else info.distortion_count,
+            lidar_times=None if sweep is None else sweep[4], vehicle_poses=poses,
+            lidar_in_base=in_base)
 
     def _prune(self, s: int) -> None:
         """Forget what no later frame can use (stamps far enough behind this one)."""
         self._sweeps.prune_before(s - self.tol_ns - self.lookahead_ns)
         self._depths.prune_before(s - self.lookahead_ns)
+        self._poses.prune_before(s - self.tol_ns - self.lookahead_ns - 10**9)
         older = self._infos.before(s - self.lookahead_ns - 1)
         if older is not None:  # keep the newest older one: it still applies to what follows
             self._infos.prune_before(older[0])

@@ -14,6 +14,7 @@ import numpy as np
 
 from depth_node.core.camera import PinholeCamera
 from depth_node.core.errors import DepthNodeError
+from depth_node.core.motion import PoseTrack
 from depth_node.core.transforms import RigidTransform
 
 
@@ -67,6 +68,12 @@ class DriveFrame:
     # What depth/camera_info copies from the input camera_info.
     distortion_model: str = 'plumb_bob'
     distortion_count: int = 5
+    # The sweep's per-point times ([N] float64 s since lidar_stamp_ns; None: none), the
+    # vehicle's poses around it from the bag's /tf (odom -> base_link, times relative to the
+    # image stamp; None: fewer than two) and the LiDAR's pose in the base (/tf_static).
+    lidar_times: Optional[np.ndarray] = None
+    vehicle_poses: Optional[PoseTrack] = None
+    lidar_in_base: Optional[RigidTransform] = None
 
     @property
     def stamp(self) -> float:

@@ -1,4 +1,5 @@
-"""The static transform tree of a bag (``/tf_static``) and lookups between two of its frames.
+"""The static transform tree of a bag (``/tf_static``) and lookups between two of its frames;
+the vehicle's poses from its ``/tf`` (:func:`add_poses`).
 
 Pure code over decoded ``tf2_msgs/TFMessage`` objects (rosbags' or rclpy's alike): each child
 frame has one parent and the pose of the child in it, as tf2's static buffer keeps them.
@@ -12,6 +13,7 @@ from typing import Any, Optional
 import numpy as np
 
 from depth_node.core.errors import DepthNodeError
+from depth_node.core.motion import PoseBuffer
 from depth_node.core.transforms import quaternion_to_matrix, RigidTransform
 
 
@@ -57,4 +59,19 @@ class StaticTree:
         return t_pose.inverse() @ s_pose
 
 
-__all__ = ['frame_name', 'StaticTree']
+def add_poses(poses: PoseBuffer, msg: Any, parent: str, child: str) -> int:
+    """Keep the ``parent -> child`` transforms of a ``/tf`` TFMessage (e.g. ``odom ->
+    base_link``, the vehicle's motion) in ``poses``, at their header stamps; returns how many."""
+    kept = 0
+    for t in msg.transforms:
+        if frame_name(t.header.frame_id) != parent or frame_name(t.child_frame_id) != child:
+            continue
+        tr, stamp = t.transform, t.header.stamp
+        kept += poses.add(int(stamp.sec) * 10**9 + int(stamp.nanosec),
+                          np.array([tr.translation.x, tr.translation.y, tr.translation.z]),
+                          np.array([tr.rotation.x, tr.rotation.y, tr.rotation.z,
+                                    tr.rotation.w]))
+    return kept
+
+
+__all__ = ['add_poses', 'frame_name', 'StaticTree']
