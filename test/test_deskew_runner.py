@@ -35,14 +35,21 @@ def track(start_s=-0.3, stop_s=0.1, rate=50.0):
 
 def skew(xyz_at_image, times_rel_image):
     """What the driver publishes: points known in the LiDAR frame at the image stamp, each
-    seen from the LiDAR at its own time (the inverse of the deskew, exact)."""
-    out = np.empty_like(xyz_at_image, dtype=np.float64)
+    seen from the LiDAR at its own time (the inverse of the deskew, exact; yaw-only motion in
+    closed form, vectorised)."""
+    t = np.asarray(times_rel_image, dtype=np.float64)
     at_image = base_pose(0.0) @ BASE_TO_LIDAR
-    for i, (p, t) in enumerate(zip(xyz_at_image.astype(np.float64), times_rel_image)):
-        world = at_image.rotation @ p + at_image.translation
-        lidar = (base_pose(t) @ BASE_TO_LIDAR).inverse()
-        out[i] = lidar.rotation @ world + lidar.translation
-    return out.astype(np.float32)
+    world = xyz_at_image.astype(np.float64) @ at_image.rotation.T + at_image.translation
+    yaw = YAW_RATE * t
+    c, s = np.cos(yaw), np.sin(yaw)
+    r = SPEED / YAW_RATE
+    base_t = np.stack([r * s, r * (1 - c), np.zeros_like(t)], axis=1)  # [N, 3]
+    e_r, e_t = BASE_TO_LIDAR.rotation, BASE_TO_LIDAR.translation
+    lidar_t = base_t + np.stack([c * e_t[0] - s * e_t[1], s * e_t[0] + c * e_t[1],
+                                 np.full_like(t, e_t[2])], axis=1)
+    d = world - lidar_t  # in odom; rotate by (Rz(yaw) @ E_R)^T = E_R^T @ Rz(-yaw)
+    in_base = np.stack([c * d[:, 0] + s * d[:, 1], -s * d[:, 0] + c * d[:, 1], d[:, 2]], 1)
+    return (in_base @ e_r).astype(np.float32)
 
 
 @pytest.fixture(scope='module')
