@@ -137,6 +137,12 @@ def test_pose_buffer_picks_the_poses_around_a_window_and_forgets_on_a_jump_back(
     track = buf.track(500_000_000, 410_000_000, 530_000_000)
     np.testing.assert_allclose(track.times, np.array([-0.1, -0.08, -0.06, -0.04, -0.02, 0.0,
                                                       0.02, 0.04]), atol=1e-12)
+    on_one = buf.track(500_000_000, 500_000_000, 500_000_000)  # exactly on a pose
+    np.testing.assert_allclose(on_one.times, [0.0, 0.02], atol=1e-12)
+    between = buf.track(500_000_000, 505_000_000, 505_000_000)
+    np.testing.assert_allclose(between.times, [0.0, 0.02], atol=1e-12)
+    before = buf.track(0, -10**8, -10**8)  # before the oldest: the first two
+    np.testing.assert_allclose(before.times, [0.0, 0.02], atol=1e-12)
     ahead = buf.track(2 * 10**9, 2 * 10**9, 2 * 10**9)  # past the newest: the last two
     np.testing.assert_allclose(ahead.times, [-1.04, -1.02], atol=1e-12)
     assert buf.add(3 * 10**9, np.array([50.0, 0, 0]), q)

@@ -187,8 +187,9 @@ class PoseBuffer:
             return None
         lo = max(0, int(np.searchsorted(stamps, start_ns, side='right')) - 1)
         hi = min(len(stamps), int(np.searchsorted(stamps, stop_ns, side='left')) + 1)
-        if hi - lo < 2:  # all on one side: the nearest two
-            lo, hi = (len(stamps) - 2, len(stamps)) if lo >= len(stamps) - 1 else (0, 2)
+        if hi - lo < 2:  # a window on one pose, or past either end: two around it
+            lo = min(lo, len(stamps) - 2)
+            hi = lo + 2
         chosen = stamps[lo:hi]
         items = [self._cache.get(s) for s in chosen]
         return PoseTrack(np.array([(s - reference_ns) * 1e-9 for s in chosen]),
