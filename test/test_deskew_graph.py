@@ -123,3 +123,22 @@ def test_node_deskews_rotating_sweeps_with_odometry(drive, tmp_path):
     skewed_err = np.mean(errors[:WITHOUT_ODOMETRY])
     deskewed_err = np.mean(errors[WITHOUT_ODOMETRY:])
     assert deskewed_err < 0.8 * skewed_err, errors
+
+
+def test_vehicle_motion_sources_without_tf2():
+    from depth_node.ros.motion import VehicleMotion
+    from depth_node.ros.params import build_config
+    none = build_config({}).motion
+    with pytest.raises(LookupError, match='no motion source'):
+        VehicleMotion(lambda: none, None).lookup('lidar', 0, 10, 5)
+    settings = build_config({'motion.odometry_topic': '/odom'}).motion
+    motion = VehicleMotion(lambda: settings, None)
+    assert motion.lookup('lidar', 0, 10, 5).track is None  # no message yet
+    for k in range(5):
+        motion.on_odometry(odometry(START + 0.02 * k, 0.02 * k))
+    start = int(round(START * 1e9))
+    got = motion.lookup('lidar', start + 10_000_000, start + 50_000_000, start + 40_000_000)
+    np.testing.assert_allclose(got.track.times, [-0.04, -0.02, 0.0, 0.02], atol=1e-6)
+    assert got.source == '/odom (odom -> base_link)'
+    np.testing.assert_allclose(got.track.translations[-1], base_pose(0.06).translation,
+                               atol=1e-9)

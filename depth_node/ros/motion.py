@@ -78,6 +78,9 @@ class VehicleMotion:
                image_ns: int) -> SweepMotion:
         """The poses around a sweep, times relative to ``image_ns`` (worker thread)."""
         m = self._settings()
+        if self._tf is None and not m.odometry_topic:
+            raise LookupError('no motion source: tf2_ros is not importable and '
+                              'motion.odometry_topic is empty')
         base_to_lidar, source = m.lidar_in_base, ''
         if self._tf is not None:
             self._sample_tf(m, start_ns, stop_ns)
