@@ -104,6 +104,13 @@ def test_the_runner_deskews_to_the_image_stamp_and_says_each_change_once(sim):
     assert run.deskew == DeskewState.WHOLE_SWEEP and run.deskew_note
     assert np.linalg.norm(run.frame.lidar - truth, axis=1).max() < 2e-3
 
+    # ... taken 60 ms after its stamp (lidar.sweep_offset): moved from then.
+    late = skew(truth, np.zeros(n))  # as seen at the image stamp = sweep stamp + 60 ms
+    runner.config = RunnerConfig(extrinsic=rig.lidar_to_camera,
+                                 deskew=DeskewSettings(sweep_offset=0.06))
+    run = runner.run(image, camera, Sweep(SWEEP_NS, 'lidar', late), motion=motion)
+    assert np.linalg.norm(run.frame.lidar - truth, axis=1).max() < 1e-4
+
     # lidar.deskew false: as it is.
     runner.config = RunnerConfig(extrinsic=rig.lidar_to_camera,
                                  deskew=DeskewSettings(enable=False))

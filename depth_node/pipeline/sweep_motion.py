@@ -8,7 +8,9 @@ an odometry topic, or the poses it last received; the evaluation: the bag's ``/t
 * per-point times (:mod:`depth_node.messages.point_time`) and the motion known over the sweep
   and the image stamp: every return is moved to the LiDAR frame at the image stamp
   (``PER_POINT``, :func:`depth_node.core.deskew.deskew`);
-* no per-point time: the whole sweep is moved from its stamp to the image stamp
+* no per-point time: the whole sweep is moved from its stamp (plus ``lidar.sweep_offset``,
+  when the returns the camera sees were measured: half a period for a spinning LiDAR stamped
+  at the start of its sweep and facing the camera half way) to the image stamp
   (``WHOLE_SWEEP``);
 * no motion (no source, fewer than two poses, or poses ending more than
   ``motion.max_extrapolation`` s before the time needed): not deskewed (``NO_MOTION``).
@@ -46,8 +48,11 @@ class DeskewSettings:
 
     enable: bool = True
     max_extrapolation: float = 0.25  # s past the poses held that constant velocity may reach
+    sweep_offset: float = 0.0  # s after its stamp that a sweep without per-point time was taken
 
     def __post_init__(self) -> None:
+        if not (-1.0 <= self.sweep_offset <= 1.0):
+            raise ConfigError('lidar.sweep_offset', 'must be in [-1, 1] s', self.sweep_offset)
         if not (0.0 <= self.max_extrapolation <= 10.0):
             raise ConfigError('motion.max_extrapolation', 'must be in [0, 10] s',
                               self.max_extrapolation)
@@ -106,7 +111,7 @@ def deskew_sweep(xyz: np.ndarray, times: Optional[np.ndarray], sweep_ns: int, im
         start = sweep_ns + int(np.floor(float(np.min(times)) * 1e9))
         stop = sweep_ns + int(np.ceil(float(np.max(times)) * 1e9))
     else:
-        start = stop = sweep_ns
+        start = stop = sweep_ns + int(round(settings.sweep_offset * 1e9))
     lo, hi = min(start, image_ns), max(stop, image_ns)
     try:
         got = motion(lidar_frame, lo, hi, image_ns)
@@ -122,7 +127,7 @@ def deskew_sweep(xyz: np.ndarray, times: Optional[np.ndarray], sweep_ns: int, im
                         f'{settings.max_extrapolation:g} s)')
     offset = (sweep_ns - image_ns) * 1e-9
     if times is None:
-        moved = deskew(xyz, offset, got.track, got.base_to_lidar)
+        moved = deskew(xyz, offset + settings.sweep_offset, got.track, got.base_to_lidar)
         return Deskewed(moved, DeskewState.WHOLE_SWEEP, f'no per-point time: the sweep moved '
                         f'by the motion from its stamp{what}')
     moved = deskew(xyz, offset + np.asarray(times, dtype=np.float64), got.track,

@@ -108,6 +108,10 @@ PARAMETERS: tuple[Param, ...] = (
           "(Hesai, Robosense: absolute s), offset_time (Livox, ns); 'none': ignore it."),
     Param('lidar.time_unit', '', "Unit of the time field ('' = by its name).",
           choices=('', 'ns', 'us', 's')),
+    Param('lidar.sweep_offset', 0.0,
+          'Seconds after its stamp that a cloud without per-point time was taken (0: at the '
+          'stamp; half the period for a spinning LiDAR stamped at its sweep start that faces '
+          'the camera half way through).', range=(-1.0, 1.0)),
     Param('lidar.time_reference', '',
           "'sweep': the time counts from the cloud's stamp; 'absolute': same clock as the "
           "stamp ('' = by its name).", choices=('', 'sweep', 'absolute')),
@@ -456,7 +460,8 @@ def _motion_settings(v: dict[str, Any]) -> MotionSettings:
         if not v[name].strip('/'):
             raise ConfigError(name, 'must name a tf2 frame', v[name])
     return MotionSettings(
-        deskew=DeskewSettings(bool(v['lidar.deskew']), float(v['motion.max_extrapolation'])),
+        deskew=DeskewSettings(bool(v['lidar.deskew']), float(v['motion.max_extrapolation']),
+                              float(v['lidar.sweep_offset'])),
         time_field=TimeFieldSettings(v['lidar.time_field'], v['lidar.time_unit'],
                                      v['lidar.time_reference']),
         odom_frame=v['motion.odom_frame'].lstrip('/'),
