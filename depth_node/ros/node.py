@@ -13,7 +13,9 @@ Inference runs on one dedicated worker thread. Images reach it through a
 image replaces the waiting one (counted as ``dropped_superseded``), so latency cannot grow.
 The LiDAR buffer (a :class:`~depth_node.core.stamped.StampedCache` of decoded sweeps) and the
 camera model are shared under ``self._lock``, whose condition wakes a worker waiting for them;
-the worker publishes from its own thread (rclpy publishers are thread-safe).
+the worker publishes from its own thread (rclpy publishers are thread-safe). The vehicle's
+poses for the deskew (:class:`~depth_node.ros.motion.VehicleMotion`: odometry callback on the
+executor, lookups from the worker) are under that object's own lock.
 """
 
 from __future__ import annotations
