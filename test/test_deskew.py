@@ -148,3 +148,20 @@ def test_pose_buffer_picks_the_poses_around_a_window_and_forgets_on_a_jump_back(
     assert buf.add(3 * 10**9, np.array([50.0, 0, 0]), q)
     buf.add(5, np.zeros(3), q)  # 3 s back: a replay restarted
     assert len(buf) == 1 and buf.track(0, 0, 10) is None
+
+
+def test_compiled_kernel_matches_its_numpy_twin_and_the_reference():
+    from depth_node.core import deskew as module
+    world, times = scene(3000, seed=5)
+    measured = sweep_of(world, times, YAW_RATE).astype(np.float32)
+    track = track_of(np.arange(-0.2, 0.1, 0.02), YAW_RATE)
+    assert module._compiled_knots is not None  # numba is a dependency
+    fast = deskew(measured, times, track, BASE_TO_LIDAR)
+    ref = deskew_reference(measured, times, track, BASE_TO_LIDAR)
+    np.testing.assert_allclose(fast, ref, atol=5e-5)
+    f = np.linspace(0.0, module.KNOTS - 1, len(measured))
+    table = np.random.default_rng(0).normal(size=(module.KNOTS, 12))
+    a, b = np.empty_like(measured), np.empty_like(measured)
+    module._compiled_knots(measured, f, table, a)
+    module._knots_numpy(measured, f, table, b)
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-3)

@@ -14,9 +14,10 @@ A sweep without per-point time is moved as a whole, from its stamp to ``t_c``, t
 
 Speed: the relative pose is computed exactly (slerp) at :data:`KNOTS` times evenly spread over
 the sweep's time span and linearly interpolated per point (12 numbers per point, no per-point
-trigonometry): over 100 ms / 256 the rotation changes by ~0.2 mrad at 0.5 rad/s, so the
-interpolated matrix is off by ~5e-9 (micrometres at 100 m). Short sweeps are done per point.
-:func:`deskew_reference` is the one-point-at-a-time reference.
+trigonometry) by a numba kernel: over 100 ms / 256 the rotation changes by ~0.2 mrad at
+0.5 rad/s, so the interpolated matrix is off by ~5e-9 (micrometres at 100 m). Short sweeps are
+done exactly per point in numpy. :func:`deskew_reference` is the one-point-at-a-time reference,
+``_knots_numpy`` the kernel's numpy twin.
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ from __future__ import annotations
 from typing import Union
 
 import numpy as np
+
+try:  # numba is a dependency; without it (a broken install) the numpy version runs
+    from numba import njit
+except ImportError:  # pragma: no cover - exercised only on a broken install
+    njit = None
 
 from depth_node.core.errors import DepthNodeError
 from depth_node.core.motion import (PoseTrack, quat_conjugate, quat_multiply, quat_rotate)
@@ -121,23 +127,53 @@ def deskew(xyz: np.ndarray, times: Union[np.ndarray, float], track: PoseTrack,
         return deskew(pts, lo, track, base_to_lidar, target)
     knots = np.linspace(lo, hi, KNOTS)
     q, p = lidar_motion(track, base_to_lidar, knots, target)
-    table = np.concatenate([quat_matrices(q).reshape(KNOTS, 9), p], axis=1)  # [K, 12]
-    table = np.ascontiguousarray(table.T, dtype=np.float32)  # [12, K]: R row-major, then t
-    slope = np.diff(table, axis=1)  # [12, K-1]
-    f = ((t - lo) * ((KNOTS - 1) / (hi - lo))).astype(np.float32)
-    i = np.minimum(f.astype(np.intp), KNOTS - 2)  # [N] knot before each point
-    f -= i  # weight of the knot after
-    m = table.take(i, axis=1)  # [12, N]
-    m += slope.take(i, axis=1) * f  # the relative pose at each point's time
+    table = np.concatenate([quat_matrices(q).reshape(KNOTS, 9), p], axis=1)  # [K, 12] R, t
+    f = (t - lo) * ((KNOTS - 1) / (hi - lo))  # [N] position of each time among the knots
     out = np.empty_like(pts)
-    x, y, z = pts[:, 0], pts[:, 1], pts[:, 2]
-    for r in range(3):
-        col = m[3 * r] * x
-        col += m[3 * r + 1] * y
-        col += m[3 * r + 2] * z
-        col += m[9 + r]
-        out[:, r] = col
+    if _compiled_knots is not None:
+        _compiled_knots(np.ascontiguousarray(pts), f, table, out)
+    else:  # pragma: no cover - a broken install without numba
+        _knots_numpy(pts, f, table, out)
     return out
+
+
+def _apply_knots(pts: np.ndarray, f: np.ndarray, table: np.ndarray, out: np.ndarray) -> None:
+    """``out[n] = R(f[n]) @ pts[n] + t(f[n])``, the pose linearly interpolated in ``table``
+    ([K, 12]: R row-major, then t) at the fractional knot index ``f[n]`` (numba-compiled)."""
+    last = table.shape[0] - 2
+    for n in range(pts.shape[0]):
+        i = int(f[n])
+        if i > last:
+            i = last
+        w = f[n] - i
+        x, y, z = pts[n, 0], pts[n, 1], pts[n, 2]
+        for r in range(3):
+            a = table[i, 3 * r] + w * (table[i + 1, 3 * r] - table[i, 3 * r])
+            b = table[i, 3 * r + 1] + w * (table[i + 1, 3 * r + 1] - table[i, 3 * r + 1])
+            c = table[i, 3 * r + 2] + w * (table[i + 1, 3 * r + 2] - table[i, 3 * r + 2])
+            d = table[i, 9 + r] + w * (table[i + 1, 9 + r] - table[i, 9 + r])
+            out[n, r] = a * x + b * y + c * z + d
+
+
+_compiled_knots = njit(cache=True, nogil=True)(_apply_knots) if njit is not None else None
+
+
+def _knots_numpy(pts: np.ndarray, f: np.ndarray, table: np.ndarray, out: np.ndarray) -> None:
+    """:func:`_apply_knots` in numpy (the fallback without numba, and its test reference)."""
+    i = np.minimum(f.astype(np.intp), table.shape[0] - 2)
+    w = (f - i)[:, None]
+    m = table[i] + w * (table[i + 1] - table[i])  # [N, 12]
+    for r in range(3):
+        out[:, r] = (m[:, 3 * r] * pts[:, 0] + m[:, 3 * r + 1] * pts[:, 1]
+                     + m[:, 3 * r + 2] * pts[:, 2] + m[:, 9 + r])
+
+
+def warm_up() -> None:
+    """Compile the deskew kernel now (or load it from numba's cache), not on the first sweep."""
+    track = PoseTrack(np.array([0.0, 1.0]), np.zeros((2, 3)), np.tile([0, 0, 0, 1.0], (2, 1)))
+    n = 4 * KNOTS + 1
+    deskew(np.zeros((n, 3), np.float32), np.linspace(0.0, 1.0, n), track,
+           RigidTransform.identity())
 
 
 def deskew_reference(xyz: np.ndarray, times: np.ndarray, track: PoseTrack,
@@ -158,4 +194,4 @@ def deskew_reference(xyz: np.ndarray, times: np.ndarray, track: PoseTrack,
     return out.astype(np.float32)
 
 
-__all__ = ['deskew', 'deskew_reference', 'KNOTS', 'lidar_motion', 'quat_matrices']
+__all__ = ['deskew', 'deskew_reference', 'KNOTS', 'lidar_motion', 'quat_matrices', 'warm_up']

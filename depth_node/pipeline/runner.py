@@ -45,6 +45,7 @@ import numpy as np
 
 from depth_node.core.camera import PinholeCamera
 from depth_node.core.compat import StrEnum
+from depth_node.core.deskew import warm_up as warm_up_deskew
 from depth_node.core.errors import DepthNodeError
 from depth_node.core.stamped import StampedCache
 from depth_node.core.transforms import RigidTransform
@@ -216,6 +217,8 @@ class FrameRunner:
         self.buffers: Optional[OutputBuffers] = None
         warm_up_outputs()
         self._deskew_state: Optional[DeskewState] = None
+        if config.deskew.enable:
+            warm_up_deskew()  # compile (or load) its kernel now, not on the first sweep
 
     @property
     def config(self) -> RunnerConfig:
