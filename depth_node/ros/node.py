@@ -197,15 +197,14 @@ class DepthNode(Node):
     def _on_keyframe_error(self, tag: Any, message: str) -> None:
         self._warn('keyframe_error', f'keyframe failed: {message}', error=True)
 
-    def _make_tf_listener(self) -> Any:
+    def _make_tf_listener(self, required: bool = True) -> Any:
         try:
             import tf2_ros
         except ImportError:
+            if not required:  # the deskew's motion: the odometry topic, or none (said once)
+                return None
             raise ConfigError('extrinsic.source', "'tf' needs tf2_ros (apt install "
                               'ros-$ROS_DISTRO-tf2-ros); use parameters otherwise', 'tf') from None
-        return self._tf_listener_of(tf2_ros)
-
-    def _tf_listener_of(self, tf2_ros: Any) -> Any:
         buffer = tf2_ros.Buffer()
         self._tf_listener = tf2_ros.TransformListener(buffer, self)
         return buffer
@@ -214,12 +213,7 @@ class DepthNode(Node):
         """The deskew's motion sources (ros/motion.py): tf2 when importable, the odometry
         topic (``motion.odometry_topic``), constant velocity past the poses they gave."""
         if self._tf_buffer is None:
-            try:
-                import tf2_ros
-            except ImportError:
-                pass  # the odometry topic, or no deskew (said once, and in diagnostics)
-            else:
-                self._tf_buffer = self._tf_listener_of(tf2_ros)
+            self._tf_buffer = self._make_tf_listener(required=False)
         self._vehicle = VehicleMotion(lambda: self.config.motion, self._tf_buffer)
         self._vehicle.subscribe(self._qos, qos)
 
