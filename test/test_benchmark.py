@@ -94,7 +94,7 @@ def test_help_lists_every_benchmark_and_each_name_has_its_options(capsys):
     text = capsys.readouterr().out
     assert text.startswith('usage: benchmark [NAME]')
     assert set(cli.BENCHMARKS) == {'pipeline', 'backends', 'keyframes', 'transport', 'accuracy',
-                                   'fleet'}
+                                   'fleet', 'motion'}
     for name in cli.BENCHMARKS:
         assert f'\n  {name} ' in text, name
         with pytest.raises(SystemExit) as exc:  # argparse's --help of that benchmark
@@ -148,3 +148,17 @@ def test_keyframes_benchmark_runs_and_reports_ratios():
     assert 'thread' in format_table(report)
     with pytest.raises(ConfigError):
         parse_config('fork:1')
+
+
+def test_motion_benchmark_scores_deskew_against_the_instantaneous_sweep(capsys):
+    from depth_node.bench.motion import main, ROWS
+    assert main(['--width', '160', '--height', '120', '--frames', '2', '--streets', '700']) == 0
+    out = capsys.readouterr().out
+    rows = {}
+    for label, *_ in ROWS:
+        line = next(ln for ln in out.splitlines() if ln.startswith(label))
+        rows[label] = float(line[len(label):].split()[0])
+    assert rows['rotating, Ouster t (ns), deskew'] < rows['rotating, Ouster t (ns), no deskew']
+    assert rows['rotating, Velodyne time (s), deskew'] == pytest.approx(
+        rows['rotating, Ouster t (ns), deskew'], rel=1e-3)  # same times, two encodings
+    assert 'ok' in out

@@ -35,6 +35,8 @@ BENCHMARKS: dict[str, Benchmark] = {
                           'ground-truth accuracy of the metric path, with targets'),
     'fleet': Benchmark('depth_node.bench.fleet',
                        'bags/min of evaluate over many bags for 1, 2, ... Ray workers'),
+    'motion': Benchmark('depth_node.bench.motion',
+                        'a turning vehicle with a spinning LiDAR: deskew on and off'),
 }
 DEFAULT = 'pipeline'
 
