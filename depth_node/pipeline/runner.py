@@ -162,7 +162,7 @@ class Sweep:
 
     stamp_ns: int
     frame_id: str
-    xyz: np.ndarray  # [N, 3] float32, metres, in frame_id
+    xyz: np.ndarray  # [N, 3] float32, metres, in frame_id; may hold NaN, may be read-only
 
 
 @dataclass

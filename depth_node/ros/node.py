@@ -222,7 +222,7 @@ class DepthNode(Node):
 
     def _on_points(self, msg: PointCloud2) -> None:
         try:
-            xyz = pointcloud2_to_xyz(msg)
+            xyz = pointcloud2_to_xyz(msg, finite=False)  # a view: the projection drops NaN
         except DepthNodeError as exc:
             self._drop('malformed_points', f'points dropped: {exc}', exc)
             return
