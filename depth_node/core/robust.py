@@ -33,7 +33,7 @@ import numpy as np
 from depth_node.core.align import AffineFit, OutputKind
 from depth_node.core.errors import ConfigError, DepthNodeError
 from depth_node.core import robust_kernels as kernels
-from depth_node.core.fit_data import FitData, strided_subset
+from depth_node.core.fit_data import FitData, start_hypotheses, strided_subset
 # Re-exported: callers that imported it from here before the split keep working.
 
 # 1.4826 * MAD estimates the standard deviation of Gaussian residuals.
@@ -186,17 +186,15 @@ def fit_affine_robust(prediction: np.ndarray, z: np.ndarray, space: OutputKind,
 def _fit(prediction: np.ndarray, z: np.ndarray, space: OutputKind,
          weights: Optional[np.ndarray], cfg: FitConfig, compiled: bool) -> AffineFit:
     space = OutputKind(space)
+    if compiled and cfg.method == 'irls' and kernels.compiled_irls is not None:
+        return _fit_compiled(prediction, z, space, weights, cfg)
     pred = np.asarray(prediction, dtype=np.float64).reshape(-1)
     zz = np.asarray(z, dtype=np.float64).reshape(-1)
-    if pred.shape != zz.shape:
-        raise DepthNodeError(f'prediction and z must have the same length, got {pred.size} '
-                             f'and {zz.size}')
+    _check_lengths(pred, zz, weights)
     good = np.isfinite(pred) & np.isfinite(zz) & (zz > 0)
     w0 = None
     if weights is not None:
         w0 = np.asarray(weights, dtype=np.float64).reshape(-1)
-        if w0.shape != zz.shape:
-            raise DepthNodeError(f'weights must have the length of z ({zz.size}), got {w0.size}')
         good &= np.isfinite(w0) & (w0 > 0)
     n = int(good.sum())
     if n < cfg.min_points:
@@ -208,15 +206,6 @@ def _fit(prediction: np.ndarray, z: np.ndarray, space: OutputKind,
         return AffineFit.refused(space, n, 'prediction is constant over the LiDAR points')
     y = 1.0 / zg if space is OutputKind.DISPARITY else zg
     prior = None if w0 is None else w0[good] / w0[good].max()
-    if compiled and cfg.method == 'irls' and kernels.compiled_irls is not None:
-        hypotheses = _hypotheses(x, y, prior, cfg)
-        result = None if hypotheses is None else kernels.fit_irls(
-            x, y, zg, prior, hypotheses, cfg, space is OutputKind.DISPARITY)
-        if result is None:
-            return AffineFit.refused(space, n, 'non-positive scale (no sample of positive '
-                                     'scale)')
-        s, t, sigma, k, abs_rel = result
-        return _verdict(s, t, sigma, k, abs_rel, space, n, cfg)
     data = FitData(x, y, prior)
 
     start = _sample_start(data, cfg)
@@ -243,6 +232,50 @@ def _fit(prediction: np.ndarray, z: np.ndarray, space: OutputKind,
         mapped = s * x[inl] + t  # > 0 for inliers (finite log residual)
         z_fit = 1.0 / mapped if space is OutputKind.DISPARITY else mapped
         abs_rel = float(np.mean(np.abs(z_fit - zg[inl]) / zg[inl]))
+    return _verdict(s, t, sigma, k, abs_rel, space, n, cfg)
+
+
+def _check_lengths(pred: np.ndarray, z: np.ndarray, weights: Optional[np.ndarray]) -> None:
+    if pred.shape != z.shape:
+        raise DepthNodeError(f'prediction and z must have the same length, got {pred.size} '
+                             f'and {z.size}')
+    if weights is not None and np.size(weights) != z.size:
+        raise DepthNodeError(f'weights must have the length of z ({z.size}), got '
+                             f'{np.size(weights)}')
+
+
+def _floats(a: np.ndarray) -> np.ndarray:
+    """``a`` when the kernels take it as it is (native float32 / float64), else float64."""
+    return a if a.dtype in (np.float32, np.float64) and a.dtype.isnative \
+        else a.astype(np.float64)
+
+
+def _fit_compiled(prediction: np.ndarray, z: np.ndarray, space: OutputKind,
+                  weights: Optional[np.ndarray], cfg: FitConfig) -> AffineFit:
+    """The IRLS fit with its loops compiled (:mod:`depth_node.core.robust_kernels`)."""
+    pred = np.asarray(prediction).reshape(-1)
+    zz = np.asarray(z).reshape(-1)
+    _check_lengths(pred, zz, weights)
+    pred, zz = _floats(pred), _floats(zz)
+    w = np.empty(0) if weights is None else _floats(np.asarray(weights).reshape(-1))
+    pairs = kernels.pairs_buffer(zz.size)
+    disparity = space is OutputKind.DISPARITY
+    n, std, mean_abs = kernels.compiled_usable_pairs(pred, zz, w, disparity, pairs)
+    if n < cfg.min_points:
+        return AffineFit.refused(space, n, f'too few points ({n} < {cfg.min_points})')
+    if not std > 1e-6 * max(mean_abs, 1e-30):
+        return AffineFit.refused(space, n, 'prediction is constant over the LiDAR points')
+    has_prior = weights is not None
+    hypotheses = start_hypotheses(pairs[0, :n], pairs[2, :n],
+                                  pairs[4, :n] if has_prior else None, cfg.seed,
+                                  cfg.hypotheses, cfg.score_points, inverse=True)
+    if hypotheses is None:
+        return AffineFit.refused(space, n, 'non-positive scale (no sample of positive scale)')
+    s_k, t_k, sub = hypotheses
+    best = kernels.compiled_median_scores(s_k, t_k, pairs[0], pairs[2], sub,
+                                          np.empty(sub.size))
+    s, t, sigma, k, abs_rel = kernels.fit_irls(float(s_k[best]), float(t_k[best]), pairs, n,
+                                               has_prior, cfg, disparity)
     return _verdict(s, t, sigma, k, abs_rel, space, n, cfg)
 
 
@@ -283,7 +316,8 @@ def _robust_sigma(rho: np.ndarray) -> float:
 
 def _sample_start(data: FitData, cfg: FitConfig) -> Optional[tuple[float, float]]:
     """Best 2-point hypothesis ``(s, t)``: least median (IRLS) or most inliers (RANSAC)."""
-    hypotheses = _hypotheses(data.x, data.y, data.prior, cfg)
+    hypotheses = start_hypotheses(data.x, data.y, data.prior, cfg.seed, cfg.hypotheses,
+                                  cfg.score_points)
     if hypotheses is None:
         return None
     s, t, sub = hypotheses
@@ -301,29 +335,6 @@ def _sample_start(data: FitData, cfg: FitConfig) -> Optional[tuple[float, float]
         score = np.partition(rho, half, axis=1)[:, half]
     best = int(np.argmin(score))
     return float(s[best]), float(t[best])
-
-
-def _hypotheses(x: np.ndarray, y: np.ndarray, prior: Optional[np.ndarray], cfg: FitConfig
-                ) -> Optional[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Seeded 2-point samples of positive scale ``(s [K], t [K])`` and the scored subset."""
-    n = x.size
-    rng = np.random.default_rng(cfg.seed)
-    if prior is None:
-        i, j = rng.integers(0, n, (2, cfg.hypotheses))
-    else:  # points with larger prior weights are drawn proportionally more often
-        p = prior / prior.sum()
-        i, j = rng.choice(n, (2, cfg.hypotheses), p=p)
-    dx = x[i] - x[j]
-    with np.errstate(divide='ignore', invalid='ignore'):
-        s = (y[i] - y[j]) / dx  # [K]
-    t = y[i] - s * x[i]
-    # Pairs too close in prediction give a noise-dominated slope; drop them, and s <= 0.
-    sub = strided_subset(n, cfg.score_points)
-    lo, hi = np.percentile(x[sub], [10.0, 90.0])
-    ok = np.isfinite(s) & (s > 0) & (np.abs(dx) > 0.05 * max(hi - lo, 1e-12))
-    if not ok.any():
-        return None
-    return s[ok], t[ok], sub
 
 
 def _log_weights(r: np.ndarray, rho: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy as np
 
 from depth_node.core.align import AffineFit, fit_affine, OutputKind
 from depth_node.core.camera import PinholeCamera
-from depth_node.core import lidar, see_through
+from depth_node.core import lidar, robust_kernels, see_through
 from depth_node.core.lidar import project_points, SparseDepth
 from depth_node.core.see_through import reject_see_through
 from depth_node.core.transforms import RigidTransform
@@ -112,6 +112,7 @@ def warm_up() -> None:
     """
     lidar.warm_up()
     see_through.warm_up()
+    robust_kernels.warm_up()
 
 
 __all__ = ['LidarSupport', 'align_to_lidar', 'fit_to_lidar', 'project_lidar', 'warm_up']
