@@ -138,7 +138,7 @@ def project_points_reference(points: np.ndarray, camera: PinholeCamera,
 def _project_kernel(pts: np.ndarray, rot: np.ndarray, trans: np.ndarray, intr: np.ndarray,
                     limits: np.ndarray, width: int, height: int, zbuf: np.ndarray,
                     owner: np.ndarray, hit_idx: np.ndarray, hit_pix: np.ndarray,
-                    out_pix: np.ndarray, out_z: np.ndarray) -> int:
+                    out_u: np.ndarray, out_v: np.ndarray, out_z: np.ndarray) -> int:
     """One pass: transform, depth limits, projection and z-buffer; returns the hit count M.
 
     The arithmetic is that of :func:`project_points_reference`, in the same precision (the
@@ -146,7 +146,8 @@ def _project_kernel(pts: np.ndarray, rot: np.ndarray, trans: np.ndarray, intr: n
     order, so the results are identical. ``zbuf`` [H*W] float32 must be +inf everywhere on
     entry and is again on return (only the pixels hit are written, then reset); ``owner``
     [H*W] int32 needs no initial value. ``hit_idx``, ``hit_pix`` [N] int32 are scratch;
-    ``out_pix`` [N] int32 and ``out_z`` [N] float32 receive the M winners in point order.
+    ``out_u``, ``out_v`` [N] int32 and ``out_z`` [N] float32 receive the M winners in point
+    order.
     """
     r00, r01, r02 = rot[0, 0], rot[0, 1], rot[0, 2]
     r10, r11, r12 = rot[1, 0], rot[1, 1], rot[1, 2]
@@ -179,7 +180,8 @@ def _project_kernel(pts: np.ndarray, rot: np.ndarray, trans: np.ndarray, intr: n
     for k in range(hits):
         p = hit_pix[k]
         if owner[p] == hit_idx[k]:
-            out_pix[m] = p
+            out_u[m] = p % width
+            out_v[m] = p // width
             out_z[m] = zbuf[p]
             m += 1
             zbuf[p] = np.inf
@@ -196,7 +198,7 @@ class _Buffers(threading.local):
         self.pixels = 0
         self.zbuf = np.empty(0, np.float32)  # [H*W], +inf between calls
         self.owner = np.empty(0, np.int32)  # [H*W]
-        self.points = np.empty((4, 0), np.int32)  # hit_idx, hit_pix, out_pix, out_z (bits)
+        self.points = np.empty((5, 0), np.int32)  # hit_idx, hit_pix, out_u, out_v, out_z bits
 
     def image(self, pixels: int) -> tuple[np.ndarray, np.ndarray]:
         if self.pixels < pixels:
@@ -207,7 +209,7 @@ class _Buffers(threading.local):
 
     def per_point(self, n: int) -> np.ndarray:
         if self.points.shape[1] < n:
-            self.points = np.empty((4, max(n, 2 * self.points.shape[1])), np.int32)
+            self.points = np.empty((5, max(n, 2 * self.points.shape[1])), np.int32)
         return self.points
 
 
@@ -237,14 +239,12 @@ def project_points(points: np.ndarray, camera: PinholeCamera,
     intr = np.array([camera.fx, camera.fy, camera.cx, camera.cy, camera.tx, camera.ty],
                     np.float64)
     limits = np.array([min_depth, min(max_depth, _MAX_RANGE)], np.float64)
-    out_z = scratch[3].view(np.float32)
+    out_z = scratch[4].view(np.float32)
     m = _compiled_project(pts, lidar_to_camera.rotation.astype(np.float32),
                           lidar_to_camera.translation.astype(np.float32), intr, limits,
                           camera.width, camera.height, zbuf, owner, scratch[0], scratch[1],
-                          scratch[2], out_z)
-    win = scratch[2, :m]
-    return SparseDepth((win % camera.width).astype(np.int32),
-                       (win // camera.width).astype(np.int32), out_z[:m].copy(),
+                          scratch[2], scratch[3], out_z)
+    return SparseDepth(scratch[2, :m].copy(), scratch[3, :m].copy(), out_z[:m].copy(),
                        camera.width, camera.height)
 
 

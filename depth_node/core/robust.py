@@ -244,10 +244,13 @@ def _check_lengths(pred: np.ndarray, z: np.ndarray, weights: Optional[np.ndarray
                              f'{np.size(weights)}')
 
 
-def _floats(a: np.ndarray) -> np.ndarray:
-    """``a`` when the kernels take it as it is (native float32 / float64), else float64."""
-    return a if a.dtype in (np.float32, np.float64) and a.dtype.isnative \
-        else a.astype(np.float64)
+def _floats(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The arrays as the kernels are compiled for them at warm-up: all float32 (the pipeline's
+    prediction and LiDAR depth) or all float64, native, contiguous, writable; copies only where
+    needed. No compilation happens on a frame."""
+    dtype = np.float32 if all(a.dtype == np.float32 for a in arrays) else np.float64
+    return tuple(a if a.dtype == dtype and a.dtype.isnative and a.flags.c_contiguous
+                 and a.flags.writeable else np.array(a, dtype=dtype) for a in arrays)
 
 
 def _fit_compiled(prediction: np.ndarray, z: np.ndarray, space: OutputKind,
@@ -256,8 +259,9 @@ def _fit_compiled(prediction: np.ndarray, z: np.ndarray, space: OutputKind,
     pred = np.asarray(prediction).reshape(-1)
     zz = np.asarray(z).reshape(-1)
     _check_lengths(pred, zz, weights)
-    pred, zz = _floats(pred), _floats(zz)
-    w = np.empty(0) if weights is None else _floats(np.asarray(weights).reshape(-1))
+    pred, zz = _floats(pred, zz)
+    w = np.empty(0) if weights is None else _floats(np.asarray(weights).reshape(-1),
+                                                    np.empty(0))[0]
     pairs = kernels.pairs_buffer(zz.size)
     disparity = space is OutputKind.DISPARITY
     n, std, mean_abs = kernels.compiled_usable_pairs(pred, zz, w, disparity, pairs)

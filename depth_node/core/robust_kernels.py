@@ -340,9 +340,8 @@ def warm_up() -> None:
     from depth_node.core.align import OutputKind
     from depth_node.core.robust import FitConfig
     z = np.linspace(2.0, 40.0, 64)
-    for pred in (1.0 / z, (1.0 / z).astype(np.float32)):
-        for z_in in (z, z.astype(np.float32)):
-            FitConfig(min_points=4).fit(pred, z_in, OutputKind.DISPARITY)
+    for z_in in (z, z.astype(np.float32)):  # all float32 (the pipeline's) or all float64
+        FitConfig(min_points=4).fit(1.0 / z_in, z_in, OutputKind.DISPARITY)
     FitConfig(min_points=4).fit(z, z, OutputKind.DEPTH, weights=np.ones(64))
 
 

@@ -101,8 +101,10 @@ def reject_see_through(sparse: SparseDepth, window: int = 7, rel_gap: float = 0.
     step = np.float32(0.0 if focal_px is None else 1.0 / (focal_px * plane_distance))
     inv = _BUFFERS.image(sparse.height + 2 * radius, sparse.width + 2 * radius)
     keep = np.empty(m, dtype=bool)
-    ok = _compiled_test(sparse.u, sparse.v, sparse.z, radius, np.float32(1.0 + rel_gap), step,
-                        inv, keep)
+    # The types the kernel is compiled for at warm-up (no copy when they already are).
+    u, v = np.ascontiguousarray(sparse.u, np.int32), np.ascontiguousarray(sparse.v, np.int32)
+    z = np.ascontiguousarray(sparse.z, np.float32)
+    ok = _compiled_test(u, v, z, radius, np.float32(1.0 + rel_gap), step, inv, keep)
     if not ok:  # a depth <= 0 or NaN: the erosions' min semantics, not the kernel's max
         return reject_see_through_reference(sparse, window, rel_gap, focal_px, plane_distance)
     return keep
