@@ -238,12 +238,15 @@ def pointcloud2_to_arrays(msg: Any, extra: tuple[str, ...] = (), finite: bool = 
     """
     height, width = int(msg.height), int(msg.width)
     point_step, row_step = int(msg.point_step), int(msg.row_step)
+    wanted = ('x', 'y', 'z') + tuple(extra)
     fields: dict[str, Any] = {}
-    for field in msg.fields:
-        fields.setdefault(str(field.name), field)
+    for field in msg.fields:  # only the wanted ones: each attribute of an rclpy field costs
+        name = field.name
+        if name in wanted and name not in fields:
+            fields[name] = field
     endian = '>' if msg.is_bigendian else '<'
     names, offsets, kinds = [], [], []
-    for name in ('x', 'y', 'z') + tuple(n for n in extra if n in fields):
+    for name in wanted[:3] + tuple(n for n in extra if n in fields):
         field = fields.get(name)
         if field is None:
             raise MessageError('PointCloud2.fields', f'has no {name!r} field (fields: '
@@ -260,12 +263,13 @@ def pointcloud2_to_arrays(msg: Any, extra: tuple[str, ...] = (), finite: bool = 
                 raise MessageError(f"PointCloud2.fields['{name}'].datatype",
                                    f'{datatype} is not a PointField datatype (1..8)')
             kind = POINT_FIELD_TYPES[datatype][1]
-        size = np.dtype(kind).itemsize
-        if int(field.offset) + size > point_step:
+        size = int(kind[1:])  # 'f4' -> 4
+        offset = int(field.offset)
+        if offset + size > point_step:
             raise MessageError(f"PointCloud2.fields['{name}'].offset",
-                               f'{field.offset} + {size} bytes is past point_step {point_step}')
+                               f'{offset} + {size} bytes is past point_step {point_step}')
         names.append(name)
-        offsets.append(int(field.offset))
+        offsets.append(offset)
         kinds.append(endian + kind)
     if row_step < width * point_step:
         raise MessageError('PointCloud2.row_step', f'{row_step} is smaller than width*point_step '
