@@ -36,19 +36,11 @@ from depth_node.core import robust_kernels as kernels
 from depth_node.core.fit_data import FitData, start_hypotheses, strided_subset
 # Re-exported: callers that imported it from here before the split keep working.
 
-# 1.4826 * MAD estimates the standard deviation of Gaussian residuals.
-_MAD_TO_SIGMA = kernels.MAD_TO_SIGMA
 # Default tuning constants, in robust standard deviations: 95 % Gaussian efficiency each.
 _TUNING = {'tukey': 4.685, 'huber': 1.345}
-# The robust scale never drops below this relative residual: exact synthetic data would
-# otherwise give a zero scale and weights of 0/0.
-_MIN_SIGMA = kernels.MIN_SIGMA
-_COARSE_TOL = kernels.COARSE_TOL  # the subset stage of IRLS stops at this relative change
-# Residuals beyond this many (first-estimate) sigmas do not enter the robust scale.
-_SCALE_CUT = kernels.SCALE_CUT
-# The robust scale is estimated on an evenly strided subset of this many residuals (the
-# median is the costliest step of a round; 4096 residuals estimate it to ~2 %).
-_SCALE_POINTS = kernels.SCALE_POINTS
+# The scale's constants are the kernels' (their comments say what each is).
+_MAD_TO_SIGMA, _MIN_SIGMA, _SCALE_CUT = kernels.MAD_TO_SIGMA, kernels.MIN_SIGMA, kernels.SCALE_CUT
+_COARSE_TOL, _SCALE_POINTS = kernels.COARSE_TOL, kernels.SCALE_POINTS
 
 
 @dataclass(frozen=True)

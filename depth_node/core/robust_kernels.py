@@ -31,7 +31,7 @@ except ImportError:  # pragma: no cover - exercised only on a broken install
     njit = None
 
 MAD_TO_SIGMA = 1.4826  # 1.4826 * MAD estimates the standard deviation of Gaussian residuals
-MIN_SIGMA = 1e-5  # the robust scale never drops below this relative residual
+MIN_SIGMA = 1e-5  # the scale never drops below this (exact data: no 0/0 weights)
 SCALE_CUT = 4.685  # residuals beyond this many first-estimate sigmas leave the robust scale
 COARSE_TOL = 1e-3  # the subset stage of IRLS stops at this relative change
 # The robust scale is estimated on an evenly strided subset of this many residuals (the
