@@ -39,7 +39,8 @@ def test_small_run_prints_every_stage(tmp_path, capsys):
     text = capsys.readouterr().out
     assert 'command:  benchmark pipeline --frames 3 --warmup 1 --width 320 --height 240' in text
     for needle in ('machine:', 'cores', 'numpy', 'points/sweep', 'projected pixels',
-                   'target:   p50 <= 2.0 ms and <= 8x the memcpy floor'):
+                   'target:   p50 <= 2.0 ms and <= 8x the memcpy floor',
+                   'bare zero-copy np.ndarray view'):
         assert needle in text
     labels = [s.label for s in benchmark.STAGES] + [benchmark.TOTAL.label]
     assert {'projection', 'see-through rejection', 'fit', 'temporal filter', 'metric depth',
@@ -61,6 +62,7 @@ def test_small_run_prints_every_stage(tmp_path, capsys):
     assert data['lidar_points'] > 90_000
     assert 1_000 < data['projected_pixels'] < 320 * 240
     assert data['cloud_points'] == 160 * 120  # stride 2
+    assert data['excluded']['cloud_view']['p50'] >= 0  # the decode's floor, side by side
     assert data['settings']['width'] == 320 and data['settings']['lidar_beams'] == 64
     assert data['machine']['cores'] >= 1 and data['machine']['numpy']
     # The subscriber got what was published: serialisation and delivery really happened.

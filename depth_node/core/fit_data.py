@@ -84,3 +84,34 @@ class FitData:
         if not det > 1e-12 * a * c:
             return float('nan'), float('nan')
         return (c * e - b * f) / det, (a * f - b * e) / det
+
+
+def start_hypotheses(x: np.ndarray, y: np.ndarray, prior: Optional[np.ndarray], seed: int,
+                     hypotheses: int, score_points: int, inverse: bool = False
+                     ) -> Optional[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Seeded 2-point samples of the robust fit's start: ``(s [K], t [K])`` of positive scale
+    (from ``hypotheses`` drawn, prior-weighted when ``prior`` is given) and the strided subset
+    of ``score_points`` they are scored on; None when no sample has a positive scale.
+
+    ``y`` [n] is the target, or with ``inverse`` its inverse ``1 / y`` (read at the drawn pairs
+    only).
+    """
+    n = x.size
+    rng = np.random.default_rng(seed)
+    if prior is None:
+        i, j = rng.integers(0, n, (2, hypotheses))
+    else:  # points with larger prior weights are drawn proportionally more often
+        p = prior / prior.sum()
+        i, j = rng.choice(n, (2, hypotheses), p=p)
+    dx = x[i] - x[j]
+    yi, yj = (1.0 / y[i], 1.0 / y[j]) if inverse else (y[i], y[j])
+    with np.errstate(divide='ignore', invalid='ignore'):
+        s = (yi - yj) / dx  # [K]
+    t = yi - s * x[i]
+    # Pairs too close in prediction give a noise-dominated slope; drop them, and s <= 0.
+    sub = strided_subset(n, score_points)
+    lo, hi = np.percentile(x[sub], [10.0, 90.0])
+    ok = np.isfinite(s) & (s > 0) & (np.abs(dx) > 0.05 * max(hi - lo, 1e-12))
+    if not ok.any():
+        return None
+    return s[ok], t[ok], sub

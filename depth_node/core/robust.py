@@ -32,22 +32,15 @@ import numpy as np
 
 from depth_node.core.align import AffineFit, OutputKind
 from depth_node.core.errors import ConfigError, DepthNodeError
-from depth_node.core.fit_data import FitData, strided_subset
+from depth_node.core import robust_kernels as kernels
+from depth_node.core.fit_data import FitData, start_hypotheses, strided_subset
 # Re-exported: callers that imported it from here before the split keep working.
 
-# 1.4826 * MAD estimates the standard deviation of Gaussian residuals.
-_MAD_TO_SIGMA = 1.4826
 # Default tuning constants, in robust standard deviations: 95 % Gaussian efficiency each.
 _TUNING = {'tukey': 4.685, 'huber': 1.345}
-# The robust scale never drops below this relative residual: exact synthetic data would
-# otherwise give a zero scale and weights of 0/0.
-_MIN_SIGMA = 1e-5
-_COARSE_TOL = 1e-3  # the subset stage of IRLS stops at this relative change
-# Residuals beyond this many (first-estimate) sigmas do not enter the robust scale.
-_SCALE_CUT = 4.685
-# The robust scale is estimated on an evenly strided subset of this many residuals (the
-# median is the costliest step of a round; 4096 residuals estimate it to ~2 %).
-_SCALE_POINTS = 4096
+# The scale's constants are the kernels' (their comments say what each is).
+_MAD_TO_SIGMA, _MIN_SIGMA, _SCALE_CUT = kernels.MAD_TO_SIGMA, kernels.MIN_SIGMA, kernels.SCALE_CUT
+_COARSE_TOL, _SCALE_POINTS = kernels.COARSE_TOL, kernels.SCALE_POINTS
 
 
 @dataclass(frozen=True)
@@ -117,7 +110,12 @@ class FitConfig:
     def fit(self, prediction: np.ndarray, z: np.ndarray, space: OutputKind,
             weights: Optional[np.ndarray] = None) -> AffineFit:
         """:func:`fit_affine_robust` with these options."""
-        return _fit(prediction, z, space, weights, self)
+        return _fit(prediction, z, space, weights, self, compiled=True)
+
+    def fit_reference(self, prediction: np.ndarray, z: np.ndarray, space: OutputKind,
+                      weights: Optional[np.ndarray] = None) -> AffineFit:
+        """:meth:`fit` as numpy array operations: the reference of the compiled inner loops."""
+        return _fit(prediction, z, space, weights, self, compiled=False)
 
 
 def fit_affine_robust(prediction: np.ndarray, z: np.ndarray, space: OutputKind,
@@ -174,23 +172,21 @@ def fit_affine_robust(prediction: np.ndarray, z: np.ndarray, space: OutputKind,
     """
     cfg = FitConfig(method=method, loss=loss, min_points=min_points, max_residual=max_residual,
                     max_iter=max_iter, **options)  # type: ignore[arg-type]
-    return _fit(prediction, z, space, weights, cfg)
+    return _fit(prediction, z, space, weights, cfg, compiled=True)
 
 
 def _fit(prediction: np.ndarray, z: np.ndarray, space: OutputKind,
-         weights: Optional[np.ndarray], cfg: FitConfig) -> AffineFit:
+         weights: Optional[np.ndarray], cfg: FitConfig, compiled: bool) -> AffineFit:
     space = OutputKind(space)
+    if compiled and cfg.method == 'irls' and kernels.compiled_irls is not None:
+        return _fit_compiled(prediction, z, space, weights, cfg)
     pred = np.asarray(prediction, dtype=np.float64).reshape(-1)
     zz = np.asarray(z, dtype=np.float64).reshape(-1)
-    if pred.shape != zz.shape:
-        raise DepthNodeError(f'prediction and z must have the same length, got {pred.size} '
-                             f'and {zz.size}')
+    _check_lengths(pred, zz, weights)
     good = np.isfinite(pred) & np.isfinite(zz) & (zz > 0)
     w0 = None
     if weights is not None:
         w0 = np.asarray(weights, dtype=np.float64).reshape(-1)
-        if w0.shape != zz.shape:
-            raise DepthNodeError(f'weights must have the length of z ({zz.size}), got {w0.size}')
         good &= np.isfinite(w0) & (w0 > 0)
     n = int(good.sum())
     if n < cfg.min_points:
@@ -200,8 +196,9 @@ def _fit(prediction: np.ndarray, z: np.ndarray, space: OutputKind,
     # Relative spread test, as in fit_affine: a prediction flat to rounding carries no scale.
     if not float(np.std(x)) > 1e-6 * max(float(np.abs(x).mean()), 1e-30):
         return AffineFit.refused(space, n, 'prediction is constant over the LiDAR points')
-    data = FitData(x, 1.0 / zg if space is OutputKind.DISPARITY else zg,
-                   None if w0 is None else w0[good] / w0[good].max())
+    y = 1.0 / zg if space is OutputKind.DISPARITY else zg
+    prior = None if w0 is None else w0[good] / w0[good].max()
+    data = FitData(x, y, prior)
 
     start = _sample_start(data, cfg)
     if start is None:
@@ -221,18 +218,74 @@ def _fit(prediction: np.ndarray, z: np.ndarray, space: OutputKind,
         rho = data.log_residual(s, t)
         sigma = _robust_sigma(rho[strided_subset(n, _SCALE_POINTS)])
         inl = np.abs(rho) <= cfg.inlier_sigmas * sigma
+    k = int(inl.sum())
+    abs_rel = math.nan
+    if k:
+        mapped = s * x[inl] + t  # > 0 for inliers (finite log residual)
+        z_fit = 1.0 / mapped if space is OutputKind.DISPARITY else mapped
+        abs_rel = float(np.mean(np.abs(z_fit - zg[inl]) / zg[inl]))
+    return _verdict(s, t, sigma, k, abs_rel, space, n, cfg)
+
+
+def _check_lengths(pred: np.ndarray, z: np.ndarray, weights: Optional[np.ndarray]) -> None:
+    if pred.shape != z.shape:
+        raise DepthNodeError(f'prediction and z must have the same length, got {pred.size} '
+                             f'and {z.size}')
+    if weights is not None and np.size(weights) != z.size:
+        raise DepthNodeError(f'weights must have the length of z ({z.size}), got '
+                             f'{np.size(weights)}')
+
+
+def _floats(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The arrays as the kernels are compiled for them at warm-up: all float32 (the pipeline's
+    prediction and LiDAR depth) or all float64, native, contiguous, writable; copies only where
+    needed. No compilation happens on a frame."""
+    dtype = np.float32 if all(a.dtype == np.float32 for a in arrays) else np.float64
+    return tuple(a if a.dtype == dtype and a.dtype.isnative and a.flags.c_contiguous
+                 and a.flags.writeable else np.array(a, dtype=dtype) for a in arrays)
+
+
+def _fit_compiled(prediction: np.ndarray, z: np.ndarray, space: OutputKind,
+                  weights: Optional[np.ndarray], cfg: FitConfig) -> AffineFit:
+    """The IRLS fit with its loops compiled (:mod:`depth_node.core.robust_kernels`)."""
+    pred = np.asarray(prediction).reshape(-1)
+    zz = np.asarray(z).reshape(-1)
+    _check_lengths(pred, zz, weights)
+    pred, zz = _floats(pred, zz)
+    w = np.empty(0) if weights is None else _floats(np.asarray(weights).reshape(-1),
+                                                    np.empty(0))[0]
+    pairs = kernels.pairs_buffer(zz.size)
+    disparity = space is OutputKind.DISPARITY
+    n, std, mean_abs = kernels.compiled_usable_pairs(pred, zz, w, disparity, pairs)
+    if n < cfg.min_points:
+        return AffineFit.refused(space, n, f'too few points ({n} < {cfg.min_points})')
+    if not std > 1e-6 * max(mean_abs, 1e-30):
+        return AffineFit.refused(space, n, 'prediction is constant over the LiDAR points')
+    has_prior = weights is not None
+    hypotheses = start_hypotheses(pairs[0, :n], pairs[2, :n],
+                                  pairs[4, :n] if has_prior else None, cfg.seed,
+                                  cfg.hypotheses, cfg.score_points, inverse=True)
+    if hypotheses is None:
+        return AffineFit.refused(space, n, 'non-positive scale (no sample of positive scale)')
+    s_k, t_k, sub = hypotheses
+    best = kernels.compiled_median_scores(s_k, t_k, pairs[0], pairs[2], sub,
+                                          np.empty(sub.size))
+    s, t, sigma, k, abs_rel = kernels.fit_irls(float(s_k[best]), float(t_k[best]), pairs, n,
+                                               has_prior, cfg, disparity)
+    return _verdict(s, t, sigma, k, abs_rel, space, n, cfg)
+
+
+def _verdict(s: float, t: float, sigma: float, k: int, abs_rel: float, space: OutputKind,
+             n: int, cfg: FitConfig) -> AffineFit:
+    """The fit, or its refusal: scale, residual sigma and inlier count against the limits."""
     if not (np.isfinite(s) and s > 0):
         return AffineFit.refused(space, n, f'non-positive scale {s:.4g}')
-    k = int(inl.sum())
     if not sigma <= cfg.max_residual:
         return AffineFit.refused(space, n, f'residual {sigma:.3g} above max_residual '
                                            f'{cfg.max_residual:.3g} (log-depth)')
     if k < max(cfg.min_inlier_fraction * n, 2):
         return AffineFit.refused(space, n, f'only {k} of {n} points are inliers '
                                            f'(min_inlier_fraction {cfg.min_inlier_fraction})')
-    mapped = s * x[inl] + t  # > 0 for inliers (finite log residual)
-    z_fit = 1.0 / mapped if space is OutputKind.DISPARITY else mapped
-    abs_rel = float(np.mean(np.abs(z_fit - zg[inl]) / zg[inl]))
     return AffineFit(float(s), float(t), space, n, float(sigma), abs_rel, inliers=k)
 
 
@@ -259,25 +312,12 @@ def _robust_sigma(rho: np.ndarray) -> float:
 
 def _sample_start(data: FitData, cfg: FitConfig) -> Optional[tuple[float, float]]:
     """Best 2-point hypothesis ``(s, t)``: least median (IRLS) or most inliers (RANSAC)."""
-    x, y = data.x, data.y
-    n = x.size
-    rng = np.random.default_rng(cfg.seed)
-    if data.prior is None:
-        i, j = rng.integers(0, n, (2, cfg.hypotheses))
-    else:  # points with larger prior weights are drawn proportionally more often
-        p = data.prior / data.prior.sum()
-        i, j = rng.choice(n, (2, cfg.hypotheses), p=p)
-    dx = x[i] - x[j]
-    with np.errstate(divide='ignore', invalid='ignore'):
-        s = (y[i] - y[j]) / dx  # [K]
-    t = y[i] - s * x[i]
-    # Pairs too close in prediction give a noise-dominated slope; drop them, and s <= 0.
-    sub = strided_subset(n, cfg.score_points)
-    lo, hi = np.percentile(x[sub], [10.0, 90.0])
-    ok = np.isfinite(s) & (s > 0) & (np.abs(dx) > 0.05 * max(hi - lo, 1e-12))
-    if not ok.any():
+    hypotheses = start_hypotheses(data.x, data.y, data.prior, cfg.seed, cfg.hypotheses,
+                                  cfg.score_points)
+    if hypotheses is None:
         return None
-    s, t = s[ok], t[ok]
+    s, t, sub = hypotheses
+    x = data.x
     mapped = s[:, None] * x[sub][None, :] + t[:, None]  # [K, S]
     with np.errstate(divide='ignore', invalid='ignore'):
         rho = np.abs(np.log(mapped) - data.log_y[sub][None, :])

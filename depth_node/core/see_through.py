@@ -4,10 +4,15 @@ A LiDAR mounted apart from the camera (above and behind it, as on most vehicles)
 edges of foreground objects; those background returns project *inside* the foreground object in
 the image, where the camera (and so the model) sees the object. :func:`reject_see_through`
 drops returns that a clearly nearer return surrounds in the image, before any fit.
+
+:func:`reject_see_through` is one compiled pass (numba) over the returns on a padded
+inverse-depth image kept per thread; :func:`reject_see_through_reference` is the same test with
+OpenCV erosions, which the tests hold the compiled one to (identical masks).
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Optional
 
 import cv2
@@ -16,7 +21,24 @@ import numpy as np
 from depth_node.core.errors import DepthNodeError
 from depth_node.core.lidar import SparseDepth
 
+try:  # numba is a dependency; without it (a broken install) the numpy reference runs
+    from numba import njit
+except ImportError:  # pragma: no cover - exercised only on a broken install
+    njit = None
+
 _KERNEL_3X3 = np.ones((3, 3), np.uint8)  # erosion element: a 3x3 square
+
+
+def _check(window: int, rel_gap: float, focal_px: Optional[float],
+           plane_distance: float) -> None:
+    if window < 3 or window % 2 != 1:
+        raise DepthNodeError(f'window must be an odd number >= 3, got {window}')
+    if not rel_gap >= 0:
+        raise DepthNodeError(f'rel_gap must be >= 0, got {rel_gap}')
+    if focal_px is not None and not (np.isfinite(focal_px) and focal_px > 0):
+        raise DepthNodeError(f'focal_px must be a positive number, got {focal_px}')
+    if not plane_distance > 0:
+        raise DepthNodeError(f'plane_distance must be > 0, got {plane_distance}')
 
 
 def reject_see_through(sparse: SparseDepth, window: int = 7, rel_gap: float = 0.1,
@@ -65,18 +87,38 @@ def reject_see_through(sparse: SparseDepth, window: int = 7, rel_gap: float = 0.
 
     Notes
     -----
-    Cost is a few 3x3 erosions of a float image over the rows the points cover (a min-filter
-    of growing radius, so that each radius gets its own allowance); ``benchmark pipeline``
-    times it (docs/benchmarks.md).
+    One compiled pass over the returns (each reads its ``window`` x ``window`` neighbourhood of
+    a padded inverse-depth image); ``benchmark pipeline`` times it (docs/benchmarks.md).
     """
-    if window < 3 or window % 2 != 1:
-        raise DepthNodeError(f'window must be an odd number >= 3, got {window}')
-    if not rel_gap >= 0:
-        raise DepthNodeError(f'rel_gap must be >= 0, got {rel_gap}')
-    if focal_px is not None and not (np.isfinite(focal_px) and focal_px > 0):
-        raise DepthNodeError(f'focal_px must be a positive number, got {focal_px}')
-    if not plane_distance > 0:
-        raise DepthNodeError(f'plane_distance must be > 0, got {plane_distance}')
+    _check(window, rel_gap, focal_px, plane_distance)
+    m = sparse.count
+    if m < 2 or _compiled_test is None:
+        if m >= 2:  # pragma: no cover - numba missing
+            return reject_see_through_reference(sparse, window, rel_gap, focal_px,
+                                                plane_distance)
+        return np.ones(m, dtype=bool)
+    radius = window // 2
+    step = np.float32(0.0 if focal_px is None else 1.0 / (focal_px * plane_distance))
+    inv = _BUFFERS.image(sparse.height + 2 * radius, sparse.width + 2 * radius)
+    keep = np.empty(m, dtype=bool)
+    # The types the kernel is compiled for at warm-up (no copy when they already are).
+    u, v = np.ascontiguousarray(sparse.u, np.int32), np.ascontiguousarray(sparse.v, np.int32)
+    z = np.ascontiguousarray(sparse.z, np.float32)
+    ok = _compiled_test(u, v, z, radius, np.float32(1.0 + rel_gap), step, inv, keep)
+    if not ok:  # a depth <= 0 or NaN: the erosions' min semantics, not the kernel's max
+        return reject_see_through_reference(sparse, window, rel_gap, focal_px, plane_distance)
+    return keep
+
+
+def reject_see_through_reference(sparse: SparseDepth, window: int = 7, rel_gap: float = 0.1,
+                                 focal_px: Optional[float] = None,
+                                 plane_distance: float = 1.5) -> np.ndarray:
+    """:func:`reject_see_through` with OpenCV erosions (numpy): the compiled pass's reference.
+
+    Erodes a float image of the band of rows the points cover ``window // 2`` times with a 3x3
+    square (a min-filter of growing radius, so that each radius gets its own allowance).
+    """
+    _check(window, rel_gap, focal_px, plane_distance)
     m = sparse.count
     keep = np.ones(m, dtype=bool)
     if m < 2:
@@ -99,3 +141,74 @@ def reject_see_through(sparse: SparseDepth, window: int = 7, rel_gap: float = 0.
         z_near = near[rows, cols]  # [M], inf where no return within d
         keep &= np.float32(1.0) / z_near <= base + d * step
     return keep
+
+
+def _test_kernel(u: np.ndarray, v: np.ndarray, z: np.ndarray, radius: int, gain: np.float32,
+                 step: np.float32, inv: np.ndarray, keep: np.ndarray) -> bool:
+    """The see-through test of every return in one pass; False (nothing decided) when a depth
+    is not > 0 or a pixel lies outside the image (the reference then decides).
+
+    ``inv`` [H + 2r, W + 2r] float32 is 0 everywhere on entry and on return: the returns'
+    inverse depths are written at their pixels (offset by the padding ``r``; the last of equal
+    pixels wins, as in the reference), read, and cleared. A return is kept when, for every
+    radius ``d`` in 1..r, the largest inverse depth within Chebyshev distance ``d`` (its own
+    pixel included) is at most ``gain / z + d * step``: the reference's test, since
+    ``1 / min(z)`` is ``max(1 / z)`` (float rounding is monotone) and empty pixels are 0.
+    """
+    one = np.float32(1.0)
+    m = z.size
+    height, width = inv.shape[0] - 2 * radius, inv.shape[1] - 2 * radius
+    for i in range(m):
+        zi = z[i]
+        if not (zi > 0 and 0 <= u[i] < width and 0 <= v[i] < height):  # clear, give up
+            for k in range(i):
+                inv[v[k] + radius, u[k] + radius] = 0.0
+            return False
+        inv[v[i] + radius, u[i] + radius] = one / np.float32(zi)
+    for i in range(m):
+        r0, c0 = v[i] + radius, u[i] + radius
+        base = gain * (one / np.float32(z[i]))
+        near = inv[r0, c0]  # largest inverse depth within distance d, grown ring by ring
+        keep[i] = True
+        for d in range(1, radius + 1):  # ring d: its four sides in independent maxima
+            top, bottom, left, right = r0 - d, r0 + d, c0 - d, c0 + d
+            a, b = inv[top, left], inv[bottom, left]
+            c, e = inv[top, right], inv[bottom, right]
+            for col in range(left + 1, right):
+                a = max(a, inv[top, col])
+                b = max(b, inv[bottom, col])
+            for row in range(top + 1, bottom):
+                c = max(c, inv[row, left])
+                e = max(e, inv[row, right])
+            near = max(max(near, max(a, b)), max(c, e))
+            if not near <= base + np.float32(d) * step:
+                keep[i] = False
+                break
+    for i in range(m):
+        inv[v[i] + radius, u[i] + radius] = 0.0
+    return True
+
+
+_compiled_test = njit(cache=True, nogil=True)(_test_kernel) if njit is not None else None
+
+
+class _Buffers(threading.local):
+    """Per-thread padded inverse-depth image of the compiled test, kept across frames."""
+
+    def __init__(self) -> None:
+        self.inv = np.zeros((0, 0), np.float32)
+
+    def image(self, rows: int, cols: int) -> np.ndarray:
+        if self.inv.shape != (rows, cols):
+            self.inv = np.zeros((rows, cols), np.float32)
+        return self.inv
+
+
+_BUFFERS = _Buffers()
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) the see-through pass now, not on the first frame."""
+    sparse = SparseDepth(np.array([1, 2], np.int32), np.array([1, 1], np.int32),
+                         np.array([5.0, 9.0], np.float32), 4, 4)
+    reject_see_through(sparse, window=3, focal_px=2.0)

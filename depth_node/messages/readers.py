@@ -15,7 +15,7 @@ Clouds: the first field of a name counts (as ``sensor_msgs_py``), ``data`` must 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -191,17 +191,21 @@ def depth_image_to_metres(msg: Any) -> np.ndarray:
     return out
 
 
-def pointcloud2_to_xyz(msg: Any) -> np.ndarray:
-    """Finite x, y, z of a PointCloud2 as an [N, 3] float32 array.
+def pointcloud2_to_xyz(msg: Any, finite: bool = True) -> np.ndarray:
+    """x, y, z of a PointCloud2 as an [N, 3] float32 array.
 
-    :func:`pointcloud2_to_arrays` without extra fields.
+    :func:`pointcloud2_to_arrays` without extra fields: with ``finite`` (the default) only the
+    finite points, in an array of its own; with ``finite=False`` every point, non-finite ones
+    included (:func:`~depth_node.core.lidar.project_points` drops them in its one pass), as a
+    read-only strided view of ``msg.data`` when the layout allows it (x, y, z float32 in the
+    machine's byte order, evenly spaced within the point, rows not padded): no byte is copied.
     """
-    return pointcloud2_to_arrays(msg)[0]
+    return pointcloud2_to_arrays(msg, finite=finite)[0]
 
 
-def pointcloud2_to_arrays(msg: Any, extra: tuple[str, ...] = ()
+def pointcloud2_to_arrays(msg: Any, extra: tuple[str, ...] = (), finite: bool = True
                           ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Finite x, y, z of a PointCloud2, and the values of optional extra fields at those points.
+    """x, y, z of a PointCloud2, and the values of optional extra fields at those points.
 
     Parameters
     ----------
@@ -211,14 +215,19 @@ def pointcloud2_to_arrays(msg: Any, extra: tuple[str, ...] = ()
         (``row_step > width * point_step``), either byte order. The first field of a name counts.
     extra
         Names of further fields to read when present (e.g. ``('intensity',)``), any datatype.
+    finite
+        True: drop the points with a non-finite coordinate, and return arrays that own their
+        memory. False: keep every point (``is_dense`` is not trusted either way); ``xyz`` is
+        then a read-only view of ``msg.data`` where the layout allows (see
+        :func:`pointcloud2_to_xyz`), and keeps the message's bytes alive.
 
     Returns
     -------
     tuple
         ``xyz`` [N, 3] float32, in ``msg.header.frame_id`` (metres), row-major point order;
-        points with any non-finite coordinate are dropped (FLOAT64 values beyond float32 range
-        count as infinite). ``values``: extra field name -> [N] float32 at the same points, for
-        the extra fields the cloud has. Both own their memory.
+        with ``finite``, points with any non-finite coordinate are dropped (FLOAT64 values
+        beyond float32 range count as infinite). ``values``: extra field name -> [N] float32 at
+        the same points, for the extra fields the cloud has (their own memory).
 
     Raises
     ------
@@ -229,12 +238,15 @@ def pointcloud2_to_arrays(msg: Any, extra: tuple[str, ...] = ()
     """
     height, width = int(msg.height), int(msg.width)
     point_step, row_step = int(msg.point_step), int(msg.row_step)
+    wanted = ('x', 'y', 'z') + tuple(extra)
     fields: dict[str, Any] = {}
-    for field in msg.fields:
-        fields.setdefault(str(field.name), field)
+    for field in msg.fields:  # only the wanted ones: each attribute of an rclpy field costs
+        name = field.name
+        if name in wanted and name not in fields:
+            fields[name] = field
     endian = '>' if msg.is_bigendian else '<'
     names, offsets, kinds = [], [], []
-    for name in ('x', 'y', 'z') + tuple(n for n in extra if n in fields):
+    for name in wanted[:3] + tuple(n for n in extra if n in fields):
         field = fields.get(name)
         if field is None:
             raise MessageError('PointCloud2.fields', f'has no {name!r} field (fields: '
@@ -251,12 +263,13 @@ def pointcloud2_to_arrays(msg: Any, extra: tuple[str, ...] = ()
                 raise MessageError(f"PointCloud2.fields['{name}'].datatype",
                                    f'{datatype} is not a PointField datatype (1..8)')
             kind = POINT_FIELD_TYPES[datatype][1]
-        size = np.dtype(kind).itemsize
-        if int(field.offset) + size > point_step:
+        size = int(kind[1:])  # 'f4' -> 4
+        offset = int(field.offset)
+        if offset + size > point_step:
             raise MessageError(f"PointCloud2.fields['{name}'].offset",
-                               f'{field.offset} + {size} bytes is past point_step {point_step}')
+                               f'{offset} + {size} bytes is past point_step {point_step}')
         names.append(name)
-        offsets.append(int(field.offset))
+        offsets.append(offset)
         kinds.append(endian + kind)
     if row_step < width * point_step:
         raise MessageError('PointCloud2.row_step', f'{row_step} is smaller than width*point_step '
@@ -272,23 +285,55 @@ def pointcloud2_to_arrays(msg: Any, extra: tuple[str, ...] = ()
                                f'is 0 but data has {raw.size} bytes')
         return np.empty((0, 3), dtype=np.float32), {n: np.empty(0, np.float32)
                                                     for n in names[3:]}
-    layout = np.dtype({'names': names, 'formats': kinds, 'offsets': offsets,
-                       'itemsize': point_step})
-    points = np.ndarray((height, width), dtype=layout, buffer=raw, strides=(row_step, point_step))
-    # numpy copies a strided [N, 3] block far slower than three strided columns, and
-    # isfinite(...).all(axis=1) / boolean indexing are slower than column masks and compress.
-    xyz = np.empty((height, width, 3), dtype=np.float32)  # [H, W, 3]
-    with np.errstate(over='ignore'):  # float64 beyond float32 range -> inf, dropped below
+    xyz = _xyz_view(raw, offsets[:3], kinds[:3], count, point_step, row_step, height)
+    viewed = xyz is not None
+    values: dict[str, np.ndarray] = {}
+    if xyz is None or len(names) > 3:
+        layout = np.dtype({'names': names, 'formats': kinds, 'offsets': offsets,
+                           'itemsize': point_step})
+        points = np.ndarray((height, width), dtype=layout, buffer=raw,
+                            strides=(row_step, point_step))
+        if xyz is None:
+            xyz = _xyz_copy(points, count)
+        values = {n: points[n].reshape(count).astype(np.float32) for n in names[3:]}
+    if not finite:
+        return xyz, values
+    # Column masks and compress: faster than isfinite(xyz).all(axis=1) and boolean indexing.
+    keep = np.isfinite(xyz[:, 0])  # [N]
+    keep &= np.isfinite(xyz[:, 1])
+    keep &= np.isfinite(xyz[:, 2])
+    if keep.all():
+        return (xyz.copy() if viewed else xyz), values
+    return np.compress(keep, xyz, axis=0), {n: v[keep] for n, v in values.items()}
+
+
+def _xyz_view(raw: np.ndarray, offsets: list[int], kinds: list[str], count: int,
+              point_step: int, row_step: int, height: int) -> Optional[np.ndarray]:
+    """[N, 3] float32 read-only view of the bytes, or None where the layout does not allow one.
+
+    A view needs float32 x, y, z in the machine's byte order at evenly spaced offsets
+    (``x, x + d, x + 2d``: one stride per axis) and rows that follow each other without
+    padding (or a single row).
+    """
+    native = '>f4' if NATIVE_BIG else '<f4'
+    spacing = offsets[1] - offsets[0]
+    if any(k != native for k in kinds) or spacing <= 0 or offsets[2] - offsets[1] != spacing \
+            or (height > 1 and row_step != (count // height) * point_step):
+        return None
+    view = np.ndarray((count, 3), dtype=np.float32, buffer=raw, offset=offsets[0],
+                      strides=(point_step, spacing))
+    view.flags.writeable = False
+    return view
+
+
+def _xyz_copy(points: np.ndarray, count: int) -> np.ndarray:
+    """[N, 3] float32 copy of the x, y, z fields of the [H, W] structured points (any layout)."""
+    # numpy copies a strided [N, 3] block far slower than three strided columns.
+    xyz = np.empty(points.shape + (3,), dtype=np.float32)  # [H, W, 3]
+    with np.errstate(over='ignore'):  # float64 beyond float32 range -> inf, dropped later
         for i, name in enumerate(('x', 'y', 'z')):
             xyz[:, :, i] = points[name]
-    xyz = xyz.reshape(count, 3)  # [N, 3]
-    finite = np.isfinite(xyz[:, 0])  # [N]
-    finite &= np.isfinite(xyz[:, 1])
-    finite &= np.isfinite(xyz[:, 2])
-    values = {n: points[n].reshape(count).astype(np.float32) for n in names[3:]}
-    if finite.all():
-        return xyz, values
-    return np.compress(finite, xyz, axis=0), {n: v[finite] for n, v in values.items()}
+    return xyz.reshape(count, 3)  # [N, 3]
 
 
 def camera_info_to_camera(msg: Any) -> PinholeCamera:

@@ -16,6 +16,7 @@ import numpy as np
 
 from depth_node.core.align import AffineFit, fit_affine, OutputKind
 from depth_node.core.camera import PinholeCamera
+from depth_node.core import lidar, robust_kernels, see_through
 from depth_node.core.lidar import project_points, SparseDepth
 from depth_node.core.see_through import reject_see_through
 from depth_node.core.transforms import RigidTransform
@@ -103,4 +104,15 @@ def align_to_lidar(prediction: np.ndarray, points: np.ndarray, camera: PinholeCa
     return support, fit
 
 
-__all__ = ['LidarSupport', 'align_to_lidar', 'fit_to_lidar', 'project_lidar']
+def warm_up() -> None:
+    """Compile (or load from numba's cache) the LiDAR kernels now, not on the first frame.
+
+    Projection and see-through test (:mod:`depth_node.core.lidar`,
+    :mod:`depth_node.core.see_through`) and the robust fit's (:mod:`depth_node.core.robust`).
+    """
+    lidar.warm_up()
+    see_through.warm_up()
+    robust_kernels.warm_up()
+
+
+__all__ = ['LidarSupport', 'align_to_lidar', 'fit_to_lidar', 'project_lidar', 'warm_up']

@@ -21,7 +21,7 @@ from depth_node.core.temporal import AffineFilter, FilterEvent
 from depth_node.core.transforms import RigidTransform
 from depth_node.core.uncertainty import UncertaintyModel
 from depth_node.estimators.base import check_input_image, check_prediction, Estimator
-from depth_node.pipeline.alignment import align_to_lidar
+from depth_node.pipeline.alignment import align_to_lidar, warm_up as warm_up_lidar
 from depth_node.pipeline.config import PipelineConfig
 from depth_node.pipeline.self_check import raw_scale, SelfCheck
 from depth_node.pipeline.trust import fit_residual, trusted_depth, TrustReport, warm_up
@@ -114,6 +114,8 @@ class DepthPipeline:
             warm_up()
         if config.image_check and (old is None or not old.image_check):
             warm_up_image_check()
+        if old is None:
+            warm_up_lidar()
         if config.uncertainty and (self._model is None or old is None
                                    or old.uncertainty_calibration
                                    != config.uncertainty_calibration):

@@ -171,7 +171,8 @@ class Sweep:
 
     stamp_ns: int
     frame_id: str
-    xyz: np.ndarray  # [N, 3] float32, metres, in frame_id (each return at its own time)
+    xyz: np.ndarray  # [N, 3] float32 m in frame_id (each return at its own time); may hold
+    # NaN (the projection drops them) and be read-only (a view of the message)
     times: Optional[np.ndarray] = None  # [N] float64 s since stamp_ns per return; None: none
 
 

@@ -239,7 +239,7 @@ class DepthNode(Node):
 
     def _on_points(self, msg: PointCloud2) -> None:
         try:
-            xyz = pointcloud2_to_xyz(msg)
+            xyz = pointcloud2_to_xyz(msg, finite=False)  # a view: the projection drops NaN
             times = sweep_times(msg, self.config.motion.time_field, len(xyz), stamp_ns(msg))
         except DepthNodeError as exc:
             self._drop('malformed_points', f'points dropped: {exc}', exc)
