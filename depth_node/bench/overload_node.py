@@ -8,9 +8,11 @@ images with):
 * ``{"k": "frame", "stamp", "received", "start", "end", "model_ms", "stages"}`` per frame the
   worker took: when the image callback ran, when the worker started and finished the frame,
   the estimator's ``predict`` time and the runner's per-stage timings (ms);
-* ``{"k": "depth", "stamp", "t"}`` when the ``depth`` image was handed to rclpy;
+* ``{"k": "depth", "stamp", "t"}`` when the ``depth`` image was handed to rclpy.
+
 The hooks wrap attributes (the estimator's ``predict``, the runner's ``run``, the depth
-publisher) and the node's ``_process`` method, so whatever the node does in between is what is measured.
+publisher) and the node's ``_process`` method, so whatever the node does in between is what
+is measured.
 """
 
 from __future__ import annotations

@@ -115,9 +115,9 @@ def cache_path() -> Path:
 
 
 def _stamp(path: Path) -> float:
+    files = [path] + list(path.glob('*')) if path.is_dir() else [path]
     try:
-        return max(p.stat().st_mtime for p in ([path] + list(path.glob('*'))
-                                                if path.is_dir() else [path]))
+        return max(p.stat().st_mtime for p in files)
     except (OSError, ValueError):
         return 0.0
 
