@@ -130,6 +130,8 @@ def cache_key(config: EstimatorConfig, onnx: str = '') -> str:
     parts = [platform.node(), platform.processor() or platform.machine(),
              str(os.cpu_count()), torch.__version__, config.device,
              str(path.resolve()), f'{_stamp(path):.0f}', str(config.input_size)]
+    if config.max_threads:
+        parts.append(f'max_threads {config.max_threads}')
     if onnx:
         import onnxruntime
 
@@ -185,9 +187,10 @@ def probe_image(width: int = 640, height: int = 480) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def thread_candidates() -> list[int]:
-    """1, 2, 4, ... below the number of cores, and the number of cores."""
+def thread_candidates(most: int = 0) -> list[int]:
+    """1, 2, 4, ... below ``most`` (0: the number of cores), and ``most``."""
     n = os.cpu_count() or 1
+    n = min(n, most) if most > 0 else n
     out, t = [], 1
     while t < n:
         out.append(t)
@@ -208,7 +211,7 @@ def candidates(config: EstimatorConfig, torch_open: bool, onnx: bool,
         precisions = [config.precision]
     else:
         precisions = ['fp32', 'bf16'] if cpu else ['fp32', 'fp16', 'bf16']
-    torch_threads = (thread_candidates() if config.threads == 0 and cpu else
+    torch_threads = (thread_candidates(config.max_threads) if config.threads == 0 and cpu else
                      [config.threads])
     found = []
     if torch_open:
@@ -216,7 +219,7 @@ def candidates(config: EstimatorConfig, torch_open: bool, onnx: bool,
     if onnx and (config.precision in ('auto', 'fp32')):
         ort_threads = ([onnx_threads] if onnx_threads is not None else
                        [config.threads] if config.threads else
-                       thread_candidates() if cpu else [0])
+                       thread_candidates(config.max_threads) if cpu else [0])
         found += [Candidate('onnxruntime', 'fp32', t) for t in ort_threads]
     return found
 

@@ -262,8 +262,10 @@ def build_measured(config: EstimatorConfig, backend: str) -> Optional[Estimator]
         _LOG.warning('estimator autotune: a backend failed to start (%s: %s); choosing by '
                      'order instead', type(exc).__name__, exc)
         return None
-    _LOG.info('estimator backend: %s (%s, by measurement); model %s, device %s, precision '
+    skipped = [f'{c.backend}: {c.reason}' for c in found.values() if not c.available]
+    _LOG.info('estimator backend: %s (%s, by measurement%s); model %s, device %s, precision '
               '%s, %d thread(s)', choice.backend, backend,
+              f'; skipped {"; ".join(skipped)}' if skipped else '',
               ort.model_path if choice.backend == 'onnxruntime' else torch_c.model_path,
               config.device, choice.precision, choice.threads)
     est.autotune = choice  # type: ignore[attr-defined]  # what was measured, for the log
