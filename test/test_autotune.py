@@ -185,3 +185,13 @@ def test_auto_with_both_files_measures_torch_and_onnxruntime(
                                                  model_path=str(onnx),
                                                  options={'threads': 1}))
     assert getattr(pinned, 'autotune', None) is None
+
+
+def test_thread_counts_tried_stay_under_the_cap(monkeypatch, tiny):
+    monkeypatch.setattr(autotune.os, 'cpu_count', lambda: 8)
+    assert autotune.thread_candidates() == [1, 2, 4, 8]
+    assert autotune.thread_candidates(7) == [1, 2, 4, 7]  # the node: all cores but one
+    assert autotune.thread_candidates(1) == [1]
+    capped = dataclasses.replace(tiny, max_threads=3)
+    assert [c.threads for c in autotune.candidates(capped, True, False)] == [1, 2, 3, 1, 2, 3]
+    assert autotune.cache_key(capped) != autotune.cache_key(tiny)

@@ -20,7 +20,9 @@ measured in the same window (the estimator's ``predict`` per frame, p50):
 
 and, to say where the time goes, the parts of stamp -> publish per frame: ``transport``
 (stamp -> the node's image callback), ``wait`` (callback -> the worker takes the frame: the
-newest-frame slot), ``model`` and ``other`` (the rest of the worker's frame up to ``depth``).
+newest-frame slot), ``model`` and ``other`` (the rest of the worker's frame up to ``depth``);
+``between`` is the worker's time from the end of the previous frame to the start of this one
+(taking a frame, giving memory back), part of ``wait``.
 
 Figures and the command: ``docs/benchmarks.md``.
 """
@@ -131,10 +133,14 @@ def window_rows(sent: list[float], frames: dict[float, dict[str, Any]],
         model = [frames[s]['model_ms'] for s in done if np.isfinite(frames[s]['model_ms'])]
         pub = [(depth[s] - s) * 1e3 for s in done]
         recv = [(received[s] - s) * 1e3 for s in stamps if s in received]
+        ends = sorted((r['start'], r['end']) for r in frames.values())
+        previous_end = {start: prev[1] for prev, (start, _) in zip(ends, ends[1:])}
         parts = {
             'transport': [(frames[s]['received'] - s) * 1e3 for s in done],
             'wait': [(frames[s]['start'] - frames[s]['received']) * 1e3 for s in done],
             'model': model,
+            'between': [frames[s]['start'] - previous_end[frames[s]['start']]
+                        for s in done if frames[s]['start'] in previous_end],
             'other': [(depth[s] - frames[s]['start']) * 1e3 - frames[s]['model_ms']
                       for s in done if np.isfinite(frames[s]['model_ms'])],
         }
@@ -173,7 +179,8 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
             f"{r['publish_p99_ms']:>6.1f} {r['publish_p99_x']:>4.2f}x "
             f"{r['receive_p50_ms']:>6.1f} {r['receive_p50_x']:>4.2f}x "
             f"{r['receive_p99_ms']:>6.1f} {r['receive_p99_x']:>4.2f}x  "
-            f"{p['transport']:.1f}/{p['wait']:.1f}/{p['model']:.1f}/{p['other']:.1f}")
+            f"{p['transport']:.0f}/{p['wait']:.0f}/{p['model']:.0f}/{p['other']:.0f}/"
+            f"{p['between']:.0f}")
     return '\n'.join(lines)
 
 

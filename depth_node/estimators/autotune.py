@@ -318,7 +318,14 @@ def measure(config: EstimatorConfig, cands: list[Candidate], build: Optional[Bui
         if accepted and bench.over_budget():
             rejected[c.name] = f'not measured: over the {BUDGET_S:g} s budget'
             continue
-        out = bench.predict(c)
+        if reference is None:  # the reference must run: its errors are the caller's
+            out = bench.predict(c)
+        else:
+            try:
+                out = bench.predict(c)
+            except Exception as exc:  # e.g. bf16 kernels this CPU lacks: not a candidate
+                rejected[c.name] = f'failed: {type(exc).__name__}: {exc}'
+                continue
         if reference is None:
             reference = out
         else:
