@@ -33,12 +33,12 @@ BENCHMARKS: dict[str, Benchmark] = {
                            'profiles'),
     'accuracy': Benchmark('depth_node.bench.accuracy_table',
                           'ground-truth accuracy of the metric path, with targets'),
-    'overload': Benchmark('depth_node.bench.overload',
-                          'output latency of the real node with images at 3x the model rate'),
     'fleet': Benchmark('depth_node.bench.fleet',
                        'bags/min of evaluate over many bags for 1, 2, ... Ray workers'),
     'motion': Benchmark('depth_node.bench.motion',
                         'a turning vehicle with a spinning LiDAR: deskew on and off'),
+    'overload': Benchmark('depth_node.bench.overload',
+                          'output latency of the real node with images at 3x the model rate'),
 }
 DEFAULT = 'pipeline'
 

@@ -6,10 +6,11 @@
 The node runs as its own process (:mod:`depth_node.bench.overload_node`: the real
 :class:`~depth_node.ros.node.DepthNode` with timing hooks) on a private local graph; this
 process plays a synthetic 640x480 street with a full 64-beam LiDAR sweep (sensor-data QoS, as
-a driver would) and subscribes to ``depth``. First the node answers frames one at a time
-(warm-up) and the model time ``M`` is measured there; then images (and sweeps, every
-``--lidar-every`` image) are published at ``--factor`` x the model rate (period ``M / factor``)
-for ``--seconds``, each stamped with the wall clock when it is sent.
+a driver would) and subscribes to ``depth`` (and ``depth/relative``, which a frame without
+metric depth publishes instead: the latency is that of a frame's first output). First the
+node answers frames one at a time (warm-up) and the model time ``M`` is measured there; then
+images (and sweeps, every ``--lidar-every`` image) are published at ``--factor`` x the model
+rate (period ``M / factor``) for ``--seconds``, each stamped with the wall clock when sent.
 
 Per time window (``--window`` s) and for the whole run it prints, next to the model time
 measured in the same window (the estimator's ``predict`` per frame, p50):
@@ -71,14 +72,16 @@ class _Player:
         self.points = int(sims[0].lidar.shape[0])
         self.received: dict[float, float] = {}  # stamp -> wall time of the depth callback
         self._lock = threading.Lock()
-        self.client.node.create_subscription(Image, 'depth', self._on_depth, 10)
+        # depth/relative: what a frame without metric depth (no fit) publishes instead
+        for topic in ('depth', 'depth/relative'):
+            self.client.node.create_subscription(Image, topic, self._on_depth, 10)
         self.sent = 0
 
     def _on_depth(self, msg: Any) -> None:
         t = time.time()
         stamp = round(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9, 6)
         with self._lock:
-            self.received[stamp] = t
+            self.received.setdefault(stamp, t)
 
     def send(self, index: int, with_lidar: bool = True) -> float:
         """Publish frame ``index`` (cyclic) stamped now; returns the stamp (s, rounded)."""
@@ -113,8 +116,8 @@ def _read_records(path: str) -> tuple[dict[float, dict[str, Any]], dict[float, f
             stamp = round(r['stamp'], 6)
             if r['k'] == 'frame':
                 frames[stamp] = r
-            elif r['k'] == 'depth':
-                depth[stamp] = r['t']
+            elif r['k'] == 'depth':  # the frame's first output (depth, else depth/relative)
+                depth.setdefault(stamp, r['t'])
     return frames, depth
 
 

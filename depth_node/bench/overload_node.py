@@ -8,7 +8,8 @@ images with):
 * ``{"k": "frame", "stamp", "received", "start", "end", "model_ms", "stages"}`` per frame the
   worker took: when the image callback ran, when the worker started and finished the frame,
   the estimator's ``predict`` time and the runner's per-stage timings (ms);
-* ``{"k": "depth", "stamp", "t"}`` when the ``depth`` image was handed to rclpy.
+* ``{"k": "depth", "stamp", "t"}`` when the ``depth`` image (or ``depth/relative``, published
+  alone when a frame has no metric depth) was handed to rclpy.
 
 The hooks wrap attributes (the estimator's ``predict``, the runner's ``run``, the depth
 publisher) and the node's ``_process`` method, so whatever the node does in between is what
@@ -61,6 +62,7 @@ class TimedNode(DepthNode):
 
         self.estimator.predict = timed_predict  # type: ignore[method-assign]
         self._pub_depth = _TimedPublisher(self._pub_depth, self._on_depth)
+        self._pub_relative = _TimedPublisher(self._pub_relative, self._on_depth)
         self._stages: dict[str, float] = {}
         run = self.runner.run
 
