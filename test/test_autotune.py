@@ -195,3 +195,5 @@ def test_thread_counts_tried_stay_under_the_cap(monkeypatch, tiny):
     capped = dataclasses.replace(tiny, max_threads=3)
     assert [c.threads for c in autotune.candidates(capped, True, False)] == [1, 2, 3, 1, 2, 3]
     assert autotune.cache_key(capped) != autotune.cache_key(tiny)
+    assert autotune.leave_a_core(tiny).max_threads == 7  # the node's configuration
+    assert autotune.leave_a_core(dataclasses.replace(tiny, threads=8)).max_threads == 0

@@ -224,6 +224,19 @@ def candidates(config: EstimatorConfig, torch_open: bool, onnx: bool,
     return found
 
 
+def leave_a_core(config: EstimatorConfig) -> EstimatorConfig:
+    """``config`` with measured thread counts capped at the cores but one (the node's).
+
+    While the model runs, the node's executor, the DDS threads and the publishers need a core;
+    an OpenMP team that loses one of its cores to them waits for it at every barrier. A pinned
+    ``threads`` or ``max_threads`` is kept.
+    """
+    cores = os.cpu_count() or 1
+    if config.threads or config.max_threads or cores < 2:
+        return config
+    return replace(config, max_threads=cores - 1)
+
+
 def _set_threads(threads: int) -> None:
     import torch
 
@@ -385,5 +398,5 @@ def choose(config: EstimatorConfig, build: Optional[Build], use_cache: bool = Tr
 
 
 __all__ = ['BUDGET_S', 'cache_path', 'CACHE_VERSION', 'Candidate', 'candidates', 'Choice',
-           'choose', 'FINAL_REPEATS', 'measure', 'PARITY', 'probe_image', 'PRUNE', 'REPEATS',
-           'thread_candidates']
+           'choose', 'FINAL_REPEATS', 'leave_a_core', 'measure', 'PARITY', 'probe_image',
+           'PRUNE', 'REPEATS', 'thread_candidates']

@@ -11,12 +11,9 @@ they never run in parallel with each other; they only convert/cache inputs and a
 Inference runs on one dedicated worker thread. Images reach it through a
 :class:`~depth_node.core.stamped.NewestSlot` (its own lock): while the worker is busy a newer
 image replaces the waiting one (counted as ``dropped_superseded``), so latency cannot grow;
-and a frame that waited half a camera period or more is given up for the next one when that
-is due within the period (:func:`~depth_node.core.freshness.take_fresh`, counted alike), so
-the model runs on a frame that waited at most about half a period. When the estimator's
-threads are measured (``estimator.threads`` 0), at most all cores but one are tried: the
-executor, the DDS threads and the publishers need a core while the model runs, and an
-OpenMP team that loses one of its cores waits for it at every barrier.
+one that waited half a camera period is given up for the next when that is due
+(:func:`~depth_node.core.freshness.take_fresh`). Measured torch threads leave the executor a
+core (:func:`~depth_node.estimators.autotune.leave_a_core`).
 The LiDAR buffer (a :class:`~depth_node.core.stamped.StampedCache` of decoded sweeps) and the
 camera model are shared under ``self._lock``, whose condition wakes a worker waiting for them;
 the worker publishes from its own thread (rclpy publishers are thread-safe). The vehicle's
@@ -26,8 +23,6 @@ executor, lookups from the worker) are under that object's own lock.
 
 from __future__ import annotations
 
-import dataclasses
-import os
 import sys
 import threading
 import time
@@ -49,7 +44,8 @@ from depth_node.core.colormap import colorize_depth
 from depth_node.core.errors import ConfigError, DepthNodeError
 from depth_node.core.freshness import ArrivalPeriod, take_fresh
 from depth_node.core.transforms import quaternion_to_matrix, RigidTransform
-from depth_node.estimators import build_estimator, EstimatorConfig
+from depth_node.estimators import build_estimator
+from depth_node.estimators.autotune import leave_a_core
 from depth_node.core.stamped import NewestSlot, StampedCache
 from depth_node.messages.oddities import (camera_info_oddities, frame_id_oddities,
                                           pointcloud2_oddities)
@@ -96,7 +92,7 @@ class DepthNode(Node):
         self._tf_extrinsic = self.config.extrinsic_source == 'tf'
         if self._tf_extrinsic:
             self._tf_buffer = self._make_tf_listener()
-        self.estimator = build_estimator(self._estimator_config())
+        self.estimator = build_estimator(leave_a_core(self.config.estimator))
         tuned = getattr(self.estimator, 'autotune', None)
         if tuned is not None:
             self.get_logger().info(f'estimator configuration: {tuned.describe()}')
@@ -294,25 +290,11 @@ class DepthNode(Node):
         (self.get_logger().error if error else self.get_logger().warn)(message)
 
     # ----- inference worker -----
-    def _estimator_config(self) -> EstimatorConfig:
-        """``estimator.*`` with measured thread counts kept below the number of cores."""
-        config = self.config.estimator
-        cores = os.cpu_count() or 1
-        if config.threads or config.max_threads or cores < 2:
-            return config
-        return dataclasses.replace(config, max_threads=cores - 1)
-
-    def _take_frame(self) -> Optional[tuple[Image, float]]:
-        """The next frame for the worker (None: closed): the newest waiting, or the one after
-        it when that is due soon (see the module docstring)."""
-        item, given_up = take_fresh(self._images, self._arrivals, lambda it: it[1])
-        if given_up:
-            self._stats.count('dropped_superseded', given_up)
-        return item
-
     def _work(self) -> None:
         while True:
-            item = self._take_frame()
+            item, given_up = take_fresh(self._images, self._arrivals, lambda it: it[1])
+            if given_up:
+                self._stats.count('dropped_superseded', given_up)
             if item is None:  # closed
                 return
             msg, received = item
