@@ -55,10 +55,8 @@ class _Player:
     """Prebuilt input messages and a ``depth`` subscription that keeps only arrival times."""
 
     def __init__(self, width: int, height: int, frames: int = 4) -> None:
-        from sensor_msgs.msg import Image
-
         from depth_node.ros.messages import array_to_image, xyz_to_pointcloud2
-        from depth_node.ros.player import (camera_info_msg, GraphClient, make_header)
+        from depth_node.ros.player import camera_info_msg, GraphClient, make_header, OUTPUTS
         from depth_node.sim.frames import SimRig
 
         rig = SimRig.default(width, height)
@@ -74,7 +72,7 @@ class _Player:
         self._lock = threading.Lock()
         # depth/relative: what a frame without metric depth (no fit) publishes instead
         for topic in ('depth', 'depth/relative'):
-            self.client.node.create_subscription(Image, topic, self._on_depth, 10)
+            self.client.node.create_subscription(OUTPUTS[topic], topic, self._on_depth, 10)
         self.sent = 0
 
     def _on_depth(self, msg: Any) -> None:
