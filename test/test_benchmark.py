@@ -96,7 +96,7 @@ def test_help_lists_every_benchmark_and_each_name_has_its_options(capsys):
     text = capsys.readouterr().out
     assert text.startswith('usage: benchmark [NAME]')
     assert set(cli.BENCHMARKS) == {'pipeline', 'backends', 'keyframes', 'transport', 'accuracy',
-                                   'fleet', 'motion'}
+                                   'fleet', 'motion', 'overload'}
     for name in cli.BENCHMARKS:
         assert f'\n  {name} ' in text, name
         with pytest.raises(SystemExit) as exc:  # argparse's --help of that benchmark
@@ -109,7 +109,7 @@ def test_unknown_name_exits_2_listing_the_names(capsys):
     assert cli.main(['pipline', '--frames', '3']) == 2
     err = capsys.readouterr().err
     assert "'pipline'" in err and \
-        'pipeline, backends, keyframes, transport, accuracy, fleet' in err
+        'pipeline, backends, keyframes, transport, accuracy, fleet, motion, overload' in err
 
 
 def test_a_name_imports_only_its_own_benchmark():
@@ -125,7 +125,8 @@ def test_a_name_imports_only_its_own_benchmark():
     loaded = out.stdout.split('\n')[-2].split()
     assert 'depth_node.bench.accuracy_table' in loaded
     for module in ('depth_node.bench.pipeline', 'depth_node.bench.backends',
-                   'depth_node.bench.keyframes', 'depth_node.ros.transport_check', 'torch',
+                   'depth_node.bench.keyframes', 'depth_node.ros.transport_check',
+                   'depth_node.bench.overload', 'torch',
                    'rclpy'):
         assert module not in loaded, module
 

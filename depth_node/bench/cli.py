@@ -37,6 +37,8 @@ BENCHMARKS: dict[str, Benchmark] = {
                        'bags/min of evaluate over many bags for 1, 2, ... Ray workers'),
     'motion': Benchmark('depth_node.bench.motion',
                         'a turning vehicle with a spinning LiDAR: deskew on and off'),
+    'overload': Benchmark('depth_node.bench.overload',
+                          'output latency of the real node with images at 3x the model rate'),
 }
 DEFAULT = 'pipeline'
 

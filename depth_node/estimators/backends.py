@@ -19,6 +19,12 @@ All three compute the same thing (same pre-processing, same network, same resize
 * onnxruntime: an ONNX file and ``import onnxruntime`` works;
 * torch: a checkpoint (folder or ``.pth``) and ``import transformers`` works.
 
+On a machine where TensorRT cannot run, ``auto`` with both an ONNX file and a checkpoint
+measures instead (:mod:`depth_node.estimators.autotune`): torch (fp32, bf16, thread counts)
+and ONNX Runtime (intra-op thread counts) are timed on a probe image and the fastest that
+agrees with torch fp32 is kept (cached per machine, model and input size). ``onnxruntime``
+with ``estimator.threads`` 0 and no ``threads`` option measures its intra-op threads alike.
+
 A backend that is available but fails while starting (TensorRT cannot build the engine, a
 provider library is missing) is skipped with a warning; a configuration error is raised. One
 INFO line says what was chosen and why.
@@ -38,7 +44,8 @@ Options (``estimator.options``, all optional)
 ``max_batch``        TensorRT profile's largest batch (1)
 ``workspace_mb``     TensorRT builder workspace, MiB (1024)
 ``calibration_images``  folder of images for TensorRT INT8
-``threads``          ONNX Runtime intra-op threads (0 = one per core)
+``threads``          ONNX Runtime intra-op threads (0 = one per core; unset with
+                     ``estimator.threads`` 0: measured)
 ``optimization``     ONNX Runtime graph optimisation: disable, basic, extended, all
 ``providers``        ONNX Runtime execution providers, best first
 ===================  =================================================================
@@ -49,15 +56,15 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Optional
 
 from depth_node.core.errors import ConfigError
 from depth_node.estimators.base import Estimator, EstimatorConfig, model_input_size
 from depth_node.estimators.onnx_model import is_onnx_path
 
 __all__ = ['AUTO_ORDER', 'BACKENDS', 'Candidate', 'OPTION_KEYS', 'build_depth_anything',
-           'candidates']
+           'build_measured', 'candidates']
 
 _LOG = logging.getLogger(__name__)
 
@@ -162,6 +169,15 @@ def _construct(backend: str, path: str, config: EstimatorConfig) -> Estimator:
     return factory(path, **common, **options)
 
 
+def _check_options(config: EstimatorConfig) -> None:
+    unknown = sorted(set(config.options) - set(_FILE_KEYS)
+                     - {k for keys in OPTION_KEYS.values() for k in keys})
+    if unknown:
+        known = sorted(set(_FILE_KEYS).union(*OPTION_KEYS.values()))
+        raise ConfigError('estimator.options', f'unknown option(s) {unknown} for Depth '
+                          f'Anything backends (known: {", ".join(known)})', config.options)
+
+
 def build_depth_anything(config: EstimatorConfig, backend: str = 'auto') -> Estimator:
     """Build Depth Anything on ``backend`` (``auto``, ``tensorrt``, ``onnxruntime``, ``torch``).
 
@@ -170,12 +186,7 @@ def build_depth_anything(config: EstimatorConfig, backend: str = 'auto') -> Esti
     """
     if backend not in BACKENDS:
         raise ConfigError('backend', 'must be one of ' + ', '.join(BACKENDS), backend)
-    unknown = sorted(set(config.options) - set(_FILE_KEYS)
-                     - {k for keys in OPTION_KEYS.values() for k in keys})
-    if unknown:
-        known = sorted(set(_FILE_KEYS).union(*OPTION_KEYS.values()))
-        raise ConfigError('estimator.options', f'unknown option(s) {unknown} for Depth '
-                          f'Anything backends (known: {", ".join(known)})', config.options)
+    _check_options(config)
     order = AUTO_ORDER if backend == 'auto' else (backend,)
     skipped: list[str] = []
     for candidate in candidates(config, order):
@@ -200,3 +211,62 @@ def build_depth_anything(config: EstimatorConfig, backend: str = 'auto') -> Esti
         return estimator
     raise ConfigError('estimator.type', 'no Depth Anything backend can run here ('
                       + '; '.join(skipped) + ')', f'depth_anything_{backend}')
+
+
+def build_measured(config: EstimatorConfig, backend: str) -> Optional[Estimator]:
+    """Depth Anything on ``backend`` with what is open chosen by measurement, or None.
+
+    None when nothing is left to measure (then :func:`build_depth_anything` decides): TensorRT
+    can run (``auto`` takes it first), a single backend is available with everything pinned,
+    or a measured backend failed to start (``auto`` then falls back by order, as without
+    measurement). The estimator's ``autotune`` attribute holds the
+    :class:`~depth_node.estimators.autotune.Choice`.
+    """
+    from depth_node.estimators import autotune
+
+    if backend not in ('auto', 'onnxruntime'):
+        return None
+    _check_options(config)
+    found = {c.backend: c for c in candidates(config)}
+    if backend == 'auto' and found['tensorrt'].available:
+        return None
+    ort, torch_c = found['onnxruntime'], found['torch']
+    use_ort = ort.available
+    use_torch = backend == 'auto' and torch_c.available
+    cpu = config.device == 'cpu'
+    ort_threads: Optional[int] = None
+    if 'threads' in config.options:
+        ort_threads = config.options['threads']
+        if isinstance(ort_threads, bool) or not isinstance(ort_threads, int) or ort_threads < 0:
+            return None  # the backend itself refuses it, naming the option
+    ort_open = use_ort and cpu and ort_threads is None and config.threads == 0
+    torch_open = use_torch and (config.precision == 'auto' or (cpu and config.threads == 0))
+    if not (use_ort and use_torch) and not ort_open and not torch_open:
+        return None
+
+    def build_torch(c: EstimatorConfig) -> Estimator:
+        return _construct('torch', torch_c.model_path, c)
+
+    def build_ort(c: EstimatorConfig) -> Estimator:
+        return _construct('onnxruntime', ort.model_path,
+                          replace(c, options={**c.options, 'threads': c.threads}))
+
+    try:
+        est, choice = autotune.choose(config, build_torch if use_torch else None,
+                                      onnx=ort.model_path if use_ort else '',
+                                      build_onnx=build_ort if use_ort else None,
+                                      onnx_threads=ort_threads)
+    except _FALLBACK_ERRORS as exc:
+        if backend != 'auto':
+            raise
+        _LOG.warning('estimator autotune: a backend failed to start (%s: %s); choosing by '
+                     'order instead', type(exc).__name__, exc)
+        return None
+    skipped = [f'{c.backend}: {c.reason}' for c in found.values() if not c.available]
+    _LOG.info('estimator backend: %s (%s, by measurement%s); model %s, device %s, precision '
+              '%s, %d thread(s)', choice.backend, backend,
+              f'; skipped {"; ".join(skipped)}' if skipped else '',
+              ort.model_path if choice.backend == 'onnxruntime' else torch_c.model_path,
+              config.device, choice.precision, choice.threads)
+    est.autotune = choice  # type: ignore[attr-defined]  # what was measured, for the log
+    return est

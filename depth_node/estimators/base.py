@@ -52,6 +52,7 @@ class EstimatorConfig:
     precision: str = 'auto'  # 'auto': measured at start-up (estimators.autotune)
     options: dict[str, Any] = field(default_factory=dict)
     threads: int = 0  # torch CPU threads of the process; 0 = measured (estimators.autotune)
+    max_threads: int = 0  # most threads a measurement tries; 0 = the cores (the node: cores-1)
 
     @property
     def fixed_precision(self) -> str:

@@ -98,7 +98,9 @@ def build_estimator(config: EstimatorConfig) -> Estimator:
     sets torch's CPU threads for the whole process first (on a loaded 2-core machine one thread
     can be several times faster than two); for the torch Depth Anything estimator ``threads`` 0
     and ``precision`` 'auto' are chosen by measurement (:mod:`depth_node.estimators.autotune`,
-    the choice on the estimator's ``autotune`` attribute).
+    the choice on the estimator's ``autotune`` attribute); for ``depth_anything_auto`` without
+    TensorRT the backend too, and ONNX Runtime's threads
+    (:func:`~depth_node.estimators.backends.build_measured`).
     """
     config = resolve_defaults(config)
     if isinstance(config.threads, bool) or not isinstance(config.threads, int) \
@@ -110,6 +112,11 @@ def build_estimator(config: EstimatorConfig) -> Estimator:
         est, choice = choose(config, _REGISTRY['depth_anything'])
         est.autotune = choice  # what was measured, for the caller's log
         return _checked(est, config)
+    if config.type in ('depth_anything_auto', 'depth_anything_onnxruntime'):
+        from depth_node.estimators.backends import build_measured
+        measured = build_measured(config, config.type.rpartition('_')[2])
+        if measured is not None:
+            return _checked(measured, config)
     if config.precision == 'auto':  # the deployment backends and custom types: fp32
         config = dataclasses.replace(config, precision='fp32')
     if config.threads:

@@ -10,7 +10,10 @@ Subscription callbacks and the diagnostics timer run on one single-threaded exec
 they never run in parallel with each other; they only convert/cache inputs and are cheap.
 Inference runs on one dedicated worker thread. Images reach it through a
 :class:`~depth_node.core.stamped.NewestSlot` (its own lock): while the worker is busy a newer
-image replaces the waiting one (counted as ``dropped_superseded``), so latency cannot grow.
+image replaces the waiting one (counted as ``dropped_superseded``), so latency cannot grow;
+one that waited half a camera period is given up for the next when that is due
+(:func:`~depth_node.core.freshness.take_fresh`). Measured torch threads leave the executor a
+core (:func:`~depth_node.estimators.autotune.leave_a_core`).
 The LiDAR buffer (a :class:`~depth_node.core.stamped.StampedCache` of decoded sweeps) and the
 camera model are shared under ``self._lock``, whose condition wakes a worker waiting for them;
 the worker publishes from its own thread (rclpy publishers are thread-safe). The vehicle's
@@ -39,8 +42,10 @@ from std_msgs.msg import Float32
 from depth_node.core.cloud import PointGrid
 from depth_node.core.colormap import colorize_depth
 from depth_node.core.errors import ConfigError, DepthNodeError
+from depth_node.core.freshness import ArrivalPeriod, take_fresh
 from depth_node.core.transforms import quaternion_to_matrix, RigidTransform
 from depth_node.estimators import build_estimator
+from depth_node.estimators.autotune import leave_a_core
 from depth_node.core.stamped import NewestSlot, StampedCache
 from depth_node.messages.oddities import (camera_info_oddities, frame_id_oddities,
                                           pointcloud2_oddities)
@@ -77,6 +82,7 @@ class DepthNode(Node):
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)  # a sweep or camera_info arrived
         self._images: NewestSlot[tuple[Image, float]] = NewestSlot()  # (image, perf_counter)
+        self._arrivals = ArrivalPeriod()  # of images, perf_counter s: the camera period
         self._sweeps: StampedCache[Sweep] = StampedCache(self.config.lidar_buffer_size)
         self._camera: Optional[CameraModel] = None
         self._image_stamp: Optional[int] = None  # stamp of the latest image, ns
@@ -86,7 +92,7 @@ class DepthNode(Node):
         self._tf_extrinsic = self.config.extrinsic_source == 'tf'
         if self._tf_extrinsic:
             self._tf_buffer = self._make_tf_listener()
-        self.estimator = build_estimator(self.config.estimator)
+        self.estimator = build_estimator(leave_a_core(self.config.estimator))
         tuned = getattr(self.estimator, 'autotune', None)
         if tuned is not None:
             self.get_logger().info(f'estimator configuration: {tuned.describe()}')
@@ -222,7 +228,9 @@ class DepthNode(Node):
         self._stats.count('frames_in')
         self._image_stamp = stamp_ns(msg)  # far-future sweeps are judged against it
         self._odd(frame_id_oddities(msg, 'Image'))
-        if self._images.put((msg, time.perf_counter())):
+        received = time.perf_counter()
+        self._arrivals.record(received)
+        if self._images.put((msg, received)):
             self._stats.count('dropped_superseded')
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
@@ -284,7 +292,9 @@ class DepthNode(Node):
     # ----- inference worker -----
     def _work(self) -> None:
         while True:
-            item = self._images.take()
+            item, given_up = take_fresh(self._images, self._arrivals, lambda it: it[1])
+            if given_up:
+                self._stats.count('dropped_superseded', given_up)
             if item is None:  # closed
                 return
             msg, received = item
