@@ -8,6 +8,7 @@ from rosbags.interfaces import QosDurability
 from rosbags.rosbag2 import Reader
 from rosbags.typesys import get_typestore, Stores
 
+from bag_messages import bag_messages, bag_ns  # noqa: I100
 from depth_node.core.errors import DepthNodeError
 from depth_node.core.lidar import project_points
 from depth_node.core.transforms import matrix_to_quaternion, quaternion_to_matrix, rpy_to_matrix
@@ -34,19 +35,6 @@ def drive():
     return rig, list(rig.frames(3, speed=6.0, rate=5.0, start=0.5))
 
 
-def _messages(path):
-    """{topic: [(bag timestamp, message)]} decoded with rosbags' own deserializer."""
-    out = {}
-    with Reader(path) as reader:
-        for conn, t, raw in reader.messages():
-            out.setdefault(conn.topic, []).append((t, TS.deserialize_cdr(raw, conn.msgtype)))
-    return out
-
-
-def _ns(seconds):
-    return DEFAULT_START_NS + int(round(seconds * 1e9))
-
-
 @pytest.mark.parametrize('storage, compress', [('mcap', False), ('mcap', True),
                                                ('sqlite3', False), ('sqlite3', True)])
 def test_bag_bytes_decode_by_hand(drive, tmp_path, storage, compress):
@@ -55,7 +43,7 @@ def test_bag_bytes_decode_by_hand(drive, tmp_path, storage, compress):
     summary = write_drive(path, frames, rig.camera, rig.lidar_to_camera, storage=storage,
                           compress=compress)
     assert summary.counts == {t: (1 if t == '/tf_static' else 3) for t in TOPICS}
-    assert summary.duration_ns == int(0.4e9) and summary.start_ns == _ns(0.5)
+    assert summary.duration_ns == int(0.4e9) and summary.start_ns == bag_ns(0.5)
     with Reader(path) as reader:
         assert {t: (i.msgtype, i.msgcount) for t, i in reader.topics.items()} == \
             {t: (m, 1 if t == '/tf_static' else 3) for t, m in TOPICS.items()}
@@ -66,11 +54,11 @@ def test_bag_bytes_decode_by_hand(drive, tmp_path, storage, compress):
         assert static.ext.offered_qos_profiles[0].durability == QosDurability.TRANSIENT_LOCAL
     if compress and storage == 'mcap':  # MCAP's own zstd chunks
         assert b'zstd' in (path / 'bag.mcap').read_bytes()[:4096]
-    msgs = _messages(path)
+    msgs = bag_messages(path)
 
     for k, f in enumerate(frames):
         t, img = msgs['/camera/image_rect'][k]
-        assert t == _ns(f.stamp) == img.header.stamp.sec * 10**9 + img.header.stamp.nanosec
+        assert t == bag_ns(f.stamp) == img.header.stamp.sec * 10**9 + img.header.stamp.nanosec
         assert img.header.frame_id == CAMERA_FRAME and img.encoding == 'rgb8'
         assert (img.height, img.width, img.step, img.is_bigendian) == (64, 96, 96 * 3, 0)
         np.testing.assert_array_equal(img.data.reshape(64, 96, 3), f.rgb)
@@ -82,7 +70,7 @@ def test_bag_bytes_decode_by_hand(drive, tmp_path, storage, compress):
         assert np.isnan(gt).any() and not np.isinf(gt).any()  # sky: NaN (REP 118)
 
         t, cloud = msgs['/lidar/points'][k]
-        assert t == _ns(f.lidar_stamp) and cloud.header.frame_id == LIDAR_FRAME
+        assert t == bag_ns(f.lidar_stamp) and cloud.header.frame_id == LIDAR_FRAME
         assert [(p.name, p.offset, p.datatype, p.count) for p in cloud.fields] == \
             [('x', 0, 7, 1), ('y', 4, 7, 1), ('z', 8, 7, 1), ('intensity', 12, 7, 1)]
         n = f.lidar.shape[0]
@@ -103,7 +91,7 @@ def test_bag_bytes_decode_by_hand(drive, tmp_path, storage, compress):
         assert odom.transform.translation.x == pytest.approx(6.0 * (f.stamp - 0.5))
 
     [(t, static)] = msgs['/tf_static']
-    assert t == _ns(0.5)
+    assert t == bag_ns(0.5)
     tfs = {(s.header.frame_id, s.child_frame_id): s.transform for s in static.transforms}
     assert set(tfs) == {(BASE_FRAME, CAMERA_FRAME), (CAMERA_FRAME, LIDAR_FRAME)}
     lidar = tfs[CAMERA_FRAME, LIDAR_FRAME]  # the pose of the LiDAR in the camera frame
@@ -150,7 +138,7 @@ def test_read_drive_round_trip(drive, tmp_path, storage):
     back = list(read_drive(tmp_path / 'bag'))
     assert len(back) == len(frames)
     for f, b in zip(frames, back):
-        assert b.stamp_ns == _ns(f.stamp) and b.lidar_stamp_ns == _ns(f.lidar_stamp)
+        assert b.stamp_ns == bag_ns(f.stamp) and b.lidar_stamp_ns == bag_ns(f.lidar_stamp)
         assert b.frame_id == CAMERA_FRAME and b.lidar_frame_id == LIDAR_FRAME
         assert b.camera == rig.camera
         np.testing.assert_array_equal(b.rgb, f.rgb)

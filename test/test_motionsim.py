@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 from rosbags.rosbag2 import Reader
-from rosbags.typesys import get_typestore, Stores
 
+from bag_messages import bag_messages, bag_ns  # noqa: I100
 from depth_node.cli import make_bag
 from depth_node.core.errors import DepthNodeError
 from depth_node.core.transforms import RigidTransform
@@ -24,7 +24,6 @@ from depth_node.sim.scene import LidarModel
 from depth_node.sim.world import MOTION_SCENARIOS, scenario
 
 W, H = 96, 64
-TS = get_typestore(Stores.ROS2_JAZZY)
 FAST = LidarModel(azimuth_step_deg=1.0)
 ROTATING = dataclasses.replace(FAST, sweep='rotating')
 
@@ -228,18 +227,6 @@ def test_odometry_is_exact_without_noise_and_drifts_with_it():
         OdometryNoise(position_walk_m=-1.0)
 
 
-def _messages(path):
-    out = {}
-    with Reader(path) as reader:
-        for conn, t, raw in reader.messages():
-            out.setdefault(conn.topic, []).append((t, TS.deserialize_cdr(raw, conn.msgtype)))
-    return out
-
-
-def _ns(seconds):
-    return DEFAULT_START_NS + int(round(seconds * 1e9))
-
-
 @pytest.fixture(scope='module')
 def drive():
     rig = _rig(lidar=dataclasses.replace(ROTATING, azimuth_step_deg=2.0), speed_mps=20.0,
@@ -254,9 +241,9 @@ def test_time_fields_decode_to_the_times_written(drive, tmp_path, convention, fi
     rig, frames = drive
     write_drive(tmp_path / 'bag', frames, rig.camera, rig.lidar_to_camera, ground_truth=False,
                 time_field=convention)
-    clouds = _messages(tmp_path / 'bag')['/lidar/points']
+    clouds = bag_messages(tmp_path / 'bag')['/lidar/points']
     for (t, cloud), f in zip(clouds, frames):
-        assert t == _ns(f.lidar_stamp) and cloud.header.frame_id == LIDAR_FRAME
+        assert t == bag_ns(f.lidar_stamp) and cloud.header.frame_id == LIDAR_FRAME
         offsets = {p.name: (p.offset, p.datatype) for p in cloud.fields}
         dt = np.dtype({'names': list(offsets), 'offsets': [o for o, _ in offsets.values()],
                        'formats': ['<' + {7: 'f4', 8: 'f8', 6: 'u4', 4: 'u2'}[d]
@@ -288,10 +275,10 @@ def test_tf_odometry_in_the_bag_reads_back_to_the_trajectory(drive, tmp_path):
     odom = odometry(rig.trajectory(), 0.0, 0.3, 50.0, start=0.5)
     write_drive(tmp_path / 'bag', frames, rig.camera, rig.lidar_to_camera, ground_truth=False,
                 odometry=odom, odometry_topic='/odom', camera_height=rig.camera_height)
-    msgs = _messages(tmp_path / 'bag')
+    msgs = bag_messages(tmp_path / 'bag')
     [(_, static)] = msgs['/tf_static']
     stamps = [t for t, _ in msgs['/tf']]
-    assert stamps == sorted(stamps) and len(stamps) == 16 and stamps[0] == _ns(0.5)
+    assert stamps == sorted(stamps) and len(stamps) == 16 and stamps[0] == bag_ns(0.5)
     for t, tf in msgs['/tf']:
         tree = StaticTree()
         tree.add(static)
@@ -307,7 +294,7 @@ def test_tf_odometry_in_the_bag_reads_back_to_the_trajectory(drive, tmp_path):
     (t, od), = msgs['/odom'][5:6]
     assert (od.header.frame_id, od.child_frame_id) == (ODOM_FRAME, BASE_FRAME)
     truth = rig.trajectory().base_pose(0.1)
-    assert t == _ns(0.6)
+    assert t == bag_ns(0.6)
     np.testing.assert_allclose([od.pose.pose.position.x, od.pose.pose.position.y],
                                truth.translation[:2], atol=1e-9)
     assert od.twist.twist.linear.x == 20.0
@@ -317,7 +304,7 @@ def test_tf_odometry_in_the_bag_reads_back_to_the_trajectory(drive, tmp_path):
 def test_turning_bag_without_odometry_writes_the_true_pose_per_frame(drive, tmp_path):
     rig, frames = drive
     write_drive(tmp_path / 'bag', frames, rig.camera, rig.lidar_to_camera, ground_truth=False)
-    for (t, tf), f in zip(_messages(tmp_path / 'bag')['/tf'], frames):
+    for (t, tf), f in zip(bag_messages(tmp_path / 'bag')['/tf'], frames):
         tree = StaticTree()
         tree.add(tf)
         got = tree.lookup(ODOM_FRAME, BASE_FRAME)
@@ -338,9 +325,9 @@ def test_make_bag_writes_a_turning_drive_with_rotating_sweeps(tmp_path, capsys):
         counts = {t: i.msgcount for t, i in reader.topics.items()}
     assert counts['/tf'] == counts['/odom'] == 16  # -0.05 .. 0.25 s: the last sweep's end
     assert counts['/lidar/points'] == 2
-    msgs = _messages(out)
+    msgs = bag_messages(out)
     assert msgs['/tf'][0][0] == DEFAULT_START_NS - int(0.05e9)
-    assert [t for t, _ in msgs['/lidar/points']] == [_ns(-0.05), _ns(0.15)]
+    assert [t for t, _ in msgs['/lidar/points']] == [bag_ns(-0.05), bag_ns(0.15)]
     fields = [p.name for p in msgs['/lidar/points'][0][1].fields]
     assert fields == ['x', 'y', 'z', 'intensity', 't', 'ring']
     with pytest.raises(SystemExit):
