@@ -64,18 +64,23 @@ def test_raw_scale_follows_the_data_and_is_inverse_to_the_model():
     assert np.isnan(raw_scale(glob, few, 0.02, model))
 
 
-def test_self_check_runs_every_n_frames_clips_and_smooths():
-    check = SelfCheck(every=3)
-    assert [check.due() for _ in range(7)] == [True, False, False, True, False, False, True]
-    assert check.update(1.0, 0.5) == pytest.approx(2.0)  # first check sets it
-    assert check.update(100.0, 1.0) == pytest.approx(np.exp(0.5 * np.log(2.0)
-                                                            + 0.5 * np.log(SCALE_RANGE[1])))
-    before = check.scale
-    assert check.update(float('nan'), 1.0) == before  # no check: unchanged
-    assert check.update(1.0, float('nan')) == before
+def test_self_check_runs_once_a_period_and_clips():
+    check = SelfCheck(period=1.0)
+    stamps = [0.0, 0.3, 0.6, 1.0, 1.4, 2.05, 2.1]
+    assert [check.due(t) for t in stamps] == [True, False, False, True, False, True, False]
+    assert check.update(1.0, 0.5) == pytest.approx(2.0)
+    assert check.update(100.0, 1.0) == SCALE_RANGE[1]  # clipped, and no memory of the last
+    assert check.update(0.001, 1.0) == SCALE_RANGE[0]
+    # A check that cannot run restores the calibrated sigma (the state stays one period deep).
+    assert check.update(float('nan'), 1.0) == 1.0
+    check.update(1.5, 1.0)
+    assert check.update(1.0, float('nan')) == 1.0
+    assert check.checks == 6
     check.reset()
-    assert check.scale == 1.0 and check.due()
-    assert not any(SelfCheck(every=0).due() for _ in range(5))
+    assert check.scale == 1.0 and check.due(2.1)
+    off = SelfCheck(period=0.0)
+    assert not any(off.due(t) for t in stamps)
+    assert not SelfCheck().due(float('nan'))
 
 
 def test_the_scale_widens_sigma_only_where_lidar_supports_it():
@@ -100,8 +105,12 @@ def test_pipeline_checks_on_the_first_frame_and_then_every_n(tmp_path):
     shipped = UncertaintyModel.load()
     with_ref = tmp_path / 'cal.json'
     with_ref.write_text(replace(shipped, heldout_reference=0.5).to_json())
+    stamps = [f.stamp for f in frames]
+    period = 0.75 * (stamps[2] - stamps[0])  # frames 1 and 2 in one slot, frame 3 in the next
+    assert np.floor(stamps[0] / period) == np.floor(stamps[1] / period) \
+        != np.floor(stamps[2] / period)
     cfg = PipelineConfig(temporal=False, uncertainty_calibration=str(with_ref),
-                         uncertainty_self_check_every=2)
+                         uncertainty_self_check_period=period)
     pipe = DepthPipeline(DisparityOracle(str(folder)), cfg)
     results = [pipe.process(FrameInput(f.rgb, rig.camera, f.stamp, f.lidar,
                                        rig.lidar_to_camera)) for f in frames]
@@ -122,8 +131,9 @@ def test_pipeline_checks_on_the_first_frame_and_then_every_n(tmp_path):
 
 
 def test_self_check_parameter_is_validated():
-    with pytest.raises(ConfigError, match='uncertainty.self_check_every'):
-        PipelineConfig(uncertainty_self_check_every=-1).validate()
+    for bad in (-1.0, float('nan')):
+        with pytest.raises(ConfigError, match='uncertainty.self_check_period'):
+            PipelineConfig(uncertainty_self_check_period=bad).validate()
 
 
 def test_band_bias_puts_each_scenario_in_the_band_and_leaves_out_the_hopeless():

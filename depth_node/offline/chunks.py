@@ -8,7 +8,8 @@ frame, ``/tf_static`` - as a whole pass would have it. Per-frame state of the pi
 carried by warm-up: the frames of the ``warmup_s`` before a chunk go through the pipeline
 unscored, so a fit held for ``fit.hold_time`` is held across the edge. With the temporal filter
 off that state is all there is and a chunked run equals the whole run exactly (default
-warm-up: ``fit.hold_time`` + 1 s); the temporal filter (``filter.enable``, on by default)
+warm-up: ``fit.hold_time`` + 1 s, which also covers the uncertainty's self-check period of
+1 s); the temporal filter (``filter.enable``, on by default)
 remembers further back, and the first frames of a chunk then differ from the whole run's by
 what the warm-up could not restore (:func:`chunking_is_exact`).
 
@@ -42,8 +43,10 @@ def default_warmup(settings: NodeSettings) -> float:
 
 def chunking_is_exact(settings: NodeSettings, warmup_s: float) -> bool:
     """Whether chunks give the whole run's numbers bitwise: no temporal filter, and a warm-up
-    covering ``fit.hold_time``."""
-    return not settings.pipeline.temporal and warmup_s > settings.pipeline.hold_time
+    covering ``fit.hold_time`` and a period of the uncertainty's self-check."""
+    p = settings.pipeline
+    return not p.temporal and warmup_s > p.hold_time \
+        and warmup_s >= p.uncertainty_self_check_period
 
 
 def image_log_times(bag: str | Path, topics: DriveTopics = DriveTopics()) -> list[int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from depth_node.core.errors import ConfigError
@@ -41,7 +42,7 @@ class PipelineConfig:
     fusion_edge_sigma: float = 0.005  # 1/m of disparity step that stops the filter
     uncertainty: bool = True  # per-pixel sigma and refusal (off: published as fitted)
     uncertainty_calibration: str = ''  # JSON weights; '' = the shipped calibration
-    uncertainty_self_check_every: int = 10  # frames with a sweep between held-out checks
+    uncertainty_self_check_period: float = 1.0  # s of image stamps between held-out checks
     max_relative_uncertainty: float = 0.2  # sigma/z above this: pixel published as NaN
     min_lidar_share: float = 0.05  # LiDAR supports less of the image: frame refused
     image_check: bool = True  # refuse blind, saturated, flat and noise images
@@ -74,10 +75,10 @@ class PipelineConfig:
         if not self.max_relative_uncertainty > 0:
             raise ConfigError('output.max_relative_uncertainty', 'must be > 0',
                               self.max_relative_uncertainty)
-        if not (isinstance(self.uncertainty_self_check_every, int)
-                and self.uncertainty_self_check_every >= 0):
-            raise ConfigError('uncertainty.self_check_every', 'must be an integer >= 0 '
-                              '(0: off)', self.uncertainty_self_check_every)
+        if not (self.uncertainty_self_check_period >= 0
+                and math.isfinite(self.uncertainty_self_check_period)):
+            raise ConfigError('uncertainty.self_check_period', 'must be >= 0 s (0: off)',
+                              self.uncertainty_self_check_period)
         if not 0 <= self.min_lidar_share <= 1:
             raise ConfigError('refusal.min_lidar_share', 'must be in [0, 1]',
                               self.min_lidar_share)

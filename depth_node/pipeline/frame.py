@@ -122,8 +122,9 @@ class DepthPipeline:
             self._model = UncertaintyModel.load(config.uncertainty_calibration or None)
         elif not config.uncertainty:
             self._model = None
-        if old is None or old.uncertainty_self_check_every != config.uncertainty_self_check_every:
-            self.self_check = SelfCheck(every=config.uncertainty_self_check_every)
+        if old is None or old.uncertainty_self_check_period \
+                != config.uncertainty_self_check_period:
+            self.self_check = SelfCheck(period=config.uncertainty_self_check_period)
         self._config = config
 
     @property
@@ -214,7 +215,7 @@ class DepthPipeline:
         if depth is not None and applied is not None and not spec.metric \
                 and (cfg.fusion or cfg.uncertainty):
             used = None if sparse is None else (sparse if kept is None else sparse.subset(kept))
-            scale = self._checked_scale(depth, used, applied)
+            scale = self._checked_scale(depth, used, applied, frame.stamp)
             trusted = trusted_depth(depth, used, applied, cfg, self._model, age, scale)
             depth, sigma, trust, refused = trusted.depth, trusted.sigma, trusted.report, \
                 trusted.report.refused
@@ -231,14 +232,14 @@ class DepthPipeline:
                            padded)
 
     def _checked_scale(self, depth: np.ndarray, used: Optional[SparseDepth],
-                       applied: AffineFit) -> float:
+                       applied: AffineFit, stamp: float) -> float:
         """The held-out scale of sigma (:mod:`~depth_node.pipeline.self_check`), checked on
         this frame's returns when a check is due."""
         model, cfg = self._model, self.config
         if model is None or used is None or not cfg.fusion \
                 or model.heldout_reference is None:
             return 1.0
-        if self.self_check.due():
+        if self.self_check.due(stamp):
             self.self_check.update(raw_scale(depth, used, fit_residual(applied), model,
                                              cfg.fusion_options(),
                                              cfg.max_relative_uncertainty),

@@ -12,12 +12,12 @@ of B's returns.
 Held-out returns sit closer to support than the average supported pixel, so the raw scale is
 compared with the same figure on the calibration drives, ``heldout_reference`` of the model
 (:mod:`depth_node.training.calibrate_uncertainty` measures it): their ratio, clipped to
-:data:`SCALE_RANGE` and smoothed over checks (:class:`SelfCheck`), multiplies sigma in
+:data:`SCALE_RANGE` and held until the next check (:class:`SelfCheck`), multiplies sigma in
 proportion to the LiDAR support of a pixel (the model's ``unsupported`` gate blends it out).
 Where no return is near, nothing can check the network, and sigma stays as calibrated.
 
-A check costs one more fusion of half the returns, so it runs every ``every`` frames with a
-sweep (``uncertainty.self_check_every``; 0 = off).
+A check costs one more fusion of half the returns, so it runs once per
+``uncertainty.self_check_period`` seconds of image stamps (1 s; 0 = off).
 """
 
 from __future__ import annotations
@@ -107,43 +107,46 @@ def support_weight(unsupported: np.ndarray) -> np.ndarray:
 
 @dataclass
 class SelfCheck:
-    """The smoothed relative scale over a stream of frames (one per pipeline)."""
+    """The relative scale over a stream of frames (one per pipeline), checked once a period.
 
-    every: int = 10  # frames with a sweep between checks (0: off)
-    smoothing: float = 0.5  # weight of a new check in the log-scale average
+    A check runs on the first frame with a sweep in each ``period``-second slot of the image
+    stamps (slots start at multiples of the period), and its scale holds until the next check;
+    a check that cannot run (too few returns) restores the calibrated sigma (1.0). The state
+    thus comes from the current slot's frames alone: a replay that starts a period or more
+    before a frame gives that frame the same scale (chunked evaluation,
+    :mod:`depth_node.offline.chunks`).
+    """
+
+    period: float = 1.0  # s between checks (0: off)
     scale: float = 1.0  # current relative scale (1: the calibration holds)
     last_raw: float = float('nan')  # raw scale of the last check
     checks: int = 0
-    _since: Optional[int] = field(default=None, repr=False)  # frames since the last check
+    _slot: Optional[int] = field(default=None, repr=False)  # slot of the last check
 
-    def due(self) -> bool:
-        """Whether this frame (one with a sweep) should run a check; counts the frame."""
-        if self.every <= 0:
+    def due(self, stamp: float) -> bool:
+        """Whether the frame stamped ``stamp`` (one with a sweep) should run a check."""
+        if not (self.period > 0 and math.isfinite(stamp)):
             return False
-        if self._since is None or self._since + 1 >= self.every:
-            self._since = 0
-            return True
-        self._since += 1
-        return False
+        slot = math.floor(stamp / self.period)
+        if slot == self._slot:
+            return False
+        self._slot = slot
+        return True
 
     def update(self, raw: float, reference: float) -> float:
-        """Fold one check's raw scale in; returns the relative scale now applied."""
+        """Take one check's raw scale; returns the relative scale now applied."""
         self.last_raw = raw
+        self.checks += 1
         if not (math.isfinite(raw) and raw > 0 and math.isfinite(reference) and reference > 0):
+            self.scale = 1.0
             return self.scale
         lo, hi = SCALE_RANGE
-        new = min(max(raw / reference, lo), hi)
-        if self.checks == 0:
-            self.scale = new
-        else:
-            a = self.smoothing
-            self.scale = math.exp((1.0 - a) * math.log(self.scale) + a * math.log(new))
-        self.checks += 1
+        self.scale = min(max(raw / reference, lo), hi)
         return self.scale
 
     def reset(self) -> None:
         """Forget the checks (a new drive, a time jump)."""
-        self.scale, self.last_raw, self.checks, self._since = 1.0, float('nan'), 0, None
+        self.scale, self.last_raw, self.checks, self._slot = 1.0, float('nan'), 0, None
 
 
 __all__ = ['heldout_samples', 'MIN_RETURNS', 'QUANTILE', 'raw_scale', 'raw_scale_of',

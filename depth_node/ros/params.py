@@ -205,10 +205,10 @@ PARAMETERS: tuple[Param, ...] = (
     Param('uncertainty.calibration', '',
           "JSON weights of the uncertainty model; '' = the shipped calibration.",
           read_only=True),
-    Param('uncertainty.self_check_every', 10,
-          'Frames with a sweep between held-out checks of sigma against the frame\'s own '
-          'LiDAR (half the returns predict the other half; the result scales sigma where '
-          'LiDAR supports it); 0 = off.', range=(0, 100000)),
+    Param('uncertainty.self_check_period', 1.0,
+          'Seconds between held-out checks of sigma against the frame\'s own LiDAR (half the '
+          'returns predict the other half; the result scales sigma where LiDAR supports it); '
+          '0 = off.', range=(0.0, 3600.0)),
     Param('refusal.image_check', True,
           'Refuse metric depth from blind, saturated, flat or noise images.'),
     Param('refusal.min_lidar_share', 0.05,
@@ -412,7 +412,7 @@ def build_config(values: dict[str, Any]) -> NodeConfig:
         fusion_edge_sigma=float(v['fusion.edge_sigma']),
         uncertainty=bool(v['uncertainty.enable']),
         uncertainty_calibration=v['uncertainty.calibration'],
-        uncertainty_self_check_every=int(v['uncertainty.self_check_every']),
+        uncertainty_self_check_period=float(v['uncertainty.self_check_period']),
         max_relative_uncertainty=float(v['output.max_relative_uncertainty']),
         min_lidar_share=float(v['refusal.min_lidar_share']),
         image_check=bool(v['refusal.image_check']),
