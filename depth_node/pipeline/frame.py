@@ -94,8 +94,7 @@ class DepthPipeline:
         self._last_good_stamp = -np.inf
         self._grid: Optional[PointGrid] = None
         self._model: Optional[UncertaintyModel] = None
-        self.self_check = SelfCheck()
-        self.config = config or PipelineConfig()
+        self.config = config or PipelineConfig()  # also makes self.self_check
 
     @property
     def config(self) -> PipelineConfig:

@@ -100,11 +100,6 @@ def raw_scale(global_depth: np.ndarray, lidar: SparseDepth, fit_residual: float,
     return raw_scale_of(phi, err, np.asarray(model.fused), model.min_relative, threshold)
 
 
-def support_weight(unsupported: np.ndarray) -> np.ndarray:
-    """How much of the held-out scale a cell takes: 1 - the model's ``unsupported`` gate."""
-    return 1.0 - unsupported
-
-
 @dataclass
 class SelfCheck:
     """The relative scale over a stream of frames (one per pipeline), checked once a period.
@@ -150,4 +145,4 @@ class SelfCheck:
 
 
 __all__ = ['heldout_samples', 'MIN_RETURNS', 'QUANTILE', 'raw_scale', 'raw_scale_of',
-           'SCALE_RANGE', 'SelfCheck', 'split_halves', 'support_weight']
+           'SCALE_RANGE', 'SelfCheck', 'split_halves']
