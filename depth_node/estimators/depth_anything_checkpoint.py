@@ -131,9 +131,11 @@ def _read_official_checkpoint(path: str) -> dict[str, torch.Tensor]:
     """Tensors of an official ``.pth`` (a plain state dict, possibly wrapped), without code."""
     try:
         obj = torch.load(path, map_location='cpu', weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, KeyError,
+            IndexError, TypeError, AttributeError, UnicodeError) as exc:
         # UnpicklingError: the file holds more than tensors (the weights-only loader refused
-        # it, without running any of it); the others: not a (complete) PyTorch file.
+        # it, without running any of it); the others: not a (complete) PyTorch file (bytes
+        # that are no pickle reach the unpickler's opcodes, e.g. a memo fetch: KeyError).
         raise ConfigError('estimator.model_path', 'cannot be read as a weights-only PyTorch '
                           f'checkpoint ({type(exc).__name__}: {exc})', path) from exc
     for wrapper in ('state_dict', 'model'):
