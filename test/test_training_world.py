@@ -88,6 +88,22 @@ def test_training_data_from_the_diverse_world():
     assert 'diverse' not in data.val[0].source  # validation stays on today's streets
 
 
+def test_training_data_of_the_mixed_world_is_todays_streets_and_the_diverse_world(
+        monkeypatch):
+    import depth_node.training.recipe as recipe
+    monkeypatch.setattr(recipe, 'DEFAULT_SEEDS', '5')  # today's part, small for the test
+    monkeypatch.setattr(recipe, 'DEFAULT_PER_STREET', 3)
+    data = training_data(DataOptions(synthetic_seeds='3-4', world='mixed', per_street=2,
+                                     synthetic_size=(48, 36), val_seeds=''))
+    diverse = [s for s in data.train if 'diverse seed' in s.source]
+    assert len(data.train) == 7 and len(diverse) == 4
+    assert '3 frames of 1 synthetic streets (seeds 5' in data.description
+    assert '4 frames of 2 worlds of the diverse' in data.description
+    today = [s for s in data.train if 'diverse seed' not in s.source]
+    expected = synthetic_samples([5], 3, 48, 36)
+    assert sorted(s.source for s in today) == sorted(s.source for s in expected)
+
+
 def test_parking_lot_parks_cars_across_beyond_the_curbs():
     lot = Scene.of_kind('parking_lot', seed=1, length=80.0)
     street = Scene.street(1, length=80.0)

@@ -41,10 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="synthetic streets to train on, e.g. '1-24' (default: 1-24 without "
                         '--bag or --shards, none with them; street 0 is the sample bag\'s, kept '
                         'out)')
-    g.add_argument('--world', choices=('street', 'diverse'), default='street',
-                   help="synthetic world: today's streets (the shipped student's), or "
+    g.add_argument('--world', choices=('street', 'diverse', 'mixed'), default='street',
+                   help="synthetic world: today's streets (the shipped student's), "
                         "'diverse' (each seed its own sun, exposure, fog, camera pose, lens "
-                        "and scene kind; seeds 1-160, 6 frames each by default)")
+                        "and scene kind; seeds 1-160, 6 frames each by default) or 'mixed' "
+                        "(today's streets 1-24 x 40 plus the diverse world, to which "
+                        "--synthetic-seeds and --per-street apply)")
     g.add_argument('--per-street', type=int, default=None,
                    help='frames per synthetic street (default 40; --world diverse: 6)')
     g.add_argument('--synthetic-size', type=parse_size, default=(320, 240), metavar='WxH',

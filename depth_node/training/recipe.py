@@ -25,8 +25,10 @@ from depth_node.training.trainer import peak_memory_mb, TrainConfig, Trainer
 #: Synthetic streets of the shipped recipe (street 0 is the sample bag's, kept out).
 DEFAULT_SEEDS = '1-24'
 DEFAULT_PER_STREET = 40
-#: Synthetic worlds ``train --world`` can render.
-WORLDS = ('street', 'diverse')
+#: Synthetic worlds ``train --world`` can render: today's streets, the diverse world, or both
+#: (``mixed``: today's streets with the shipped recipe's seeds and frames, plus the diverse
+#: world, to which ``--synthetic-seeds`` and ``--per-street`` then apply).
+WORLDS = ('street', 'diverse', 'mixed')
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -54,7 +56,7 @@ class DataOptions:
 
     synthetic_seeds: Optional[str] = None  # e.g. '1-24'; None: the world's default w/o bags
     per_street: Optional[int] = None  # frames per synthetic street; None: the world's default
-    world: str = 'street'  # today's streets, or 'diverse' (training.world)
+    world: str = 'street'  # today's streets, 'diverse' (training.world) or 'mixed' (both)
     synthetic_size: tuple[int, int] = (320, 240)  # (width, height) px
     val_seeds: str = '1000-1001'  # held-out synthetic streets ('' = no validation)
     val_per_street: int = 4
@@ -84,7 +86,7 @@ def training_data(options: DataOptions, shuffle_seed: int = 0,
 
     if options.world not in WORLDS:
         raise ConfigError('world', f'must be one of {", ".join(WORLDS)}', options.world)
-    is_diverse = options.world == 'diverse'
+    is_diverse = options.world in ('diverse', 'mixed')
     text = options.synthetic_seeds
     if text is None:
         text = '' if options.bags or options.shards else (
@@ -96,10 +98,17 @@ def training_data(options: DataOptions, shuffle_seed: int = 0,
     train: list[Any] = []
     described = []
     w, h = options.synthetic_size
+    if options.world == 'mixed':
+        streets = parse_seeds(DEFAULT_SEEDS)
+        train.extend(synthetic_samples(streets, DEFAULT_PER_STREET, w, h,
+                                       shuffle_seed=shuffle_seed))
+        described.append(f'{len(train)} frames of {len(streets)} synthetic streets '
+                         f'(seeds {DEFAULT_SEEDS}, {w}x{h})')
     if seeds and is_diverse:
+        before = len(train)
         train.extend(diverse.diverse_samples(seeds, per_street, w, h,
                                              shuffle_seed=shuffle_seed))
-        described.append(f'{len(train)} frames of {len(seeds)} worlds of the diverse '
+        described.append(f'{len(train) - before} frames of {len(seeds)} worlds of the diverse '
                          f'synthetic world (seeds {text}, {w}x{h})')
     elif seeds:
         train.extend(synthetic_samples(seeds, per_street, w, h,
@@ -145,7 +154,7 @@ def model_card(trainer: Trainer, data: str) -> str:
         'A Depth Anything V2-architecture relative depth model (DINOv2 backbone + DPT head, '
         f'{n / 1e6:.2f} M parameters, transformers format) trained by `depth_node`\'s `train` '
         f'from {"random initialisation" if not c.init else c.init} on {data}.\n\n'
-        '**It has only ever seen synthetic street scenes.** It exists so that the demo and the '
+        '**It has only ever seen synthetic scenes.** It exists so that the demo and the '
         'tests run a real network without downloads; on real images use real Depth Anything V2 '
         'weights (`estimator.model_path`).\n\n'
         f'- output: affine-invariant disparity (relative), input lower bound {c.input_size} px\n'
