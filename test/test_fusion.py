@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from depth_node.core.errors import ConfigError, DepthNodeError
-from depth_node.core.fusion import (extend_down, fuse, FusionConfig, recursive_filter,
-                                    recursive_filter_reference)
+from depth_node.core.fusion import (beam_fill, extend_down, fuse, FusionConfig,
+                                    recursive_filter, recursive_filter_reference)
 from depth_node.core.lidar import SparseDepth
 
 
@@ -17,6 +17,13 @@ def _rows(truth, every=8, first=0, cols=slice(None)):
     z = truth[v, u]
     ok = np.isfinite(z)
     return SparseDepth(u[ok], v[ok], z[ok].astype(np.float32), w, h)
+
+
+def _above(truth, row):
+    """``truth`` with no depth from ``row`` down (a LiDAR whose lowest beam is above it)."""
+    out = truth.copy()
+    out[row:] = np.nan
+    return out
 
 
 def _plane(h=120, w=160):
@@ -54,6 +61,139 @@ def test_fused_equals_lidar_at_returns_and_the_smooth_field_between():
     rel = np.abs(out.depth - truth) / truth
     assert np.median(rel) < 0.01 and np.percentile(rel, 99) < 0.03
     assert np.median(np.abs(network - truth) / truth) > 0.05
+
+
+def test_between_beams_the_fusion_is_the_lidars_plane_where_the_network_is_noisy():
+    truth = _plane()
+    h, w = truth.shape
+    rng = np.random.default_rng(3)
+    network = (truth * np.exp(rng.normal(0.0, 0.04, truth.shape))).astype(np.float32)
+    lidar = _rows(truth, every=7, first=3)
+    inside = slice(3, lidar.v.max() + 1)  # from the top beam to the bottom one
+    out = fuse(network, lidar)
+    rel = np.abs(out.depth[inside] - truth[inside]) / truth[inside]
+    # A plane's disparity is linear in the row: exact, but where the noise makes the network
+    # look > 20 % nearer than at the two returns (an object in front, for the gate).
+    assert np.mean(rel < 1e-4) > 0.98
+    # Without the beam fill the network's noise shows between the beams.
+    off = fuse(network, lidar, FusionConfig(beam_gap=0.0))
+    assert np.median(np.abs(off.depth[inside] - truth[inside]) / truth[inside]) > 0.01
+
+
+def test_the_beam_fill_stops_at_depth_steps_and_long_gaps():
+    h, w = 96, 64
+    truth = np.full((h, w), 30.0, np.float32)
+    truth[50:] = 10.0  # a wall above, a near object below: a step between rows 47 and 51
+    lidar = _rows(truth, every=4, first=3)  # rows 3, 7, ..., 47, 51, ...
+    fill = beam_fill(truth, lidar.u, lidar.v, lidar.z, 4, 40.0, 0.1)
+    assert fill.shape == (h, 16)
+    np.testing.assert_allclose(fill[3:48], 1 / 30.0, rtol=1e-6)
+    np.testing.assert_allclose(fill[51:92], 1 / 10.0, rtol=1e-6)
+    assert np.isnan(fill[48:51]).all() and np.isnan(fill[:3]).all()  # the step; above the top
+    # Beams further apart than the gap are not joined; a gap of 0 turns the fill off.
+    far = _rows(truth[:48], every=20, first=3)
+    assert np.isnan(beam_fill(truth[:48], far.u, far.v, far.z, 4, 16.0, 0.1)[4:23]).all()
+    assert np.isfinite(beam_fill(truth[:48], far.u, far.v, far.z, 4, 24.0, 0.1)[4:23]).all()
+    assert np.isnan(beam_fill(truth, lidar.u, lidar.v, lidar.z, 4, 0.0, 0.1)).all()
+
+
+def test_an_object_between_two_beams_that_the_network_sees_is_kept():
+    truth = _plane()  # a road
+    h, w = truth.shape
+    lidar = _rows(truth, every=16, first=4)  # a sparse LiDAR: rows 4, 20, ..., 116
+    network = truth.copy()
+    network[58:66, 60:100] = 0.7 * truth[58:66, 60:100]  # a low box on the road, 30 % nearer
+    truth_box = network  # the network is right; neither beam hits the box (rows 52 and 68)
+    # (the network is exact: the frame's check would keep its shape everywhere; off here)
+    fill_on = FusionConfig(beam_check=False)
+    out = fuse(network, lidar, fill_on)
+    box = (slice(58, 66), slice(62, 98))
+    np.testing.assert_allclose(out.depth[box], truth_box[box], rtol=0.05)
+    # The road around it is the LiDAR's plane; with the gate off the box is erased.
+    np.testing.assert_allclose(out.depth[30:50], truth[30:50], rtol=1e-4)
+    erased = fuse(network, lidar, FusionConfig(beam_nearer=np.inf, beam_check=False))
+    np.testing.assert_allclose(erased.depth[box], truth[box], rtol=1e-4)
+
+
+def test_below_the_lowest_beam_the_road_plane_goes_on_until_the_network_sees_an_edge():
+    truth = _plane(160, 120)  # a road, 40 m at the top row to 10 m at the bottom
+    h, w = truth.shape
+    lidar = _rows(_above(truth, 100), every=4, first=2)  # 25 beams, the lowest at row 98
+    rows = np.arange(h, dtype=np.float32)[:, None]
+    network = truth * (1.0 + 0.2 * np.clip((rows - 98) / 20, 0, 1))  # 20 % off near the car
+    fill_on = FusionConfig(beam_check=False)  # the network is exact where the beams are
+    out = fuse(network, lidar, fill_on)
+    np.testing.assert_allclose(out.depth[100:], truth[100:], rtol=1e-4)  # the plane, exact
+    off = fuse(network, lidar, FusionConfig(beam_reach=0.0, beam_check=False))
+    assert np.median(np.abs(off.depth[130:] - truth[130:]) / truth[130:]) > 0.05
+    # A depth edge in the network (a wall from row 130 on) ends the line there.
+    wall = network.copy()
+    wall[130:] = 9.0
+    out = fuse(wall, lidar, fill_on)
+    np.testing.assert_allclose(out.depth[100:128], truth[100:128], rtol=1e-4)
+    assert np.all(np.abs(out.depth[131:] - truth[131:]) > 0.05 * truth[131:])
+    # Returns that are not on one line (a kerb: the lowest beams bend) are not continued.
+    bent = truth.copy()
+    bent[70:] = truth[70:] * np.linspace(1.0, 0.7, h - 70)[:, None]
+    lidar_bent = _rows(_above(bent, 100), every=4, first=2)
+    fill = beam_fill(network, lidar_bent.u, lidar_bent.v, lidar_bent.z, 4, 40.0, 0.2, 0.2,
+                     96.0)
+    assert np.isnan(fill[100:]).all() and np.isfinite(fill[2:98]).all()
+
+
+def test_the_frame_decides_between_the_lidars_line_and_the_networks_shape():
+    from depth_node.core.fusion import beam_check
+    from depth_node.core.fusion_reference import beam_check_reference
+    h, w = 120, 160
+    yy, xx = np.mgrid[0:h, 0:w] / np.array([h, w], np.float32)[:, None, None]
+    truth = (20.0 + 3.0 * np.sin(9.0 * yy) * np.cos(4.0 * xx)).astype(np.float32)  # curved
+    lidar = _rows(truth, every=6, first=2)
+    rng = np.random.default_rng(5)
+    shape = truth * np.exp(0.05 * xx).astype(np.float32)  # knows the surface, up to a tilt
+    noisy = (truth * np.exp(rng.normal(0.0, 0.03, truth.shape))).astype(np.float32)
+    for network, network_wins in ((shape, True), (noisy, False)):
+        lin, net, k = beam_check(network, lidar.u, lidar.v, lidar.z, 4, 40.0, 0.2)
+        assert k > 200 and (net < lin) == network_wins, (lin, net)
+        assert (lin, net, k) == pytest.approx(
+            beam_check_reference(network, lidar.u, lidar.v, lidar.z, 4, 40.0, 0.2), rel=1e-9)
+        fill = fuse_field_fill(network, lidar)
+        assert np.isnan(fill).all() == network_wins
+    # The network that knows the shape: the fusion keeps it between the beams.
+    out, off = fuse(shape, lidar), fuse(shape, lidar, FusionConfig(beam_gap=0.0))
+    np.testing.assert_array_equal(out.depth, off.depth)
+
+
+def fuse_field_fill(network, lidar):
+    from depth_node.core.fusion import fuse_field
+    return fuse_field(network, lidar).fill
+
+
+def test_compiled_beam_fill_matches_the_numpy_reference():
+    from depth_node.core.fusion_reference import beam_fill_reference
+    rng = np.random.default_rng(4)
+    h, w = 77, 93
+    u = rng.integers(0, w, 900).astype(np.int32)
+    v = rng.integers(0, h, 900).astype(np.int32)
+    z = rng.uniform(9.0, 11.0, 900).astype(np.float32)
+    network = rng.uniform(8.0, 12.0, (h, w)).astype(np.float32)
+    for cell, gap, step, nearer in ((4, 40.0, 0.1, 0.2), (3, 10.0, 0.05, np.inf),
+                                    (5, 100.0, 1.0, 0.05)):
+        fast = beam_fill(network, u, v, z, cell, gap, step, nearer)
+        ref = beam_fill_reference(network, u, v, z, cell, gap, step, nearer)
+        assert 0.2 < np.isfinite(ref).mean() < 1.0
+        np.testing.assert_allclose(fast, ref, rtol=1e-6, equal_nan=True)
+    # The line below the lowest beams: a road with noisy returns on rows 2..98 of 160, a
+    # noisy network (some rows look nearer, some bands step).
+    truth = _plane(160, 96)
+    lidar = _rows(_above(truth, 100), every=4, first=2)
+    z = lidar.z * np.exp(rng.normal(0.0, 0.002, lidar.count)).astype(np.float32)
+    network = (truth * np.exp(rng.normal(0.0, 0.04, truth.shape))).astype(np.float32)
+    for reach, tolerance_step in ((96.0, 0.1), (30.0, 0.05)):
+        fast = beam_fill(network, lidar.u, lidar.v, z, 4, 40.0, 0.2, 0.2, reach, tolerance_step)
+        ref = beam_fill_reference(network, lidar.u, lidar.v, z, 4, 40.0, 0.2, 0.2, reach,
+                                  tolerance_step)
+        assert np.isfinite(ref[100:]).sum() > 20
+        np.testing.assert_allclose(fast, ref, rtol=1e-6, equal_nan=True)
 
 
 def test_far_from_lidar_the_fusion_tends_to_the_global_fit():
@@ -107,7 +247,7 @@ def test_fusion_rejects_mismatched_inputs_and_bad_options():
         fuse(truth[None], _rows(truth))
     for field, value in (('cell', 0), ('fine_sigma', -1.0), ('prior', 0.0),
                          ('edge_sigma', float('nan')), ('iterations', 0),
-                         ('coarse_factor', 1.5)):
+                         ('coarse_factor', 1.5), ('beam_gap', -1.0), ('beam_step', -0.1)):
         with pytest.raises(ConfigError, match=f'fusion.{field}'):
             FusionConfig(**{field: value}).validate()
 
@@ -132,11 +272,16 @@ def test_the_near_road_below_the_lowest_beam_keeps_the_correction_above_it():
     near = truth / np.float32(5.0)
     lidar = _rows(near, every=4, first=2)
     lidar = lidar.subset(lidar.v < 100)
+    # (the beam line below the lowest beam is off: it would make the plane exact, 0 and 0)
+    no_line = FusionConfig(beam_reach=0.0)
     on, off = (fuse(near * np.float32(1.15), lidar, cfg)
-               for cfg in (FusionConfig(), FusionConfig(extend_support=1e9)))
+               for cfg in (no_line, FusionConfig(beam_reach=0.0, extend_support=1e9)))
     e_on, e_off = (np.median(np.abs(o.depth[104:120] - near[104:120]) / near[104:120])
                    for o in (on, off))
     assert e_on < 0.03 and e_off > 2 * e_on, (e_on, e_off)
+    line = np.abs(fuse(near * np.float32(1.15), lidar, FusionConfig(beam_check=False))
+                  .depth[104:120] - near[104:120])
+    assert np.median(line / near[104:120]) < 1e-4  # with the line (default): exact
 
 
 def test_downward_fill_fades_and_stops_at_a_depth_edge():

@@ -7,6 +7,7 @@ import pytest
 
 from depth_node.core.align import AffineFit, OutputKind
 from depth_node.core.errors import ConfigError
+from depth_node.core.fusion import FusionConfig
 from depth_node.core.lidar import SparseDepth
 from depth_node.core.uncertainty import FEATURES, UncertaintyModel
 from depth_node.pipeline.config import PipelineConfig
@@ -49,10 +50,17 @@ def test_halves_interleave_over_the_image():
 
 def test_raw_scale_follows_the_data_and_is_inverse_to_the_model():
     model = _constant_model(0.05)
-    quiet = raw_scale(*_scene(0.02), 0.02, model)
-    loud = raw_scale(*_scene(0.08), 0.02, model)
+    # Without the beam fill the held-out returns are predicted by the network's shape.
+    no_fill = FusionConfig(beam_gap=0.0)
+    quiet = raw_scale(*_scene(0.02), 0.02, model, no_fill)
+    loud = raw_scale(*_scene(0.08), 0.02, model, no_fill)
     assert np.isfinite(quiet) and np.isfinite(loud)
     assert 2.0 < loud / quiet < 6.0, (quiet, loud)  # 4x the network's noise
+    # With it (the default) they are the LiDAR's own interpolation: the wall is a plane and
+    # its returns exact, so the error is far below the network's and does not follow it.
+    filled = raw_scale(*_scene(0.08), 0.02, model)
+    assert filled < 0.2 * loud, (filled, loud)
+    assert filled == pytest.approx(raw_scale(*_scene(0.02), 0.02, model), rel=0.5, abs=0.01)
     # The raw scale of held-out samples is exactly inverse to the model's sigma.
     phi, err = heldout_samples(*_scene(0.05), 0.02)
     assert phi.shape == (err.size, len(FEATURES)) and err.size > 500

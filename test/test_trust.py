@@ -134,6 +134,7 @@ def test_uncertainty_is_calibrated_on_held_out_streets():
 def test_compiled_compose_matches_the_numpy_reference():
     from depth_node.core.cell_grid import upsample_reference
     from depth_node.core.fusion import fuse_field
+    from depth_node.core.fusion_reference import fuse_reference
     from depth_node.core.lidar import SparseDepth
     from depth_node.pipeline.trust import compose
     from depth_node.pipeline.trust_reference import compose_reference
@@ -144,12 +145,16 @@ def test_compiled_compose_matches_the_numpy_reference():
     supported = (rng.random((31, 40)) < 0.5).astype(np.float32)
     u = rng.integers(0, 157, 400).astype(np.int32)
     v = rng.integers(0, 123, 400).astype(np.int32)
-    field = fuse_field(depth, SparseDepth(u, v, depth[v, u] * rng.uniform(0.9, 1.1, 400)
-                                          .astype(np.float32), 157, 123))
+    lidar = SparseDepth(u, v, depth[v, u] * rng.uniform(0.9, 1.1, 400).astype(np.float32),
+                        157, 123)
+    field = fuse_field(depth, lidar)
     assert field.pinned > 100
-    fused = depth * upsample_reference(field.gain, 4, 123, 157)
-    pinned = np.isfinite(fused[field.pin_v, field.pin_u])
-    fused[field.pin_v[pinned], field.pin_u[pinned]] = field.pin_z[pinned]
+    fused = fuse_reference(depth, lidar).depth  # the gain, the beam fill, the pins
+    assert np.isfinite(field.fill).sum() > 50  # some returns are joined
+    without_fill = depth * upsample_reference(field.gain, 4, 123, 157)
+    pinned = np.isfinite(without_fill[field.pin_v, field.pin_u])
+    without_fill[field.pin_v[pinned], field.pin_u[pinned]] = field.pin_z[pinned]
+    assert np.sum(fused != without_fill) > 100
     for f, expected_depth in ((None, depth), (field, fused)):
         fast = compose(depth, rel_cells, supported, 4, 0.2, f)
         ref = compose_reference(expected_depth, rel_cells, supported, 4, 0.2)

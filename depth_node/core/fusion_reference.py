@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from depth_node.core.cell_grid import grid_shape, upsample_reference
-from depth_node.core.fusion import extend_down, Fusion, FusionConfig, guide, log_ratios, \
-    recursive_filter_reference
+from depth_node.core.cell_grid import cell_centres, grid_shape, upsample_reference
+from depth_node.core.fusion import extend_down, Fusion, FusionConfig, guide, LINE_MIN_POINTS, \
+    LINE_POINTS, LINE_TOLERANCE, log_ratios, MIN_BEAM_CHECKS, recursive_filter_reference
 from depth_node.core.lidar import check_image_size, SparseDepth
 
 
@@ -24,6 +24,117 @@ def cell_sums_reference(u: np.ndarray, v: np.ndarray, r: np.ndarray, cell: int, 
     sums = np.stack([np.bincount(idx, weights=wt, minlength=gh * gw).reshape(gh, gw)
                      for wt in (r, np.ones_like(r), r * r)])
     return sums, idx
+
+
+def beam_fill_reference(global_depth: np.ndarray, u: np.ndarray, v: np.ndarray,
+                        z: np.ndarray, cell: int, max_gap: float, max_step: float,
+                        max_nearer: float = np.inf, reach: float = 0.0,
+                        edge_step: float = 0.1) -> np.ndarray:
+    """:func:`depth_node.core.fusion.beam_fill` in numpy (a loop over the column bands)."""
+    height, width = global_depth.shape
+    gh, gw = grid_shape(height, width, cell)
+    out = np.full((height, gw), np.nan, np.float32)
+    if max_gap <= 0 or not z.size:
+        return out
+    idx = (v // cell) * gw + (u // cell)
+    n, sv, sd = (np.bincount(idx, weights=wt, minlength=gh * gw).reshape(gh, gw)
+                 for wt in (np.ones(z.size), v.astype(np.float64), 1.0 / z.astype(np.float64)))
+    with np.errstate(divide='ignore', invalid='ignore'):
+        mv, md = sv / n, sd / n
+        inv = 1.0 / np.asarray(global_depth, np.float64)
+    at = lambda row: min(int(row + 0.5), height - 1)  # noqa: E731 - the row of a mean
+    for x in range(gw):
+        xc = min(x * cell + cell // 2, width - 1)
+        rows = np.flatnonzero(n[:, x])
+        chain = [rows[0]] if rows.size else []  # the joined run ending at the current cell
+        for a, b in zip(rows[:-1], rows[1:]):
+            va, vb, da, db = mv[a, x], mv[b, x], md[a, x], md[b, x]
+            if vb - va > max_gap or abs(np.log(da / db)) > max_step:
+                chain = [b]
+                continue
+            chain.append(b)
+            r = np.arange(int(np.floor(va)), min(int(np.ceil(vb)), height - 1) + 1)
+            t = (r - va) / (vb - va)
+            ga, gb = inv[at(va), xc], inv[at(vb), xc]
+            with np.errstate(invalid='ignore'):
+                front = inv[r, xc] > (1.0 + max_nearer) * (ga + t * (gb - ga))
+            seg = out[r, x]
+            out[r, x] = np.where(np.isfinite(seg) | front, seg, da + t * (db - da))
+        if reach > 0 and len(chain) >= LINE_MIN_POINTS:
+            last = chain[-LINE_POINTS:]
+            pv, pd = mv[last, x], md[last, x]
+            pg = inv[[at(r) for r in pv], xc]
+            if not np.all(np.isfinite(pg)):
+                continue
+            line, g_line = np.polyfit(pv, pd, 1), np.polyfit(pv, pg, 1)
+            if np.sqrt(np.mean((pd - np.polyval(line, pv)) ** 2)) > LINE_TOLERANCE * pd.mean():
+                continue
+            prev = inv[at(pv[-1]), xc]
+            for r in range(int(np.ceil(pv[-1])), min(height - 1, int(pv[-1] + reach)) + 1):
+                g = inv[r, xc]
+                if not (np.isfinite(g) and g > 0) or abs(np.log(g / prev)) > edge_step:
+                    break
+                prev = g
+                d = np.polyval(line, r)
+                if d <= 0:
+                    break
+                if g <= (1.0 + max_nearer) * np.polyval(g_line, r) and np.isnan(out[r, x]):
+                    out[r, x] = d
+    return out
+
+
+def beam_check_reference(global_depth: np.ndarray, u: np.ndarray, v: np.ndarray,
+                         z: np.ndarray, cell: int, max_gap: float,
+                         max_step: float) -> tuple[float, float, int]:
+    """:func:`depth_node.core.fusion.beam_check` in numpy (a loop over the column bands)."""
+    height, width = global_depth.shape
+    gh, gw = grid_shape(height, width, cell)
+    idx = (v // cell) * gw + (u // cell)
+    with np.errstate(divide='ignore', invalid='ignore'):
+        inv = 1.0 / np.asarray(global_depth, np.float64)
+    n, sv, sd, sg = (np.bincount(idx, weights=wt, minlength=gh * gw).reshape(gh, gw)
+                     for wt in (np.ones(z.size), v.astype(np.float64),
+                                1.0 / z.astype(np.float64), inv[v, u]))
+    with np.errstate(divide='ignore', invalid='ignore'):
+        mv, md, mg = sv / n, sd / n, sg / n
+    lin, net = [], []
+    for x in range(gw):
+        rows = np.flatnonzero(n[:, x])
+        for a, b, c in zip(rows[:-2], rows[1:-1], rows[2:]):
+            (va, vb, vc), (da, db, dc) = mv[[a, b, c], x], md[[a, b, c], x]
+            g = mg[[a, b, c], x]
+            if vc - va > max_gap or abs(np.log(da / db)) > max_step \
+                    or abs(np.log(db / dc)) > max_step or not np.all(np.isfinite(g) & (g > 0)):
+                continue
+            t = (vb - va) / (vc - va)
+            lin.append(abs(np.log(db / (da + t * (dc - da)))))
+            ra, rc = np.log(da / g[0]), np.log(dc / g[2])
+            net.append(abs(np.log(db / g[1]) - (ra + t * (rc - ra))))
+    if not lin:
+        return float('nan'), float('nan'), 0
+    return float(np.median(lin)), float(np.median(net)), len(lin)
+
+
+def fill_pixels_reference(fill: np.ndarray, cell: int, depth: np.ndarray,
+                          step: float) -> np.ndarray:
+    """The beam fill [H, gw] at every pixel [H, W] of the field's ``depth``: bands
+    interpolated along x (OpenCV's convention) where they agree within ``step`` (log), across
+    a larger step the band nearer ``depth``, a lone band's value up to half way, NaN
+    elsewhere."""
+    gw = fill.shape[1]
+    width = depth.shape[1]
+    src = np.clip((np.arange(width) + 0.5) / cell - 0.5, 0.0, gw - 1.0)
+    x0 = src.astype(np.int64)
+    x1 = np.minimum(x0 + 1, gw - 1)
+    t = (src - x0).astype(np.float32)
+    p0, p1 = fill[:, x0], fill[:, x1]
+    with np.errstate(divide='ignore', invalid='ignore'):
+        agree = np.abs(np.log(p0 / p1)) <= step
+        nearer0 = np.abs(np.log(p0 * depth)) <= np.abs(np.log(p1 * depth))
+    both = np.isfinite(p0) & np.isfinite(p1)
+    edge = np.where(np.isfinite(depth), np.where(nearer0, p0, p1), np.nan)
+    lone = np.where(t < 0.5, p0, p1)
+    return np.where(both, np.where(agree, p0 + t * (p1 - p0), edge), lone).astype(np.float32)
 
 
 def fuse_reference(global_depth: np.ndarray, lidar: SparseDepth,
@@ -38,13 +149,19 @@ def fuse_reference(global_depth: np.ndarray, lidar: SparseDepth,
     zero = np.zeros((gh, gw), np.float32)
     u, v, z, r = log_ratios(zg, lidar)
     if not r.size:
-        return Fusion(zg.copy(), zero, zero, zero.copy(), zero.copy(), cell, 0, 0)
+        return Fusion(zg.copy(), zero, zero, zero.copy(), zero.copy(), cell, 0, 0, zero.copy())
     coarse_guide = guide(zg, ccell, ch, cw_)
     coarse_sigma = c.coarse_sigma / c.coarse_factor  # in coarse cells
     sums, cidx = cell_sums_reference(u, v, r, ccell, ch, cw_)
     first = recursive_filter_reference(sums[:2], coarse_guide, coarse_sigma, c.edge_sigma,
                                        c.iterations)
     rho_c = first[0] / (first[1] + c.prior)
+    bands = beam_fill_reference(zg, u, v, z, cell, c.beam_gap, c.beam_step, c.beam_nearer,
+                                c.beam_reach, c.extend_step)
+    if c.beam_check:
+        lin, net, checks = beam_check_reference(zg, u, v, z, cell, c.beam_gap, c.beam_step)
+        if checks >= MIN_BEAM_CHECKS and net < lin:  # the network predicts beams better
+            bands[:] = np.nan
     keep = np.abs(r - rho_c.reshape(-1)[cidx]) <= c.outlier_log_ratio
     if not keep.all():
         u, v, z, r = u[keep], v[keep], z[keep], r[keep]
@@ -69,14 +186,21 @@ def fuse_reference(global_depth: np.ndarray, lidar: SparseDepth,
     rho = extend_down(rho, fine[1], fine_guide, c.extend_support, c.extend_step,
                       c.extend_reach)
     depth = zg * upsample_reference(np.exp(rho), cell, h, w)
+    fill = fill_pixels_reference(bands, cell, depth, c.beam_step)
+    with np.errstate(divide='ignore', invalid='ignore'):
+        filled = np.isfinite(depth) & (fill > 0)
+        depth = np.where(filled, np.float32(1.0) / fill, depth).astype(np.float32)
+    filled_cells = filled[np.ix_(cell_centres(h, gh, cell), cell_centres(w, gw, cell))]
     pinned = 0
     if c.pin_tolerance > 0:
         pin = (np.abs(r - rho.reshape(-1)[idx]) <= c.pin_tolerance) & np.isfinite(depth[v, u])
-        depth[v[pin], u[pin]] = z[pin]
         pinned = int(pin.sum())
+        pin &= ~(fill[v, u] > 0)  # the beam fill holds there
+        depth[v[pin], u[pin]] = z[pin]
     return Fusion(depth, rho.astype(np.float32), fine[1].astype(np.float32),
                   coarse_up[1].astype(np.float32), spread.astype(np.float32), cell,
-                  int(r.size), pinned)
+                  int(r.size), pinned, filled_cells.astype(np.float32))
 
 
-__all__ = ['cell_sums_reference', 'fuse_reference']
+__all__ = ['beam_check_reference', 'beam_fill_reference', 'cell_sums_reference',
+           'fill_pixels_reference', 'fuse_reference']

@@ -13,8 +13,13 @@ The standard deviation of the depth error is modelled as a fraction of the depth
 * ``log_fit_residual``: log robust sigma of the frame's global fit residual (how far the
   network's shape is from the LiDAR's in this frame) and its product with ``unsupported``
   (what that means where nothing checks the network), as ``log_depth`` is too;
-* ``log_teacher_spread``: log relative spread of the keyframe teacher's ensemble where
-  keyframes run (0 otherwise: the calibration data has none).
+* ``log_depth_step``, ``log_support_distance``: the largest log-depth step to a neighbouring
+  cell (edges and their flying pixels) and the distance in cells to the nearest support;
+* ``filled``: 1 where the fusion's beam fill gave the depth (the LiDAR's own interpolation
+  between two beams, whose error is the LiDAR's, not the network's), else 0.
+
+A calibration file written before a feature existed still loads: its ``features`` list names
+its weights, and a feature it does not name gets weight 0.
 
 The weights are fitted by maximum likelihood (Laplace on the log-depth error) on synthetic
 drives of held-out streets across light, weather, rig and lens
@@ -53,7 +58,7 @@ except ImportError:  # pragma: no cover - exercised only on a broken install
 #: The features, in the order of the weights.
 FEATURES = ('bias', 'log_support', 'log_support_coarse', 'unsupported', 'log_spread',
             'log_depth', 'log_fit_residual', 'unsupported_x_log_fit_residual',
-            'unsupported_x_log_depth', 'log_depth_step', 'log_support_distance')
+            'unsupported_x_log_depth', 'log_depth_step', 'log_support_distance', 'filled')
 
 #: The shipped calibration.
 DEFAULT_CALIBRATION = Path(__file__).resolve().parent.parent / 'calibration' / 'uncertainty.json'
@@ -91,8 +96,9 @@ class UncertaintyModel:
         p = Path(path) if path else DEFAULT_CALIBRATION
         try:
             data = json.loads(p.read_text())
-            return cls(tuple(float(x) for x in data['fused']),
-                       tuple(float(x) for x in data['global_only']),
+            names = data.get('features', FEATURES)
+            return cls(_by_name(names, data['fused'], 'fused'),
+                       _by_name(names, data['global_only'], 'global_only'),
                        float(data.get('min_relative', 0.002)),
                        float(data.get('max_relative', 10.0)), data.get('provenance', {}),
                        _optional_float(data.get('heldout_reference')))
@@ -134,9 +140,25 @@ class UncertaintyModel:
         np.log(x[5], out=x[5])
         w = np.asarray(self.fused if fused else self.global_only, dtype=np.float64)
         log_rel = np.empty(support.shape)
-        _weighted_sum(x, support, w, _log_residual(fit_residual), log_rel)
+        _weighted_sum(x, support, np.ascontiguousarray(field.filled, np.float32), w,
+                      _log_residual(fit_residual), log_rel)
         np.exp(log_rel, out=log_rel)
         return np.clip(log_rel, self.min_relative, self.max_relative).astype(np.float32)
+
+
+def _by_name(names: object, weights: object, key: str) -> tuple[float, ...]:
+    """The weights of a calibration file in the order of :data:`FEATURES`, by the file's
+    ``features`` names; a feature the file does not name (an older file) gets 0."""
+    if not isinstance(names, (list, tuple)) or not isinstance(weights, (list, tuple)) \
+            or len(names) != len(weights):
+        raise ConfigError('uncertainty.calibration',
+                          f'{key} needs one weight per name in features', weights)
+    unknown = [n for n in names if n not in FEATURES]
+    if unknown:
+        raise ConfigError('uncertainty.calibration', f'names unknown features {unknown} '
+                          f'(known: {", ".join(FEATURES)})', list(names))
+    given = {str(n): float(w) for n, w in zip(names, weights)}
+    return tuple(given.get(n, 0.0) for n in FEATURES)
 
 
 def _optional_float(value: object) -> Optional[float]:
@@ -172,7 +194,7 @@ def features(fusion: Fusion, fit_residual: float) -> np.ndarray:
                      unsupported, np.log(fusion.spread.astype(np.float64) + _SPREAD_EPS),
                      log_z, np.full_like(support, log_res), unsupported * log_res,
                      unsupported * log_z, np.log(step + _STEP_EPS),
-                     np.log1p(far.astype(np.float64))])
+                     np.log1p(far.astype(np.float64)), fusion.filled.astype(np.float64)])
 
 
 def unsupported_gate(support: np.ndarray) -> np.ndarray:
@@ -249,8 +271,8 @@ def _step_arg_kernel(z: np.ndarray, log_z: np.ndarray, out: np.ndarray) -> None:
             out[y, x] += _STEP_EPS
 
 
-def _weighted_sum_kernel(logs: np.ndarray, support: np.ndarray, w: np.ndarray,
-                         log_res: float, out: np.ndarray) -> None:
+def _weighted_sum_kernel(logs: np.ndarray, support: np.ndarray, filled: np.ndarray,
+                         w: np.ndarray, log_res: float, out: np.ndarray) -> None:
     """``w . phi`` per cell, phi in the order of :data:`FEATURES` from the logarithms."""
     gh, gw = support.shape
     for y in range(gh):
@@ -261,7 +283,7 @@ def _weighted_sum_kernel(logs: np.ndarray, support: np.ndarray, w: np.ndarray,
                          + w[3] * unsupported + w[4] * logs[2, y, x] + w[5] * log_z
                          + w[6] * log_res + w[7] * (unsupported * log_res)
                          + w[8] * (unsupported * log_z) + w[9] * logs[5, y, x]
-                         + w[10] * logs[4, y, x])
+                         + w[10] * logs[4, y, x] + w[11] * np.float64(filled[y, x]))
 
 
 def _compile(fn):  # type: ignore[no-untyped-def]

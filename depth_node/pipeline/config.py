@@ -40,6 +40,7 @@ class PipelineConfig:
     fusion_fine_sigma: float = 1.0  # cells, reach of the fine filter
     fusion_coarse_sigma: float = 16.0  # cells, reach of the coarse filter
     fusion_edge_sigma: float = 0.005  # 1/m of disparity step that stops the filter
+    fusion_beam_gap: float = 40.0  # px, returns down a column band joined by the beam fill
     uncertainty: bool = True  # per-pixel sigma and refusal (off: published as fitted)
     uncertainty_calibration: str = ''  # JSON weights; '' = the shipped calibration
     uncertainty_self_check_period: float = 1.0  # s of image stamps between held-out checks
@@ -92,7 +93,8 @@ class PipelineConfig:
         """Options of the fusion (``fusion.*``; the rest at the calibrated defaults)."""
         return FusionConfig(cell=self.fusion_cell, fine_sigma=self.fusion_fine_sigma,
                             coarse_sigma=self.fusion_coarse_sigma,
-                            edge_sigma=self.fusion_edge_sigma)
+                            edge_sigma=self.fusion_edge_sigma,
+                            beam_gap=self.fusion_beam_gap)
 
     def quality_config(self) -> QualityConfig:
         """Thresholds of the image check (``refusal.image_check``)."""

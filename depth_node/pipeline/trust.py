@@ -37,6 +37,7 @@ import numpy as np
 from depth_node.core.align import AffineFit
 from depth_node.core.cell_grid import along_rows, axis_weights, lerp
 from depth_node.core.fusion import Fusion, fuse_field, FusionConfig, FusionField
+from depth_node.core.fusion_kernels import fill_value
 from depth_node.core.lidar import SparseDepth
 from depth_node.core.uncertainty import cell_depth, FEATURES, UncertaintyModel, unsupported_gate
 from depth_node.pipeline.config import PipelineConfig
@@ -202,16 +203,19 @@ def warm_up() -> None:
 
 def _compose_kernel(zg: np.ndarray, gain_rows: np.ndarray, rel_rows: np.ndarray,
                     sup_rows: np.ndarray, y0: np.ndarray, y1: np.ndarray, fy: np.ndarray,
-                    threshold: float, pin_u: np.ndarray, pin_v: np.ndarray, pin_z: np.ndarray,
-                    depth: np.ndarray, out: np.ndarray, sigma: np.ndarray, rel: np.ndarray,
-                    counts: np.ndarray) -> None:
+                    fill: np.ndarray, x0: np.ndarray, x1: np.ndarray, fx: np.ndarray,
+                    step: float, threshold: float, pin_u: np.ndarray, pin_v: np.ndarray,
+                    pin_z: np.ndarray, depth: np.ndarray, out: np.ndarray, sigma: np.ndarray,
+                    rel: np.ndarray, counts: np.ndarray) -> None:
     """One pass over the pixels: fused depth, pins, sigma / z, refusal, sigma, counts.
 
     The grids come interpolated along x (``*_rows`` [gh, W],
     :func:`~depth_node.core.cell_grid.along_rows`; a gain of ones when nothing is fused);
-    each pixel interpolates between two rows along y, with no branch (the loop vectorises).
+    each pixel interpolates between two rows along y. The beam fill ``fill`` [H, gw]
+    (all NaN when nothing is fused) replaces the fused depth where it has a value.
     """
     h, w = zg.shape
+    one = np.float32(1.0)
     nan = np.float32(np.nan)
     thr = np.float32(threshold)
     half = np.float32(0.5)
@@ -222,8 +226,11 @@ def _compose_kernel(zg: np.ndarray, gain_rows: np.ndarray, rel_rows: np.ndarray,
         g0, g1, r0, r1 = gain_rows[a0], gain_rows[a1], rel_rows[a0], rel_rows[a1]
         s0, s1 = sup_rows[a0], sup_rows[a1]
         zrow, drow, orow, srow, rrow = zg[y], depth[y], out[y], sigma[y], rel[y]
+        frow = fill[y]
         for x in range(w):
             z = zrow[x] * lerp(g0[x], g1[x], ty)  # gain 1 exactly when not fused
+            d = fill_value(frow[x0[x]], frow[x1[x]], fx[x], z, step)
+            z = one / d if (d > 0 and z == z) else z
             r = lerp(r0[x], r1[x], ty)
             rrow[x] = r
             drow[x] = z
@@ -234,11 +241,12 @@ def _compose_kernel(zg: np.ndarray, gain_rows: np.ndarray, rel_rows: np.ndarray,
             n_depth += has
             n_keep += keep
             n_sup += has & (lerp(s0[x], s1[x], ty) >= half)
-        # The LiDAR where it agrees with the field (fused only; pins come in row order, so
-        # this row is still in the cache).
+        # The LiDAR where it agrees with the field and the beam fill has no value (fused
+        # only; pins come in row order, so this row is still in the cache).
         while p < pin_z.size and pin_v[p] == y:
             u, z = pin_u[p], pin_z[p]
-            if drow[u] == drow[u]:
+            zf = zrow[u] * lerp(g0[u], g1[u], ty)  # the field's depth there
+            if zf == zf and not fill_value(frow[x0[u]], frow[x1[u]], fx[u], zf, step) > 0:
                 drow[u] = z
                 if orow[u] == orow[u]:
                     orow[u] = z
@@ -251,6 +259,14 @@ def _compose_kernel(zg: np.ndarray, gain_rows: np.ndarray, rel_rows: np.ndarray,
 def _ones(rows: int, width: int) -> np.ndarray:
     """A gain of exactly 1 (no fusion), read-only and shared."""
     out = np.ones((rows, width), np.float32)
+    out.flags.writeable = False
+    return out
+
+
+@functools.lru_cache(maxsize=4)
+def _no_fill(rows: int, bands: int) -> np.ndarray:
+    """No beam fill (nothing fused): all NaN, read-only and shared."""
+    out = np.full((rows, bands), np.nan, np.float32)
     out.flags.writeable = False
     return out
 
@@ -271,14 +287,17 @@ def compose(global_depth: np.ndarray, rel_cells: np.ndarray, supported: np.ndarr
     zg = np.ascontiguousarray(global_depth, dtype=np.float32)
     h, w = zg.shape
     none = np.zeros(0, np.int32)
-    gain, pins = (field.gain_rows, (field.pin_u, field.pin_v, field.pin_z)) if field is not None \
-        else (_ones(rel_cells.shape[0], w), (none, none, np.zeros(0, np.float32)))
+    gh, gw = rel_cells.shape
+    gain, fill, pins = (field.gain_rows, field.fill, (field.pin_u, field.pin_v, field.pin_z)) \
+        if field is not None else (_ones(gh, w), _no_fill(h, gw),
+                                   (none, none, np.zeros(0, np.float32)))
+    step = field.fill_step if field is not None else 0.0
     # One allocation for the four images (one block of pages to map, not four).
     c = Composed(*np.empty((4, h, w), np.float32), np.zeros(3, np.int64))
     _compiled_compose(zg, gain, along_rows(rel_cells, cell, w),
-                      along_rows(supported, cell, w), *axis_weights(h, rel_cells.shape[0], cell),
-                      float(threshold), *pins, c.depth, c.published, c.sigma, c.relative_sigma,
-                      c.counts)
+                      along_rows(supported, cell, w), *axis_weights(h, gh, cell), fill,
+                      *axis_weights(w, gw, cell), float(step), float(threshold), *pins, c.depth,
+                      c.published, c.sigma, c.relative_sigma, c.counts)
     return c
 
 

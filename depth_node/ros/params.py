@@ -199,6 +199,10 @@ PARAMETERS: tuple[Param, ...] = (
     Param('fusion.edge_sigma', 0.005,
           '1/m: disparity step between neighbouring cells that stops the filter (object '
           'edges); smaller is more edge-aware.', range=(1e-5, 10.0)),
+    Param('fusion.beam_gap', 40.0,
+          'Pixels: LiDAR returns of consecutive beams at most this far apart down the image, '
+          'whose depths agree within 20 %, are joined linearly in disparity (the LiDAR\'s own '
+          'interpolation replaces the network between them); 0 = off.', range=(0.0, 10000.0)),
     Param('uncertainty.enable', True,
           'Per-pixel sigma (depth/uncertainty) and the per-pixel refusal of '
           'output.max_relative_uncertainty.'),
@@ -410,6 +414,7 @@ def build_config(values: dict[str, Any]) -> NodeConfig:
         fusion_fine_sigma=float(v['fusion.fine_sigma']),
         fusion_coarse_sigma=float(v['fusion.coarse_sigma']),
         fusion_edge_sigma=float(v['fusion.edge_sigma']),
+        fusion_beam_gap=float(v['fusion.beam_gap']),
         uncertainty=bool(v['uncertainty.enable']),
         uncertainty_calibration=v['uncertainty.calibration'],
         uncertainty_self_check_period=float(v['uncertainty.self_check_period']),
