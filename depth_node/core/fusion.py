@@ -179,7 +179,7 @@ class FusionField:
     spread: np.ndarray  # [gh, gw] float32, log-ratio RMS
     centre_depth: np.ndarray  # [gh, gw] float32 m, fused depth at the cell centres
     fill: np.ndarray  # [H, gw] float32 1/m, the beam fill's disparity per row and band (NaN: none)
-    fill_step: float  # log step between two bands above which a pixel takes one band, not both
+    fill_ratio: float  # disparity ratio of two bands above which a pixel takes one, not both
     filled: np.ndarray  # [gh, gw] float32, 1 where the beam fill holds at the cell centre
     pin_u: np.ndarray  # [P] int32, column of each return written into the output (row order)
     pin_v: np.ndarray  # [P] int32, row
@@ -309,6 +309,8 @@ LINE_POINTS, LINE_MIN_POINTS, LINE_TOLERANCE = 12, 8, 0.01
 
 #: Fewer held-out triples than this: the frame cannot tell, and the beam fill runs.
 MIN_BEAM_CHECKS = 20
+#: The check reads about this many column bands (every k-th: a median needs no more).
+BEAM_CHECK_BANDS = 40
 
 
 def _beam_cells(zg: np.ndarray, u: np.ndarray, v: np.ndarray, z: np.ndarray,
@@ -324,20 +326,31 @@ def _beam_cells(zg: np.ndarray, u: np.ndarray, v: np.ndarray, z: np.ndarray,
     return sums
 
 
+def check_stride(bands: int) -> int:
+    """Every how many column bands :func:`beam_check` reads (about :data:`BEAM_CHECK_BANDS`)."""
+    return max(1, bands // BEAM_CHECK_BANDS)
+
+
 def beam_check(global_depth: np.ndarray, u: np.ndarray, v: np.ndarray, z: np.ndarray,
                cell: int, max_gap: float, max_step: float) -> tuple[float, float, int]:
     """Which predicts a beam from the beams above and below it better on this frame: the
     LiDAR's line or the network's shape? Median log errors ``(line, network, count)`` over
-    every middle return cell of three the beam fill would join (NaN, NaN, 0 with none).
+    every middle return cell of three the beam fill would join, in every
+    :func:`check_stride`-th column band (NaN, NaN, 0 with none).
 
     A network that knows the surfaces between beams (a strong model, or an oracle) beats the
     line; the shipped student, on the scenario table, never does (docs/benchmarks.md).
     """
     zg = np.ascontiguousarray(global_depth, dtype=np.float32)
-    sums = _beam_cells(zg, u, v, z, cell)
+    return _beam_check(_beam_cells(zg, u, v, z, cell), max_gap, max_step)
+
+
+def _beam_check(sums: np.ndarray, max_gap: float, max_step: float) -> tuple[float, float, int]:
+    """:func:`beam_check` from the cell sums of :func:`_beam_cells`."""
     n = int(np.count_nonzero(sums[0]))
     lin, net = np.empty(n), np.empty(n)
-    k = kernels.beam_errors(sums, float(max_gap), float(max_step), lin, net)
+    k = kernels.beam_errors(sums, float(max_gap), float(max_step), check_stride(sums.shape[2]),
+                            lin, net)
     if not k:
         return float('nan'), float('nan'), 0
     return float(np.median(lin[:k])), float(np.median(net[:k])), int(k)
@@ -368,12 +381,13 @@ def beam_fill(global_depth: np.ndarray, u: np.ndarray, v: np.ndarray, z: np.ndar
     if max_gap <= 0 or not z.size:
         out.fill(np.nan)
         return out
+    sums = _beam_cells(zg, u, v, z, cell)
     if check:
-        lin, net, k = beam_check(zg, u, v, z, cell, max_gap, max_step)
+        lin, net, k = _beam_check(sums, max_gap, max_step)
         if k >= MIN_BEAM_CHECKS and net < lin:
             out.fill(np.nan)
             return out
-    kernels.beam_fill(zg, _beam_cells(zg, u, v, z, cell), cell_centres(width, gw, cell),
+    kernels.beam_fill(zg, sums, cell_centres(width, gw, cell),
                       float(max_gap), float(max_step), float(max_nearer), float(reach),
                       LINE_POINTS, LINE_MIN_POINTS, LINE_TOLERANCE, float(edge_step), out)
     return out
@@ -418,7 +432,7 @@ def fuse_field(global_depth: np.ndarray, lidar: SparseDepth,
         none = np.zeros(0, np.int32)
         return FusionField(zero, np.ones((gh, gw), np.float32), np.ones((gh, w), np.float32),
                            zero, zero.copy(), zero.copy(), zg[np.ix_(cy, cx)],
-                           np.full((h, gw), np.nan, np.float32), float(c.beam_step),
+                           np.full((h, gw), np.nan, np.float32), math.exp(c.beam_step),
                            zero.copy(), none, none,
                            np.zeros(0, np.float32), cell, 0)
     # The beam fill joins all returns the see-through test kept: the outlier test below is
@@ -470,11 +484,11 @@ def fuse_field(global_depth: np.ndarray, lidar: SparseDepth,
     gain_rows = along_rows(gain, cell, w)
     centre, filled = np.empty((gh, gw), np.float32), np.empty((gh, gw), np.float32)
     kernels.centres(zg, gain_rows, cy, cx, *axis_weights(h, gh, cell), fill,
-                    *axis_weights(w, gw, cell), float(c.beam_step), pin_u, pin_v, pin_z, frow,
-                    fcol, centre, filled)
+                    *axis_weights(w, gw, cell), math.exp(c.beam_step), pin_u, pin_v, pin_z,
+                    frow, fcol, centre, filled)
     return FusionField(rho.astype(np.float32), gain, gain_rows, fine[1].astype(np.float32),
                        np.ascontiguousarray(coarse_up[1]), spread, centre, fill,
-                       float(c.beam_step), filled, pin_u, pin_v, pin_z, cell, int(n))
+                       math.exp(c.beam_step), filled, pin_u, pin_v, pin_z, cell, int(n))
 
 
 def fused_depth(global_depth: np.ndarray, field: FusionField) -> np.ndarray:
@@ -484,7 +498,7 @@ def fused_depth(global_depth: np.ndarray, field: FusionField) -> np.ndarray:
     h, w = zg.shape
     gh, gw = field.gain.shape
     kernels.fused(zg, field.gain_rows, *axis_weights(h, gh, field.cell), field.fill,
-                  *axis_weights(w, gw, field.cell), field.fill_step, field.pin_u, field.pin_v,
+                  *axis_weights(w, gw, field.cell), field.fill_ratio, field.pin_u, field.pin_v,
                   field.pin_z, out)
     return out
 

@@ -147,7 +147,7 @@ def _pins_kernel(u: np.ndarray, v: np.ndarray, z: np.ndarray, r: np.ndarray, rho
 
 def _centre_kernel(zg: np.ndarray, gain_rows: np.ndarray, cy: np.ndarray, cx: np.ndarray,
                    y0: np.ndarray, y1: np.ndarray, fy: np.ndarray, fill: np.ndarray,
-                   x0: np.ndarray, x1: np.ndarray, fx: np.ndarray, step: float,
+                   x0: np.ndarray, x1: np.ndarray, fx: np.ndarray, ratio: float,
                    pin_u: np.ndarray,
                    pin_v: np.ndarray, pin_z: np.ndarray, row_cell: np.ndarray,
                    col_cell: np.ndarray, out: np.ndarray, filled: np.ndarray) -> None:
@@ -160,7 +160,7 @@ def _centre_kernel(zg: np.ndarray, gain_rows: np.ndarray, cy: np.ndarray, cx: np
         for j in range(cx.size):
             x = cx[j]
             z = zg[y, x] * lerp(gain_rows[a0, x], gain_rows[a1, x], ty)
-            d = fill_value(fill[y, x0[x]], fill[y, x1[x]], fx[x], z, step)
+            d = fill_value(fill[y, x0[x]], fill[y, x1[x]], fx[x], z, ratio)
             hit = d > 0 and z == z
             out[i, j] = one / d if hit else z
             filled[i, j] = one if hit else np.float32(0.0)
@@ -173,7 +173,7 @@ def _centre_kernel(zg: np.ndarray, gain_rows: np.ndarray, cy: np.ndarray, cx: np
 
 def _fused_kernel(zg: np.ndarray, gain_rows: np.ndarray, y0: np.ndarray, y1: np.ndarray,
                   fy: np.ndarray, fill: np.ndarray, x0: np.ndarray, x1: np.ndarray,
-                  fx: np.ndarray, step: float, pin_u: np.ndarray, pin_v: np.ndarray,
+                  fx: np.ndarray, ratio: float, pin_u: np.ndarray, pin_v: np.ndarray,
                   pin_z: np.ndarray, out: np.ndarray) -> None:
     """Fused depth per pixel: ``zg`` times the bilinear gain, or the beam fill where it has
     a value (and ``zg`` has depth); pins written in where there is no fill."""
@@ -182,14 +182,23 @@ def _fused_kernel(zg: np.ndarray, gain_rows: np.ndarray, y0: np.ndarray, y1: np.
     for y in range(h):
         g0, g1, ty, zrow, orow = gain_rows[y0[y]], gain_rows[y1[y]], fy[y], zg[y], out[y]
         frow = fill[y]
-        for x in range(w):
-            z = zrow[x] * lerp(g0[x], g1[x], ty)
-            d = fill_value(frow[x0[x]], frow[x1[x]], fx[x], z, step)
-            orow[x] = one / d if (d > 0 and z == z) else z
+        for x in range(w):  # the field (no branch: the loop vectorises)
+            orow[x] = zrow[x] * lerp(g0[x], g1[x], ty)
+        filled = False
+        for b in range(frow.size):
+            if frow[b] == frow[b]:
+                filled = True
+                break
+        if filled:  # the beam fill, in the rows that have one
+            for x in range(w):
+                z = orow[x]
+                d = fill_value(frow[x0[x]], frow[x1[x]], fx[x], z, ratio)
+                if d > 0 and z == z:
+                    orow[x] = one / d
     for p in range(pin_z.size):
         y, x = pin_v[p], pin_u[p]
         z = zg[y, x] * lerp(gain_rows[y0[y], x], gain_rows[y1[y], x], fy[y])
-        if z == z and not fill_value(fill[y, x0[x]], fill[y, x1[x]], fx[x], z, step) > 0:
+        if z == z and not fill_value(fill[y, x0[x]], fill[y, x1[x]], fx[x], z, ratio) > 0:
             out[y, x] = pin_z[p]
 
 
@@ -205,16 +214,17 @@ def _beam_cells_kernel(zg: np.ndarray, u: np.ndarray, v: np.ndarray, z: np.ndarr
         sums[3, y, x] += 1.0 / np.float64(zg[v[i], u[i]])
 
 
-def _beam_errors_kernel(sums: np.ndarray, max_gap: float, max_step: float, lin: np.ndarray,
-                        net: np.ndarray) -> int:
+def _beam_errors_kernel(sums: np.ndarray, max_gap: float, max_step: float, stride: int,
+                        lin: np.ndarray, net: np.ndarray) -> int:
     """The held-out test of the beam fill: for every middle one of three consecutive
     supported cells of a band that the fill would join (first to last within ``max_gap``
     px), the log error of predicting its disparity from the outer two by the LiDAR's line
     (``lin``) and by the network's shape (its log-ratio to the network interpolated,
-    ``net``; the network read at the same returns' pixels). Returns how many were written."""
+    ``net``; the network read at the same returns' pixels), on every ``stride``-th band.
+    Returns how many were written."""
     gh, gw = sums.shape[1], sums.shape[2]
     k = 0
-    for x in range(gw):
+    for x in range(0, gw, stride):
         a = b = -1
         for c in range(gh):
             if sums[0, c, x] == 0:
@@ -337,21 +347,23 @@ def _continue_line(zg: np.ndarray, x: int, xc: int, m: int, pv: np.ndarray, pd: 
             out[r, x] = np.float32(d)
 
 
-def _fill_value(p0: float, p1: float, t: float, z: float, step: float) -> float:
+def _fill_value(p0: float, p1: float, t: float, z: float, ratio: float) -> float:
     """A pixel's beam-fill disparity from its two column bands (``t``: weight of ``p1``),
     NaN for none.
 
-    Between two filled bands whose disparities agree within ``step`` (log), linear; across
-    a larger step (a vertical edge between the bands: a pole's side), the band nearer the
-    field's depth ``z`` at the pixel (the network's shape tells which side it is on); next
-    to one filled band, its value up to half way.
+    Between two filled bands whose disparities are within a factor ``ratio`` (``exp`` of the
+    log step), linear; across a larger step (a vertical edge between the bands: a pole's
+    side), the band nearer the field's depth ``z`` at the pixel (the network's shape tells
+    which side it is on); next to one filled band, its value up to half way.
     """
     if p0 == p0 and p1 == p1:
-        if abs(math.log(p0 / p1)) <= step:
+        q = p0 / p1
+        if q <= ratio and q * ratio >= 1.0:
             return p0 + t * (p1 - p0)
         if not z == z:
             return np.nan
-        return p0 if abs(math.log(p0 * z)) <= abs(math.log(p1 * z)) else p1
+        a, b = p0 * z, p1 * z  # fill / field; the nearer is the one nearer 1 in log
+        return p0 if max(a, 1.0 / a) <= max(b, 1.0 / b) else p1
     return p0 if t < 0.5 else p1
 
 

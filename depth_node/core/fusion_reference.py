@@ -12,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from depth_node.core.cell_grid import cell_centres, grid_shape, upsample_reference
-from depth_node.core.fusion import extend_down, Fusion, FusionConfig, guide, LINE_MIN_POINTS, \
-    LINE_POINTS, LINE_TOLERANCE, log_ratios, MIN_BEAM_CHECKS, recursive_filter_reference
+from depth_node.core.fusion import check_stride, extend_down, Fusion, FusionConfig, guide, \
+    LINE_MIN_POINTS, LINE_POINTS, LINE_TOLERANCE, log_ratios, MIN_BEAM_CHECKS, \
+    recursive_filter_reference
 from depth_node.core.lidar import check_image_size, SparseDepth
 
 
@@ -98,7 +99,7 @@ def beam_check_reference(global_depth: np.ndarray, u: np.ndarray, v: np.ndarray,
     with np.errstate(divide='ignore', invalid='ignore'):
         mv, md, mg = sv / n, sd / n, sg / n
     lin, net = [], []
-    for x in range(gw):
+    for x in range(0, gw, check_stride(gw)):
         rows = np.flatnonzero(n[:, x])
         for a, b, c in zip(rows[:-2], rows[1:-1], rows[2:]):
             (va, vb, vc), (da, db, dc) = mv[[a, b, c], x], md[[a, b, c], x]

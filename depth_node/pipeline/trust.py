@@ -204,7 +204,7 @@ def warm_up() -> None:
 def _compose_kernel(zg: np.ndarray, gain_rows: np.ndarray, rel_rows: np.ndarray,
                     sup_rows: np.ndarray, y0: np.ndarray, y1: np.ndarray, fy: np.ndarray,
                     fill: np.ndarray, x0: np.ndarray, x1: np.ndarray, fx: np.ndarray,
-                    step: float, threshold: float, pin_u: np.ndarray, pin_v: np.ndarray,
+                    ratio: float, threshold: float, pin_u: np.ndarray, pin_v: np.ndarray,
                     pin_z: np.ndarray, depth: np.ndarray, out: np.ndarray, sigma: np.ndarray,
                     rel: np.ndarray, counts: np.ndarray) -> None:
     """One pass over the pixels: fused depth, pins, sigma / z, refusal, sigma, counts.
@@ -227,13 +227,23 @@ def _compose_kernel(zg: np.ndarray, gain_rows: np.ndarray, rel_rows: np.ndarray,
         s0, s1 = sup_rows[a0], sup_rows[a1]
         zrow, drow, orow, srow, rrow = zg[y], depth[y], out[y], sigma[y], rel[y]
         frow = fill[y]
+        for x in range(w):  # the field (no branch: the loop vectorises)
+            drow[x] = zrow[x] * lerp(g0[x], g1[x], ty)  # gain 1 exactly when not fused
+        filled = False
+        for b in range(frow.size):
+            if frow[b] == frow[b]:
+                filled = True
+                break
+        if filled:  # the beam fill, in the rows that have one
+            for x in range(w):
+                z = drow[x]
+                d = fill_value(frow[x0[x]], frow[x1[x]], fx[x], z, ratio)
+                if d > 0 and z == z:
+                    drow[x] = one / d
         for x in range(w):
-            z = zrow[x] * lerp(g0[x], g1[x], ty)  # gain 1 exactly when not fused
-            d = fill_value(frow[x0[x]], frow[x1[x]], fx[x], z, step)
-            z = one / d if (d > 0 and z == z) else z
+            z = drow[x]
             r = lerp(r0[x], r1[x], ty)
             rrow[x] = r
-            drow[x] = z
             has = z == z  # finite (max_depth caps the depth, so never inf)
             keep = has & (r <= thr)
             orow[x] = z if keep else nan
@@ -246,7 +256,7 @@ def _compose_kernel(zg: np.ndarray, gain_rows: np.ndarray, rel_rows: np.ndarray,
         while p < pin_z.size and pin_v[p] == y:
             u, z = pin_u[p], pin_z[p]
             zf = zrow[u] * lerp(g0[u], g1[u], ty)  # the field's depth there
-            if zf == zf and not fill_value(frow[x0[u]], frow[x1[u]], fx[u], zf, step) > 0:
+            if zf == zf and not fill_value(frow[x0[u]], frow[x1[u]], fx[u], zf, ratio) > 0:
                 drow[u] = z
                 if orow[u] == orow[u]:
                     orow[u] = z
@@ -291,12 +301,12 @@ def compose(global_depth: np.ndarray, rel_cells: np.ndarray, supported: np.ndarr
     gain, fill, pins = (field.gain_rows, field.fill, (field.pin_u, field.pin_v, field.pin_z)) \
         if field is not None else (_ones(gh, w), _no_fill(h, gw),
                                    (none, none, np.zeros(0, np.float32)))
-    step = field.fill_step if field is not None else 0.0
+    ratio = field.fill_ratio if field is not None else 1.0
     # One allocation for the four images (one block of pages to map, not four).
     c = Composed(*np.empty((4, h, w), np.float32), np.zeros(3, np.int64))
     _compiled_compose(zg, gain, along_rows(rel_cells, cell, w),
                       along_rows(supported, cell, w), *axis_weights(h, gh, cell), fill,
-                      *axis_weights(w, gw, cell), float(step), float(threshold), *pins, c.depth,
+                      *axis_weights(w, gw, cell), float(ratio), float(threshold), *pins, c.depth,
                       c.published, c.sigma, c.relative_sigma, c.counts)
     return c
 
