@@ -178,23 +178,12 @@ def _fused_kernel(zg: np.ndarray, gain_rows: np.ndarray, y0: np.ndarray, y1: np.
     """Fused depth per pixel: ``zg`` times the bilinear gain, or the beam fill where it has
     a value (and ``zg`` has depth); pins written in where there is no fill."""
     h, w = zg.shape
-    one = np.float32(1.0)
     for y in range(h):
         g0, g1, ty, zrow, orow = gain_rows[y0[y]], gain_rows[y1[y]], fy[y], zg[y], out[y]
         frow = fill[y]
         for x in range(w):  # the field (no branch: the loop vectorises)
             orow[x] = zrow[x] * lerp(g0[x], g1[x], ty)
-        filled = False
-        for b in range(frow.size):
-            if frow[b] == frow[b]:
-                filled = True
-                break
-        if filled:  # the beam fill, in the rows that have one
-            for x in range(w):
-                z = orow[x]
-                d = fill_value(frow[x0[x]], frow[x1[x]], fx[x], z, ratio)
-                if d > 0 and z == z:
-                    orow[x] = one / d
+        fill_row(orow, frow, x0, x1, fx, ratio)
     for p in range(pin_z.size):
         y, x = pin_v[p], pin_u[p]
         z = zg[y, x] * lerp(gain_rows[y0[y], x], gain_rows[y1[y], x], fy[y])
@@ -370,6 +359,29 @@ def _fill_value(p0: float, p1: float, t: float, z: float, ratio: float) -> float
 fill_value = njit(inline='always')(_fill_value) if njit is not None else _fill_value
 
 
+def _fill_row(row: np.ndarray, bands: np.ndarray, x0: np.ndarray, x1: np.ndarray,
+              fx: np.ndarray, ratio: float) -> None:
+    """The beam fill over one row of the field's depths ``row`` [W] (in place), from that
+    row's bands ``bands`` [gw]; a row without any fill is left as it is at once (the field's
+    own loop stays free of branches)."""
+    filled = False
+    for b in range(bands.size):
+        if bands[b] == bands[b]:
+            filled = True
+            break
+    if not filled:
+        return
+    one = np.float32(1.0)
+    for x in range(row.size):
+        z = row[x]
+        d = fill_value(bands[x0[x]], bands[x1[x]], fx[x], z, ratio)
+        if d > 0 and z == z:
+            row[x] = one / d
+
+
+fill_row = njit(nogil=True)(_fill_row) if njit is not None else _fill_row
+
+
 def _guide_kernel(zg: np.ndarray, cy: np.ndarray, cx: np.ndarray, out: np.ndarray) -> None:
     """:func:`guide` at the sampled centres ``cy`` x ``cx``: disparity, 0 where no depth."""
     for i in range(cy.size):
@@ -424,5 +436,5 @@ beam_fill = _compile(_beam_fill_kernel)
 
 
 __all__ = ['ascending', 'beam_cells', 'beam_errors', 'beam_fill', 'by_row', 'cell_sums',
-           'centres', 'combine', 'fill_value', 'filter_passes', 'finite', 'fused', 'guide_at',
-           'log_weights', 'outliers', 'pins', 'ratios']
+           'centres', 'combine', 'fill_row', 'fill_value', 'filter_passes', 'finite', 'fused',
+           'guide_at', 'log_weights', 'outliers', 'pins', 'ratios']

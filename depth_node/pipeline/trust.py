@@ -37,7 +37,7 @@ import numpy as np
 from depth_node.core.align import AffineFit
 from depth_node.core.cell_grid import along_rows, axis_weights, lerp
 from depth_node.core.fusion import Fusion, fuse_field, FusionConfig, FusionField
-from depth_node.core.fusion_kernels import fill_value
+from depth_node.core.fusion_kernels import fill_row, fill_value
 from depth_node.core.lidar import SparseDepth
 from depth_node.core.uncertainty import cell_depth, FEATURES, UncertaintyModel, unsupported_gate
 from depth_node.pipeline.config import PipelineConfig
@@ -215,7 +215,6 @@ def _compose_kernel(zg: np.ndarray, gain_rows: np.ndarray, rel_rows: np.ndarray,
     (all NaN when nothing is fused) replaces the fused depth where it has a value.
     """
     h, w = zg.shape
-    one = np.float32(1.0)
     nan = np.float32(np.nan)
     thr = np.float32(threshold)
     half = np.float32(0.5)
@@ -229,17 +228,7 @@ def _compose_kernel(zg: np.ndarray, gain_rows: np.ndarray, rel_rows: np.ndarray,
         frow = fill[y]
         for x in range(w):  # the field (no branch: the loop vectorises)
             drow[x] = zrow[x] * lerp(g0[x], g1[x], ty)  # gain 1 exactly when not fused
-        filled = False
-        for b in range(frow.size):
-            if frow[b] == frow[b]:
-                filled = True
-                break
-        if filled:  # the beam fill, in the rows that have one
-            for x in range(w):
-                z = drow[x]
-                d = fill_value(frow[x0[x]], frow[x1[x]], fx[x], z, ratio)
-                if d > 0 and z == z:
-                    drow[x] = one / d
+        fill_row(drow, frow, x0, x1, fx, ratio)  # the beam fill, in the rows that have one
         for x in range(w):
             z = drow[x]
             r = lerp(r0[x], r1[x], ty)
