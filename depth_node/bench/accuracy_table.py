@@ -18,13 +18,12 @@ prints two tables:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import replace
 from typing import Optional
 
-from depth_node.bench import scenario_table
+from depth_node.bench import scenario_table, write_json
 from depth_node.bench.accuracy import (GLOBAL, run_scenario, run_temporal, Scenario,
                                        time_alignment)
 from depth_node.bench.scenario_table import select
@@ -184,8 +183,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f'({time.time() - t1:.1f} s)')
         out['scenarios'] = scenario_table.as_rows(scores)
     if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(out, f, indent=2)
+        write_json(args.json, out)
     return 0
 
 

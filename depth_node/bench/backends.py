@@ -30,7 +30,6 @@ Run ``benchmark backends --help``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shlex
@@ -42,6 +41,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
+from depth_node.bench import write_json
 from depth_node.testing.official import import_official, random_official_vits, scene_image
 
 #: Speed-up of the fastest backend over the official path that the benchmark aims at.
@@ -271,10 +271,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     print(format_table(rows, settings, command), flush=True)
     if args.json:
-        with open(args.json, 'w') as stream:
-            json.dump({'command': command, 'settings': settings, 'goal': GOAL,
-                       'rows': [vars(r) for r in rows]}, stream, indent=2)
-            stream.write('\n')
+        write_json(args.json, {'command': command, 'settings': settings, 'goal': GOAL,
+                               'rows': [vars(r) for r in rows]})
     return 0
 
 

@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from depth_node.bench import write_json
+
 SAMPLE = Path(__file__).resolve().parents[2] / 'data' / 'sample_drive'
 
 
@@ -121,7 +123,7 @@ def main(argv: Optional[list[str]] = None) -> int:
               f"{'identical' if r['identical'] else 'DIFFER'} "
               f"(AbsRel {r['metrics']['abs_rel']:.4f})")
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2) + '\n', encoding='utf-8')
+        write_json(args.json, rows)
     return 0 if all(r['identical'] for r in rows) else 1
 
 

@@ -48,6 +48,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from depth_node.bench import write_json
 from depth_node.core.align import OutputKind
 from depth_node.core.errors import DepthNodeError
 from depth_node.bench.accuracy import ArrayEstimator
@@ -291,8 +292,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(format_table(report))
     print(f'({time.time() - t0:.0f} s)')
     if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(report, f, indent=2)
+        write_json(args.json, report)
     return 0
 
 

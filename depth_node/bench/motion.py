@@ -19,13 +19,14 @@ rows differ only by what the LiDAR's motion does to the fit and the fusion.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
+
+from depth_node.bench import write_json
 
 #: (label, scenario, time field or None, deskew on, sweep offset s)
 ROWS = (('instantaneous sweep', 'instant_20mps_turning', None, True, 0.0),
@@ -116,7 +117,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(format_table(rows))
     print(f'({time.time() - t0:.0f} s)')
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
+        write_json(args.json, rows)
     return 0
 
 

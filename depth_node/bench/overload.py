@@ -43,6 +43,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from depth_node.bench import write_json
+
 #: Goal of the issue: output latency p99 <= this x the model time, at 3x overload.
 GOAL_P99 = 1.5
 
@@ -326,8 +328,7 @@ def main(argv: Optional[list[str]] = None) -> int:
           f"{last['publish_p99_x']:.2f}x "
           f"({'met' if last['publish_p99_x'] <= GOAL_P99 else 'MISSED'})")
     if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(report, f, indent=2)
+        write_json(args.json, report)
     return 0
 
 

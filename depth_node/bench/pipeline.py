@@ -39,7 +39,6 @@ Run ``benchmark pipeline --help`` (or ``ros2 run depth_node benchmark pipeline -
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shlex
@@ -52,6 +51,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from depth_node.bench import write_json
 from depth_node.testing.nodeproc import private_graph_env
 
 #: Goals of issue #14 for the non-model path per frame: p50 within this many milliseconds...
@@ -545,9 +545,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     print(format_report(result), flush=True)
     if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(result.to_json(), f, indent=2)
-            f.write('\n')
+        write_json(args.json, result.to_json())
     return 0
 
 
