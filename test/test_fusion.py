@@ -307,6 +307,23 @@ def test_downward_fill_fades_and_stops_at_a_depth_edge():
     np.testing.assert_array_equal(extend_down(rho, support, guide, 0.5, 0.1)[:, 0], rho[:, 0])
 
 
+def test_compiled_downward_fill_matches_the_numpy_reference():
+    from depth_node.core.fusion_reference import extend_down_reference
+    rng = np.random.default_rng(5)
+    for trial in range(20):
+        gh, gw = rng.integers(1, 30, size=2)
+        rho = rng.normal(0.0, 0.2, (gh, gw))
+        support = np.where(rng.random((gh, gw)) < 0.3, rng.random((gh, gw)) * 3, 0.0)
+        support[gh // 2:] *= trial % 2  # half the trials: support only in the upper half
+        guide = np.cumsum(rng.normal(0.0, 0.03, (gh, gw)), axis=0) + 0.1
+        guide[rng.random((gh, gw)) < 0.05] = 0.0  # no depth
+        guide[rng.random((gh, gw)) < 0.03] = np.nan
+        step, reach = float(rng.uniform(0.0, 0.5)), [np.inf, 0.5, 4.0, 16.0][trial % 4]
+        np.testing.assert_allclose(extend_down(rho, support, guide, 0.5, step, reach),
+                                   extend_down_reference(rho, support, guide, 0.5, step, reach),
+                                   rtol=1e-12, atol=1e-15, err_msg=f'trial {trial}')
+
+
 def _scene():
     """A plane seen by a network with a smooth error, exact LiDAR rows and two outliers."""
     truth = _plane(123, 157)

@@ -283,21 +283,13 @@ def extend_down(rho: np.ndarray, support: np.ndarray, guide: np.ndarray, min_sup
     """``rho`` [gh, gw] with each column's lowest cell of ``support >= min_support`` continued
     down (blended into the field there with weight ``exp(-rows below / reach)``) to the first
     cell whose guide (disparity) is missing or steps by more than ``max_step`` in log from the
-    cell above (a depth edge). Returns a new array."""
-    gh, gw = rho.shape
-    has = support >= min_support
-    any_col = has.any(axis=0)
-    last = gh - 1 - np.argmax(has[::-1], axis=0)  # [gw], lowest supported row
-    with np.errstate(divide='ignore', invalid='ignore'):
-        step = np.abs(np.diff(np.log(guide), axis=0))  # [gh-1, gw]
-    ok = np.zeros((gh, gw), bool)
-    ok[1:] = (guide[1:] > 0) & (guide[:-1] > 0) & (step <= max_step)
-    rows = np.arange(gh)[:, None]
-    below = (rows > last[None, :]) & any_col[None, :]
-    filled = below & (np.cumsum(below & ~ok, axis=0) == 0)
-    fade = np.exp(-(rows - last[None, :]) / reach) if np.isfinite(reach) else 1.0
-    top = rho[last, np.arange(gw)][None, :]
-    return np.where(filled, rho + (top - rho) * fade, rho)
+    cell above (a depth edge). Returns a new float64 array. Compiled (one pass per column);
+    :func:`depth_node.core.fusion_reference.extend_down_reference` is the numpy reference."""
+    out = np.array(rho, dtype=np.float64, copy=True)
+    kernels.extend_down(np.ascontiguousarray(support, np.float64),
+                        np.ascontiguousarray(guide, np.float64), float(min_support),
+                        float(max_step), float(reach), out)
+    return out
 
 
 #: The line continued below a band's lowest return: fitted to the chain's last this many

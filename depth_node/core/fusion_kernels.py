@@ -390,6 +390,29 @@ def _guide_kernel(zg: np.ndarray, cy: np.ndarray, cx: np.ndarray, out: np.ndarra
             out[i, j] = 1.0 / z if (z == z and z > 0 and z != np.inf) else 0.0
 
 
+def _extend_down_kernel(support: np.ndarray, guide: np.ndarray, min_support: float,
+                        max_step: float, reach: float, out: np.ndarray) -> None:
+    """:func:`depth_node.core.fusion.extend_down` in place on ``out`` (the field, float64):
+    per column, from the lowest supported cell down while the guide holds."""
+    gh, gw = out.shape
+    fade_each = math.isfinite(reach)
+    for x in range(gw):
+        last = -1
+        for y in range(gh - 1, -1, -1):
+            if support[y, x] >= min_support:
+                last = y
+                break
+        if last < 0:
+            continue
+        top = out[last, x]
+        for y in range(last + 1, gh):
+            g0, g1 = guide[y - 1, x], guide[y, x]
+            if not (g1 > 0 and g0 > 0 and abs(math.log(g1) - math.log(g0)) <= max_step):
+                break
+            fade = math.exp(-(y - last) / reach) if fade_each else 1.0
+            out[y, x] = out[y, x] + (top - out[y, x]) * fade
+
+
 def _ascending_kernel(a: np.ndarray) -> bool:
     """Whether ``a`` never decreases."""
     for i in range(1, a.size):
@@ -418,6 +441,7 @@ def _compile(fn):  # type: ignore[no-untyped-def]
 
 filter_passes = _compile(_filter_kernel)
 ascending = _compile(_ascending_kernel)
+extend_down = _compile(_extend_down_kernel)
 by_row = _compile(_by_row_kernel)
 log_weights = _compile(_log_weights_kernel)
 guide_at = _compile(_guide_kernel)
@@ -436,5 +460,6 @@ beam_fill = _compile(_beam_fill_kernel)
 
 
 __all__ = ['ascending', 'beam_cells', 'beam_errors', 'beam_fill', 'by_row', 'cell_sums',
+           'extend_down',
            'centres', 'combine', 'fill_row', 'fill_value', 'filter_passes', 'finite', 'fused',
            'guide_at', 'log_weights', 'outliers', 'pins', 'ratios']

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from depth_node.core.cell_grid import cell_centres, grid_shape, upsample_reference
-from depth_node.core.fusion import check_stride, extend_down, Fusion, FusionConfig, guide, \
+from depth_node.core.fusion import check_stride, Fusion, FusionConfig, guide, \
     LINE_MIN_POINTS, LINE_POINTS, LINE_TOLERANCE, log_ratios, MIN_BEAM_CHECKS, \
     recursive_filter_reference
 from depth_node.core.lidar import check_image_size, SparseDepth
@@ -25,6 +25,26 @@ def cell_sums_reference(u: np.ndarray, v: np.ndarray, r: np.ndarray, cell: int, 
     sums = np.stack([np.bincount(idx, weights=wt, minlength=gh * gw).reshape(gh, gw)
                      for wt in (r, np.ones_like(r), r * r)])
     return sums, idx
+
+
+def extend_down_reference(rho: np.ndarray, support: np.ndarray, guide: np.ndarray,
+                          min_support: float, max_step: float,
+                          reach: float = np.inf) -> np.ndarray:
+    """:func:`depth_node.core.fusion.extend_down` in numpy (whole-grid array operations)."""
+    gh, gw = rho.shape
+    has = support >= min_support
+    any_col = has.any(axis=0)
+    last = gh - 1 - np.argmax(has[::-1], axis=0)  # [gw], lowest supported row
+    with np.errstate(divide='ignore', invalid='ignore'):
+        step = np.abs(np.diff(np.log(guide), axis=0))  # [gh-1, gw]
+    ok = np.zeros((gh, gw), bool)
+    ok[1:] = (guide[1:] > 0) & (guide[:-1] > 0) & (step <= max_step)
+    rows = np.arange(gh)[:, None]
+    below = (rows > last[None, :]) & any_col[None, :]
+    filled = below & (np.cumsum(below & ~ok, axis=0) == 0)
+    fade = np.exp(-(rows - last[None, :]) / reach) if np.isfinite(reach) else 1.0
+    top = rho[last, np.arange(gw)][None, :]
+    return np.where(filled, rho + (top - rho) * fade, rho)
 
 
 def beam_fill_reference(global_depth: np.ndarray, u: np.ndarray, v: np.ndarray,
@@ -184,7 +204,7 @@ def fuse_reference(global_depth: np.ndarray, lidar: SparseDepth,
     sq_f = fine[2] / np.maximum(fine[1], 1e-12)
     sq_c = coarse_up[2] / np.maximum(coarse_up[1], 1e-12)
     spread = np.sqrt(np.maximum(w_f * sq_f + (1.0 - w_f) * sq_c - rho * rho, 0.0))
-    rho = extend_down(rho, fine[1], fine_guide, c.extend_support, c.extend_step,
+    rho = extend_down_reference(rho, fine[1], fine_guide, c.extend_support, c.extend_step,
                       c.extend_reach)
     depth = zg * upsample_reference(np.exp(rho), cell, h, w)
     fill = fill_pixels_reference(bands, cell, depth, c.beam_step)
