@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from depth_node.core.errors import ConfigError, DepthNodeError
-from depth_node.core.fusion import (beam_fill, extend_down, fuse, FusionConfig,
-                                    recursive_filter, recursive_filter_reference)
+from depth_node.core.beam_fill import beam_fill
+from depth_node.core.fusion import (extend_down, fuse, FusionConfig, recursive_filter,
+                                    recursive_filter_reference)
 from depth_node.core.lidar import SparseDepth
 
 
@@ -142,7 +143,7 @@ def test_below_the_lowest_beam_the_road_plane_goes_on_until_the_network_sees_an_
 
 
 def test_the_frame_decides_between_the_lidars_line_and_the_networks_shape():
-    from depth_node.core.fusion import beam_check
+    from depth_node.core.beam_fill import beam_check
     from depth_node.core.fusion_reference import beam_check_reference
     h, w = 120, 160
     yy, xx = np.mgrid[0:h, 0:w] / np.array([h, w], np.float32)[:, None, None]

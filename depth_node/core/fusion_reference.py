@@ -12,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from depth_node.core.cell_grid import cell_centres, grid_shape, upsample_reference
-from depth_node.core.fusion import check_stride, Fusion, FusionConfig, guide, \
-    LINE_MIN_POINTS, LINE_POINTS, LINE_TOLERANCE, log_ratios, MIN_BEAM_CHECKS, \
+from depth_node.core.beam_fill import check_stride, LINE_MIN_POINTS, LINE_POINTS, \
+    LINE_TOLERANCE, MIN_BEAM_CHECKS
+from depth_node.core.fusion import Fusion, FusionConfig, guide, log_ratios, \
     recursive_filter_reference
 from depth_node.core.lidar import check_image_size, SparseDepth
 
@@ -51,7 +52,7 @@ def beam_fill_reference(global_depth: np.ndarray, u: np.ndarray, v: np.ndarray,
                         z: np.ndarray, cell: int, max_gap: float, max_step: float,
                         max_nearer: float = np.inf, reach: float = 0.0,
                         edge_step: float = 0.1) -> np.ndarray:
-    """:func:`depth_node.core.fusion.beam_fill` in numpy (a loop over the column bands)."""
+    """:func:`depth_node.core.beam_fill.beam_fill` in numpy (a loop over the column bands)."""
     height, width = global_depth.shape
     gh, gw = grid_shape(height, width, cell)
     out = np.full((height, gw), np.nan, np.float32)
@@ -107,7 +108,7 @@ def beam_fill_reference(global_depth: np.ndarray, u: np.ndarray, v: np.ndarray,
 def beam_check_reference(global_depth: np.ndarray, u: np.ndarray, v: np.ndarray,
                          z: np.ndarray, cell: int, max_gap: float,
                          max_step: float) -> tuple[float, float, int]:
-    """:func:`depth_node.core.fusion.beam_check` in numpy (a loop over the column bands)."""
+    """:func:`depth_node.core.beam_fill.beam_check` in numpy (a loop over the column bands)."""
     height, width = global_depth.shape
     gh, gw = grid_shape(height, width, cell)
     idx = (v // cell) * gw + (u // cell)
@@ -205,7 +206,7 @@ def fuse_reference(global_depth: np.ndarray, lidar: SparseDepth,
     sq_c = coarse_up[2] / np.maximum(coarse_up[1], 1e-12)
     spread = np.sqrt(np.maximum(w_f * sq_f + (1.0 - w_f) * sq_c - rho * rho, 0.0))
     rho = extend_down_reference(rho, fine[1], fine_guide, c.extend_support, c.extend_step,
-                      c.extend_reach)
+                                c.extend_reach)
     depth = zg * upsample_reference(np.exp(rho), cell, h, w)
     fill = fill_pixels_reference(bands, cell, depth, c.beam_step)
     with np.errstate(divide='ignore', invalid='ignore'):

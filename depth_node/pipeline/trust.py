@@ -37,7 +37,7 @@ import numpy as np
 from depth_node.core.align import AffineFit
 from depth_node.core.cell_grid import along_rows, axis_weights, lerp
 from depth_node.core.fusion import Fusion, fuse_field, FusionConfig, FusionField
-from depth_node.core.fusion_kernels import fill_row, fill_value
+from depth_node.core.beam_kernels import fill_row, fill_value
 from depth_node.core.lidar import SparseDepth
 from depth_node.core.uncertainty import cell_depth, FEATURES, UncertaintyModel, unsupported_gate
 from depth_node.pipeline.config import PipelineConfig
