@@ -362,3 +362,8 @@ def test_keyframe_teacher_publishes_while_real_time_keeps_its_rate(drive, tmp_pa
     status = [st for arr in feed.messages('/diagnostics') for st in arr.status
               if st.name.endswith('keyframes')]
     assert status and int({kv.key: kv.value for kv in status[-1].values}['run']) >= 2
+    # The random teacher disagrees with the (exact) student far beyond its sigma where no
+    # LiDAR return is near: from its first keyframe on, sigma there is widened.
+    scales = [float(kv.value) for arr in feed.messages('/diagnostics') for st in arr.status
+              for kv in st.values if kv.key == 'sigma_teacher_scale']
+    assert scales and scales[0] == 1.0 and max(scales) > 1.0, scales

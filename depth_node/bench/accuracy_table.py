@@ -149,6 +149,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     g.add_argument('--scenario-frames', type=int, default=2, help='frames per street')
     g.add_argument('--model', default='', help='student folder (default: the shipped one)')
     g.add_argument('--threads', type=int, default=1, help='torch threads (default 1)')
+    g.add_argument('--teacher-bound', action='store_true',
+                   help='with the keyframe teacher\'s check of sigma on every frame, the '
+                        'teacher being the ground truth: the most that check can do')
     args = p.parse_args(argv)
     if args.frames < 1 or args.scenario_frames < 1:
         p.error('--frames and --scenario-frames must be >= 1')
@@ -172,10 +175,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         t1 = time.time()
         print(f'\nscenarios: {est.name} through the node pipeline (fusion, uncertainty, '
               f'refusal), {args.width}x{args.height}, streets {streets}, '
-              f'{args.scenario_frames} frames each; AbsRel unless named')
+              f'{args.scenario_frames} frames each; AbsRel unless named'
+              + ('; sigma checked by a perfect keyframe teacher on every frame (--teacher-bound)'
+                 if args.teacher_bound else ''))
         sweep: dict[str, list[tuple[float, float, float]]] = {}
         scores = scenario_table.measure(est, scenarios, streets, args.scenario_frames,
-                                        args.width, args.height, sweep=sweep)
+                                        args.width, args.height, sweep=sweep,
+                                        teacher_bound=args.teacher_bound)
         print(scenario_table.format_table(scores))
         print()
         print(scenario_table.format_sweep(sweep))

@@ -41,17 +41,20 @@ def measure(estimator: Estimator, scenarios: Sequence[Scenario] = SCENARIOS,
             seeds: Sequence[int] = EVALUATION_SEEDS, frames: int = 2, width: int = 640,
             height: int = 480, config: Optional[PipelineConfig] = None,
             progress: bool = False,
-            sweep: Optional[dict[str, list[tuple[float, float, float]]]] = None
-            ) -> list[ScenarioScore]:
+            sweep: Optional[dict[str, list[tuple[float, float, float]]]] = None,
+            teacher_bound: bool = False) -> list[ScenarioScore]:
     """Score every scenario (see the module docstring).
 
     ``sweep``, when given, receives per scenario the coverage and the refused share of wrong
     pixels at each of :data:`THRESHOLDS` (:func:`depth_node.offline.scenarios.threshold_sweep`).
+    ``teacher_bound``: with a perfect keyframe teacher's check of sigma on every frame
+    (:func:`~depth_node.offline.scenarios.run_scenario`).
     """
     out = []
     for sc in scenarios:
         t0 = time.time()
-        evals = list(run_scenario(estimator, sc, seeds, frames, width, height, config))
+        evals = list(run_scenario(estimator, sc, seeds, frames, width, height, config,
+                                  teacher_bound=teacher_bound))
         out.append(score_frames(sc.name, sc.axis, evals))
         if sweep is not None:
             sweep[sc.name] = threshold_sweep(evals, THRESHOLDS)

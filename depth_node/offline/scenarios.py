@@ -34,6 +34,7 @@ from depth_node.estimators.base import Estimator
 from depth_node.offline.lidar_only import lidar_only_depth
 from depth_node.pipeline.alignment import project_lidar
 from depth_node.pipeline.frame import DepthPipeline, FrameInput, FrameResult, PipelineConfig
+from depth_node.pipeline.teacher_check import StudentView, teacher_scale
 from depth_node.sim.world import (Conditions, RigSpec, SCENARIOS as WORLD_SCENARIOS, SimFrame,
                                   SimRig)
 
@@ -103,19 +104,30 @@ def scenario_frames(scenario: Scenario, seeds: Sequence[int], frames: int, width
 def run_scenario(estimator: Estimator, scenario: Scenario, seeds: Sequence[int] = EVALUATION_SEEDS,
                  frames: int = 2, width: int = 640, height: int = 480,
                  config: Optional[PipelineConfig] = None, baselines: bool = True,
-                 max_depth: float = 80.0) -> Iterator[FrameEval]:
+                 max_depth: float = 80.0, teacher_bound: bool = False) -> Iterator[FrameEval]:
     """Each frame through a fresh pipeline (no temporal state between frames).
 
     ``baselines``: also compute LiDAR-only and the dense-GT bound (slower: ~0.5 s a frame).
     The pipeline is configured with the rig's *nominal* extrinsic (calibration error
-    included); the LiDAR-only baseline sees the same.
+    included); the LiDAR-only baseline sees the same. ``teacher_bound``: the frame is run
+    again with the keyframe teacher's check of sigma (:mod:`depth_node.pipeline.
+    teacher_check`) measured against the ground truth on that same frame: a perfect teacher
+    on every frame, the most the node's check can do (twice the network time).
     """
     cfg = replace(config or PipelineConfig(), temporal=False, max_depth=max_depth)
     space = estimator.output.kind
     for seed, rig, f in scenario_frames(scenario, seeds, frames, width, height):
         pipe = DepthPipeline(estimator, cfg)
-        res = pipe.process(FrameInput(f.rgb, rig.camera, f.stamp, f.lidar, rig.nominal),
-                           want_points=False)
+        frame = FrameInput(f.rgb, rig.camera, f.stamp, f.lidar, rig.nominal)
+        res = pipe.process(frame, want_points=False)
+        if teacher_bound and res.depth is not None and res.sigma is not None \
+                and res.support is not None:
+            with np.errstate(invalid='ignore'):
+                truth = np.where(f.depth <= max_depth, f.depth, np.nan).astype(np.float32)
+            scale, pixels = teacher_scale(StudentView(res.depth, res.sigma, res.support,
+                                                      cfg.fusion_cell), truth, None)
+            pipe.teacher_check.update(scale, f.stamp, pixels)
+            res = pipe.process(frame, want_points=False)
         lidar = bound = None
         if baselines:
             used = project_lidar(f.lidar, rig.camera, rig.nominal, cfg).used

@@ -44,6 +44,7 @@ class PipelineConfig:
     uncertainty: bool = True  # per-pixel sigma and refusal (off: published as fitted)
     uncertainty_calibration: str = ''  # JSON weights; '' = the shipped calibration
     uncertainty_self_check_period: float = 1.0  # s of image stamps between held-out checks
+    uncertainty_teacher_hold: float = 10.0  # s of image time a keyframe's check of sigma holds
     max_relative_uncertainty: float = 0.2  # sigma/z above this: pixel published as NaN
     min_lidar_share: float = 0.05  # LiDAR supports less of the image: frame refused
     image_check: bool = True  # refuse blind, saturated, flat and noise images
@@ -80,6 +81,10 @@ class PipelineConfig:
                 and math.isfinite(self.uncertainty_self_check_period)):
             raise ConfigError('uncertainty.self_check_period', 'must be >= 0 s (0: off)',
                               self.uncertainty_self_check_period)
+        if not (self.uncertainty_teacher_hold > 0
+                and math.isfinite(self.uncertainty_teacher_hold)):
+            raise ConfigError('uncertainty.teacher_hold', 'must be > 0 s',
+                              self.uncertainty_teacher_hold)
         if not 0 <= self.min_lidar_share <= 1:
             raise ConfigError('refusal.min_lidar_share', 'must be in [0, 1]',
                               self.min_lidar_share)

@@ -24,6 +24,7 @@ from depth_node.estimators.base import check_input_image, check_prediction, Esti
 from depth_node.pipeline.alignment import align_to_lidar, warm_up as warm_up_lidar
 from depth_node.pipeline.config import PipelineConfig
 from depth_node.pipeline.self_check import raw_scale, SelfCheck
+from depth_node.pipeline.teacher_check import TeacherCheck
 from depth_node.pipeline.trust import fit_residual, trusted_depth, TrustReport, warm_up
 from depth_node.pipeline.input_limits import letterboxed
 
@@ -72,6 +73,7 @@ class FrameResult:
     unrefused: Optional[np.ndarray] = None  # [H, W] m: fused depth before refusal
     relative_sigma: Optional[np.ndarray] = None  # [H, W] sigma / z before refusal
     letterboxed: Optional[tuple[int, int]] = None  # (h, w) the network's image was padded to
+    support: Optional[np.ndarray] = None  # [gh, gw] float32 LiDAR returns per fusion cell
 
     @property
     def global_depth(self) -> Optional[np.ndarray]:
@@ -124,6 +126,9 @@ class DepthPipeline:
         if old is None or old.uncertainty_self_check_period \
                 != config.uncertainty_self_check_period:
             self.self_check = SelfCheck(period=config.uncertainty_self_check_period)
+        if old is None:  # the node's keyframe worker updates it (teacher_check)
+            self.teacher_check = TeacherCheck(config.uncertainty_teacher_hold)
+        self.teacher_check.hold = config.uncertainty_teacher_hold
         self._config = config
 
     @property
@@ -136,6 +141,7 @@ class DepthPipeline:
         self._last_good_stamp = -np.inf
         self._filter.reset()
         self.self_check.reset()
+        self.teacher_check.reset()
 
     def grid(self, camera: PinholeCamera) -> PointGrid:
         """The back-projection grid of ``camera`` at ``cloud_stride`` (kept while they stay)."""
@@ -211,14 +217,17 @@ class DepthPipeline:
         t4 = time.perf_counter()
         timings['depth'] = (t4 - t3) * 1e3
         sigma, trust, refused, unrefused, rel_sigma = None, None, '', None, None
+        support = None
         if depth is not None and applied is not None and not spec.metric \
                 and (cfg.fusion or cfg.uncertainty):
             used = None if sparse is None else (sparse if kept is None else sparse.subset(kept))
             scale = self._checked_scale(depth, used, applied, frame.stamp)
-            trusted = trusted_depth(depth, used, applied, cfg, self._model, age, scale)
+            trusted = trusted_depth(depth, used, applied, cfg, self._model, age, scale,
+                                    self.teacher_check.scale_at(frame.stamp))
             depth, sigma, trust, refused = trusted.depth, trusted.sigma, trusted.report, \
                 trusted.report.refused
             unrefused, rel_sigma = trusted.unrefused, trusted.relative_sigma
+            support = trusted.fusion.support
             t5 = time.perf_counter()
             timings['fusion'] = (t5 - t4) * 1e3
             t4 = t5
@@ -228,7 +237,7 @@ class DepthPipeline:
             timings['points'] = (time.perf_counter() - t4) * 1e3
         return FrameResult(relative, depth, points, fit, applied, state, age, sparse, timings,
                            kept, event, sigma, trust, quality, refused, unrefused, rel_sigma,
-                           padded)
+                           padded, support)
 
     def _checked_scale(self, depth: np.ndarray, used: Optional[SparseDepth],
                        applied: AffineFit, stamp: float) -> float:

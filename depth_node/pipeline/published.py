@@ -174,7 +174,8 @@ def diagnostic_status(snapshot: StatsSnapshot, estimator_output: str,
         values.update({'coverage': f'{trust.coverage:.4f}',
                        'lidar_supported': f'{trust.lidar_share:.4f}',
                        'median_relative_sigma': f'{trust.median_relative_sigma:.4g}',
-                       'sigma_self_check_scale': f'{trust.sigma_scale:.3f}'})
+                       'sigma_self_check_scale': f'{trust.sigma_scale:.3f}',
+                       'sigma_teacher_scale': f'{trust.teacher_scale:.3f}'})
     values['refused'] = snapshot.refused
     applied = snapshot.applied
     values['scale'] = f'{applied.scale:.6g}' if applied is not None else 'nan'

@@ -5,7 +5,10 @@
 1. **fusion** (:func:`depth_node.core.fusion.fuse`, ``fusion.enable``): the network's shape
    pinned to the LiDAR returns the fit kept;
 2. **uncertainty** (:mod:`depth_node.core.uncertainty`): sigma in metres per pixel from the
-   calibrated model, on the fusion's support, spread and depth and the fit's residual;
+   calibrated model, on the fusion's support, spread and depth and the fit's residual; scaled
+   where LiDAR supports the pixel by the frame's held-out self-check
+   (:mod:`depth_node.pipeline.self_check`) and where it does not by the keyframe teacher's
+   check (:mod:`depth_node.pipeline.teacher_check`);
 3. **refusal per pixel**: where ``sigma / z`` exceeds ``output.max_relative_uncertainty`` the
    depth (and sigma) is NaN, so ``depth`` and ``depth/points`` carry only supported metres;
 4. **refusal per frame**: when this frame's sweep supports less than
@@ -60,6 +63,7 @@ class TrustReport:
     median_relative_sigma: float  # median sigma/z over the published pixels (NaN: none)
     refused: str = ''  # why the frame's metric depth was refused ('' = published)
     sigma_scale: float = 1.0  # held-out scale applied to supported sigma (self_check)
+    teacher_scale: float = 1.0  # keyframe teacher's scale of unsupported sigma (teacher_check)
 
 
 @dataclass
@@ -100,7 +104,8 @@ class Composed:
 
 def trusted_depth(global_depth: np.ndarray, lidar: Optional[SparseDepth], fit: AffineFit,
                   config: PipelineConfig, model: Optional[UncertaintyModel],
-                  fit_age: float = 0.0, sigma_scale: float = 1.0) -> Trusted:
+                  fit_age: float = 0.0, sigma_scale: float = 1.0,
+                  teacher_scale: float = 1.0) -> Trusted:
     """Fuse, attach sigma and refuse (see the module docstring).
 
     Parameters
@@ -124,6 +129,9 @@ def trusted_depth(global_depth: np.ndarray, lidar: Optional[SparseDepth], fit: A
         The held-out scale of :mod:`depth_node.pipeline.self_check` (1: as calibrated): sigma
         is multiplied by ``sigma_scale ** (1 - unsupported)``, i.e. fully where LiDAR supports
         a cell and not at all where none is near. Not applied to a frame without a sweep.
+    teacher_scale
+        The keyframe teacher's scale of :mod:`depth_node.pipeline.teacher_check` (1: none):
+        sigma is multiplied by ``teacher_scale ** unsupported``, fully where no return is near.
     """
     zg = np.ascontiguousarray(global_depth, dtype=np.float32)
     h, w = zg.shape
@@ -134,7 +142,8 @@ def trusted_depth(global_depth: np.ndarray, lidar: Optional[SparseDepth], fit: A
         rel_cells = np.full(field.rho.shape, np.nan, np.float32)
     else:
         rel_cells = model.relative_sigma_cells(field, fit_residual(fit), fused=fused)
-        rel_cells = scaled(rel_cells, field.support, model, sigma_scale if fused else 1.0)
+        rel_cells = scaled(rel_cells, field.support, model, sigma_scale if fused else 1.0,
+                           teacher_scale)
         if fit_age > 0 and math.isfinite(fit_age):
             drift = config.filter_process_noise ** 2 * fit_age
             rel_cells = np.sqrt(rel_cells * rel_cells + np.float32(drift))
@@ -148,21 +157,30 @@ def trusted_depth(global_depth: np.ndarray, lidar: Optional[SparseDepth], fit: A
                        c.depth, c.relative_sigma)
     centres = field.centre_depth if fused else cell_depth(zg, field.cell)
     return judged(c, rel_cells, centres, field, config, lidar is not None,
-                  float(sigma_scale) if fused else 1.0)
+                  float(sigma_scale) if fused else 1.0, _usable(teacher_scale))
+
+
+def _usable(scale: float) -> float:
+    """A scale as :func:`scaled` applies it: 1 unless finite and positive."""
+    return float(scale) if math.isfinite(scale) and scale > 0 else 1.0
 
 
 def scaled(rel_cells: np.ndarray, support: np.ndarray, model: UncertaintyModel,
-           sigma_scale: float) -> np.ndarray:
-    """``rel_cells`` times ``sigma_scale ** (1 - unsupported)`` (the self-check's scale)."""
-    if sigma_scale == 1.0 or not math.isfinite(sigma_scale) or sigma_scale <= 0:
+           sigma_scale: float, teacher_scale: float = 1.0) -> np.ndarray:
+    """``rel_cells`` times ``sigma_scale ** (1 - unsupported)`` (the self-check's scale,
+    where LiDAR supports the cell) and ``teacher_scale ** unsupported`` (the keyframe
+    teacher's, where it does not); clipped to the model's range."""
+    s, k = _usable(sigma_scale), _usable(teacher_scale)
+    if s == 1.0 and k == 1.0:
         return rel_cells
-    gain = np.power(np.float32(sigma_scale), (1.0 - unsupported_gate(support)).astype(np.float32))
+    u = unsupported_gate(support)
+    gain = (np.power(s, 1.0 - u) * np.power(k, u)).astype(np.float32)
     return np.clip(rel_cells * gain, model.min_relative, model.max_relative).astype(np.float32)
 
 
 def judged(c: Composed, rel_cells: np.ndarray, centres: np.ndarray,
            fusion: Union[FusionField, Fusion], config: PipelineConfig, had_sweep: bool,
-           sigma_scale: float = 1.0) -> Trusted:
+           sigma_scale: float = 1.0, teacher_scale: float = 1.0) -> Trusted:
     """The frame's report and refusal from the composed pixels (shared with the reference)."""
     n_depth, n_keep, n_supported = (int(k) for k in c.counts)
     lidar_share = n_supported / n_depth if n_depth else 0.0
@@ -177,7 +195,7 @@ def judged(c: Composed, rel_cells: np.ndarray, centres: np.ndarray,
     elif not n_keep:
         refused = 'no pixel within output.max_relative_uncertainty ' \
                   f'{config.max_relative_uncertainty:g}'
-    report = TrustReport(coverage, lidar_share, median, refused, sigma_scale)
+    report = TrustReport(coverage, lidar_share, median, refused, sigma_scale, teacher_scale)
     if refused:
         return Trusted(None, None, fusion, report, c.depth, c.relative_sigma)
     return Trusted(c.published, c.sigma, fusion, report, c.depth, c.relative_sigma)

@@ -46,7 +46,7 @@ def compose_reference(depth: np.ndarray, rel_cells: np.ndarray, supported: np.nd
 def trusted_depth_reference(global_depth: np.ndarray, lidar: Optional[SparseDepth],
                             fit: AffineFit, config: PipelineConfig,
                             model: Optional[UncertaintyModel], fit_age: float = 0.0,
-                            sigma_scale: float = 1.0) -> Trusted:
+                            sigma_scale: float = 1.0, teacher_scale: float = 1.0) -> Trusted:
     """:func:`~depth_node.pipeline.trust.trusted_depth` in numpy (same arguments and result)."""
     h, w = global_depth.shape
     fusion = fuse_reference(global_depth, lidar if lidar is not None else empty_support(h, w),
@@ -61,14 +61,17 @@ def trusted_depth_reference(global_depth: np.ndarray, lidar: Optional[SparseDept
         return Trusted(depth, None, fusion, TrustReport(1.0, float(share), float('nan')), depth,
                        c.relative_sigma)
     rel_cells = model.relative_sigma(features(fusion, fit_residual(fit)), fused=fused)
-    rel_cells = scaled(rel_cells, fusion.support, model, sigma_scale if fused else 1.0)
+    rel_cells = scaled(rel_cells, fusion.support, model, sigma_scale if fused else 1.0,
+                       teacher_scale)
     if fit_age > 0 and math.isfinite(fit_age):
         drift = config.filter_process_noise ** 2 * fit_age
         rel_cells = np.sqrt(rel_cells * rel_cells + np.float32(drift))
     c = compose_reference(depth, rel_cells, supported, fusion.cell,
                           config.max_relative_uncertainty)
     return judged(c, rel_cells, cell_depth(depth, fusion.cell), fusion, config,
-                  lidar is not None, float(sigma_scale) if fused else 1.0)
+                  lidar is not None, float(sigma_scale) if fused else 1.0,
+                  float(teacher_scale) if math.isfinite(teacher_scale) and teacher_scale > 0
+                  else 1.0)
 
 
 __all__ = ['compose_reference', 'trusted_depth_reference']

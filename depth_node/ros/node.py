@@ -59,6 +59,7 @@ from depth_node.pipeline.published import diagnostic_status, FrameOutputs, Outpu
 from depth_node.pipeline.runner import (add_sweep, CameraModel, FrameRunner, FUTURE_S,
                                         ImageFrame, nearest_sweep, Sweep, SweepAdded)
 from depth_node.pipeline.sweep_motion import DeskewState
+from depth_node.pipeline.teacher_check import StudentView, teacher_scale
 from depth_node.ros.messages import (array_to_image, depth_camera_info_msg,
                                      packed_to_pointcloud2, xyz_to_pointcloud2)
 from depth_node.ros.declare import declare_parameters, teacher_error
@@ -183,8 +184,15 @@ class DepthNode(Node):
 
     def _on_keyframe(self, result: KeyframeResult) -> None:
         """Publish a keyframe (worker thread): depth, uncertainty, preview, cloud, check."""
-        header, camera = result.tag
+        header, camera, student = result.tag
         config = self.config
+        if result.depth is not None and student is not None:
+            # The teacher checks the student's sigma where no LiDAR return is near.
+            scale, pixels = teacher_scale(student, result.depth, result.relative_uncertainty,
+                                          config.keyframes.worker.cross_check_quantile
+                                          if config.keyframes is not None else 0.5,
+                                          config.pipeline.max_depth)
+            self.runner.pipeline.teacher_check.update(scale, result.stamp, pixels)
         if result.depth is not None:
             self._pub_kf_depth.publish(array_to_image(result.depth, '32FC1', header))
             if result.uncertainty is not None:
@@ -380,7 +388,11 @@ class DepthNode(Node):
             hit, _ = self._kf_policy.should_trigger(frame.stamp, frame.rgb)
             if hit:
                 # Arrays handed over are not modified afterwards (a new set every frame).
-                self._keyframes.submit(frame, result.depth, tag=(header, frame.camera))
+                view = None if result.depth is None or result.sigma is None \
+                    or result.support is None else StudentView(
+                        result.depth, result.sigma, result.support,
+                        self.config.pipeline.fusion_cell)
+                self._keyframes.submit(frame, result.depth, tag=(header, frame.camera, view))
 
     # ----- diagnostics (executor thread) -----
     def _publish_diagnostics(self) -> None:

@@ -213,6 +213,11 @@ PARAMETERS: tuple[Param, ...] = (
           'Seconds between held-out checks of sigma against the frame\'s own LiDAR (half the '
           'returns predict the other half; the result scales sigma where LiDAR supports it); '
           '0 = off.', range=(0.0, 3600.0)),
+    Param('uncertainty.teacher_hold', 10.0,
+          'Seconds of image time a keyframe\'s check of sigma holds: where the keyframe teacher '
+          'disagrees with the published depth beyond its sigma and no LiDAR return is near, '
+          'sigma there is widened by that much until then (keyframes.enable).',
+          range=(0.001, 3600.0)),
     Param('refusal.image_check', True,
           'Refuse metric depth from blind, saturated, flat or noise images.'),
     Param('refusal.min_lidar_share', 0.05,
@@ -418,6 +423,7 @@ def build_config(values: dict[str, Any]) -> NodeConfig:
         uncertainty=bool(v['uncertainty.enable']),
         uncertainty_calibration=v['uncertainty.calibration'],
         uncertainty_self_check_period=float(v['uncertainty.self_check_period']),
+        uncertainty_teacher_hold=float(v['uncertainty.teacher_hold']),
         max_relative_uncertainty=float(v['output.max_relative_uncertainty']),
         min_lidar_share=float(v['refusal.min_lidar_share']),
         image_check=bool(v['refusal.image_check']),
