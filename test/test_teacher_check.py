@@ -52,6 +52,8 @@ def test_the_check_reads_only_unsupported_published_pixels_where_the_teacher_is_
     unc = np.zeros_like(truth)
     unc[:24] = 1.0
     assert teacher_scale(view, teacher, unc, quantile=0.5)[0] == 1.0
+    unc[:8, :8] = np.nan  # an uncertainty map with holes: those pixels are not read
+    assert teacher_scale(view, teacher, unc, quantile=0.5) == (1.0, 24 * 128)
     assert teacher_scale(view, teacher, None)[0] > 1.5
     # Unpublished (NaN) student pixels and too few pixels say nothing.
     depth = view.depth.copy()

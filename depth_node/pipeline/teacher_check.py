@@ -75,10 +75,13 @@ def teacher_scale(student: StudentView, teacher_depth: np.ndarray,
     with np.errstate(invalid='ignore'):
         ok = far & np.isfinite(z) & (z > 0) & np.isfinite(s) & (s > 0) \
             & np.isfinite(teacher_depth) & (teacher_depth > 0) & (teacher_depth <= max_depth)
-    if teacher_uncertainty is not None and ok.any():
-        unc = teacher_uncertainty[ok]
-        limit = float(np.quantile(unc, quantile)) if quantile < 1 else np.inf
-        ok &= teacher_uncertainty <= limit
+    if teacher_uncertainty is not None:
+        with np.errstate(invalid='ignore'):
+            ok &= np.isfinite(teacher_uncertainty)  # no doubt stated: not read
+        if ok.any():
+            limit = float(np.quantile(teacher_uncertainty[ok], quantile)) if quantile < 1 \
+                else np.inf
+            ok &= teacher_uncertainty <= limit
     n = int(ok.sum())
     if n < MIN_PIXELS:
         return 1.0, n
