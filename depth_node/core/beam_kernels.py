@@ -13,10 +13,7 @@ import math
 
 import numpy as np
 
-try:  # numba is a dependency; without it (a broken install) the kernels run as Python
-    from numba import njit
-except ImportError:  # pragma: no cover - exercised only on a broken install
-    njit = None
+from depth_node.core.jit import compiled, njit
 
 
 def _beam_cells_kernel(zg: np.ndarray, u: np.ndarray, v: np.ndarray, z: np.ndarray,
@@ -210,13 +207,9 @@ def _fill_row(row: np.ndarray, bands: np.ndarray, x0: np.ndarray, x1: np.ndarray
 fill_row = njit(nogil=True)(_fill_row) if njit is not None else _fill_row
 
 
-def _compile(fn):  # type: ignore[no-untyped-def]
-    return njit(cache=True, nogil=True)(fn) if njit is not None else fn
-
-
-_continue_line = _compile(_continue_line)
-beam_cells = _compile(_beam_cells_kernel)
-beam_errors = _compile(_beam_errors_kernel)
-beam_fill = _compile(_beam_fill_kernel)
+_continue_line = compiled(_continue_line)
+beam_cells = compiled(_beam_cells_kernel)
+beam_errors = compiled(_beam_errors_kernel)
+beam_fill = compiled(_beam_fill_kernel)
 
 __all__ = ['beam_cells', 'beam_errors', 'beam_fill', 'fill_row', 'fill_value']

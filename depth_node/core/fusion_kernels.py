@@ -16,10 +16,7 @@ import numpy as np
 from depth_node.core.beam_kernels import fill_row, fill_value
 from depth_node.core.cell_grid import lerp
 
-try:  # numba is a dependency; without it (a broken install) the kernels run as Python
-    from numba import njit
-except ImportError:  # pragma: no cover - exercised only on a broken install
-    njit = None
+from depth_node.core.jit import compiled
 
 
 def _filter_kernel(out: np.ndarray, wx: np.ndarray, wy: np.ndarray) -> None:
@@ -245,24 +242,20 @@ def _by_row_kernel(u: np.ndarray, v: np.ndarray, z: np.ndarray, height: int,
         start[v[i]] = k + 1
 
 
-def _compile(fn):  # type: ignore[no-untyped-def]
-    return njit(cache=True, nogil=True)(fn) if njit is not None else fn
-
-
-filter_passes = _compile(_filter_kernel)
-ascending = _compile(_ascending_kernel)
-extend_down = _compile(_extend_down_kernel)
-by_row = _compile(_by_row_kernel)
-log_weights = _compile(_log_weights_kernel)
-guide_at = _compile(_guide_kernel)
-ratios = _compile(_ratio_kernel)
-finite = _compile(_finite_kernel)
-cell_sums = _compile(_cell_sums_kernel)  # also called from outliers
-outliers = _compile(_outlier_kernel)
-combine = _compile(_combine_kernel)
-pins = _compile(_pins_kernel)
-centres = _compile(_centre_kernel)
-fused = _compile(_fused_kernel)
+filter_passes = compiled(_filter_kernel)
+ascending = compiled(_ascending_kernel)
+extend_down = compiled(_extend_down_kernel)
+by_row = compiled(_by_row_kernel)
+log_weights = compiled(_log_weights_kernel)
+guide_at = compiled(_guide_kernel)
+ratios = compiled(_ratio_kernel)
+finite = compiled(_finite_kernel)
+cell_sums = compiled(_cell_sums_kernel)  # also called from outliers
+outliers = compiled(_outlier_kernel)
+combine = compiled(_combine_kernel)
+pins = compiled(_pins_kernel)
+centres = compiled(_centre_kernel)
+fused = compiled(_fused_kernel)
 
 
 __all__ = ['ascending', 'by_row', 'cell_sums', 'centres', 'combine', 'extend_down',

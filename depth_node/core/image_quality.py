@@ -34,10 +34,7 @@ import numpy as np
 
 from depth_node.core.errors import ConfigError
 
-try:  # numba is a dependency; without it (a broken install) the passes run as Python
-    from numba import njit
-except ImportError:  # pragma: no cover - exercised only on a broken install
-    njit = None
+from depth_node.core.jit import compiled
 
 #: Rec. 601 luminance weights of R, G, B.
 _WEIGHTS = (0.299, 0.587, 0.114)
@@ -261,12 +258,8 @@ def _statistics_kernel(lum: np.ndarray, saturated_level: float, per_level: int,
     out[3] = (sab / m2 - ma * mb) / math.sqrt(va * vb) if va > 1e-9 and vb > 1e-9 else 1.0
 
 
-def _compile(fn):  # type: ignore[no-untyped-def]
-    return njit(cache=True, nogil=True)(fn) if njit is not None else fn
-
-
-_blocks = _compile(_blocks_kernel)
-_statistics = _compile(_statistics_kernel)
+_blocks = compiled(_blocks_kernel)
+_statistics = compiled(_statistics_kernel)
 
 
 __all__ = ['assess_image', 'assess_image_reference', 'block_size', 'ImageQuality', 'luminance',

@@ -50,10 +50,7 @@ from depth_node.core.cell_grid import cell_centres, grid_shape
 from depth_node.core.errors import ConfigError
 from depth_node.core.fusion import Fusion, FusionField
 
-try:  # numba is a dependency; without it (a broken install) the Python loops run
-    from numba import njit
-except ImportError:  # pragma: no cover - exercised only on a broken install
-    njit = None
+from depth_node.core.jit import compiled
 
 #: The features, in the order of the weights.
 FEATURES = ('bias', 'log_support', 'log_support_coarse', 'unsupported', 'log_spread',
@@ -286,13 +283,9 @@ def _weighted_sum_kernel(logs: np.ndarray, support: np.ndarray, filled: np.ndarr
                          + w[10] * logs[4, y, x] + w[11] * np.float64(filled[y, x]))
 
 
-def _compile(fn):  # type: ignore[no-untyped-def]
-    return njit(cache=True, nogil=True)(fn) if njit is not None else fn
-
-
-_log_args = _compile(_log_args_kernel)
-_step_arg = _compile(_step_arg_kernel)
-_weighted_sum = _compile(_weighted_sum_kernel)
+_log_args = compiled(_log_args_kernel)
+_step_arg = compiled(_step_arg_kernel)
+_weighted_sum = compiled(_weighted_sum_kernel)
 
 __all__ = ['cell_depth', 'DEFAULT_CALIBRATION', 'FEATURES', 'features', 'UncertaintyModel',
            'unsupported_gate']

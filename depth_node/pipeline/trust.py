@@ -157,7 +157,7 @@ def trusted_depth(global_depth: np.ndarray, lidar: Optional[SparseDepth], fit: A
                        c.depth, c.relative_sigma)
     centres = field.centre_depth if fused else cell_depth(zg, field.cell)
     return judged(c, rel_cells, centres, field, config, lidar is not None,
-                  float(sigma_scale) if fused else 1.0, _usable(teacher_scale))
+                  float(sigma_scale) if fused else 1.0, teacher_scale)
 
 
 def _usable(scale: float) -> float:
@@ -173,8 +173,8 @@ def scaled(rel_cells: np.ndarray, support: np.ndarray, model: UncertaintyModel,
     s, k = _usable(sigma_scale), _usable(teacher_scale)
     if s == 1.0 and k == 1.0:
         return rel_cells
-    u = unsupported_gate(support)
-    gain = (np.power(s, 1.0 - u) * np.power(k, u)).astype(np.float32)
+    log_s, log_k = math.log(s), math.log(k)
+    gain = np.exp(log_s + (log_k - log_s) * unsupported_gate(support)).astype(np.float32)
     return np.clip(rel_cells * gain, model.min_relative, model.max_relative).astype(np.float32)
 
 
@@ -195,7 +195,8 @@ def judged(c: Composed, rel_cells: np.ndarray, centres: np.ndarray,
     elif not n_keep:
         refused = 'no pixel within output.max_relative_uncertainty ' \
                   f'{config.max_relative_uncertainty:g}'
-    report = TrustReport(coverage, lidar_share, median, refused, sigma_scale, teacher_scale)
+    report = TrustReport(coverage, lidar_share, median, refused, sigma_scale,
+                         _usable(teacher_scale))
     if refused:
         return Trusted(None, None, fusion, report, c.depth, c.relative_sigma)
     return Trusted(c.published, c.sigma, fusion, report, c.depth, c.relative_sigma)

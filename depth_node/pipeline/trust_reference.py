@@ -69,9 +69,7 @@ def trusted_depth_reference(global_depth: np.ndarray, lidar: Optional[SparseDept
     c = compose_reference(depth, rel_cells, supported, fusion.cell,
                           config.max_relative_uncertainty)
     return judged(c, rel_cells, cell_depth(depth, fusion.cell), fusion, config,
-                  lidar is not None, float(sigma_scale) if fused else 1.0,
-                  float(teacher_scale) if math.isfinite(teacher_scale) and teacher_scale > 0
-                  else 1.0)
+                  lidar is not None, float(sigma_scale) if fused else 1.0, teacher_scale)
 
 
 __all__ = ['compose_reference', 'trusted_depth_reference']
