@@ -1,5 +1,7 @@
 """LiDAR-network fusion (core/fusion.py): known answers on scenes where the LiDAR is exact."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -354,9 +356,15 @@ def test_compiled_fusion_matches_the_numpy_reference():
         for name in ('rho', 'support', 'support_coarse', 'spread'):
             np.testing.assert_allclose(getattr(fast, name), getattr(ref, name), rtol=1e-5,
                                        atol=1e-7, err_msg=name)
-        # The grid's centre depth is the fused depth there (pins included).
+        # The grid's centre depth is the fused depth there (pins included) before the edge
+        # fill, which changes only pixels next to a step.
         field = fuse_field(network, lidar, config)
-        np.testing.assert_allclose(field.centre_depth, cell_depth(ref.depth, config.cell),
+        np.testing.assert_allclose(field.centre_depth, ref.centre_depth, rtol=1e-6,
+                                   equal_nan=True)
+        np.testing.assert_allclose(fast.centre_depth, ref.centre_depth, rtol=1e-6,
+                                   equal_nan=True)
+        no_edge = fuse_reference(network, lidar, replace(config, edge_step=0.0))
+        np.testing.assert_allclose(ref.centre_depth, cell_depth(no_edge.depth, config.cell),
                                    rtol=1e-6, equal_nan=True)
 
 

@@ -35,7 +35,13 @@ Method (normalised convolution with an edge-aware recursive filter, on a coarse 
    whose own returns show the network's shape predicts a beam better than the LiDAR's line;
 7. where the beam fill has no value, kept returns that agree with the field within
    ``pin_tolerance`` (log-ratio) are written into the output at their pixels (the output
-   equals the LiDAR there, within its noise; the fill, from cell means, is less noisy).
+   equals the LiDAR there, within its noise; the fill, from cell means, is less noisy);
+8. at the fused depth's edges (a log step above ``edge_step`` between neighbouring pixels),
+   the **edge fill** (:mod:`depth_node.core.edge_fill`): each pixel within one of the step
+   takes the disparity interpolated between the nearest return above and below it in the
+   columns within ``edge_window`` px (at most ``beam_gap`` rows apart): the returns locate a
+   silhouette more sharply than the network's soft edge. The grid features of the
+   uncertainty read the depth before this step (``centre_depth``).
 
 Besides the depth, :class:`Fusion` keeps the per-cell support (returns under the fine and the
 coarse kernel) and the local spread of the returns around the field: the features of the
@@ -55,12 +61,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
 from depth_node.core.cell_grid import along_rows, axis_weights, cell_centres, cell_of, \
     grid_shape, upsample_reference
+from depth_node.core import edge_fill as edges
 from depth_node.core import fusion_kernels as kernels
+from depth_node.core.edge_fill import by_column, Columns
 from depth_node.core.beam_fill import beam_fill
 from depth_node.core.errors import ConfigError
 from depth_node.core.lidar import check_image_size, SparseDepth
@@ -88,6 +97,8 @@ class FusionConfig:
     beam_nearer: float = 0.2  # share of disparity by which the network nearer keeps the field
     beam_reach: float = 96.0  # px the lowest beams' line goes on below them (0: not at all)
     beam_check: bool = True  # per frame, off when the network predicts beams better (beam_check)
+    edge_step: float = 0.1  # log-depth step between pixels that the edge fill starts at (0: off)
+    edge_window: int = 2  # px either side of a pixel's column where the edge fill seeks returns
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first bad value."""
@@ -120,7 +131,11 @@ class FusionConfig:
                   ('fusion.beam_nearer', self.beam_nearer >= 0, 'must be >= 0',
                    self.beam_nearer),
                   ('fusion.beam_reach', self.beam_reach >= 0, 'must be >= 0',
-                   self.beam_reach))
+                   self.beam_reach),
+                  ('fusion.edge_step', self.edge_step >= 0, 'must be >= 0', self.edge_step),
+                  ('fusion.edge_window', self.edge_window >= 0
+                   and float(self.edge_window).is_integer(), 'must be an integer >= 0',
+                   self.edge_window))
         for name, ok, rule, value in checks:
             if not (ok and math.isfinite(float(value))):
                 raise ConfigError(name, rule, value)
@@ -145,6 +160,9 @@ class Fusion:
     returns: int  # returns used (after the outlier test)
     pinned: int  # returns that agree with the field (written in where the beam fill is not)
     filled: np.ndarray  # [gh, gw] float32, 1 where the beam fill holds at the cell centre
+    # [gh, gw] float32 m, the depth at the cell centres before the edge fill (what the
+    # uncertainty's features read; None: ``depth`` at the centres)
+    centre_depth: Optional[np.ndarray] = None
 
 
 @dataclass
@@ -172,6 +190,19 @@ class FusionField:
     pin_z: np.ndarray  # [P] float32, metres
     cell: int
     returns: int  # returns used (after the outlier test)
+    columns: Columns  # the returns by column, for the edge fill (depth_node.core.edge_fill)
+    edge_step: float = 0.0  # the edge fill's options (FusionConfig); 0: off
+    edge_window: int = 2
+    edge_gap: float = 40.0  # px, most rows between the two returns it interpolates (0: off)
+    edge_nearer: float = 0.2  # share of disparity nearer than both returns that keeps a pixel
+
+    def edge_fill(self, depth: np.ndarray, published: Optional[np.ndarray] = None,
+                  sigma: Optional[np.ndarray] = None,
+                  rel: Optional[np.ndarray] = None) -> int:
+        """Step 8 in place on the full-resolution ``depth`` (and the composed images):
+        :func:`depth_node.core.edge_fill.apply` with this frame's returns and options."""
+        return edges.apply(depth, self.columns, self.edge_step, self.edge_window,
+                               self.edge_gap, self.edge_nearer, published, sigma, rel)
 
     @property
     def pinned(self) -> int:
@@ -319,12 +350,16 @@ def fuse_field(global_depth: np.ndarray, lidar: SparseDepth,
                            zero, zero.copy(), zero.copy(), zg[np.ix_(cy, cx)],
                            np.full((h, gw), np.nan, np.float32), math.exp(c.beam_step),
                            zero.copy(), none, none,
-                           np.zeros(0, np.float32), cell, 0)
+                           np.zeros(0, np.float32), cell, 0, Columns.empty(w))
     # The beam fill joins all returns the see-through test kept: the outlier test below is
     # against a field that the network's shape errors bend (dropping good returns where the
     # network is far off), and a return that disagrees with the next one down is not joined.
     fill = beam_fill(zg, u, v, z, cell, c.beam_gap, c.beam_step, c.beam_nearer,
                      c.beam_reach, c.extend_step, check=c.beam_check)
+    # The edge fill reads every kept return, also where the network has no depth (beyond
+    # max_depth): those still anchor the pixels between them and a nearer return.
+    columns = by_column(lidar.u, lidar.v, lidar.z, w, h) if c.edge_step > 0 \
+        else Columns.empty(w)
     crow, ccol, frow, fcol = cell_of(h, ccell), cell_of(w, ccell), cell_of(h, cell), \
         cell_of(w, cell)  # the cell of each pixel row / column, coarse and fine
     coarse_sigma = c.coarse_sigma / c.coarse_factor  # in coarse cells
@@ -373,7 +408,9 @@ def fuse_field(global_depth: np.ndarray, lidar: SparseDepth,
                     frow, fcol, centre, filled)
     return FusionField(rho.astype(np.float32), gain, gain_rows, fine[1].astype(np.float32),
                        np.ascontiguousarray(coarse_up[1]), spread, centre, fill,
-                       math.exp(c.beam_step), filled, pin_u, pin_v, pin_z, cell, int(n))
+                       math.exp(c.beam_step), filled, pin_u, pin_v, pin_z, cell, int(n),
+                       columns, float(c.edge_step), int(c.edge_window), float(c.beam_gap),
+                       float(c.beam_nearer))
 
 
 def fused_depth(global_depth: np.ndarray, field: FusionField) -> np.ndarray:
@@ -385,6 +422,7 @@ def fused_depth(global_depth: np.ndarray, field: FusionField) -> np.ndarray:
     kernels.fused(zg, field.gain_rows, *axis_weights(h, gh, field.cell), field.fill,
                   *axis_weights(w, gw, field.cell), field.fill_ratio, field.pin_u, field.pin_v,
                   field.pin_z, out)
+    field.edge_fill(out)
     return out
 
 
@@ -397,7 +435,7 @@ def fuse(global_depth: np.ndarray, lidar: SparseDepth,
     """
     f = fuse_field(global_depth, lidar, config)
     return Fusion(fused_depth(global_depth, f), f.rho, f.support, f.support_coarse, f.spread,
-                  f.cell, f.returns, f.pinned, f.filled)
+                  f.cell, f.returns, f.pinned, f.filled, f.centre_depth)
 
 
 __all__ = ['domain_weights', 'extend_down', 'fuse', 'fuse_field', 'fused_depth', 'Fusion',

@@ -14,6 +14,7 @@ import numpy as np
 from depth_node.core.cell_grid import cell_centres, grid_shape, upsample_reference
 from depth_node.core.beam_fill import check_stride, LINE_MIN_POINTS, LINE_POINTS, \
     LINE_TOLERANCE, MIN_BEAM_CHECKS
+from depth_node.core.edge_fill import edge_fill_reference
 from depth_node.core.fusion import Fusion, FusionConfig, guide, log_ratios, \
     recursive_filter_reference
 from depth_node.core.lidar import check_image_size, SparseDepth
@@ -219,9 +220,13 @@ def fuse_reference(global_depth: np.ndarray, lidar: SparseDepth,
         pinned = int(pin.sum())
         pin &= ~(fill[v, u] > 0)  # the beam fill holds there
         depth[v[pin], u[pin]] = z[pin]
+    centre = depth[np.ix_(cell_centres(h, gh, cell), cell_centres(w, gw, cell))].copy()
+    good = np.isfinite(lidar.z) & (lidar.z > 0)  # every kept return (not only where zg is)
+    depth = edge_fill_reference(depth, lidar.u[good], lidar.v[good], lidar.z[good],
+                                c.edge_step, int(c.edge_window), c.beam_gap, c.beam_nearer)
     return Fusion(depth, rho.astype(np.float32), fine[1].astype(np.float32),
                   coarse_up[1].astype(np.float32), spread.astype(np.float32), cell,
-                  int(r.size), pinned, filled_cells.astype(np.float32))
+                  int(r.size), pinned, filled_cells.astype(np.float32), centre)
 
 
 __all__ = ['beam_check_reference', 'beam_fill_reference', 'cell_sums_reference',

@@ -179,7 +179,8 @@ def features(fusion: Fusion, fit_residual: float) -> np.ndarray:
     ``fit_residual`` is the global fit's robust log-depth sigma (NaN/0 -> a small value).
     """
     support = fusion.support.astype(np.float64)
-    z = cell_depth(fusion.depth, fusion.cell).astype(np.float64)
+    z = (cell_depth(fusion.depth, fusion.cell) if fusion.centre_depth is None
+         else fusion.centre_depth).astype(np.float64)
     with np.errstate(invalid='ignore', divide='ignore'):
         log_z = np.log(np.where(np.isfinite(z) & (z > 0), z, 1.0))
     log_res = _log_residual(fit_residual)

@@ -24,7 +24,8 @@ Cost: everything up to sigma / z runs on the fusion's grid (:func:`~depth_node.c
 fuse_field`, :meth:`~depth_node.core.uncertainty.UncertaintyModel.relative_sigma_cells`); the
 full-resolution work is one compiled pass, :func:`compose`: the fused depth (global depth
 times the upsampled gain, LiDAR pins written in), sigma / z upsampled, refusal, sigma and the
-counts of the report. :mod:`depth_node.pipeline.trust_reference` is the same stage in numpy,
+counts of the report; then the fusion's edge fill (:mod:`depth_node.core.edge_fill`) on the
+pixels next to the fused depth's edges. :mod:`depth_node.pipeline.trust_reference` is the same stage in numpy,
 step by step, which the tests hold this one to.
 """
 
@@ -316,6 +317,8 @@ def compose(global_depth: np.ndarray, rel_cells: np.ndarray, supported: np.ndarr
                       along_rows(supported, cell, w), *axis_weights(h, gh, cell), fill,
                       *axis_weights(w, gw, cell), float(ratio), float(threshold), *pins, c.depth,
                       c.published, c.sigma, c.relative_sigma, c.counts)
+    if field is not None:  # at the fused depth's edges, the returns' own interpolation
+        field.edge_fill(c.depth, c.published, c.sigma, c.relative_sigma)
     return c
 
 
