@@ -246,6 +246,18 @@ def apply(depth: np.ndarray, columns: Columns, step: float, window: int, max_gap
                             composed))
 
 
+def warm_up() -> None:
+    """Compile (or load from numba's cache) every kernel here, both ways :func:`apply` runs
+    (on the fusion's depth alone and with the composed images), on a tiny scene with a step."""
+    depth = np.full((6, 6), 10.0, np.float32)
+    depth[3:] = 4.0
+    cols = by_column(np.array([2, 2], np.int32), np.array([1, 4], np.int32),
+                     np.array([10.0, 4.0], np.float32), 6, 6)
+    apply(depth.copy(), cols, 0.1, 1, 8.0)
+    rel = np.full((6, 6), 0.1, np.float32)
+    apply(depth.copy(), cols, 0.1, 1, 8.0, 0.2, depth.copy(), depth * rel, rel)
+
+
 def edge_fill_reference(depth: np.ndarray, u: np.ndarray, v: np.ndarray, z: np.ndarray,
                         step: float, window: int, max_gap: float,
                         max_nearer: float = np.inf) -> np.ndarray:
@@ -310,4 +322,4 @@ def edge_fill_reference(depth: np.ndarray, u: np.ndarray, v: np.ndarray, z: np.n
     return out
 
 
-__all__ = ['apply', 'by_column', 'Columns', 'edge_fill_reference']
+__all__ = ['apply', 'by_column', 'Columns', 'edge_fill_reference', 'warm_up']

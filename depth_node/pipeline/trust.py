@@ -41,6 +41,7 @@ import numpy as np
 from depth_node.core.align import AffineFit
 from depth_node.core.cell_grid import along_rows, axis_weights, lerp
 from depth_node.core.fusion import Fusion, fuse_field, FusionConfig, FusionField
+from depth_node.core import edge_fill
 from depth_node.core.beam_kernels import fill_row, fill_value
 from depth_node.core.lidar import SparseDepth
 from depth_node.core.uncertainty import cell_depth, FEATURES, UncertaintyModel, unsupported_gate
@@ -219,6 +220,7 @@ def warm_up() -> None:
     rel = np.full(field.rho.shape, 0.1, np.float32)
     for f in (field, None):
         compose(depth, rel, np.ones(field.rho.shape, np.float32), 2, 0.2, f)
+    edge_fill.warm_up()  # its kernels run only on frames with an edge
 
 
 def _compose_kernel(zg: np.ndarray, gain_rows: np.ndarray, rel_rows: np.ndarray,
