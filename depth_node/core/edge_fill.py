@@ -114,24 +114,28 @@ def _row_marks(depth: np.ndarray, y: int, ratio: float, out: np.ndarray) -> None
         | _differ(a, below[w - 1], r)
 
 
-def _near_kernel(depth: np.ndarray, ratio: float, near: np.ndarray) -> int:
-    """``near`` [H, W] uint8: 1 at every pixel with depth within one pixel (3 x 3) of a
-    pixel with a step (:func:`_row_marks`). Rows of marks are kept in a ring of three.
-    Returns how many pixels are near."""
+def _near_kernel(depth: np.ndarray, ratio: float, top: int, bottom: int,
+                 near: np.ndarray) -> int:
+    """``near`` [H, W] uint8, rows ``top`` to ``bottom`` (the returns' span; other rows are
+    not written): 1 at every pixel with depth within one pixel (3 x 3) of a pixel with a step
+    (:func:`_row_marks`). Rows of marks are kept in a ring of three. Returns how many pixels
+    are near."""
     h, w = depth.shape
-    ring = np.zeros((3, w), np.uint8)
-    col = np.zeros(w, np.uint8)
+    top, bottom = max(top, 0), min(bottom, h - 1)
     count = 0
-    if h == 0:
+    if top > bottom:
         return 0
-    _row_marks(depth, 0, ratio, ring[0])
-    for y in range(h):
+    ring = np.zeros((3, w), np.uint8)
+    col = np.empty(w, np.uint8)
+    if top > 0:
+        _row_marks(depth, top - 1, ratio, ring[(top - 1) % 3])
+    _row_marks(depth, top, ratio, ring[top % 3])
+    for y in range(top, bottom + 1):
         if y + 1 < h:
             _row_marks(depth, y + 1, ratio, ring[(y + 1) % 3])
         else:
             ring[(y + 1) % 3, :] = 0
-        above = ring[(y + 2) % 3] if y > 0 else ring[(y + 1) % 3]
-        here, below = ring[y % 3], ring[(y + 1) % 3]
+        above, here, below = ring[(y - 1) % 3], ring[y % 3], ring[(y + 1) % 3]
         for x in range(w):
             col[x] = above[x] | here[x] | below[x]
         row, out = depth[y], near[y]
@@ -144,18 +148,27 @@ def _near_kernel(depth: np.ndarray, ratio: float, near: np.ndarray) -> int:
     return count
 
 
-def _apply_kernel(depth: np.ndarray, near: np.ndarray, start: np.ndarray, rows: np.ndarray,
+def _apply_kernel(depth: np.ndarray, near: np.ndarray, top: int, bottom: int,
+                  start: np.ndarray, rows: np.ndarray,
                   disparity: np.ndarray, window: int, max_gap: float, nearer: float,
                   published: np.ndarray, sigma: np.ndarray, rel: np.ndarray,
                   composed: bool) -> int:
-    """The interpolation at every pixel marked ``near`` (see the module), in place on
+    """The interpolation at every pixel marked ``near`` in rows ``top`` to ``bottom`` (the
+    returns' span: outside it no pixel has a return above and below), in place on
     ``depth``; with ``composed`` also on ``published`` (where it has a value) and ``sigma``
     (``depth * rel``). Returns how many pixels changed."""
     h, w = depth.shape
     ptr = start[:w].copy()  # per column: the first return at or below the current row
+    # Per column, at the row it was last read (``seen``): the nearest return at or above it
+    # and at or below it (row, disparity; rows -1 / h + 1: none).
+    seen = np.full(w, -1, np.int64)
+    up_row = np.empty(w, np.int64)
+    dn_row = np.empty(w, np.int64)
+    up_d = np.empty(w, np.float64)
+    dn_d = np.empty(w, np.float64)
     changed = 0
     one = np.float32(1.0)
-    for y in range(h):
+    for y in range(max(top, 0), min(bottom, h - 1) + 1):
         flags = near[y]
         for x in range(w):
             if not flags[x]:
@@ -167,23 +180,27 @@ def _apply_kernel(depth: np.ndarray, near: np.ndarray, start: np.ndarray, rows: 
                 c = x + off
                 if c < 0 or c >= w:
                     continue
-                p, end = ptr[c], start[c + 1]
-                while p < end and rows[p] < y:
-                    p += 1
-                ptr[c] = p
-                q = p  # the last of the returns on rows[p]'s pixel (the one that counts)
-                while q + 1 < end and rows[q + 1] == rows[p]:
-                    q += 1
-                if p < end and rows[p] == y:
-                    if y > up:
-                        up, d_up = y, disparity[q]
-                    if y < dn:
-                        dn, d_dn = y, disparity[q]
-                    continue
-                if p > start[c] and rows[p - 1] > up:
-                    up, d_up = rows[p - 1], disparity[p - 1]
-                if p < end and rows[p] < dn:
-                    dn, d_dn = rows[p], disparity[q]
+                if seen[c] != y:
+                    seen[c] = y
+                    p, end = ptr[c], start[c + 1]
+                    while p < end and rows[p] < y:
+                        p += 1
+                    ptr[c] = p
+                    q = p  # the last of the returns on rows[p]'s pixel (the one that counts)
+                    while q + 1 < end and rows[q + 1] == rows[p]:
+                        q += 1
+                    if p < end and rows[p] == y:
+                        up_row[c], up_d[c], dn_row[c], dn_d[c] = y, disparity[q], y, \
+                            disparity[q]
+                    else:
+                        up_row[c], up_d[c] = (rows[p - 1], disparity[p - 1]) \
+                            if p > start[c] else (-1, 0.0)
+                        dn_row[c], dn_d[c] = (rows[p], disparity[q]) if p < end \
+                            else (h + 1, 0.0)
+                if up_row[c] > up:
+                    up, d_up = up_row[c], up_d[c]
+                if dn_row[c] < dn:
+                    dn, d_dn = dn_row[c], dn_d[c]
             if up < 0 or dn > h or dn - up > max_gap:
                 continue
             t = (y - up) / (dn - up) if dn > up else 0.0
@@ -235,11 +252,12 @@ def apply(depth: np.ndarray, columns: Columns, step: float, window: int, max_gap
         return 0
     h, w = depth.shape
     near = np.empty((h, w), np.uint8)
-    if not near_kernel(depth, math.exp(step), near):
+    top, bottom = int(columns.rows.min()), int(columns.rows.max())
+    if not near_kernel(depth, math.exp(step), top, bottom, near):
         return 0
     composed = published is not None
     dummy = np.empty((0, 0), np.float32)
-    return int(apply_kernel(depth, near, columns.start, columns.rows, columns.disparity,
+    return int(apply_kernel(depth, near, top, bottom, columns.start, columns.rows, columns.disparity,
                             int(window), float(max_gap), 1.0 + float(max_nearer),
                             published if composed else dummy,
                             sigma if composed else dummy, rel if composed else dummy,
