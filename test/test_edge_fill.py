@@ -139,3 +139,19 @@ def test_composed_images_follow_the_filled_depth():
 def test_bad_options_are_named(name, kw):
     with pytest.raises(ConfigError, match=name):
         replace(FusionConfig(), **kw).validate()
+
+
+def test_a_network_that_predicts_the_beams_better_keeps_its_edges():
+    # A curved wall (no plane between beams) and an exact network: the beam fill's frame check
+    # finds the network the better predictor, and the edge fill stays off with the beam fill.
+    truth, _, _ = _box_scene()
+    rows = np.arange(H, dtype=np.float32)[:, None]
+    wall = (20.0 + 4.0 * np.sin(rows / 4.0)) * np.ones((1, W), np.float32)
+    truth = np.where(truth < 10, truth, wall).astype(np.float32)
+    vv, uu = np.meshgrid(BEAMS, np.arange(W), indexing='ij')
+    u, v = uu.ravel().astype(np.int32), vv.ravel().astype(np.int32)
+    lidar = SparseDepth(u, v, truth[v, u].copy(), W, H)
+    checked = fuse(truth, lidar, FusionConfig())
+    np.testing.assert_allclose(checked.depth, truth, rtol=1e-5)
+    unchecked = fuse(truth, lidar, FusionConfig(beam_check=False))
+    assert np.sum(np.abs(unchecked.depth - truth) > 1e-3 * truth) > 50  # both fills change it

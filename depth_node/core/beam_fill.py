@@ -96,6 +96,15 @@ def _beam_check(sums: np.ndarray, max_gap: float, max_step: float) -> tuple[floa
 def beam_fill(global_depth: np.ndarray, u: np.ndarray, v: np.ndarray, z: np.ndarray,
               cell: int, max_gap: float, max_step: float, max_nearer: float = np.inf,
               reach: float = 0.0, edge_step: float = 0.1, check: bool = False) -> np.ndarray:
+    """The beam fill alone (:func:`checked_beam_fill` without its verdict)."""
+    return checked_beam_fill(global_depth, u, v, z, cell, max_gap, max_step, max_nearer, reach,
+                             edge_step, check)[0]
+
+
+def checked_beam_fill(global_depth: np.ndarray, u: np.ndarray, v: np.ndarray, z: np.ndarray,
+                      cell: int, max_gap: float, max_step: float, max_nearer: float = np.inf,
+                      reach: float = 0.0, edge_step: float = 0.1,
+                      check: bool = False) -> tuple[np.ndarray, bool]:
     """The beam fill of returns ``u``, ``v``, ``z``: [H, gw] float32 disparity (1/m).
 
     Per ``cell``-pixel column band, consecutive cells with returns (their mean row and mean
@@ -110,6 +119,8 @@ def beam_fill(global_depth: np.ndarray, u: np.ndarray, v: np.ndarray, z: np.ndar
     ``check``, all NaN when :func:`beam_check` finds the network's shape the better predictor
     (on at least :data:`MIN_BEAM_CHECKS` triples). Compiled;
     :func:`depth_node.core.fusion_reference.beam_fill_reference` is the numpy reference.
+    Returns the fill and whether :func:`beam_check` found the network the better predictor
+    (then the fusion keeps the network's shape at edges too: no edge fill).
     """
     zg = np.ascontiguousarray(global_depth, dtype=np.float32)
     height, width = zg.shape
@@ -117,18 +128,18 @@ def beam_fill(global_depth: np.ndarray, u: np.ndarray, v: np.ndarray, z: np.ndar
     out = np.empty((height, gw), np.float32)
     if max_gap <= 0 or not z.size:
         out.fill(np.nan)
-        return out
+        return out, False
     sums = _beam_cells(zg, u, v, z, cell)
     if check:
         lin, net, k = _beam_check(sums, max_gap, max_step)
         if k >= MIN_BEAM_CHECKS and net < lin:
             out.fill(np.nan)
-            return out
+            return out, True
     beam_kernels.beam_fill(zg, sums, cell_centres(width, gw, cell), float(max_gap),
                            float(max_step), float(max_nearer), float(reach), LINE_POINTS,
                            LINE_MIN_POINTS, LINE_TOLERANCE, float(edge_step), out)
-    return out
+    return out, False
 
 
-__all__ = ['BEAM_CHECK_BANDS', 'beam_check', 'beam_fill', 'check_stride', 'LINE_MIN_POINTS',
+__all__ = ['BEAM_CHECK_BANDS', 'beam_check', 'beam_fill', 'check_stride', 'checked_beam_fill', 'LINE_MIN_POINTS',
            'LINE_POINTS', 'LINE_TOLERANCE', 'MIN_BEAM_CHECKS']

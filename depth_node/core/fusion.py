@@ -40,7 +40,8 @@ Method (normalised convolution with an edge-aware recursive filter, on a coarse 
    the **edge fill** (:mod:`depth_node.core.edge_fill`): each pixel within one of the step
    takes the disparity interpolated between the nearest return above and below it in the
    columns within ``edge_window`` px (at most ``beam_gap`` rows apart): the returns locate a
-   silhouette more sharply than the network's soft edge. The grid features of the
+   silhouette more sharply than the network's soft edge (not on a frame where the beam
+   fill's check finds the network the better predictor). The grid features of the
    uncertainty read the depth before this step (``centre_depth``).
 
 Besides the depth, :class:`Fusion` keeps the per-cell support (returns under the fine and the
@@ -70,7 +71,7 @@ from depth_node.core.cell_grid import along_rows, axis_weights, cell_centres, ce
 from depth_node.core import edge_fill as edges
 from depth_node.core import fusion_kernels as kernels
 from depth_node.core.edge_fill import by_column, Columns
-from depth_node.core.beam_fill import beam_fill
+from depth_node.core.beam_fill import checked_beam_fill
 from depth_node.core.errors import ConfigError
 from depth_node.core.lidar import check_image_size, SparseDepth
 
@@ -354,12 +355,14 @@ def fuse_field(global_depth: np.ndarray, lidar: SparseDepth,
     # The beam fill joins all returns the see-through test kept: the outlier test below is
     # against a field that the network's shape errors bend (dropping good returns where the
     # network is far off), and a return that disagrees with the next one down is not joined.
-    fill = beam_fill(zg, u, v, z, cell, c.beam_gap, c.beam_step, c.beam_nearer,
-                     c.beam_reach, c.extend_step, check=c.beam_check)
+    fill, network_better = checked_beam_fill(zg, u, v, z, cell, c.beam_gap, c.beam_step,
+                                             c.beam_nearer, c.beam_reach, c.extend_step,
+                                             check=c.beam_check)
     # The edge fill reads every kept return, also where the network has no depth (beyond
-    # max_depth): those still anchor the pixels between them and a nearer return.
-    columns = by_column(lidar.u, lidar.v, lidar.z, w, h) if c.edge_step > 0 \
-        else Columns.empty(w)
+    # max_depth): those still anchor the pixels between them and a nearer return. Not on a
+    # frame whose returns show the network's shape the better predictor (its edges too).
+    columns = by_column(lidar.u, lidar.v, lidar.z, w, h) \
+        if c.edge_step > 0 and not network_better else Columns.empty(w)
     crow, ccol, frow, fcol = cell_of(h, ccell), cell_of(w, ccell), cell_of(h, cell), \
         cell_of(w, cell)  # the cell of each pixel row / column, coarse and fine
     coarse_sigma = c.coarse_sigma / c.coarse_factor  # in coarse cells

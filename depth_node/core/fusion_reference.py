@@ -181,9 +181,11 @@ def fuse_reference(global_depth: np.ndarray, lidar: SparseDepth,
     rho_c = first[0] / (first[1] + c.prior)
     bands = beam_fill_reference(zg, u, v, z, cell, c.beam_gap, c.beam_step, c.beam_nearer,
                                 c.beam_reach, c.extend_step)
+    network_better = False
     if c.beam_check:
         lin, net, checks = beam_check_reference(zg, u, v, z, cell, c.beam_gap, c.beam_step)
-        if checks >= MIN_BEAM_CHECKS and net < lin:  # the network predicts beams better
+        network_better = checks >= MIN_BEAM_CHECKS and net < lin and c.beam_gap > 0
+        if network_better:  # the network predicts beams better: no beam fill, no edge fill
             bands[:] = np.nan
     keep = np.abs(r - rho_c.reshape(-1)[cidx]) <= c.outlier_log_ratio
     if not keep.all():
@@ -222,8 +224,10 @@ def fuse_reference(global_depth: np.ndarray, lidar: SparseDepth,
         depth[v[pin], u[pin]] = z[pin]
     centre = depth[np.ix_(cell_centres(h, gh, cell), cell_centres(w, gw, cell))].copy()
     good = np.isfinite(lidar.z) & (lidar.z > 0)  # every kept return (not only where zg is)
-    depth = edge_fill_reference(depth, lidar.u[good], lidar.v[good], lidar.z[good],
-                                c.edge_step, int(c.edge_window), c.beam_gap, c.beam_nearer)
+    if not network_better:
+        depth = edge_fill_reference(depth, lidar.u[good], lidar.v[good], lidar.z[good],
+                                    c.edge_step, int(c.edge_window), c.beam_gap,
+                                    c.beam_nearer)
     return Fusion(depth, rho.astype(np.float32), fine[1].astype(np.float32),
                   coarse_up[1].astype(np.float32), spread.astype(np.float32), cell,
                   int(r.size), pinned, filled_cells.astype(np.float32), centre)
