@@ -155,3 +155,22 @@ def test_a_network_that_predicts_the_beams_better_keeps_its_edges():
     np.testing.assert_allclose(checked.depth, truth, rtol=1e-5)
     unchecked = fuse(truth, lidar, FusionConfig(beam_check=False))
     assert np.sum(np.abs(unchecked.depth - truth) > 1e-3 * truth) > 50  # both fills change it
+
+
+def test_a_lone_near_return_does_not_anchor_the_edge_fill():
+    # Fog backscatter 3 m out on the beam just above the box's top: nothing near it agrees
+    # with it, so the silhouette below is interpolated from the wall's returns, not from it.
+    truth, network, lidar = _box_scene()
+    k = np.flatnonzero((lidar.v == 18) & (lidar.u == 30))[0]
+    z = lidar.z.copy()
+    z[k] = 3.0
+    fog = SparseDepth(lidar.u, lidar.v, z, W, H)
+    out = fuse(network, fog, FusionConfig(beam_check=False)).depth
+    assert np.all(out[19:22, 28:33] >= 7.9), out[19:22, 28:33]  # never nearer than the box
+    # The same return with neighbours that agree (a real surface at 3 m) does anchor it.
+    near = np.flatnonzero((lidar.v == 18) & (lidar.u >= 26) & (lidar.u <= 34))
+    z[near] = 3.0
+    net = network.copy()
+    net[17:19, 26:35] = 3.0  # the network sees it too
+    solid = fuse(net, SparseDepth(lidar.u, lidar.v, z, W, H), FusionConfig(beam_check=False))
+    assert np.any(solid.depth[19:21, 28:33] < 7.9)

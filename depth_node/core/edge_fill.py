@@ -31,6 +31,7 @@ from typing import Optional
 
 import numpy as np
 
+from depth_node.core.cell_grid import cell_of
 from depth_node.core.jit import compiled, njit
 
 
@@ -83,6 +84,24 @@ def _by_column_kernel(u: np.ndarray, v: np.ndarray, z: np.ndarray, height: int,
         rows[k] = v[i]
         disparity[k] = np.float32(1.0) / z[i]
         fill[u[i]] = k + 1
+
+
+def _anchored_kernel(u: np.ndarray, v: np.ndarray, z: np.ndarray, centre: np.ndarray,
+                     row_cell: np.ndarray, col_cell: np.ndarray, ratio: float,
+                     keep: np.ndarray) -> None:
+    """``keep`` [n] bool: the returns whose depth is within the factor ``ratio`` of the fused
+    depth at one of the 3 x 3 cell centres around their cell (``centre`` [gh, gw]), or next to
+    a centre without depth (see :func:`anchored`)."""
+    gh, gw = centre.shape
+    for i in range(z.size):
+        y, x, zi = row_cell[v[i]], col_cell[u[i]], z[i]
+        ok = False
+        for yy in range(max(y - 1, 0), min(y + 1, gh - 1) + 1):
+            for xx in range(max(x - 1, 0), min(x + 1, gw - 1) + 1):
+                zc = centre[yy, xx]
+                if not zc == zc or (zi < ratio * zc and zc < ratio * zi):
+                    ok = True
+        keep[i] = ok
 
 
 def _differ(a: float, b: float, ratio: float) -> bool:
@@ -216,6 +235,7 @@ def _apply_kernel(depth: np.ndarray, near: np.ndarray, top: int, bottom: int,
     return changed
 
 
+anchored_kernel = compiled(_anchored_kernel)
 _differ = njit(inline='always')(_differ) if njit is not None else _differ
 _row_marks = compiled(_row_marks)
 by_column_kernel = compiled(_by_column_kernel)
@@ -238,6 +258,24 @@ def by_column(u: np.ndarray, v: np.ndarray, z: np.ndarray, width: int, height: i
                          np.ascontiguousarray(z, np.float32), int(height), out.start,
                          out.rows, out.disparity)
     return out
+
+
+def anchored(u: np.ndarray, v: np.ndarray, z: np.ndarray, centre: np.ndarray, cell: int,
+             ratio: float, height: int, width: int) -> np.ndarray:
+    """[n] bool: the returns that may anchor the edge fill: their depth is within the factor
+    ``ratio`` of the fused depth (before the edge fill) at one of the 3 x 3 cell centres
+    around their ``cell``-pixel cell, or one of those centres has no depth (beyond the
+    network's range). A return that nothing near it agrees with (fog backscatter a few metres
+    out, a spurious near return) would otherwise be drawn out along its column; a return on
+    the near side of a misplaced silhouette has the object's own cells next to it."""
+    n = int(np.asarray(z).size)
+    keep = np.ones(n, bool)
+    if n and math.isfinite(ratio):
+        anchored_kernel(np.ascontiguousarray(u, np.int32), np.ascontiguousarray(v, np.int32),
+                        np.ascontiguousarray(z, np.float32),
+                        np.ascontiguousarray(centre, np.float32),
+                        cell_of(height, cell), cell_of(width, cell), float(ratio), keep)
+    return keep
 
 
 def apply(depth: np.ndarray, columns: Columns, step: float, window: int, max_gap: float,
@@ -340,4 +378,4 @@ def edge_fill_reference(depth: np.ndarray, u: np.ndarray, v: np.ndarray, z: np.n
     return out
 
 
-__all__ = ['apply', 'by_column', 'Columns', 'edge_fill_reference', 'warm_up']
+__all__ = ['anchored', 'apply', 'by_column', 'Columns', 'edge_fill_reference', 'warm_up']

@@ -41,7 +41,9 @@ Method (normalised convolution with an edge-aware recursive filter, on a coarse 
    takes the disparity interpolated between the nearest return above and below it in the
    columns within ``edge_window`` px (at most ``beam_gap`` rows apart): the returns locate a
    silhouette more sharply than the network's soft edge (not on a frame where the beam
-   fill's check finds the network the better predictor). The grid features of the
+   fill's check finds the network the better predictor). Only returns that the fused depth
+   of a neighbouring cell agrees with (within ``beam_step``) anchor it: fog backscatter and
+   other lone near returns do not. The grid features of the
    uncertainty read the depth before this step (``centre_depth``).
 
 Besides the depth, :class:`Fusion` keeps the per-cell support (returns under the fine and the
@@ -358,11 +360,6 @@ def fuse_field(global_depth: np.ndarray, lidar: SparseDepth,
     fill, network_better = checked_beam_fill(zg, u, v, z, cell, c.beam_gap, c.beam_step,
                                              c.beam_nearer, c.beam_reach, c.extend_step,
                                              check=c.beam_check)
-    # The edge fill reads every kept return, also where the network has no depth (beyond
-    # max_depth): those still anchor the pixels between them and a nearer return. Not on a
-    # frame whose returns show the network's shape the better predictor (its edges too).
-    columns = by_column(lidar.u, lidar.v, lidar.z, w, h) \
-        if c.edge_step > 0 and not network_better else Columns.empty(w)
     crow, ccol, frow, fcol = cell_of(h, ccell), cell_of(w, ccell), cell_of(h, cell), \
         cell_of(w, cell)  # the cell of each pixel row / column, coarse and fine
     coarse_sigma = c.coarse_sigma / c.coarse_factor  # in coarse cells
@@ -409,6 +406,14 @@ def fuse_field(global_depth: np.ndarray, lidar: SparseDepth,
     kernels.centres(zg, gain_rows, cy, cx, *axis_weights(h, gh, cell), fill,
                     *axis_weights(w, gw, cell), math.exp(c.beam_step), pin_u, pin_v, pin_z,
                     frow, fcol, centre, filled)
+    # The edge fill reads the kept returns that the fused depth near them agrees with (or
+    # where the network has no depth, beyond max_depth: those still anchor the pixels
+    # between them and a nearer return). Not on a frame whose returns show the network's
+    # shape the better predictor (its edges too).
+    columns = Columns.empty(w)
+    if c.edge_step > 0 and not network_better:
+        ok = edges.anchored(lidar.u, lidar.v, lidar.z, centre, cell, math.exp(c.beam_step), h, w)
+        columns = by_column(lidar.u[ok], lidar.v[ok], lidar.z[ok], w, h)
     return FusionField(rho.astype(np.float32), gain, gain_rows, fine[1].astype(np.float32),
                        np.ascontiguousarray(coarse_up[1]), spread, centre, fill,
                        math.exp(c.beam_step), filled, pin_u, pin_v, pin_z, cell, int(n),
