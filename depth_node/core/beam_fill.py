@@ -141,5 +141,5 @@ def checked_beam_fill(global_depth: np.ndarray, u: np.ndarray, v: np.ndarray, z:
     return out, False
 
 
-__all__ = ['BEAM_CHECK_BANDS', 'beam_check', 'beam_fill', 'check_stride', 'checked_beam_fill', 'LINE_MIN_POINTS',
-           'LINE_POINTS', 'LINE_TOLERANCE', 'MIN_BEAM_CHECKS']
+__all__ = ['BEAM_CHECK_BANDS', 'beam_check', 'beam_fill', 'check_stride', 'checked_beam_fill',
+           'LINE_MIN_POINTS', 'LINE_POINTS', 'LINE_TOLERANCE', 'MIN_BEAM_CHECKS']

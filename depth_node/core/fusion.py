@@ -205,7 +205,7 @@ class FusionField:
         """Step 8 in place on the full-resolution ``depth`` (and the composed images):
         :func:`depth_node.core.edge_fill.apply` with this frame's returns and options."""
         return edges.apply(depth, self.columns, self.edge_step, self.edge_window,
-                               self.edge_gap, self.edge_nearer, published, sigma, rel)
+                           self.edge_gap, self.edge_nearer, published, sigma, rel)
 
     @property
     def pinned(self) -> int:

@@ -237,8 +237,8 @@ def fuse_reference(global_depth: np.ndarray, lidar: SparseDepth,
             edge_of_grid = (cy + dy == 0) | (cy + dy == gh + 1) | (cx + dx == 0) \
                 | (cx + dx == gw + 1)
             with np.errstate(invalid='ignore'):
-                near_ok |= ~edge_of_grid & (~np.isfinite(zc) | ((lidar.z < ratio * zc)
-                                                               & (zc < ratio * lidar.z)))
+                agrees = (lidar.z < ratio * zc) & (zc < ratio * lidar.z)
+                near_ok |= ~edge_of_grid & (~np.isfinite(zc) | agrees)
     good &= near_ok
     if not network_better:
         depth = edge_fill_reference(depth, lidar.u[good], lidar.v[good], lidar.z[good],

@@ -25,8 +25,8 @@ fuse_field`, :meth:`~depth_node.core.uncertainty.UncertaintyModel.relative_sigma
 full-resolution work is one compiled pass, :func:`compose`: the fused depth (global depth
 times the upsampled gain, LiDAR pins written in), sigma / z upsampled, refusal, sigma and the
 counts of the report; then the fusion's edge fill (:mod:`depth_node.core.edge_fill`) on the
-pixels next to the fused depth's edges. :mod:`depth_node.pipeline.trust_reference` is the same stage in numpy,
-step by step, which the tests hold this one to.
+pixels next to the fused depth's edges. :mod:`depth_node.pipeline.trust_reference` is the
+same stage in numpy, step by step, which the tests hold this one to.
 """
 
 from __future__ import annotations
