@@ -55,7 +55,8 @@ the cells only (returns summed into cells in one pass, the three filter runs sha
 domain-transform weights of their guide, the fields combined in one pass);
 :func:`fuse_field` stops there and the full-resolution step, ``z_g`` times the upsampled
 ``exp(rho)`` with the pins written in, is one pass (:func:`fused_depth` here, or folded with
-sigma and refusal into :func:`depth_node.pipeline.trust.compose`). The plain-numpy
+sigma and refusal into :func:`depth_node.pipeline.trust.compose`), followed by the edge fill's
+two passes over the rows the returns span (:meth:`FusionField.edge_fill`). The plain-numpy
 :func:`depth_node.core.fusion_reference.fuse_reference` and :func:`recursive_filter_reference`
 are the same method step by step, which the tests hold the compiled path to.
 """
