@@ -82,6 +82,19 @@ def test_color_and_relative_add_their_work(capsys):
     assert 'depth/relative 2/2' in text or re.search(r'depth/relative [12]/2', text)
 
 
+def test_the_fills_can_be_forced_on_and_the_edge_fill_off(capsys):
+    # The oracle's exact shape turns the beam and edge fills off by the frame check; --fills
+    # measures them, --no-edge-fill the fusion without the edge fill.
+    small = ['--frames', '2', '--warmup', '0', '--width', '160', '--height', '120',
+             '--distinct', '1']
+    assert cli.main(small) == 0
+    assert "fills as the frame's check decides" in capsys.readouterr().out
+    assert cli.main(small + ['--fills', '--no-edge-fill']) == 0
+    text = capsys.readouterr().out
+    assert 'fusion on (beam and edge fills on every frame), no edge fill' in text
+    assert all(math.isfinite(v) for v in _row(text, 'fusion + uncertainty'))
+
+
 @pytest.mark.parametrize('argv', [['--frames', '0'], ['--stride', '0'], ['--warmup', '-1'],
                                   ['--width', 'wide']])
 def test_bad_arguments_exit_2_naming_the_option(argv, capsys):

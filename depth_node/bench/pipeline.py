@@ -198,6 +198,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the node's fit.method (robust)")
     parser.add_argument('--no-fusion', dest='fusion', action='store_false',
                         help="fusion.enable false: the global fit only (uncertainty stays on)")
+    parser.add_argument('--fills', action='store_true',
+                        help='the beam fill and the edge fill on every frame: the oracle '
+                        "predicts the beams better than the LiDAR's line, so the fusion's "
+                        'frame check would turn both off (as for a network that does)')
+    parser.add_argument('--no-edge-fill', dest='edge_fill', action='store_false',
+                        help='fusion.edge_step 0: the fusion without its edge fill')
     parser.add_argument('--distinct', type=_positive, default=3,
                         help='distinct synthetic frames rendered (about 2 s each at 640x480) '
                              'and cycled through (3)')
@@ -335,9 +341,10 @@ def run(args: argparse.Namespace, command: str) -> BenchmarkResult:
         oracle = DisparityOracle(str(save_frames(folder, sim)))
         buffers = OutputBuffers()
         warm_up_outputs()
-        pipeline = DepthPipeline(oracle, PipelineConfig(cloud_stride=args.stride,
-                                                        fit_method=args.fit,
-                                                        fusion=args.fusion))
+        pipeline = DepthPipeline(oracle, PipelineConfig(
+            cloud_stride=args.stride, fit_method=args.fit, fusion=args.fusion,
+            fusion_beam_check=not args.fills,
+            fusion_edge_step=PipelineConfig.fusion_edge_step if args.edge_fill else 0.0))
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)  # read by rcl and the RMW at init
         client = None
@@ -448,6 +455,7 @@ def run(args: argparse.Namespace, command: str) -> BenchmarkResult:
     settings = {'width': args.width, 'height': args.height, 'frames': args.frames,
                 'warmup': args.warmup, 'stride': args.stride, 'color': bool(args.color),
                 'relative': bool(args.relative), 'fit': args.fit, 'fusion': bool(args.fusion),
+                'fills': bool(args.fills), 'edge_fill': bool(args.edge_fill),
                 'distinct_frames': len(sim),
                 'lidar_beams': len(rig.lidar.elevations_deg),
                 'lidar_point_step': int(inputs[0][1].point_step),
@@ -472,6 +480,10 @@ def format_report(result: BenchmarkResult) -> str:
                                      if m['usable_cores'] not in (None, m['cores']) else '')
     cloud_kind = 'XYZRGB' if s['color'] else 'XYZ'
     fusion = 'fusion on' if s['fusion'] else 'fusion off'
+    if s['fusion']:
+        fusion += (' (beam and edge fills on every frame)' if s.get('fills')
+                   else " (beam and edge fills as the frame's check decides)")
+        fusion += '' if s.get('edge_fill', True) else ', no edge fill'
     lines = [
         'depth_node benchmark: non-model path (the model is an oracle and is not counted)',
         f'command:  {result.command}',

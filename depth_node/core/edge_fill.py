@@ -302,7 +302,8 @@ def apply(depth: np.ndarray, columns: Columns, step: float, window: int, max_gap
     composed = published is not None
     dummy = np.empty((0, 0), np.float32)
     return int(apply_kernel(depth, near, top, bottom, columns.start, columns.rows,
-                            columns.disparity, int(window), float(max_gap), 1.0 + float(max_nearer),
+                            columns.disparity, int(window), float(max_gap),
+                            1.0 + float(max_nearer),
                             published if composed else dummy,
                             sigma if composed else dummy, rel if composed else dummy,
                             composed))

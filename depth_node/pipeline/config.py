@@ -41,6 +41,10 @@ class PipelineConfig:
     fusion_coarse_sigma: float = 16.0  # cells, reach of the coarse filter
     fusion_edge_sigma: float = 0.005  # 1/m of disparity step that stops the filter
     fusion_beam_gap: float = 40.0  # px, returns down a column band joined by the beam fill
+    fusion_edge_step: float = 0.1  # log-depth step of the fused depth that the edge fill starts at
+    # The beam fill's per-frame check (off: the beam and edge fills run whatever the network;
+    # benchmark pipeline --fills, whose oracle would otherwise turn both off)
+    fusion_beam_check: bool = True
     uncertainty: bool = True  # per-pixel sigma and refusal (off: published as fitted)
     uncertainty_calibration: str = ''  # JSON weights; '' = the shipped calibration
     uncertainty_self_check_period: float = 1.0  # s of image stamps between held-out checks
@@ -99,7 +103,8 @@ class PipelineConfig:
         return FusionConfig(cell=self.fusion_cell, fine_sigma=self.fusion_fine_sigma,
                             coarse_sigma=self.fusion_coarse_sigma,
                             edge_sigma=self.fusion_edge_sigma,
-                            beam_gap=self.fusion_beam_gap)
+                            beam_gap=self.fusion_beam_gap, edge_step=self.fusion_edge_step,
+                            beam_check=self.fusion_beam_check)
 
     def quality_config(self) -> QualityConfig:
         """Thresholds of the image check (``refusal.image_check``)."""

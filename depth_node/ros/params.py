@@ -203,6 +203,10 @@ PARAMETERS: tuple[Param, ...] = (
           'Pixels: LiDAR returns of consecutive beams at most this far apart down the image, '
           'whose depths agree within 20 %, are joined linearly in disparity (the LiDAR\'s own '
           'interpolation replaces the network between them); 0 = off.', range=(0.0, 10000.0)),
+    Param('fusion.edge_step', 0.1,
+          'Log-depth step between neighbouring pixels of the fused depth that marks a '
+          'silhouette: pixels within one pixel of it take the LiDAR\'s interpolation between '
+          'the nearest returns above and below (the edge fill); 0 = off.', range=(0.0, 10.0)),
     Param('uncertainty.enable', True,
           'Per-pixel sigma (depth/uncertainty) and the per-pixel refusal of '
           'output.max_relative_uncertainty.'),
@@ -420,6 +424,7 @@ def build_config(values: dict[str, Any]) -> NodeConfig:
         fusion_coarse_sigma=float(v['fusion.coarse_sigma']),
         fusion_edge_sigma=float(v['fusion.edge_sigma']),
         fusion_beam_gap=float(v['fusion.beam_gap']),
+        fusion_edge_step=float(v['fusion.edge_step']),
         uncertainty=bool(v['uncertainty.enable']),
         uncertainty_calibration=v['uncertainty.calibration'],
         uncertainty_self_check_period=float(v['uncertainty.self_check_period']),
