@@ -43,8 +43,8 @@ Method (normalised convolution with an edge-aware recursive filter, on a coarse 
    silhouette more sharply than the network's soft edge (not on a frame where the beam
    fill's check finds the network the better predictor). Only returns that the fused depth
    of a neighbouring cell agrees with (within ``beam_step``) anchor it: fog backscatter and
-   other lone near returns do not. The grid features of the
-   uncertainty read the depth before this step (``centre_depth``).
+   other lone near returns do not. The grid features of the uncertainty read the depth
+   before this step (``centre_depth``).
 
 Besides the depth, :class:`Fusion` keeps the per-cell support (returns under the fine and the
 coarse kernel) and the local spread of the returns around the field: the features of the
