@@ -314,6 +314,8 @@ def warm_up() -> None:
     (on the fusion's depth alone and with the composed images), on a tiny scene with a step."""
     depth = np.full((6, 6), 10.0, np.float32)
     depth[3:] = 4.0
+    anchored(np.array([2], np.int32), np.array([1], np.int32), np.array([10.0], np.float32),
+             depth[::2, ::2], 2, 1.2, 6, 6)
     cols = by_column(np.array([2, 2], np.int32), np.array([1, 4], np.int32),
                      np.array([10.0, 4.0], np.float32), 6, 6)
     apply(depth.copy(), cols, 0.1, 1, 8.0)
