@@ -21,11 +21,12 @@ table's frames (hull AbsRel as a share of LiDAR-only, without -> with): tele 0.9
 open road 0.87 -> 0.79, 128 beams 0.57 -> 0.55, default 0.49 -> 0.48, fog 0.32 -> 0.33
 (docs/benchmarks.md).
 
-Compiled (numba): :func:`by_column` sorts the returns into columns once per frame (a counting
-sort, rows ascending within a column) and :func:`apply` makes two passes over the rows the
-returns span (the step test, then the interpolation at the marked pixels, each column's
-nearest returns found once per row by a pointer that only moves down): about 1-2 ms per
-640x480 frame on this machine's scenario frames. :func:`edge_fill_reference` is the same in
+Compiled (numba): :func:`by_column` sorts the returns into columns once per frame (counting
+sorts: by row with the fusion's ``by_row`` unless they come in row order, then by column),
+and :func:`apply` makes two passes over the rows the returns span (the step test, then the
+interpolation at the marked pixels, each column's nearest returns found once per row by a
+pointer that only moves down): about 1-2 ms per 640x480 frame on this machine's scenario
+frames. :func:`edge_fill_reference` is the same in
 numpy, which the tests hold the compiled passes to.
 """
 
@@ -37,6 +38,7 @@ from typing import Optional
 
 import numpy as np
 
+from depth_node.core import fusion_kernels
 from depth_node.core.cell_grid import cell_of
 from depth_node.core.jit import compiled, njit
 
@@ -56,36 +58,17 @@ class Columns:
                    np.zeros(0, np.float32))
 
 
-def _by_column_kernel(u: np.ndarray, v: np.ndarray, z: np.ndarray, height: int,
-                      start: np.ndarray, rows: np.ndarray, disparity: np.ndarray) -> None:
-    """Stable counting sorts (by row unless the returns come in row order already, as the
-    projection gives them; then by column) of the returns into ``start`` [W + 1] (zeros),
-    ``rows`` and ``disparity``."""
-    n = z.size
+def _by_column_kernel(u: np.ndarray, v: np.ndarray, z: np.ndarray, start: np.ndarray,
+                      rows: np.ndarray, disparity: np.ndarray) -> None:
+    """A stable counting sort by column of returns that come in row order, into ``start``
+    [W + 1] (zeros), ``rows`` and ``disparity``: rows ascend within each column."""
     width = start.size - 1
-    order = np.arange(n)
-    in_rows = True
-    for i in range(1, n):
-        if v[i] < v[i - 1]:
-            in_rows = False
-            break
-    if not in_rows:
-        by_row = np.zeros(height + 1, np.int64)
-        for i in range(n):
-            by_row[v[i] + 1] += 1
-        for y in range(height):
-            by_row[y + 1] += by_row[y]
-        for i in range(n):
-            k = by_row[v[i]]
-            order[k] = i
-            by_row[v[i]] = k + 1
-    for i in range(n):
+    for i in range(z.size):
         start[u[i] + 1] += 1
     for x in range(width):
         start[x + 1] += start[x]
     fill = start[:width].copy()
-    for j in range(n):
-        i = order[j]
+    for i in range(z.size):
         k = fill[u[i]]
         rows[k] = v[i]
         disparity[k] = np.float32(1.0) / z[i]
@@ -260,9 +243,13 @@ def by_column(u: np.ndarray, v: np.ndarray, z: np.ndarray, width: int, height: i
     out = Columns(np.zeros(int(width) + 1, np.int64), np.empty(n, np.int32),
                   np.empty(n, np.float32))
     if n:
-        by_column_kernel(np.ascontiguousarray(u, np.int32), np.ascontiguousarray(v, np.int32),
-                         np.ascontiguousarray(z, np.float32), int(height), out.start,
-                         out.rows, out.disparity)
+        u, v = np.ascontiguousarray(u, np.int32), np.ascontiguousarray(v, np.int32)
+        z = np.ascontiguousarray(z, np.float32)
+        if not fusion_kernels.ascending(v):  # the projection gives row order; else sort
+            by_row = np.empty_like(u), np.empty_like(v), np.empty_like(z)
+            fusion_kernels.by_row(u, v, z, int(height), *by_row)
+            u, v, z = by_row
+        by_column_kernel(u, v, z, out.start, out.rows, out.disparity)
     return out
 
 
