@@ -73,7 +73,6 @@ from depth_node.core.cell_grid import along_rows, axis_weights, cell_centres, ce
     grid_shape, upsample_reference
 from depth_node.core import edge_fill as edges
 from depth_node.core import fusion_kernels as kernels
-from depth_node.core.edge_fill import by_column, Columns
 from depth_node.core.beam_fill import checked_beam_fill
 from depth_node.core.errors import ConfigError
 from depth_node.core.lidar import check_image_size, SparseDepth
@@ -194,7 +193,7 @@ class FusionField:
     pin_z: np.ndarray  # [P] float32, metres
     cell: int
     returns: int  # returns used (after the outlier test)
-    columns: Columns  # the returns by column, for the edge fill (depth_node.core.edge_fill)
+    columns: edges.Columns  # the returns by column, for the edge fill (depth_node.core.edge_fill)
     edge_step: float = 0.0  # the edge fill's options (FusionConfig); 0: off
     edge_window: int = 2
     edge_gap: float = 40.0  # px, most rows between the two returns it interpolates (0: off)
@@ -354,7 +353,7 @@ def fuse_field(global_depth: np.ndarray, lidar: SparseDepth,
                            zero, zero.copy(), zero.copy(), zg[np.ix_(cy, cx)],
                            np.full((h, gw), np.nan, np.float32), math.exp(c.beam_step),
                            zero.copy(), none, none,
-                           np.zeros(0, np.float32), cell, 0, Columns.empty(w))
+                           np.zeros(0, np.float32), cell, 0, edges.Columns.empty(w))
     # The beam fill joins all returns the see-through test kept: the outlier test below is
     # against a field that the network's shape errors bend (dropping good returns where the
     # network is far off), and a return that disagrees with the next one down is not joined.
@@ -411,10 +410,10 @@ def fuse_field(global_depth: np.ndarray, lidar: SparseDepth,
     # where the network has no depth, beyond max_depth: those still anchor the pixels
     # between them and a nearer return). Not on a frame whose returns show the network's
     # shape the better predictor (its edges too).
-    columns = Columns.empty(w)
+    columns = edges.Columns.empty(w)
     if c.edge_step > 0 and not network_better:
         ok = edges.anchored(lidar.u, lidar.v, lidar.z, centre, cell, math.exp(c.beam_step), h, w)
-        columns = by_column(lidar.u[ok], lidar.v[ok], lidar.z[ok], w, h)
+        columns = edges.by_column(lidar.u[ok], lidar.v[ok], lidar.z[ok], w, h)
     return FusionField(rho.astype(np.float32), gain, gain_rows, fine[1].astype(np.float32),
                        np.ascontiguousarray(coarse_up[1]), spread, centre, fill,
                        math.exp(c.beam_step), filled, pin_u, pin_v, pin_z, cell, int(n),

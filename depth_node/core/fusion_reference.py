@@ -227,18 +227,17 @@ def fuse_reference(global_depth: np.ndarray, lidar: SparseDepth,
     centre = depth[np.ix_(cell_centres(h, gh, cell), cell_centres(w, gw, cell))].copy()
     good = np.isfinite(lidar.z) & (lidar.z > 0)  # every kept return (not only where zg is)
     # ... that a neighbouring cell's fused depth agrees with (or has no depth)
-    padded = np.pad(centre.astype(np.float64), 1, constant_values=np.nan)
+    # (a depth of 0 beyond the grid's border: finite, and never within a ratio of a return)
+    padded = np.pad(centre.astype(np.float64), 1, constant_values=0.0)
     near_ok = np.zeros(lidar.count, bool)
     ratio = math.exp(c.beam_step)
     cy, cx = lidar.v // cell + 1, lidar.u // cell + 1
     for dy in (-1, 0, 1):
         for dx in (-1, 0, 1):
             zc = padded[cy + dy, cx + dx]
-            edge_of_grid = (cy + dy == 0) | (cy + dy == gh + 1) | (cx + dx == 0) \
-                | (cx + dx == gw + 1)
             with np.errstate(invalid='ignore'):
                 agrees = (lidar.z < ratio * zc) & (zc < ratio * lidar.z)
-                near_ok |= ~edge_of_grid & (~np.isfinite(zc) | agrees)
+            near_ok |= ~np.isfinite(zc) | agrees
     good &= near_ok
     if not network_better:
         depth = edge_fill_reference(depth, lidar.u[good], lidar.v[good], lidar.z[good],
