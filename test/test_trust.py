@@ -179,7 +179,7 @@ def trust_inputs(street, tmp_path_factory):
 
 
 @pytest.mark.parametrize('mode', ['fused', 'held', 'no_fusion', 'no_model', 'old_fit',
-                                  'self_checked', 'teacher_checked'])
+                                  'self_checked', 'teacher_checked', 'misaligned'])
 def test_compiled_trust_stage_matches_the_numpy_reference(trust_inputs, mode):
     """trusted_depth (grid kernels + one pixel pass) equals the step-by-step numpy stage."""
     from depth_node.pipeline.trust import trusted_depth, warm_up
@@ -191,12 +191,14 @@ def test_compiled_trust_stage_matches_the_numpy_reference(trust_inputs, mode):
             'no_fusion': (used, replace(cfg, fusion=False), model, 0.0),
             'no_model': (used, cfg, None, 0.0), 'old_fit': (used, cfg, model, 3.0),
             'self_checked': (used, cfg, model, 0.0, 1.4),
-            'teacher_checked': (used, cfg, model, 0.0, 1.4, 2.5)}[mode]
+            'teacher_checked': (used, cfg, model, 0.0, 1.4, 2.5),
+            'misaligned': (used, cfg, model, 0.0, 1.0, 1.0, -5)}[mode]
     warm_up()
     fast = trusted_depth(glob, args[0], fit, *args[1:])
     ref = trusted_depth_reference(glob, args[0], fit, *args[1:])
     assert fast.report.sigma_scale == ref.report.sigma_scale
     assert fast.report.teacher_scale == ref.report.teacher_scale
+    assert fast.report.extrinsic_shift == ref.report.extrinsic_shift
     assert fast.report.refused == ref.report.refused
     for name in ('coverage', 'lidar_share', 'median_relative_sigma'):
         np.testing.assert_allclose(getattr(fast.report, name), getattr(ref.report, name),

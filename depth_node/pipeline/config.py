@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 from depth_node.core.errors import ConfigError
+from depth_node.core.extrinsic_check import ExtrinsicCheckConfig
 from depth_node.core.fusion import FusionConfig
 from depth_node.core.image_quality import QualityConfig
 from depth_node.core.robust import FitConfig
@@ -50,6 +51,9 @@ class PipelineConfig:
     uncertainty_self_check_period: float = 1.0  # s of image stamps between held-out checks
     uncertainty_teacher_hold: float = 10.0  # s of image time a keyframe's check of sigma holds
     max_relative_uncertainty: float = 0.2  # sigma/z above this: pixel published as NaN
+    # LiDAR -> camera alignment check (core.extrinsic_check): on, and s of image time between
+    extrinsic_check: bool = True
+    extrinsic_check_period: float = 1.0
     min_lidar_share: float = 0.05  # LiDAR supports less of the image: frame refused
     image_check: bool = True  # refuse blind, saturated, flat and noise images
     input_limits: InputLimits = field(default_factory=InputLimits)  # input.*: aspect, pixels
@@ -97,6 +101,7 @@ class PipelineConfig:
         self.filter_config()
         self.fusion_options().validate()
         self.quality_config().validate()
+        self.extrinsic_check_config().validate()
 
     def fusion_options(self) -> FusionConfig:
         """Options of the fusion (``fusion.*``; the rest at the calibrated defaults)."""
@@ -105,6 +110,11 @@ class PipelineConfig:
                             edge_sigma=self.fusion_edge_sigma,
                             beam_gap=self.fusion_beam_gap, edge_step=self.fusion_edge_step,
                             beam_check=self.fusion_beam_check)
+
+    def extrinsic_check_config(self) -> ExtrinsicCheckConfig:
+        """The LiDAR -> camera alignment check (``extrinsic_check.*``)."""
+        return ExtrinsicCheckConfig(enable=self.extrinsic_check,
+                                    period=self.extrinsic_check_period)
 
     def quality_config(self) -> QualityConfig:
         """Thresholds of the image check (``refusal.image_check``)."""

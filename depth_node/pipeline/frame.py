@@ -13,6 +13,7 @@ from depth_node.core.camera import PinholeCamera
 from depth_node.core.cloud import PointGrid
 from depth_node.core.compat import StrEnum
 from depth_node.core.errors import DepthNodeError
+from depth_node.core.extrinsic_check import ExtrinsicCheck
 from depth_node.core.image_quality import assess_image, ImageQuality
 from depth_node.core.image_quality import warm_up as warm_up_image_check
 from depth_node.core.lidar import SparseDepth
@@ -126,6 +127,8 @@ class DepthPipeline:
         if old is None or old.uncertainty_self_check_period \
                 != config.uncertainty_self_check_period:
             self.self_check = SelfCheck(period=config.uncertainty_self_check_period)
+        if old is None or old.extrinsic_check_config() != config.extrinsic_check_config():
+            self.extrinsic_check = ExtrinsicCheck(config.extrinsic_check_config())
         if old is None:  # the node's keyframe worker updates it (teacher_check)
             self.teacher_check = TeacherCheck(config.uncertainty_teacher_hold)
         self.teacher_check.hold = config.uncertainty_teacher_hold
@@ -142,6 +145,7 @@ class DepthPipeline:
         self._filter.reset()
         self.self_check.reset()
         self.teacher_check.reset()
+        self.extrinsic_check.reset()
 
     def grid(self, camera: PinholeCamera) -> PointGrid:
         """The back-projection grid of ``camera`` at ``cloud_stride`` (kept while they stay)."""
@@ -197,6 +201,12 @@ class DepthPipeline:
                                               frame.lidar_to_camera, spec.kind, cfg,
                                               timings_ms=timings)
                 sparse, kept = support.sparse, support.kept
+                if self.extrinsic_check.due(frame.stamp):
+                    t_x = time.perf_counter()
+                    self.extrinsic_check.update(frame.rgb, frame.lidar, frame.camera,
+                                                frame.lidar_to_camera, frame.stamp,
+                                                cfg.lidar_min_depth, cfg.lidar_max_depth)
+                    timings['extrinsic_check'] = (time.perf_counter() - t_x) * 1e3
             else:
                 fit = AffineFit.refused(spec.kind, 0, 'no LiDAR sweep within max_age')
             t_f = time.perf_counter()
@@ -223,7 +233,8 @@ class DepthPipeline:
             used = None if sparse is None else (sparse if kept is None else sparse.subset(kept))
             scale = self._checked_scale(depth, used, applied, frame.stamp)
             trusted = trusted_depth(depth, used, applied, cfg, self._model, age, scale,
-                                    self.teacher_check.scale_at(frame.stamp))
+                                    self.teacher_check.scale_at(frame.stamp),
+                                    self.extrinsic_check.alignment.shift)
             depth, sigma, trust, refused = trusted.depth, trusted.sigma, trusted.report, \
                 trusted.report.refused
             unrefused, rel_sigma = trusted.unrefused, trusted.relative_sigma

@@ -30,6 +30,7 @@ from depth_node.core.align import apply_affine, OutputKind
 from depth_node.core.camera import PinholeCamera
 from depth_node.core.cloud import PointGrid
 from depth_node.core.colormap import colorize_depth, colorize_relative
+from depth_node.core.extrinsic_check import shift_message
 from depth_node.messages.layout import (cloud_fields, depth_camera_info, DepthCameraInfo,
                                         pack_cloud, pack_depth_cloud, PackedCloud)
 from depth_node.pipeline.frame import FitState
@@ -158,6 +159,8 @@ def diagnostic_status(snapshot: StatsSnapshot, estimator_output: str,
                   f"{fit.reason if fit else ''}"
     elif snapshot.new_problems:
         level, message = DIAG_WARN, f'inputs dropped: {snapshot.last_error}'
+    elif snapshot.trust is not None and snapshot.trust.extrinsic_shift:
+        level, message = DIAG_WARN, shift_message(snapshot.trust.extrinsic_shift)
     else:
         level, message = DIAG_OK, f'fit {state}'
     values = {'fit_state': str(state), 'fit_age_s': f'{snapshot.fit_age:.3f}',
@@ -175,7 +178,8 @@ def diagnostic_status(snapshot: StatsSnapshot, estimator_output: str,
                        'lidar_supported': f'{trust.lidar_share:.4f}',
                        'median_relative_sigma': f'{trust.median_relative_sigma:.4g}',
                        'sigma_self_check_scale': f'{trust.sigma_scale:.3f}',
-                       'sigma_teacher_scale': f'{trust.teacher_scale:.3f}'})
+                       'sigma_teacher_scale': f'{trust.teacher_scale:.3f}',
+                       'extrinsic_shift_px': str(trust.extrinsic_shift)})
     values['refused'] = snapshot.refused
     applied = snapshot.applied
     values['scale'] = f'{applied.scale:.6g}' if applied is not None else 'nan'

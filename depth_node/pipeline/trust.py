@@ -43,8 +43,10 @@ from depth_node.core.cell_grid import along_rows, axis_weights, lerp
 from depth_node.core.fusion import Fusion, fuse_field, FusionConfig, FusionField
 from depth_node.core import edge_fill
 from depth_node.core.beam_kernels import fill_row, fill_value
+from depth_node.core.extrinsic_check import misalignment_sigma
 from depth_node.core.lidar import SparseDepth
-from depth_node.core.uncertainty import cell_depth, FEATURES, UncertaintyModel, unsupported_gate
+from depth_node.core.uncertainty import (cell_depth, FEATURES, log_depth_step, UncertaintyModel,
+                                         unsupported_gate)
 from depth_node.pipeline.config import PipelineConfig
 
 try:  # numba is a dependency; without it (a broken install) the numpy step runs
@@ -66,6 +68,7 @@ class TrustReport:
     refused: str = ''  # why the frame's metric depth was refused ('' = published)
     sigma_scale: float = 1.0  # held-out scale applied to supported sigma (self_check)
     teacher_scale: float = 1.0  # keyframe teacher's scale of unsupported sigma (teacher_check)
+    extrinsic_shift: int = 0  # px, the LiDAR's misalignment in sigma (extrinsic_check; 0: none)
 
 
 @dataclass
@@ -107,7 +110,7 @@ class Composed:
 def trusted_depth(global_depth: np.ndarray, lidar: Optional[SparseDepth], fit: AffineFit,
                   config: PipelineConfig, model: Optional[UncertaintyModel],
                   fit_age: float = 0.0, sigma_scale: float = 1.0,
-                  teacher_scale: float = 1.0) -> Trusted:
+                  teacher_scale: float = 1.0, extrinsic_shift: int = 0) -> Trusted:
     """Fuse, attach sigma and refuse (see the module docstring).
 
     Parameters
@@ -134,6 +137,10 @@ def trusted_depth(global_depth: np.ndarray, lidar: Optional[SparseDepth], fit: A
     teacher_scale
         The keyframe teacher's scale of :mod:`depth_node.pipeline.teacher_check` (1: none):
         sigma is multiplied by ``teacher_scale ** unsupported``, fully where no return is near.
+    extrinsic_shift
+        The LiDAR's misalignment with the image in px (:mod:`depth_node.core.extrinsic_check`;
+        0: aligned or unknown): on a frame with a sweep, sigma / z gains the depth change of
+        such a shift in quadrature (:func:`misaligned`).
     """
     zg = np.ascontiguousarray(global_depth, dtype=np.float32)
     h, w = zg.shape
@@ -149,6 +156,9 @@ def trusted_depth(global_depth: np.ndarray, lidar: Optional[SparseDepth], fit: A
         if fit_age > 0 and math.isfinite(fit_age):
             drift = config.filter_process_noise ** 2 * fit_age
             rel_cells = np.sqrt(rel_cells * rel_cells + np.float32(drift))
+        if fused and extrinsic_shift:
+            rel_cells = misaligned(rel_cells, field.centre_depth, field.cell, extrinsic_shift,
+                                   model)
     supported = (field.support >= SUPPORTED_DENSITY).astype(np.float32)
     c = compose(zg, rel_cells, supported, field.cell, config.max_relative_uncertainty,
                 field if fused else None)
@@ -159,7 +169,19 @@ def trusted_depth(global_depth: np.ndarray, lidar: Optional[SparseDepth], fit: A
                        c.depth, c.relative_sigma)
     centres = field.centre_depth if fused else cell_depth(zg, field.cell)
     return judged(c, rel_cells, centres, field, config, lidar is not None,
-                  float(sigma_scale) if fused else 1.0, teacher_scale)
+                  float(sigma_scale) if fused else 1.0, teacher_scale,
+                  extrinsic_shift if fused else 0)
+
+
+def misaligned(rel_cells: np.ndarray, centres: np.ndarray, cell: int, shift: int,
+               model: UncertaintyModel) -> np.ndarray:
+    """``rel_cells`` with the depth change of a ``shift``-px misplaced LiDAR added in
+    quadrature: ``|shift|`` times the cell's log-depth gradient
+    (:func:`~depth_node.core.extrinsic_check.misalignment_sigma`); clipped to the model's
+    range."""
+    extra = misalignment_sigma(log_depth_step(centres), cell, shift)
+    out = np.sqrt(rel_cells.astype(np.float64) ** 2 + extra * extra)
+    return np.clip(out, model.min_relative, model.max_relative).astype(np.float32)
 
 
 def _usable(scale: float) -> float:
@@ -182,7 +204,8 @@ def scaled(rel_cells: np.ndarray, support: np.ndarray, model: UncertaintyModel,
 
 def judged(c: Composed, rel_cells: np.ndarray, centres: np.ndarray,
            fusion: Union[FusionField, Fusion], config: PipelineConfig, had_sweep: bool,
-           sigma_scale: float = 1.0, teacher_scale: float = 1.0) -> Trusted:
+           sigma_scale: float = 1.0, teacher_scale: float = 1.0,
+           extrinsic_shift: int = 0) -> Trusted:
     """The frame's report and refusal from the composed pixels (shared with the reference)."""
     n_depth, n_keep, n_supported = (int(k) for k in c.counts)
     lidar_share = n_supported / n_depth if n_depth else 0.0
@@ -198,7 +221,7 @@ def judged(c: Composed, rel_cells: np.ndarray, centres: np.ndarray,
         refused = 'no pixel within output.max_relative_uncertainty ' \
                   f'{config.max_relative_uncertainty:g}'
     report = TrustReport(coverage, lidar_share, median, refused, sigma_scale,
-                         _usable(teacher_scale))
+                         _usable(teacher_scale), int(extrinsic_shift))
     if refused:
         return Trusted(None, None, fusion, report, c.depth, c.relative_sigma)
     return Trusted(c.published, c.sigma, fusion, report, c.depth, c.relative_sigma)
@@ -324,6 +347,7 @@ def compose(global_depth: np.ndarray, rel_cells: np.ndarray, supported: np.ndarr
     return c
 
 
-__all__ = ['compose', 'Composed', 'empty_support', 'fit_residual', 'judged', 'scaled',
+__all__ = ['compose', 'Composed', 'empty_support', 'fit_residual', 'judged', 'misaligned',
+           'scaled',
            'SUPPORTED_DENSITY',
            'Trusted', 'trusted_depth', 'TrustReport', 'warm_up']

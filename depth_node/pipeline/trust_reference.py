@@ -20,8 +20,8 @@ from depth_node.core.fusion_reference import fuse_reference
 from depth_node.core.lidar import SparseDepth
 from depth_node.core.uncertainty import cell_depth, features, UncertaintyModel
 from depth_node.pipeline.config import PipelineConfig
-from depth_node.pipeline.trust import Composed, empty_support, fit_residual, judged, scaled, \
-    SUPPORTED_DENSITY, Trusted, TrustReport
+from depth_node.pipeline.trust import Composed, empty_support, fit_residual, judged, \
+    misaligned, scaled, SUPPORTED_DENSITY, Trusted, TrustReport
 
 
 def compose_reference(depth: np.ndarray, rel_cells: np.ndarray, supported: np.ndarray,
@@ -46,7 +46,8 @@ def compose_reference(depth: np.ndarray, rel_cells: np.ndarray, supported: np.nd
 def trusted_depth_reference(global_depth: np.ndarray, lidar: Optional[SparseDepth],
                             fit: AffineFit, config: PipelineConfig,
                             model: Optional[UncertaintyModel], fit_age: float = 0.0,
-                            sigma_scale: float = 1.0, teacher_scale: float = 1.0) -> Trusted:
+                            sigma_scale: float = 1.0, teacher_scale: float = 1.0,
+                            extrinsic_shift: int = 0) -> Trusted:
     """:func:`~depth_node.pipeline.trust.trusted_depth` in numpy (same arguments and result)."""
     h, w = global_depth.shape
     fusion = fuse_reference(global_depth, lidar if lidar is not None else empty_support(h, w),
@@ -66,10 +67,15 @@ def trusted_depth_reference(global_depth: np.ndarray, lidar: Optional[SparseDept
     if fit_age > 0 and math.isfinite(fit_age):
         drift = config.filter_process_noise ** 2 * fit_age
         rel_cells = np.sqrt(rel_cells * rel_cells + np.float32(drift))
+    if fused and extrinsic_shift:
+        rel_cells = misaligned(rel_cells, cell_depth(depth, fusion.cell)
+                               if fusion.centre_depth is None else fusion.centre_depth,
+                               fusion.cell, extrinsic_shift, model)
     c = compose_reference(depth, rel_cells, supported, fusion.cell,
                           config.max_relative_uncertainty)
     return judged(c, rel_cells, cell_depth(depth, fusion.cell), fusion, config,
-                  lidar is not None, float(sigma_scale) if fused else 1.0, teacher_scale)
+                  lidar is not None, float(sigma_scale) if fused else 1.0, teacher_scale,
+                  extrinsic_shift if fused else 0)
 
 
 __all__ = ['compose_reference', 'trusted_depth_reference']

@@ -222,6 +222,13 @@ PARAMETERS: tuple[Param, ...] = (
           'disagrees with the published depth beyond its sigma and no LiDAR return is near, '
           'sigma there is widened by that much until then (keyframes.enable).',
           range=(0.001, 3600.0)),
+    Param('extrinsic_check.enable', True,
+          'Check that the LiDAR\'s depth edges fall on the image\'s edges (a wrong '
+          'LiDAR -> camera extrinsic); a misalignment widens sigma where depth changes fast '
+          'and diagnostics warn (extrinsic_shift_px).'),
+    Param('extrinsic_check.period', 1.0,
+          'Seconds of image time between extrinsic checks (about 3 ms each at 640x480); 0 = '
+          'every frame.', range=(0.0, 3600.0)),
     Param('refusal.image_check', True,
           'Refuse metric depth from blind, saturated, flat or noise images.'),
     Param('refusal.min_lidar_share', 0.05,
@@ -430,6 +437,8 @@ def build_config(values: dict[str, Any]) -> NodeConfig:
         uncertainty_self_check_period=float(v['uncertainty.self_check_period']),
         uncertainty_teacher_hold=float(v['uncertainty.teacher_hold']),
         max_relative_uncertainty=float(v['output.max_relative_uncertainty']),
+        extrinsic_check=bool(v['extrinsic_check.enable']),
+        extrinsic_check_period=float(v['extrinsic_check.period']),
         min_lidar_share=float(v['refusal.min_lidar_share']),
         image_check=bool(v['refusal.image_check']),
         input_limits=InputLimits(max_aspect=float(v['input.max_aspect']),
