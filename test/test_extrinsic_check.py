@@ -126,7 +126,7 @@ def test_misalignment_widens_sigma_in_quadrature_by_the_log_depth_gradient():
     step = log_depth_step(z)
     np.testing.assert_allclose(step, [[0, math.log(2), math.log(2)]] * 2)
     extra = misalignment_sigma(step, 4, -6)
-    np.testing.assert_allclose(extra, 6 * step / 4)
+    np.testing.assert_allclose(extra, math.sqrt(2) * 6 * step / 4)
     rel = np.full(z.shape, 0.05, np.float32)
     model = UncertaintyModel.load()
     out = misaligned(rel, z, 4, -6, model)
