@@ -76,3 +76,46 @@ def test_bad_images_get_no_metric_depth_and_a_warning_naming_why(tmp_path):
     level, message = _status(feed)
     assert level == 1 and 'noise' in message and 'relative only' in message, message
     assert 'refused' in proc.output() or 'no metric depth' in proc.output()
+
+
+def _values(feed):
+    """Key/values of the newest depth_node status, or {}."""
+    for arr in reversed(feed.messages('/diagnostics')):
+        for st in arr.status:
+            if 'depth_node' in st.name:
+                return {kv.key: kv.value for kv in st.values}
+    return {}
+
+
+def test_a_wrong_extrinsic_turns_diagnostics_warn_and_widens_sigma(tmp_path):
+    """The node is configured with an extrinsic 1.5 deg off in yaw: its diagnostics say so
+    (extrinsic_shift_px, a WARN naming the extrinsic) while it goes on publishing depth."""
+    from depth_node.sim.world import Conditions, RigSpec
+    rig = SimRig.build(RigSpec(width=320, height=240, extrinsic_error_deg=1.5,
+                               extrinsic_error_axis=(0.0, 1.0, 0.0)), Conditions(), 4)
+    frames = list(rig.frames(2, seed=4))
+    folder = save_frames(tmp_path / 'frames', frames)
+    params = {'estimator.type': 'depth_node.testing.oracle:DisparityOracle',
+              'estimator.options': f'{{"frames_dir": "{folder}"}}', 'diagnostics.period': 0.3,
+              'lidar.wait': 0.3, 'filter.enable': False, 'extrinsic_check.period': 0.0,
+              **extrinsic_parameters(rig.nominal)}
+    proc = start_node(tmp_path, params)
+    feed = client('feeder_extrinsic')
+    try:
+        assert feed.wait_connected(60), proc.output()
+        for k, f in enumerate(frames):
+            feed.send(f.rgb, rig.camera, 100.0 + 0.2 * k, f.lidar)
+            time.sleep(0.3)
+        assert wait_until(lambda: len(feed.messages('depth')) >= 2, 30, proc.alive), \
+            proc.output()
+        assert wait_until(lambda: 'extrinsic' in (_status(feed) or (0, ''))[1], 10,
+                          proc.alive), (_status(feed), proc.output())
+    finally:
+        code = proc.stop()
+        feed.close()
+    assert code == 0, proc.output()
+    level, message = _status(feed)
+    assert level == 1, (level, message)
+    assert 'px left of the image edges' in message or 'px right of the image edges' in message, \
+        message
+    assert abs(int(_values(feed)['extrinsic_shift_px'])) >= 3
