@@ -612,3 +612,31 @@ def test_frames_before_the_first_camera_info_are_dropped_as_the_node_does(tmp_pa
                            NodeSettings.from_node_config(config)).run()
     assert result.frames == 17 and result.frames_failed == 3
     assert any('no camera_info received yet' in i.message for i in result.issues)
+
+
+def test_a_bag_whose_tf_static_is_off_says_so(tmp_path):
+    """A bag recorded with a stale calibration (its /tf_static 1.5 deg off in yaw): the
+    evaluation names the misalignment once among its issues (printed, and in the report)."""
+    from depth_node.sim.world import Conditions, RigSpec
+    rig = SimRig.build(RigSpec(width=320, height=240, extrinsic_error_deg=1.5,
+                               extrinsic_error_axis=(0.0, 1.0, 0.0)), Conditions(), 4)
+    frames = list(rig.frames(3, seed=4))
+    bag = tmp_path / 'bag'
+    write_drive(bag, frames, rig.camera, rig.nominal)  # the wrong extrinsic, as recorded
+    folder = save_frames(tmp_path / 'frames', frames)
+    config = build_config(load_params_file(_params(tmp_path / 'p.yaml', str(folder))))
+    result = BagEvaluation(bag, build_estimator(config.estimator),
+                           NodeSettings.from_node_config(config),
+                           EvaluationOptions(extrinsic='bag')).run()
+    assert result.frames == 3
+    found = [i for i in result.issues if 'misaligned' in i.message]
+    assert len(found) == 1, result.issues
+    assert 'check the LiDAR -> camera extrinsic' in found[0].message
+    assert found[0].topic == '/tf_static'
+    # the same frames with the true extrinsic: nothing to say
+    good = tmp_path / 'good'
+    write_drive(good, frames, rig.camera, rig.lidar_to_camera)
+    result = BagEvaluation(good, build_estimator(config.estimator),
+                           NodeSettings.from_node_config(config),
+                           EvaluationOptions(extrinsic='bag')).run()
+    assert not [i for i in result.issues if 'misaligned' in i.message], result.issues

@@ -47,6 +47,7 @@ from typing import Any, Optional
 import numpy as np
 
 from depth_node.core.errors import ConfigError, DepthNodeError
+from depth_node.core.extrinsic_check import shift_message
 from depth_node.core.metrics import depth_metrics, METRIC_NAMES
 from depth_node.core.transforms import RigidTransform
 from depth_node.estimators.base import Estimator
@@ -64,6 +65,8 @@ from depth_node.pipeline.sweep_motion import MotionLookup, SweepMotion
 from depth_node.pipeline.runner import (CameraModel, DROPPED_NO_CAMERA_INFO, ExtrinsicLookup,
                                         FrameRunner, ImageFrame, Sweep)
 
+#: How the evaluation's issue for a misaligned LiDAR (the extrinsic check) begins.
+_MISALIGNED = 'LiDAR and camera misaligned'
 # Resolution of the pooled error-versus-depth curve, metres.
 _CURVE_STEP = 2.0
 
@@ -279,6 +282,11 @@ class BagEvaluation:
             t_s = time.perf_counter()
             check_no_leak(split, res.sparse, run.frame.camera.width)
             result.split_s += time.perf_counter() - t_s
+        shift = res.trust.extrinsic_shift if res.trust is not None else 0
+        if shift and not any(i.message.startswith(_MISALIGNED) for i in result.issues):
+            self._issue(result, opts.topics.tf_static if source == 'bag' else None,
+                        f'{_MISALIGNED} from frame {frame.index} (stamp {frame.stamp:.3f} s): '
+                        f'{shift_message(shift)} (--extrinsic {opts.extrinsic})')
         t_m = time.perf_counter()
         used = '' if run.frame.lidar is None else source
         record = self._score(frame, gt, res, split, first_stamp, used, run.timings_ms, result)

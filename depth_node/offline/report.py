@@ -310,7 +310,7 @@ def write_html(result: EvaluationResult, out: Path, summary: dict[str, Any],
                      'far.</p>')
     if result.issues:
         items = ''.join(f'<li>{html.escape(str(i))}</li>' for i in result.issues)
-        parts.append(f'<h2 class="warn">Problems reading the bag ({len(result.issues)})</h2>'
+        parts.append(f'<h2 class="warn">Problems with the bag ({len(result.issues)})</h2>'
                      f'<ul>{items}</ul>')
     parts.append('<h2>Metrics (mean over frames)</h2>')
     rows = [['all'] + [m[k] for k in METRIC_NAMES] + [m['valid']]]
