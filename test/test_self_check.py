@@ -185,3 +185,35 @@ def test_scenario_score_counts_wrong_pixels_refused_and_flagged(tmp_path):
     assert score['wrong_share'] == 300
     assert score['refused_wrong'] == pytest.approx(100 / 300)
     assert score['flagged_wrong'] == pytest.approx(200 / 300)
+
+
+def test_the_half_is_fused_with_the_frames_own_beam_check_verdict():
+    """The defect: half A of the returns made its own beam-check verdict. On a 32-beam frame
+    (street 902, the second frame) the half turned the beam fill off while the frame's
+    fusion had it on, so the check compared the fill-less half's errors with the frame's
+    filled sigma and halved sigma (the scale clipped at 0.5)."""
+    from depth_node.core.align import apply_affine
+    from depth_node.core.fusion import fuse, with_verdict
+    from depth_node.estimators.base import model_input_size, SHIPPED_STUDENT
+    from depth_node.estimators.depth_anything import DepthAnythingEstimator
+    from depth_node.offline.scenarios import SCENARIOS, scenario_frames
+    est = DepthAnythingEstimator(str(SHIPPED_STUDENT),
+                                 input_size=model_input_size(str(SHIPPED_STUDENT)))
+    scenario = next(s for s in SCENARIOS if s.name == 'lidar_hdl32')
+    _, rig, f = list(scenario_frames(scenario, (902,), 2, 640, 480))[1]
+    cfg = PipelineConfig(temporal=False, max_depth=80.0)
+    res = DepthPipeline(est, cfg).process(FrameInput(f.rgb, rig.camera, f.stamp, f.lidar,
+                                                     rig.nominal), want_points=False)
+    used = res.sparse.subset(res.kept)
+    glob = apply_affine(res.relative, res.applied.scale, res.applied.shift, res.applied.space,
+                        cfg.max_depth)
+    frame = fuse(glob, used, cfg.fusion_options())
+    assert frame.filled.mean() > 0.3  # the frame's fusion fills between beams
+    fixed = with_verdict(glob, used, cfg.fusion_options())
+    assert not fixed.beam_check and fixed.beam_gap == cfg.fusion_options().beam_gap
+    phi, _ = heldout_samples(glob, used, 0.02, cfg.fusion_options())
+    assert phi[:, FEATURES.index('filled')].mean() > 0.3  # and so does the check's half
+    assert 0.8 < res.trust.sigma_scale < 1.6, res.trust.sigma_scale  # 0.5 before
+    # a config without the check is left as it is
+    off = replace(cfg.fusion_options(), beam_check=False)
+    assert with_verdict(glob, used, off) is off

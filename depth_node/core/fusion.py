@@ -64,7 +64,7 @@ are the same method step by step, which the tests hold the compiled path to.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import numpy as np
@@ -73,7 +73,7 @@ from depth_node.core.cell_grid import along_rows, axis_weights, cell_centres, ce
     grid_shape, upsample_reference
 from depth_node.core import edge_fill as edges
 from depth_node.core import fusion_kernels as kernels
-from depth_node.core.beam_fill import checked_beam_fill
+from depth_node.core.beam_fill import beam_check, checked_beam_fill, MIN_BEAM_CHECKS
 from depth_node.core.errors import ConfigError
 from depth_node.core.lidar import check_image_size, SparseDepth
 
@@ -421,6 +421,31 @@ def fuse_field(global_depth: np.ndarray, lidar: SparseDepth,
                        float(c.beam_nearer))
 
 
+def with_verdict(global_depth: np.ndarray, lidar: SparseDepth,
+                 config: FusionConfig = FusionConfig()) -> FusionConfig:
+    """``config`` with the frame's beam check decided on ``lidar``'s returns and fixed.
+
+    A fusion of a subset of the returns (the self-check's half) would otherwise make its own
+    verdict, and where it differs from the frame's (the fills off in the half, on in the
+    frame) the subset's errors say nothing of the frame's. The verdict is taken on the same
+    returns :func:`fuse_field` takes it on (those where the global depth is finite): the fills
+    on (``beam_check`` False) when the LiDAR's line wins, both fills off (``beam_gap`` and
+    ``edge_step`` 0) when the network's shape does.
+    """
+    if not config.beam_check or config.beam_gap <= 0:
+        return config
+    zg = np.ascontiguousarray(global_depth, dtype=np.float32)
+    check_image_size(zg, lidar, 'global depth')
+    u, v, z, _ = _finite_log_ratios(zg, lidar)
+    if not z.size:
+        return config
+    line, network, count = beam_check(zg, u, v, z, int(config.cell), config.beam_gap,
+                                      config.beam_step)
+    if count >= MIN_BEAM_CHECKS and network < line:
+        return replace(config, beam_check=False, beam_gap=0.0, edge_step=0.0)
+    return replace(config, beam_check=False)
+
+
 def fused_depth(global_depth: np.ndarray, field: FusionField) -> np.ndarray:
     """The fused depth [H, W] float32 metres of ``field`` (one compiled pass over the pixels)."""
     zg = np.ascontiguousarray(global_depth, dtype=np.float32)
@@ -448,4 +473,4 @@ def fuse(global_depth: np.ndarray, lidar: SparseDepth,
 
 __all__ = ['domain_weights', 'extend_down', 'fuse', 'fuse_field', 'fused_depth', 'Fusion',
            'FusionConfig', 'FusionField', 'guide', 'log_ratios', 'recursive_filter',
-           'recursive_filter_reference']
+           'recursive_filter_reference', 'with_verdict']

@@ -4,10 +4,11 @@ The uncertainty model (:mod:`depth_node.core.uncertainty`) is calibrated on synt
 rig or a scene unlike them (a denser LiDAR, a network that matches this street better or worse)
 makes its sigma too wide or too narrow where it matters most, next to the LiDAR. Each frame's
 sweep can say which: the kept returns are split into two interleaved halves by a hash of their
-2-pixel cell; the fusion of half A predicts depth and sigma at half B's pixels, as it would at
-any pixel between returns; and the frame's **raw scale** is the 95th percentile of
-``|log(z_B / z_A)| / (sigma_A / z_A)`` over B, halved: 1.0 when the model's 2 sigma holds 95 %
-of B's returns.
+2-pixel cell; the fusion of half A (with the frame's own beam-check verdict, taken on all its
+returns: :func:`~depth_node.core.fusion.with_verdict`) predicts depth and sigma at half B's
+pixels, as it would at any pixel between returns; and the frame's **raw scale** is the 95th
+percentile of ``|log(z_B / z_A)| / (sigma_A / z_A)`` over B, halved: 1.0 when the model's 2
+sigma holds 95 % of B's returns.
 
 Held-out returns sit closer to support than the average supported pixel, so the raw scale is
 compared with the same figure on the calibration drives, ``heldout_reference`` of the model
@@ -28,7 +29,7 @@ from typing import Optional
 
 import numpy as np
 
-from depth_node.core.fusion import fuse, FusionConfig
+from depth_node.core.fusion import fuse, FusionConfig, with_verdict
 from depth_node.core.lidar import SparseDepth
 from depth_node.core.uncertainty import features, UncertaintyModel
 
@@ -60,7 +61,9 @@ def heldout_samples(global_depth: np.ndarray, lidar: SparseDepth, fit_residual: 
     (:func:`raw_scale_of`).
     """
     a = split_halves(lidar)
-    fusion = fuse(global_depth, lidar.subset(a), config)
+    # Half A is fused with the frame's own beam-check verdict (all its returns), not one of
+    # its own: the check must test the fusion the frame publishes.
+    fusion = fuse(global_depth, lidar.subset(a), with_verdict(global_depth, lidar, config))
     b = np.flatnonzero(~a)
     if b.size > max_returns:
         b = b[np.linspace(0, b.size - 1, max_returns).astype(np.int64)]
