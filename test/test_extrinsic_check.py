@@ -11,7 +11,7 @@ from depth_node.core.extrinsic_check import (EdgeSamples, ExtrinsicCheck, Extrin
                                              judge, lidar_edges, misalignment_sigma,
                                              shift_scores)
 from depth_node.core.lidar import point_pixels
-from depth_node.core.uncertainty import log_depth_step, UncertaintyModel
+from depth_node.core.uncertainty import UncertaintyModel
 from depth_node.pipeline.frame import DepthPipeline, FrameInput, FitState, PipelineConfig
 from depth_node.pipeline.published import diagnostic_status, DIAG_OK, DIAG_WARN
 from depth_node.pipeline.stats import StatsSnapshot
@@ -121,17 +121,27 @@ def test_bad_settings_name_the_parameter(name, value):
             PipelineConfig(extrinsic_check_period=value).validate()
 
 
-def test_misalignment_widens_sigma_in_quadrature_by_the_log_depth_gradient():
-    z = np.array([[10.0, 10.0, 20.0], [10.0, 10.0, 20.0]], np.float32)
-    step = log_depth_step(z)
-    np.testing.assert_allclose(step, [[0, math.log(2), math.log(2)]] * 2)
-    extra = misalignment_sigma(step, 4, -6)
-    np.testing.assert_allclose(extra, math.sqrt(2) * 6 * step / 4)
+def test_misalignment_widens_sigma_by_half_the_local_log_depth_range_in_quadrature():
+    z = np.full((5, 8), 10.0, np.float32)
+    z[:, 6:] = 20.0  # an edge between columns 5 and 6
+    z[0, 0] = np.nan  # no depth: neither widened nor widening
+    z[4, 7] = np.nan
+    extra = misalignment_sigma(z, 4, -4)  # 4 px: the cells next to each cell
+    half = 0.5 * math.log(2.0)
+    np.testing.assert_allclose(extra[:, 5:7], half, rtol=1e-6)  # either side of the edge
+    assert extra[1, 7] == 0.0  # two cells from it
+    np.testing.assert_allclose(extra[:, :5][~np.isnan(z[:, :5])], 0.0, atol=1e-7)
+    assert extra[0, 0] == 0.0 and extra[4, 7] == 0.0
+    wider = misalignment_sigma(z, 4, 7)  # 7 px: two cells
+    assert wider[2, 4] == pytest.approx(half, rel=1e-6) and wider[2, 3] == 0.0
+    # a smooth ramp: about |shift| times the gradient
+    ramp = np.exp(np.linspace(0.0, 0.4, 40, dtype=np.float32))[None, :].repeat(6, 0)
+    g = 0.4 / 39 / 4  # log per pixel
+    assert misalignment_sigma(ramp, 4, 8)[3, 20] == pytest.approx(8 * g, rel=1e-5)
+    assert not misalignment_sigma(ramp, 4, 0).any()
     rel = np.full(z.shape, 0.05, np.float32)
-    model = UncertaintyModel.load()
-    out = misaligned(rel, z, 4, -6, model)
+    out = misaligned(rel, z, 4, -4, UncertaintyModel.load())
     np.testing.assert_allclose(out, np.sqrt(0.05 ** 2 + extra ** 2), rtol=1e-6)
-    assert out[0, 0] == pytest.approx(0.05)  # flat: unchanged
 
 
 def test_diagnostics_warn_and_report_the_shift():

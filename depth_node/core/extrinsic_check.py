@@ -34,9 +34,9 @@ the true extrinsic the best shift is 0 on all 18 frames; with the miscalibrated 
 true median column change and within 2 px of it (2-9 px).
 
 What the pipeline does with it: sigma / z gains, in quadrature, the depth change that such a
-misalignment makes, ``sqrt(2) * shift * |grad log z|`` per pixel (:func:`misalignment_sigma`;
-``sqrt(2)`` for the vertical part, which is not measured), and the diagnostics say
-``extrinsic_shift_px`` and warn.
+misalignment may make: half the range of log depth within ``|shift|`` px, across and along the
+rows (:func:`misalignment_sigma`; along them for the vertical part, which is not measured), and
+the diagnostics say ``extrinsic_shift_px`` and warn.
 
 Cost: a second z-buffered projection of the sweep (the compiled one), a sort of its returns
 and a few hundred gathers of the image: ~2-4 ms at 640x480 with a 110k-point sweep, run once
@@ -49,6 +49,7 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
+import cv2
 import numpy as np
 
 from depth_node.core.camera import PinholeCamera
@@ -58,12 +59,6 @@ from depth_node.core.transforms import RigidTransform
 
 #: Half-width (px) of the triangle an edge's strength is summed under.
 EDGE_HALF_WIDTH = 2
-#: The misalignment sigma allows for, per px of measured horizontal shift: sqrt(2), as if the
-#: vertical part (not measured, module docstring) were as large. Chosen on the uncertainty's
-#: calibration streets 900-905 (2 frames each, miscalibrated scenario): the mean share of
-#: pixels within 2 sigma is 0.898 with 1, 0.945 with sqrt(2) and 0.974 with 2 (coverage
-#: 0.84, 0.82, 0.79).
-MISALIGNMENT_ALLOWANCE = math.sqrt(2.0)
 #: Rec. 601 luminance weights of R, G, B.
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
@@ -258,14 +253,28 @@ def judge(scores: np.ndarray, samples: float, config: ExtrinsicCheckConfig) -> A
     return Alignment(shift, gain, float(samples), True)
 
 
-def misalignment_sigma(log_depth_step: np.ndarray, cell: int, shift: int) -> np.ndarray:
-    """The relative depth error [gh, gw] a misalignment of ``shift`` px (horizontal, measured)
-    makes: :data:`MISALIGNMENT_ALLOWANCE` times ``|shift|`` times the log-depth gradient per
-    pixel, here the largest log step to a neighbouring cell over the cell size."""
-    return MISALIGNMENT_ALLOWANCE * abs(float(shift)) * np.asarray(log_depth_step, np.float64) \
-        / float(cell)
+def misalignment_sigma(depth: np.ndarray, cell: int, shift: int) -> np.ndarray:
+    """The relative depth error [gh, gw] a LiDAR misplaced by up to ``shift`` px may make
+    at each cell of ``depth`` [gh, gw] (m, its cells' depth): half the range of log depth
+    over the cells within ``ceil(|shift| / cell)`` of it, across and along the rows (the
+    vertical part of the misalignment is not measured: it is allowed for as large as the
+    horizontal). Where depth changes smoothly by ``g`` per pixel that is about
+    ``g * |shift|``; next to an edge, half its step. Cells without depth (sky, beyond
+    ``max_depth``) neither widen their neighbours nor are widened (0)."""
+    z = np.asarray(depth, np.float64)
+    good = np.isfinite(z) & (z > 0)
+    if not shift or not good.any():
+        return np.zeros(z.shape)
+    log_z = np.log(np.where(good, z, 1.0))
+    r = int(math.ceil(abs(shift) / float(cell)))
+    window = np.ones((2 * r + 1, 2 * r + 1), np.uint8)
+    high = cv2.dilate(np.where(good, log_z, -np.inf).astype(np.float32), window,
+                      borderType=cv2.BORDER_REPLICATE)
+    low = cv2.erode(np.where(good, log_z, np.inf).astype(np.float32), window,
+                    borderType=cv2.BORDER_REPLICATE)
+    return np.where(good, 0.5 * (high.astype(np.float64) - low), 0.0)
 
 
 __all__ = ['ALIGNED', 'Alignment', 'EdgeSamples', 'ExtrinsicCheck', 'ExtrinsicCheckConfig',
-           'judge', 'lidar_edges', 'MISALIGNMENT_ALLOWANCE', 'misalignment_sigma',
+           'judge', 'lidar_edges', 'misalignment_sigma',
            'shift_message', 'shift_scores']

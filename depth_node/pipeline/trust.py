@@ -45,8 +45,7 @@ from depth_node.core import edge_fill
 from depth_node.core.beam_kernels import fill_row, fill_value
 from depth_node.core.extrinsic_check import misalignment_sigma
 from depth_node.core.lidar import SparseDepth
-from depth_node.core.uncertainty import (cell_depth, FEATURES, log_depth_step, UncertaintyModel,
-                                         unsupported_gate)
+from depth_node.core.uncertainty import cell_depth, FEATURES, UncertaintyModel, unsupported_gate
 from depth_node.pipeline.config import PipelineConfig
 
 try:  # numba is a dependency; without it (a broken install) the numpy step runs
@@ -176,10 +175,9 @@ def trusted_depth(global_depth: np.ndarray, lidar: Optional[SparseDepth], fit: A
 def misaligned(rel_cells: np.ndarray, centres: np.ndarray, cell: int, shift: int,
                model: UncertaintyModel) -> np.ndarray:
     """``rel_cells`` with the depth change of a ``shift``-px misplaced LiDAR added in
-    quadrature: ``|shift|`` times the cell's log-depth gradient
-    (:func:`~depth_node.core.extrinsic_check.misalignment_sigma`); clipped to the model's
-    range."""
-    extra = misalignment_sigma(log_depth_step(centres), cell, shift)
+    quadrature (:func:`~depth_node.core.extrinsic_check.misalignment_sigma` of the cells'
+    depth ``centres``); clipped to the model's range."""
+    extra = misalignment_sigma(centres, cell, shift)
     out = np.sqrt(rel_cells.astype(np.float64) ** 2 + extra * extra)
     return np.clip(out, model.min_relative, model.max_relative).astype(np.float32)
 
