@@ -640,3 +640,20 @@ def test_a_bag_whose_tf_static_is_off_says_so(tmp_path):
                            NodeSettings.from_node_config(config),
                            EvaluationOptions(extrinsic='bag')).run()
     assert not [i for i in result.issues if 'misaligned' in i.message], result.issues
+
+
+def test_chunks_of_a_misaligned_bag_report_the_misalignment_once():
+    from depth_node.offline.chunks import merge_chunks
+    from depth_node.offline.records import BagIssue, MISALIGNED_ISSUE
+    from depth_node.offline.results import EvaluationResult
+    chunks = []
+    for k in range(3):
+        r = EvaluationResult('bag', 'est', 'depth', EvaluationOptions(), NodeSettings())
+        r.issues = [BagIssue('bag', '/tf_static', f'{MISALIGNED_ISSUE} from frame {10 * k}: '
+                                                  f'{4 + k} px'),
+                    BagIssue('bag', '/image', f'frame {10 * k + 1}: dropped')]
+        chunks.append(r)
+    merged = merge_chunks(chunks, None)
+    found = [i for i in merged.issues if i.message.startswith(MISALIGNED_ISSUE)]
+    assert len(found) == 1 and 'from frame 0' in found[0].message
+    assert len(merged.issues) == 4  # the other issues all kept

@@ -30,6 +30,7 @@ from depth_node.offline.drive_bag import DriveTopics
 from depth_node.offline.eval_config import NodeSettings
 from depth_node.offline.fleet_report import sum_accumulators
 from depth_node.offline.reader import DriveReader, ReadWindow
+from depth_node.offline.records import MISALIGNED_ISSUE
 from depth_node.offline.results import EvaluationResult
 
 __all__ = ['chunking_is_exact', 'default_warmup', 'image_log_times', 'merge_chunks',
@@ -94,8 +95,11 @@ def merge_chunks(chunks: Sequence[EvaluationResult],
                 r.time = r.stamp - first_stamp
             out.records.append(r)
         for issue in c.issues:
-            if str(issue) not in seen:
-                seen.add(str(issue))
+            # One misalignment issue per bag: each chunk names the frame it first saw it at.
+            key = MISALIGNED_ISSUE if issue.message.startswith(MISALIGNED_ISSUE) \
+                else str(issue)
+            if key not in seen:
+                seen.add(key)
                 out.issues.append(issue)
         out.interrupted |= c.interrupted
         out.damaged |= c.damaged

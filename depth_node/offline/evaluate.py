@@ -52,7 +52,7 @@ from depth_node.core.metrics import depth_metrics, METRIC_NAMES
 from depth_node.core.transforms import RigidTransform
 from depth_node.estimators.base import Estimator
 from depth_node.offline.reader import DriveReader, ReadWindow
-from depth_node.offline.records import BagIssue, DriveFrame
+from depth_node.offline.records import BagIssue, DriveFrame, MISALIGNED_ISSUE
 from depth_node.offline.eval_config import (EvaluationOptions, EXTRINSIC_SOURCES,
                                             GROUND_TRUTHS, NodeSettings)
 from depth_node.offline.heldout import (check_no_leak, HeldOutSplit, point_pixels,
@@ -65,8 +65,6 @@ from depth_node.pipeline.sweep_motion import MotionLookup, SweepMotion
 from depth_node.pipeline.runner import (CameraModel, DROPPED_NO_CAMERA_INFO, ExtrinsicLookup,
                                         FrameRunner, ImageFrame, Sweep)
 
-#: How the evaluation's issue for a misaligned LiDAR (the extrinsic check) begins.
-_MISALIGNED = 'LiDAR and camera misaligned'
 # Resolution of the pooled error-versus-depth curve, metres.
 _CURVE_STEP = 2.0
 
@@ -283,9 +281,10 @@ class BagEvaluation:
             check_no_leak(split, res.sparse, run.frame.camera.width)
             result.split_s += time.perf_counter() - t_s
         shift = res.trust.extrinsic_shift if res.trust is not None else 0
-        if shift and not any(i.message.startswith(_MISALIGNED) for i in result.issues):
+        if shift and not any(i.message.startswith(MISALIGNED_ISSUE) for i in result.issues):
             self._issue(result, opts.topics.tf_static if source == 'bag' else None,
-                        f'{_MISALIGNED} from frame {frame.index} (stamp {frame.stamp:.3f} s): '
+                        f'{MISALIGNED_ISSUE} from frame {frame.index} (stamp '
+                        f'{frame.stamp:.3f} s): '
                         f'{shift_message(shift)} (--extrinsic {opts.extrinsic})')
         t_m = time.perf_counter()
         used = '' if run.frame.lidar is None else source

@@ -40,6 +40,11 @@ class BagIssue:
             else f'{self.bag}: {self.message}'
 
 
+#: How the evaluation's issue for a misaligned LiDAR (the extrinsic check) begins: one per
+#: bag, also when each of its chunks saw it (:func:`depth_node.offline.chunks.merge_chunks`).
+MISALIGNED_ISSUE = 'LiDAR and camera misaligned'
+
+
 class BagReadError(DepthNodeError):
     """Nothing of a bag can be read (not a bag, unreadable file, unknown storage)."""
 
@@ -86,4 +91,4 @@ class DriveFrame:
         return None if self.lidar_stamp_ns is None else self.lidar_stamp_ns * 1e-9
 
 
-__all__ = ['BagIssue', 'BagMessage', 'BagReadError', 'DriveFrame']
+__all__ = ['BagIssue', 'BagMessage', 'BagReadError', 'DriveFrame', 'MISALIGNED_ISSUE']
