@@ -107,6 +107,9 @@ def test_the_check_fades_earlier_frames_resets_on_time_going_back_and_is_due_by_
     assert second.shift == first.shift != 0
     again = check.update(f.rgb, f.lidar, sim.camera, sim.nominal, 5.0)  # a replay restarted
     assert again.samples == pytest.approx(first.samples)
+    # the extrinsic corrected (a new calibration): the held scores are for the old one
+    fixed = check.update(f.rgb, f.lidar, sim.camera, sim.lidar_to_camera, 6.0)
+    assert fixed.shift == 0 and fixed.samples == pytest.approx(first.samples, rel=0.2)
     assert not ExtrinsicCheck(ExtrinsicCheckConfig(enable=False)).due(0.0)
 
 

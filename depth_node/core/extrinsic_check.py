@@ -26,12 +26,13 @@ edges of the image, so the pixel shift that puts them on the strongest edges sho
   edges of facades.
 
 :class:`ExtrinsicCheck` adds the scores of the checked frames up (older ones fade with
-``decay``) and reports the best shift when it is at least ``min_shift`` px and scores
-``min_gain`` times the zero shift, on at least ``min_samples`` samples. Measured on the
-synthetic streets 900-905 and 700-702, 2 frames each (the default 64-beam rig, 640x480): with
-the true extrinsic the best shift is 0 on all 18 frames; with the miscalibrated scenario's
-1 deg + 5 cm error about a random axis, a shift is reported on all 18, with the sign of the
-true median column change and within 2 px of it (2-9 px).
+``decay``; a new extrinsic or time going back starts again) and reports the best shift when it
+is at least ``min_shift`` px and scores ``min_gain`` times the zero shift, on at least
+``min_samples`` samples. Measured on the synthetic streets 900-905 and 700-702, 2 frames each
+(the default 64-beam rig, 640x480): with the true extrinsic the best shift is 0 on all 18
+frames; with the miscalibrated scenario's 1 deg + 5 cm error about a random axis, a shift is
+reported on all 18, with the sign of the true median column change and within 2 px of it (2-9
+px).
 
 What the pipeline does with it: sigma / z gains, in quadrature, the depth change that such a
 misalignment may make: half the range of log depth within ``|shift|`` px, across and along the
@@ -206,6 +207,7 @@ class ExtrinsicCheck:
         self._samples = 0.0
         self._last_stamp = -math.inf
         self._alignment = ALIGNED
+        self._extrinsic: Optional[RigidTransform] = None
 
     def due(self, stamp: float) -> bool:
         """Whether a frame stamped ``stamp`` should be checked (time going back: yes)."""
@@ -218,9 +220,12 @@ class ExtrinsicCheck:
                max_depth: float = 120.0) -> Alignment:
         """Check one frame and return the alignment of all the checks held."""
         cfg = self.config
-        if stamp < self._last_stamp:  # time went back (a replay restarted): start again
+        if stamp < self._last_stamp or not _same(lidar_to_camera, self._extrinsic):
+            # time went back (a replay restarted) or the extrinsic changed (a new calibration,
+            # another tf): the scores held were for another alignment, start again
             self.reset()
         self._last_stamp = stamp
+        self._extrinsic = lidar_to_camera
         edges = lidar_edges(points, camera, lidar_to_camera, min_depth, max_depth, cfg.gap,
                             cfg.jump)
         scores = shift_scores(rgb, edges, cfg.radius) * edges.count
@@ -235,6 +240,12 @@ class ExtrinsicCheck:
     @property
     def alignment(self) -> Alignment:
         return self._alignment
+
+
+def _same(a: RigidTransform, b: Optional[RigidTransform]) -> bool:
+    """Whether two extrinsics are the same (None, no earlier one: yes)."""
+    return b is None or (np.allclose(a.rotation, b.rotation, atol=1e-9)
+                         and np.allclose(a.translation, b.translation, atol=1e-9))
 
 
 def judge(scores: np.ndarray, samples: float, config: ExtrinsicCheckConfig) -> Alignment:
