@@ -109,7 +109,7 @@ def test_help_lists_every_benchmark_and_each_name_has_its_options(capsys):
     text = capsys.readouterr().out
     assert text.startswith('usage: benchmark [NAME]')
     assert set(cli.BENCHMARKS) == {'pipeline', 'backends', 'keyframes', 'transport', 'accuracy',
-                                   'fleet', 'motion', 'overload'}
+                                   'fleet', 'motion', 'overload', 'extrinsic'}
     for name in cli.BENCHMARKS:
         assert f'\n  {name} ' in text, name
         with pytest.raises(SystemExit) as exc:  # argparse's --help of that benchmark
@@ -178,3 +178,18 @@ def test_motion_benchmark_scores_deskew_against_the_instantaneous_sweep(capsys):
     assert rows['rotating, Velodyne time (s), deskew'] == pytest.approx(
         rows['rotating, Ouster t (ns), deskew'], rel=1e-3)  # same times, two encodings
     assert 'ok' in out
+
+
+def test_extrinsic_benchmark_counts_false_alarms_and_finds_the_miscalibration(tmp_path, capsys):
+    out = tmp_path / 'extrinsic.json'
+    code = cli.main(['extrinsic', '--scenarios', 'default,lidar_vlp16,miscalibrated',
+                     '--streets', '901', '--frames', '1', '--json', str(out)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert 'false alarms: 0 of 2 frames of calibrated rigs' in text, text
+    assert 'found with the true sign: 1 of 1 frames of miscalibrated rigs' in text, text
+    data = json.loads(out.read_text())['scenarios']
+    assert data['default']['shifts'] == [0] and data['default']['calibrated']
+    assert not data['miscalibrated']['calibrated'] and data['miscalibrated']['shifts'][0] != 0
+    assert cli.main(['extrinsic', '--scenarios', 'nowhere']) == 2
+    assert 'unknown scenarios' in capsys.readouterr().err
