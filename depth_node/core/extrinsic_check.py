@@ -19,7 +19,8 @@ edges of the image, so the pixel shift that puts them on the strongest edges sho
   row over the 99th percentile of the samples' gradients (at most 1), summed under a
   triangle of ``+-2`` px (edges are a few pixels soft; a triangle, not a box or a maximum, so
   that a sharp edge gives one best shift, not a plateau).
-* **The score** of a horizontal shift ``d`` (``-radius..radius`` px) is the weighted mean
+* **The score** of a horizontal shift ``d`` (``-radius..radius`` px, ``radius`` the shift of
+  ``max_angle`` at the camera's focal length: 16 px at 640 px and 81 deg) is the weighted mean
   edge strength at the samples moved by ``d``. Only horizontal shifts are scored: beams scan
   horizontally, so their jumps sit on vertical edges and fix a horizontal shift well, while
   the jumps between beams are a beam spacing coarse and fall among the horizontal texture
@@ -70,7 +71,7 @@ class ExtrinsicCheckConfig:
 
     enable: bool = True
     period: float = 1.0  # s of image time between checks (0: every frame)
-    radius: int = 16  # px, the largest shift scored (about 2.4 deg at 640 px and 90 deg)
+    max_angle: float = 2.5  # deg, the largest misalignment scored (as a shift at the focal length)
     gap: int = 4  # px, neighbours along a beam in the LiDAR's view
     jump: float = 0.3  # log depth step of a LiDAR edge
     min_shift: int = 2  # px, a smaller best shift is "aligned"
@@ -78,13 +79,21 @@ class ExtrinsicCheckConfig:
     min_samples: int = 40  # edge samples needed (summed over the checks held)
     decay: float = 0.5  # weight of the earlier checks' scores at each new check
 
+    def radius(self, camera: PinholeCamera) -> int:
+        """The largest shift scored, px: ``max_angle`` at the camera's focal length (at least
+        one more than ``min_shift``, at most 64). In degrees, not pixels, so that a small image
+        is not searched over a wider field than a large one (where other edges line up)."""
+        px = int(round(camera.fx * math.tan(math.radians(self.max_angle))))
+        return max(self.min_shift + 1, min(64, px))
+
     def validate(self) -> None:
         for name, ok, rule in (
                 ('period', math.isfinite(self.period) and self.period >= 0, '>= 0 s'),
-                ('radius', 2 <= self.radius <= 64, 'in 2..64 px'),
+                ('max_angle', math.isfinite(self.max_angle) and 0 < self.max_angle <= 10,
+                 'in (0, 10] deg'),
                 ('gap', 1 <= self.gap <= 16, 'in 1..16 px'),
                 ('jump', math.isfinite(self.jump) and self.jump > 0, '> 0'),
-                ('min_shift', 1 <= self.min_shift <= self.radius, 'in 1..radius px'),
+                ('min_shift', 1 <= self.min_shift <= 16, 'in 1..16 px'),
                 ('min_gain', math.isfinite(self.min_gain) and self.min_gain >= 1, '>= 1'),
                 ('min_samples', self.min_samples >= 1, '>= 1'),
                 ('decay', 0 <= self.decay < 1, 'in [0, 1)')):
@@ -228,7 +237,7 @@ class ExtrinsicCheck:
         self._extrinsic = lidar_to_camera
         edges = lidar_edges(points, camera, lidar_to_camera, min_depth, max_depth, cfg.gap,
                             cfg.jump)
-        scores = shift_scores(rgb, edges, cfg.radius) * edges.count
+        scores = shift_scores(rgb, edges, cfg.radius(camera)) * edges.count
         if self._scores is None or self._scores.shape != scores.shape:
             self._scores, self._samples = scores, float(edges.count)
         else:
