@@ -6,11 +6,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from depth_node.bench.extrinsic import true_shift
 from depth_node.core.errors import ConfigError
 from depth_node.core.extrinsic_check import (EdgeSamples, ExtrinsicCheck, ExtrinsicCheckConfig,
                                              judge, lidar_edges, misalignment_sigma,
                                              shift_scores)
-from depth_node.core.lidar import point_pixels
 from depth_node.core.uncertainty import UncertaintyModel
 from depth_node.pipeline.frame import DepthPipeline, FrameInput, FitState, PipelineConfig
 from depth_node.pipeline.published import diagnostic_status, DIAG_OK, DIAG_WARN
@@ -22,14 +22,6 @@ from depth_node.sim.world import Conditions, RigSpec, SimRig
 def _street(seed, **rig):
     sim = SimRig.build(RigSpec(width=640, height=480, **rig), Conditions(), seed)
     return sim, next(sim.frames(1, seed=seed))
-
-
-def _true_shift(sim, frame):
-    """Median column change of the sweep's points from the nominal to the true extrinsic."""
-    a, _ = point_pixels(frame.lidar, sim.camera, sim.nominal, 0.5, 120.0)
-    b, _ = point_pixels(frame.lidar, sim.camera, sim.lidar_to_camera, 0.5, 120.0)
-    ok = (a >= 0) & (b >= 0)
-    return float(np.median(b[ok] % sim.camera.width - a[ok] % sim.camera.width))
 
 
 def test_scores_find_the_shift_onto_a_known_edge():
@@ -88,7 +80,7 @@ def test_a_yawed_extrinsic_is_found_with_its_shift(seed, deg):
     finds the true shift within 2 px."""
     sim, f = _street(seed, extrinsic_error_deg=abs(deg),
                      extrinsic_error_axis=(0.0, math.copysign(1.0, deg), 0.0))
-    expected = _true_shift(sim, f)
+    expected = true_shift(f.lidar, sim)
     assert abs(expected) >= 5
     got = ExtrinsicCheck().update(f.rgb, f.lidar, sim.camera, sim.nominal, f.stamp)
     assert got.shift != 0 and abs(got.shift - expected) <= 2, (got, expected)

@@ -25,7 +25,7 @@ import numpy as np
 from depth_node.bench import write_json
 
 
-def _true_shift(points: np.ndarray, rig: object) -> float:
+def true_shift(points: np.ndarray, rig: object) -> float:
     """Median column change of the points from the nominal to the true extrinsic (px)."""
     from depth_node.core.lidar import point_pixels
     camera = rig.camera  # type: ignore[attr-defined]
@@ -53,7 +53,7 @@ def run(names: Sequence[str], seeds: Sequence[int], frames: int, width: int,
             got = ExtrinsicCheck().update(f.rgb, f.lidar, rig.camera, rig.nominal, f.stamp)
             ms.append((time.perf_counter() - t0) * 1e3)
             shifts.append(int(got.shift))
-            truth.append(_true_shift(f.lidar, rig) if rig.nominal_lidar_to_camera is not None
+            truth.append(true_shift(f.lidar, rig) if rig.nominal_lidar_to_camera is not None
                          else 0.0)
         out[sc.name] = {'shifts': shifts, 'true_shifts': truth, 'ms': ms,
                         'calibrated': all(t == 0.0 for t in truth)}
@@ -117,4 +117,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
-__all__ = ['format_table', 'main', 'run']
+__all__ = ['format_table', 'main', 'run', 'true_shift']

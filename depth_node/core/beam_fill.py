@@ -82,6 +82,12 @@ def beam_check(global_depth: np.ndarray, u: np.ndarray, v: np.ndarray, z: np.nda
     return _beam_check(_beam_cells(zg, u, v, z, cell), max_gap, max_step)
 
 
+def network_wins(line: float, network: float, count: int) -> bool:
+    """The verdict on :func:`beam_check`'s medians: the network's shape predicts the beams
+    better (the fills off for the frame), on at least :data:`MIN_BEAM_CHECKS` triples."""
+    return count >= MIN_BEAM_CHECKS and network < line
+
+
 def _beam_check(sums: np.ndarray, max_gap: float, max_step: float) -> tuple[float, float, int]:
     """:func:`beam_check` from the cell sums of :func:`_beam_cells`."""
     n = int(np.count_nonzero(sums[0]))
@@ -131,8 +137,7 @@ def checked_beam_fill(global_depth: np.ndarray, u: np.ndarray, v: np.ndarray, z:
         return out, False
     sums = _beam_cells(zg, u, v, z, cell)
     if check:
-        lin, net, k = _beam_check(sums, max_gap, max_step)
-        if k >= MIN_BEAM_CHECKS and net < lin:
+        if network_wins(*_beam_check(sums, max_gap, max_step)):
             out.fill(np.nan)
             return out, True
     beam_kernels.beam_fill(zg, sums, cell_centres(width, gw, cell), float(max_gap),
@@ -142,4 +147,5 @@ def checked_beam_fill(global_depth: np.ndarray, u: np.ndarray, v: np.ndarray, z:
 
 
 __all__ = ['BEAM_CHECK_BANDS', 'beam_check', 'beam_fill', 'check_stride', 'checked_beam_fill',
-           'LINE_MIN_POINTS', 'LINE_POINTS', 'LINE_TOLERANCE', 'MIN_BEAM_CHECKS']
+           'LINE_MIN_POINTS', 'LINE_POINTS', 'LINE_TOLERANCE', 'MIN_BEAM_CHECKS',
+           'network_wins']

@@ -73,7 +73,7 @@ from depth_node.core.cell_grid import along_rows, axis_weights, cell_centres, ce
     grid_shape, upsample_reference
 from depth_node.core import edge_fill as edges
 from depth_node.core import fusion_kernels as kernels
-from depth_node.core.beam_fill import beam_check, checked_beam_fill, MIN_BEAM_CHECKS
+from depth_node.core.beam_fill import beam_check, checked_beam_fill, network_wins
 from depth_node.core.errors import ConfigError
 from depth_node.core.lidar import check_image_size, SparseDepth
 
@@ -439,9 +439,8 @@ def with_verdict(global_depth: np.ndarray, lidar: SparseDepth,
     u, v, z, _ = _finite_log_ratios(zg, lidar)
     if not z.size:
         return config
-    line, network, count = beam_check(zg, u, v, z, int(config.cell), config.beam_gap,
-                                      config.beam_step)
-    if count >= MIN_BEAM_CHECKS and network < line:
+    if network_wins(*beam_check(zg, u, v, z, int(config.cell), config.beam_gap,
+                                config.beam_step)):
         return replace(config, beam_check=False, beam_gap=0.0, edge_step=0.0)
     return replace(config, beam_check=False)
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from depth_node.core.cell_grid import cell_centres, grid_shape, upsample_reference
 from depth_node.core.beam_fill import check_stride, LINE_MIN_POINTS, LINE_POINTS, \
-    LINE_TOLERANCE, MIN_BEAM_CHECKS
+    LINE_TOLERANCE, network_wins
 from depth_node.core.edge_fill import edge_fill_reference
 from depth_node.core.fusion import Fusion, FusionConfig, guide, log_ratios, \
     recursive_filter_reference
@@ -185,8 +185,8 @@ def fuse_reference(global_depth: np.ndarray, lidar: SparseDepth,
                                 c.beam_reach, c.extend_step)
     network_better = False
     if c.beam_check:
-        lin, net, checks = beam_check_reference(zg, u, v, z, cell, c.beam_gap, c.beam_step)
-        network_better = checks >= MIN_BEAM_CHECKS and net < lin and c.beam_gap > 0
+        network_better = c.beam_gap > 0 and network_wins(
+            *beam_check_reference(zg, u, v, z, cell, c.beam_gap, c.beam_step))
         if network_better:  # the network predicts beams better: no beam fill, no edge fill
             bands[:] = np.nan
     keep = np.abs(r - rho_c.reshape(-1)[cidx]) <= c.outlier_log_ratio

@@ -185,7 +185,7 @@ def features(fusion: Fusion, fit_residual: float) -> np.ndarray:
         log_z = np.log(np.where(np.isfinite(z) & (z > 0), z, 1.0))
     log_res = _log_residual(fit_residual)
     unsupported = unsupported_gate(support)
-    step = log_depth_step(z)
+    step = _depth_step(np.where(np.isfinite(z) & (z > 0), log_z, math.log(_SKY_DEPTH)))
     far = _support_distance(support)
     return np.stack([np.ones_like(support), np.log(support + _SUPPORT_EPS),
                      np.log(fusion.support_coarse.astype(np.float64) + _SUPPORT_EPS),
@@ -198,16 +198,6 @@ def features(fusion: Fusion, fit_residual: float) -> np.ndarray:
 def unsupported_gate(support: np.ndarray) -> np.ndarray:
     """The ``unsupported`` feature, ``1 / (1 + support / 0.05)``: near 1 where no return is."""
     return 1.0 / (1.0 + np.asarray(support, np.float64) / _UNSUPPORTED_AT)
-
-
-def log_depth_step(z: np.ndarray) -> np.ndarray:
-    """Largest |log-depth step| [gh, gw] float64 from each cell's depth ``z`` to its 4
-    neighbours (cells without depth count as :data:`_SKY_DEPTH` m): ``log_depth_step``
-    before its epsilon and logarithm."""
-    z = np.asarray(z, np.float64)
-    good = np.isfinite(z) & (z > 0)
-    with np.errstate(invalid='ignore', divide='ignore'):
-        return _depth_step(np.where(good, np.log(np.where(good, z, 1.0)), math.log(_SKY_DEPTH)))
 
 
 def _depth_step(log_z: np.ndarray) -> np.ndarray:
@@ -298,5 +288,5 @@ _log_args = compiled(_log_args_kernel)
 _step_arg = compiled(_step_arg_kernel)
 _weighted_sum = compiled(_weighted_sum_kernel)
 
-__all__ = ['cell_depth', 'DEFAULT_CALIBRATION', 'FEATURES', 'features', 'log_depth_step',
-           'UncertaintyModel', 'unsupported_gate']
+__all__ = ['cell_depth', 'DEFAULT_CALIBRATION', 'FEATURES', 'features', 'UncertaintyModel',
+           'unsupported_gate']
