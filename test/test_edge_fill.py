@@ -174,3 +174,31 @@ def test_a_lone_near_return_does_not_anchor_the_edge_fill():
     net[17:19, 26:35] = 3.0  # the network sees it too
     solid = fuse(net, SparseDepth(lidar.u, lidar.v, z, W, H), FusionConfig(beam_check=False))
     assert np.any(solid.depth[19:21, 28:33] < 7.9)
+
+
+@pytest.mark.parametrize('seed', range(4))
+def test_anchored_returns_match_a_direct_3x3_test(seed):
+    """The compiled test (own cell first, then its neighbours until one agrees) keeps
+    exactly the returns a plain 3 x 3 look at the cell centres keeps."""
+    from depth_node.core.cell_grid import cell_of
+    from depth_node.core.edge_fill import anchored
+
+    rng = np.random.default_rng(seed)
+    cell, h, w = 4, 48, 64
+    gh, gw = h // cell, w // cell
+    centre = rng.uniform(2, 20, (gh, gw)).astype(np.float32)
+    centre[rng.random((gh, gw)) < 0.1] = np.nan
+    n = 400
+    v, u = rng.integers(0, h, n).astype(np.int32), rng.integers(0, w, n).astype(np.int32)
+    z = rng.uniform(2, 20, n).astype(np.float32)
+    ratio = 1.25
+    keep = anchored(u, v, z, centre, cell, ratio, h, w)
+    rows, cols = cell_of(h, cell)[v], cell_of(w, cell)[u]
+    expected = np.zeros(n, bool)
+    for i in range(n):
+        near = centre[max(rows[i] - 1, 0):rows[i] + 2, max(cols[i] - 1, 0):cols[i] + 2]
+        with np.errstate(invalid='ignore'):
+            agree = (z[i] < ratio * near) & (near < ratio * z[i])
+        expected[i] = bool(np.any(np.isnan(near) | agree))
+    assert 0 < expected.sum() < n
+    np.testing.assert_array_equal(keep, expected)

@@ -377,3 +377,32 @@ def test_upsampling_along_rows_then_columns_is_opencvs_bilinear():
         ours = rows[y0] + fy[:, None] * (rows[y1] - rows[y0])
         np.testing.assert_allclose(ours, upsample_reference(grid, cell, h, w), rtol=1e-6,
                                    atol=1e-7)
+
+
+@pytest.mark.parametrize('seed', range(4))
+def test_beam_fill_of_a_row_is_fill_value_at_every_pixel(seed):
+    """fill_row decides per pair of bands what fill_value decides per pixel: the same row
+    (linear between close bands, the nearer band across a step, half way next to a lone
+    band, untouched without depth or fill)."""
+    from depth_node.core.beam_kernels import fill_row, fill_value
+    from depth_node.core.cell_grid import axis_weights
+
+    rng = np.random.default_rng(seed)
+    cell, w = 4, 90
+    gw = -(-w // cell)
+    bands = (1.0 / rng.uniform(3, 30, gw)).astype(np.float32)
+    bands[rng.random(gw) < 0.3] = np.nan
+    bands[rng.random(gw) < 0.2] *= np.float32(3.0)  # vertical edges between bands
+    row = rng.uniform(3, 30, w).astype(np.float32)
+    row[rng.random(w) < 0.1] = np.nan
+    x0, x1, fx = axis_weights(w, gw, cell)
+    ratio = float(np.exp(0.2))
+    expected = row.copy()
+    for x in range(w):
+        d = fill_value(bands[x0[x]], bands[x1[x]], fx[x], row[x], ratio)
+        if d > 0 and row[x] == row[x]:
+            expected[x] = np.float32(1.0) / np.float32(d)
+    fast = row.copy()
+    fill_row(fast, bands, x0, x1, fx, ratio)
+    assert np.sum(fast != row) > 0
+    np.testing.assert_array_equal(fast, expected)

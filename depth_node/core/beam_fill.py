@@ -30,6 +30,8 @@ The passes are compiled (:mod:`depth_node.core.beam_kernels`);
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 
 from depth_node.core import beam_kernels
@@ -49,8 +51,8 @@ MIN_BEAM_CHECKS = 20
 BEAM_CHECK_BANDS = 40
 
 
-def _beam_cells(zg: np.ndarray, u: np.ndarray, v: np.ndarray, z: np.ndarray,
-                cell: int) -> np.ndarray:
+def beam_cells(zg: np.ndarray, u: np.ndarray, v: np.ndarray, z: np.ndarray,
+               cell: int) -> np.ndarray:
     """Per cell count, row sum, disparity sum of the returns and the network's disparity sum
     at their pixels: [4, gh, gw] float64."""
     h, w = zg.shape
@@ -69,7 +71,8 @@ def check_stride(bands: int) -> int:
 
 
 def beam_check(global_depth: np.ndarray, u: np.ndarray, v: np.ndarray, z: np.ndarray,
-               cell: int, max_gap: float, max_step: float) -> tuple[float, float, int]:
+               cell: int, max_gap: float, max_step: float,
+               sums: Optional[np.ndarray] = None) -> tuple[float, float, int]:
     """Which predicts a beam from the beams above and below it better on this frame: the
     LiDAR's line or the network's shape? Median log errors ``(line, network, count)`` over
     every middle return cell of three the beam fill would join, in every
@@ -77,9 +80,11 @@ def beam_check(global_depth: np.ndarray, u: np.ndarray, v: np.ndarray, z: np.nda
 
     A network that knows the surfaces between beams (a strong model, or an oracle) beats the
     line; the shipped student, on the scenario table, never does (docs/benchmarks.md).
+    ``sums``: the returns' cell sums when the caller has them already (:func:`beam_cells`).
     """
-    zg = np.ascontiguousarray(global_depth, dtype=np.float32)
-    return _beam_check(_beam_cells(zg, u, v, z, cell), max_gap, max_step)
+    if sums is None:
+        sums = beam_cells(np.ascontiguousarray(global_depth, dtype=np.float32), u, v, z, cell)
+    return _beam_check(sums, max_gap, max_step)
 
 
 def network_wins(line: float, network: float, count: int) -> bool:
@@ -89,14 +94,15 @@ def network_wins(line: float, network: float, count: int) -> bool:
 
 
 def _beam_check(sums: np.ndarray, max_gap: float, max_step: float) -> tuple[float, float, int]:
-    """:func:`beam_check` from the cell sums of :func:`_beam_cells`."""
+    """:func:`beam_check` from the cell sums of :func:`beam_cells`."""
     n = int(np.count_nonzero(sums[0]))
     lin, net = np.empty(n), np.empty(n)
     k = beam_kernels.beam_errors(sums, float(max_gap), float(max_step),
                                  check_stride(sums.shape[2]), lin, net)
     if not k:
         return float('nan'), float('nan'), 0
-    return float(np.median(lin[:k])), float(np.median(net[:k])), int(k)
+    line, network = beam_kernels.medians(lin, net, k)
+    return float(line), float(network), int(k)
 
 
 def beam_fill(global_depth: np.ndarray, u: np.ndarray, v: np.ndarray, z: np.ndarray,
@@ -110,7 +116,8 @@ def beam_fill(global_depth: np.ndarray, u: np.ndarray, v: np.ndarray, z: np.ndar
 def checked_beam_fill(global_depth: np.ndarray, u: np.ndarray, v: np.ndarray, z: np.ndarray,
                       cell: int, max_gap: float, max_step: float, max_nearer: float = np.inf,
                       reach: float = 0.0, edge_step: float = 0.1,
-                      check: bool = False) -> tuple[np.ndarray, bool]:
+                      check: bool = False,
+                      sums: Optional[np.ndarray] = None) -> tuple[np.ndarray, bool]:
     """The beam fill of returns ``u``, ``v``, ``z``: [H, gw] float32 disparity (1/m).
 
     Per ``cell``-pixel column band, consecutive cells with returns (their mean row and mean
@@ -126,7 +133,9 @@ def checked_beam_fill(global_depth: np.ndarray, u: np.ndarray, v: np.ndarray, z:
     (on at least :data:`MIN_BEAM_CHECKS` triples). Compiled;
     :func:`depth_node.core.fusion_reference.beam_fill_reference` is the numpy reference.
     Returns the fill and whether :func:`beam_check` found the network the better predictor
-    (then the fusion keeps the network's shape at edges too: no edge fill).
+    (then the fusion keeps the network's shape at edges too: no edge fill). ``sums``: the
+    returns' cell sums when the caller has them already (:func:`beam_cells`; the fusion's
+    first pass over the returns makes them).
     """
     zg = np.ascontiguousarray(global_depth, dtype=np.float32)
     height, width = zg.shape
@@ -135,7 +144,8 @@ def checked_beam_fill(global_depth: np.ndarray, u: np.ndarray, v: np.ndarray, z:
     if max_gap <= 0 or not z.size:
         out.fill(np.nan)
         return out, False
-    sums = _beam_cells(zg, u, v, z, cell)
+    if sums is None:
+        sums = beam_cells(zg, u, v, z, cell)
     if check:
         if network_wins(*_beam_check(sums, max_gap, max_step)):
             out.fill(np.nan)
@@ -146,6 +156,6 @@ def checked_beam_fill(global_depth: np.ndarray, u: np.ndarray, v: np.ndarray, z:
     return out, False
 
 
-__all__ = ['BEAM_CHECK_BANDS', 'beam_check', 'beam_fill', 'check_stride', 'checked_beam_fill',
-           'LINE_MIN_POINTS', 'LINE_POINTS', 'LINE_TOLERANCE', 'MIN_BEAM_CHECKS',
-           'network_wins']
+__all__ = ['BEAM_CHECK_BANDS', 'beam_cells', 'beam_check', 'beam_fill', 'check_stride',
+           'checked_beam_fill', 'LINE_MIN_POINTS', 'LINE_POINTS', 'LINE_TOLERANCE',
+           'MIN_BEAM_CHECKS', 'network_wins']

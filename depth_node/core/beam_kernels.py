@@ -69,18 +69,24 @@ def _beam_fill_kernel(zg: np.ndarray, sums: np.ndarray, centre_x: np.ndarray,
                       edge_step: float, out: np.ndarray) -> None:
     """The beam fill (see :func:`depth_node.core.beam_fill.beam_fill`): ``out`` [H, gw] disparity.
 
-    ``sums`` [3, gh, gw]: :func:`_beam_cells_kernel`'s; ``out`` is filled with NaN here
-    first. ``centre_x`` [gw]: the pixel column of each band where the network's shape is read.
+    ``sums`` [4, gh, gw]: :func:`_beam_cells_kernel`'s; every value of ``out`` is written
+    (NaN: none). ``centre_x`` [gw]: the pixel column of each band where the network's shape is
+    read. Each band works down its own column: the network's column and the band's fill are
+    copied to contiguous rows first (``net``, ``fill`` [gw, H]), and the fill back at the end.
     """
     h, gw = out.shape
     gh = sums.shape[1]
-    out[:] = np.nan
+    net = np.empty((gw, h), np.float32)
+    for r in range(h):
+        for x in range(gw):
+            net[x, r] = zg[r, centre_x[x]]
+    fill = np.full((gw, h), np.nan, np.float32)
     nearer = 1.0 + max_nearer
     pv = np.empty(line_points)  # the chain's last control points: row, disparity, network's
     pd = np.empty(line_points)
     pg = np.empty(line_points)
     for x in range(gw):
-        xc = centre_x[x]
+        zc, o = net[x], fill[x]
         a = -1  # the last supported cell of the column
         chain = 0  # control points in the joined chain that ends at cell a
         for y in range(gh):
@@ -95,34 +101,38 @@ def _beam_fill_kernel(zg: np.ndarray, sums: np.ndarray, centre_x: np.ndarray,
                 joined = vb - va <= max_gap and abs(math.log(da / db)) <= max_step
                 if joined:
                     # The network's disparity at the two ends, for its shape between them.
-                    ga = 1.0 / np.float64(zg[min(int(va + 0.5), h - 1), xc])
-                    gb = 1.0 / np.float64(zg[min(int(vb + 0.5), h - 1), xc])
+                    ga = 1.0 / np.float64(zc[min(int(va + 0.5), h - 1)])
+                    gb = 1.0 / np.float64(zc[min(int(vb + 0.5), h - 1)])
                     r0, r1 = int(math.floor(va)), min(int(math.ceil(vb)), h - 1)
                     for r in range(r0, r1 + 1):
-                        if out[r, x] != out[r, x]:  # the segment above keeps its end row
+                        if o[r] != o[r]:  # the segment above keeps its end row
                             t = (r - va) / (vb - va)
-                            g = 1.0 / np.float64(zg[r, xc])
+                            g = 1.0 / np.float64(zc[r])
                             if not g > nearer * (ga + t * (gb - ga)):  # no object in front
-                                out[r, x] = np.float32(da + t * (db - da))
+                                o[r] = np.float32(da + t * (db - da))
             chain = chain + 1 if joined else 1
             k = (chain - 1) % line_points
             pv[k], pd[k] = vb, db
-            pg[k] = 1.0 / np.float64(zg[min(int(vb + 0.5), h - 1), xc])
+            pg[k] = 1.0 / np.float64(zc[min(int(vb + 0.5), h - 1)])
             a = y
         if a >= 0 and reach > 0 and chain >= min_points:
-            _continue_line(zg, x, xc, min(chain, line_points), pv, pd, pg,
+            _continue_line(zc, min(chain, line_points), pv, pd, pg,
                            sums[1, a, x] / sums[0, a, x], reach, line_tolerance, edge_step,
-                           nearer, out)
+                           nearer, o)
+    for r in range(h):
+        for x in range(gw):
+            out[r, x] = fill[x, r]
 
 
-def _continue_line(zg: np.ndarray, x: int, xc: int, m: int, pv: np.ndarray, pd: np.ndarray,
+def _continue_line(zc: np.ndarray, m: int, pv: np.ndarray, pd: np.ndarray,
                    pg: np.ndarray, v_last: float, reach: float, tolerance: float,
                    edge_step: float, nearer: float, out: np.ndarray) -> None:
-    """Below band ``x``'s lowest return: the least-squares line of the chain's ``m`` last
+    """Below a band's lowest return (``zc`` [H]: the network's depth down the band's
+    centre column, ``out`` [H]: the band's fill): the least-squares line of the chain's ``m`` last
     control points continued down ``reach`` px, if they are on it (RMS within ``tolerance``
     of their mean disparity), until the network steps by more than ``edge_step`` (log)
     between rows; rows where the network is ``nearer`` than its own line keep the field."""
-    h = out.shape[0]
+    h = out.size
     sv = sd = sg = svv = svd = svg = 0.0
     for i in range(m):
         if not pg[i] == pg[i] or pg[i] == np.inf:
@@ -146,9 +156,9 @@ def _continue_line(zg: np.ndarray, x: int, xc: int, m: int, pv: np.ndarray, pd: 
         res += e * e
     if math.sqrt(res / m) > tolerance * sd / m:
         return  # not one plane: a road meets a kerb, a wall, ...
-    prev = 1.0 / np.float64(zg[min(int(v_last + 0.5), h - 1), xc])
+    prev = 1.0 / np.float64(zc[min(int(v_last + 0.5), h - 1)])
     for r in range(int(math.ceil(v_last)), min(h - 1, int(v_last + reach)) + 1):
-        g = 1.0 / np.float64(zg[r, xc])
+        g = 1.0 / np.float64(zc[r])
         if not (g == g and g != np.inf and g > 0) or abs(math.log(g / prev)) > edge_step:
             return  # a depth edge, or no depth
         prev = g
@@ -157,8 +167,8 @@ def _continue_line(zg: np.ndarray, x: int, xc: int, m: int, pv: np.ndarray, pd: 
             return
         if g > nearer * (g_icpt + g_slope * r):
             continue  # an object in front of the line
-        if out[r, x] != out[r, x]:
-            out[r, x] = np.float32(d)
+        if out[r] != out[r]:
+            out[r] = np.float32(d)
 
 
 def _fill_value(p0: float, p1: float, t: float, z: float, ratio: float) -> float:
@@ -197,19 +207,43 @@ def _fill_row(row: np.ndarray, bands: np.ndarray, x0: np.ndarray, x1: np.ndarray
     if not filled:
         return
     one = np.float32(1.0)
+    # What fill_value decides per pixel, decided once per pair of bands (x1 follows x0): a
+    # run of pixels between two band centres shares it; the pixel's own part is the weight.
+    pair = -1
+    p0 = p1 = np.float32(np.nan)
+    both = linear = False
     for x in range(row.size):
+        if x0[x] != pair:
+            pair = x0[x]
+            p0, p1 = bands[pair], bands[x1[x]]
+            both = p0 == p0 and p1 == p1
+            linear = both and p0 / p1 <= ratio and (p0 / p1) * ratio >= 1.0
         z = row[x]
-        d = fill_value(bands[x0[x]], bands[x1[x]], fx[x], z, ratio)
-        if d > 0 and z == z:
+        if not z == z:
+            continue
+        if linear:
+            d = p0 + fx[x] * (p1 - p0)
+        elif both:  # across a vertical edge: the band nearer the field's depth
+            a, b = p0 * z, p1 * z
+            d = p0 if max(a, 1.0 / a) <= max(b, 1.0 / b) else p1
+        else:
+            d = p0 if fx[x] < 0.5 else p1
+        if d > 0:
             row[x] = one / d
 
 
 fill_row = njit(nogil=True)(_fill_row) if njit is not None else _fill_row
 
 
+def _medians_kernel(a: np.ndarray, b: np.ndarray, n: int) -> tuple[float, float]:
+    """``np.median`` of ``a[:n]`` and of ``b[:n]`` (n > 0), in one call."""
+    return np.median(a[:n]), np.median(b[:n])
+
+
 _continue_line = compiled(_continue_line)
+medians = compiled(_medians_kernel)
 beam_cells = compiled(_beam_cells_kernel)
 beam_errors = compiled(_beam_errors_kernel)
 beam_fill = compiled(_beam_fill_kernel)
 
-__all__ = ['beam_cells', 'beam_errors', 'beam_fill', 'fill_row', 'fill_value']
+__all__ = ['beam_cells', 'beam_errors', 'beam_fill', 'fill_row', 'fill_value', 'medians']

@@ -84,12 +84,18 @@ def _anchored_kernel(u: np.ndarray, v: np.ndarray, z: np.ndarray, centre: np.nda
     gh, gw = centre.shape
     for i in range(z.size):
         y, x, zi = row_cell[v[i]], col_cell[u[i]], z[i]
-        ok = False
-        for yy in range(max(y - 1, 0), min(y + 1, gh - 1) + 1):
-            for xx in range(max(x - 1, 0), min(x + 1, gw - 1) + 1):
+        zc = centre[y, x]  # its own cell first: there most returns agree, and need no more
+        ok = not zc == zc or (zi < ratio * zc and zc < ratio * zi)
+        y_lo, y_hi, x_lo, x_hi = max(y - 1, 0), min(y + 1, gh - 1), max(x - 1, 0), \
+            min(x + 1, gw - 1)
+        yy = y_lo
+        while not ok and yy <= y_hi:
+            for xx in range(x_lo, x_hi + 1):
                 zc = centre[yy, xx]
                 if not zc == zc or (zi < ratio * zc and zc < ratio * zi):
                     ok = True
+                    break
+            yy += 1
         keep[i] = ok
 
 

@@ -312,23 +312,40 @@ def extend_down(rho: np.ndarray, support: np.ndarray, guide: np.ndarray, min_sup
     return out
 
 
-def _finite_log_ratios(zg: np.ndarray, lidar: SparseDepth
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`log_ratios` in two compiled passes around numpy's (vectorised) logarithm.
+def _finite_log_ratios(zg: np.ndarray, lidar: SparseDepth, cell: int
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`log_ratios` in two compiled passes around numpy's (vectorised) logarithm, and
+    the beam fill's cell sums of those returns on the ``cell``-pixel grid (the first pass
+    reads the image at the returns anyway; :func:`depth_node.core.beam_fill.beam_cells`).
 
     Fresh arrays (int32, int32, float32, float64): the passes below reorder them in place.
     """
     u = np.ascontiguousarray(lidar.u, dtype=np.int32)
     v = np.ascontiguousarray(lidar.v, dtype=np.int32)
     z = np.ascontiguousarray(lidar.z, dtype=np.float32)
+    h, w = zg.shape
     q = np.empty(z.size, np.float32)
-    kernels.ratios(zg, u, v, z, q)
+    sums = np.zeros((4,) + grid_shape(h, w, cell))
+    kernels.ratios(zg, u, v, z, q, cell_of(h, cell), cell_of(w, cell), sums)
     with np.errstate(divide='ignore', invalid='ignore'):
         np.log(q, out=q)
     out = (np.empty(z.size, np.int32), np.empty(z.size, np.int32), np.empty(z.size, np.float32),
            np.empty(z.size, np.float64))
     n = kernels.finite(u, v, z, q, *out)
-    return out[0][:n], out[1][:n], out[2][:n], out[3][:n]
+    return out[0][:n], out[1][:n], out[2][:n], out[3][:n], sums
+
+
+def in_row_order(lidar: SparseDepth) -> SparseDepth:
+    """``lidar`` with its returns in row order, the order within a row kept (a counting
+    sort, O(n + H)); the same returns as they are when they already come so."""
+    u = np.ascontiguousarray(lidar.u, dtype=np.int32)
+    v = np.ascontiguousarray(lidar.v, dtype=np.int32)
+    z = np.ascontiguousarray(lidar.z, dtype=np.float32)
+    if kernels.ascending(v):
+        return SparseDepth(u, v, z, lidar.width, lidar.height)
+    out = np.empty_like(u), np.empty_like(v), np.empty_like(z)
+    kernels.by_row(u, v, z, int(lidar.height), *out)
+    return SparseDepth(*out, lidar.width, lidar.height)
 
 
 def fuse_field(global_depth: np.ndarray, lidar: SparseDepth,
@@ -344,7 +361,11 @@ def fuse_field(global_depth: np.ndarray, lidar: SparseDepth,
     cell, ccell = int(c.cell), int(c.cell) * int(c.coarse_factor)
     gh, gw = grid_shape(h, w, cell)
     ch, cw_ = grid_shape(h, w, ccell)
-    u, v, z, r = _finite_log_ratios(zg, lidar)
+    # Row order (a stable counting sort when the returns come in sweep order): the passes
+    # below read the image and the grids forwards, the pins come out in the order the
+    # per-pixel pass takes them and the edge fill's columns need no sort of their own.
+    lidar = in_row_order(lidar)
+    u, v, z, r, beam_sums = _finite_log_ratios(zg, lidar, cell)
     cy, cx = cell_centres(h, gh, cell), cell_centres(w, gw, cell)
     if not r.size:
         zero = np.zeros((gh, gw), np.float32)
@@ -359,7 +380,7 @@ def fuse_field(global_depth: np.ndarray, lidar: SparseDepth,
     # network is far off), and a return that disagrees with the next one down is not joined.
     fill, network_better = checked_beam_fill(zg, u, v, z, cell, c.beam_gap, c.beam_step,
                                              c.beam_nearer, c.beam_reach, c.extend_step,
-                                             check=c.beam_check)
+                                             check=c.beam_check, sums=beam_sums)
     crow, ccol, frow, fcol = cell_of(h, ccell), cell_of(w, ccell), cell_of(h, cell), \
         cell_of(w, cell)  # the cell of each pixel row / column, coarse and fine
     coarse_sigma = c.coarse_sigma / c.coarse_factor  # in coarse cells
@@ -396,11 +417,7 @@ def fuse_field(global_depth: np.ndarray, lidar: SparseDepth,
     pin_z = np.empty(n, np.float32)
     pinned = kernels.pins(u, v, z, r, rho, frow, fcol, float(c.pin_tolerance), pin_u, pin_v,
                           pin_z) if c.pin_tolerance > 0 else 0
-    pin_u, pin_v, pin_z = pin_u[:pinned], pin_v[:pinned], pin_z[:pinned]
-    if not kernels.ascending(pin_v):  # row order, for the per-pixel pass
-        sorted_pins = (np.empty_like(pin_u), np.empty_like(pin_v), np.empty_like(pin_z))
-        kernels.by_row(pin_u, pin_v, pin_z, h, *sorted_pins)
-        pin_u, pin_v, pin_z = sorted_pins
+    pin_u, pin_v, pin_z = pin_u[:pinned], pin_v[:pinned], pin_z[:pinned]  # in row order
     gain_rows = along_rows(gain, cell, w)
     centre, filled = np.empty((gh, gw), np.float32), np.empty((gh, gw), np.float32)
     kernels.centres(zg, gain_rows, cy, cx, *axis_weights(h, gh, cell), fill,
@@ -436,11 +453,11 @@ def with_verdict(global_depth: np.ndarray, lidar: SparseDepth,
         return config
     zg = np.ascontiguousarray(global_depth, dtype=np.float32)
     check_image_size(zg, lidar, 'global depth')
-    u, v, z, _ = _finite_log_ratios(zg, lidar)
+    u, v, z, _, sums = _finite_log_ratios(zg, lidar, int(config.cell))
     if not z.size:
         return config
     if network_wins(*beam_check(zg, u, v, z, int(config.cell), config.beam_gap,
-                                config.beam_step)):
+                                config.beam_step, sums)):
         return replace(config, beam_check=False, beam_gap=0.0, edge_step=0.0)
     return replace(config, beam_check=False)
 
@@ -471,5 +488,5 @@ def fuse(global_depth: np.ndarray, lidar: SparseDepth,
 
 
 __all__ = ['domain_weights', 'extend_down', 'fuse', 'fuse_field', 'fused_depth', 'Fusion',
-           'FusionConfig', 'FusionField', 'guide', 'log_ratios', 'recursive_filter',
-           'recursive_filter_reference', 'with_verdict']
+           'FusionConfig', 'FusionField', 'guide', 'in_row_order', 'log_ratios',
+           'recursive_filter', 'recursive_filter_reference', 'with_verdict']

@@ -92,10 +92,22 @@ def _outlier_kernel(u: np.ndarray, v: np.ndarray, z: np.ndarray, r: np.ndarray,
 
 
 def _ratio_kernel(zg: np.ndarray, u: np.ndarray, v: np.ndarray, z: np.ndarray,
-                  q: np.ndarray) -> None:
-    """``q = z / z_g`` at each return (float32, as :func:`log_ratios` divides)."""
+                  q: np.ndarray, row_cell: np.ndarray, col_cell: np.ndarray,
+                  sums: np.ndarray) -> None:
+    """``q = z / z_g`` at each return (float32, as :func:`log_ratios` divides); for the
+    returns whose log-ratio is finite, also the beam fill's cell sums into ``sums`` [4, gh,
+    gw] (zeros; :func:`depth_node.core.beam_kernels.beam_cells`: count, row, disparity and the
+    network's disparity), while the image is read there anyway."""
     for i in range(z.size):
-        q[i] = z[i] / zg[v[i], u[i]]
+        g = zg[v[i], u[i]]
+        qi = z[i] / g
+        q[i] = qi
+        if qi == qi and qi > 0 and qi != np.inf:
+            y, x = row_cell[v[i]], col_cell[u[i]]
+            sums[0, y, x] += 1.0
+            sums[1, y, x] += v[i]
+            sums[2, y, x] += 1.0 / np.float64(z[i])
+            sums[3, y, x] += 1.0 / np.float64(g)
 
 
 def _finite_kernel(u: np.ndarray, v: np.ndarray, z: np.ndarray, logq: np.ndarray,

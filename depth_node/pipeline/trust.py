@@ -42,6 +42,7 @@ from depth_node.core.align import AffineFit
 from depth_node.core.cell_grid import along_rows, axis_weights, lerp
 from depth_node.core.fusion import Fusion, fuse_field, FusionConfig, FusionField
 from depth_node.core import edge_fill
+from depth_node.core import beam_kernels
 from depth_node.core.beam_kernels import fill_row, fill_value
 from depth_node.core.extrinsic_check import misalignment_sigma
 from depth_node.core.lidar import SparseDepth
@@ -209,8 +210,9 @@ def judged(c: Composed, rel_cells: np.ndarray, centres: np.ndarray,
     lidar_share = n_supported / n_depth if n_depth else 0.0
     coverage = n_keep / n_depth if n_depth else 0.0
     # Median sigma/z of the published pixels, on the grid (a cell per 16 pixels).
-    cells = rel_cells[(rel_cells <= config.max_relative_uncertainty) & np.isfinite(centres)]
-    median = float(np.median(cells)) if cells.size else float('nan')
+    median = float(_published_median(np.ascontiguousarray(rel_cells, np.float32),
+                                     np.ascontiguousarray(centres, np.float32),
+                                     float(config.max_relative_uncertainty)))
     refused = ''
     if had_sweep and n_depth and lidar_share < config.min_lidar_share:
         refused = f'LiDAR supports only {100 * lidar_share:.1f} % of the image ' \
@@ -241,6 +243,8 @@ def warm_up() -> None:
     rel = np.full(field.rho.shape, 0.1, np.float32)
     for f in (field, None):
         compose(depth, rel, np.ones(field.rho.shape, np.float32), 2, 0.2, f)
+    _published_median(rel, field.centre_depth, 0.2)
+    beam_kernels.medians(np.ones(2), np.ones(2), 2)
     edge_fill.warm_up()  # its kernels run only on frames with an edge
 
 
@@ -295,6 +299,23 @@ def _compose_kernel(zg: np.ndarray, gain_rows: np.ndarray, rel_rows: np.ndarray,
                     srow[u] = z * rrow[u]
             p += 1
     counts[0], counts[1], counts[2] = n_depth, n_keep, n_sup
+
+
+def _published_median_kernel(rel: np.ndarray, centres: np.ndarray, threshold: float) -> float:
+    """Median of ``rel`` over the cells within ``threshold`` whose centre has depth (NaN:
+    none), as ``np.median`` of them."""
+    kept = np.empty(rel.size, np.float32)
+    n = 0
+    r, c, thr = rel.ravel(), centres.ravel(), np.float32(threshold)
+    for i in range(r.size):
+        if r[i] <= thr and np.isfinite(c[i]):
+            kept[n] = r[i]
+            n += 1
+    return np.median(kept[:n]) if n else np.nan
+
+
+_published_median = njit(cache=True, nogil=True)(_published_median_kernel) if njit is not None \
+    else _published_median_kernel
 
 
 @functools.lru_cache(maxsize=4)
