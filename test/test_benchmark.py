@@ -82,14 +82,16 @@ def test_color_and_relative_add_their_work(capsys):
     assert 'depth/relative 2/2' in text or re.search(r'depth/relative [12]/2', text)
 
 
-def test_the_fills_can_be_forced_on_and_the_edge_fill_off(capsys):
-    # The oracle's exact shape turns the beam and edge fills off by the frame check; --fills
-    # measures them, --no-edge-fill the fusion without the edge fill.
+def test_the_fills_run_by_default_and_the_frame_check_or_edge_fill_option_turn_them_off(
+        capsys):
+    # As for the shipped student, both fills run on every frame by default; the oracle's
+    # exact shape turns them off by the frame check (--frame-check); --no-edge-fill measures
+    # the fusion without the edge fill.
     small = ['--frames', '2', '--warmup', '0', '--width', '160', '--height', '120',
              '--distinct', '1']
-    assert cli.main(small) == 0
+    assert cli.main(small + ['--frame-check']) == 0
     assert "fills as the frame's check decides" in capsys.readouterr().out
-    assert cli.main(small + ['--fills', '--no-edge-fill']) == 0
+    assert cli.main(small + ['--no-edge-fill']) == 0
     text = capsys.readouterr().out
     assert 'fusion on (beam and edge fills on every frame), no edge fill' in text
     assert all(math.isfinite(v) for v in _row(text, 'fusion + uncertainty'))
