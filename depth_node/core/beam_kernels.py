@@ -16,16 +16,24 @@ import numpy as np
 from depth_node.core.jit import compiled, njit
 
 
+def _add_to_cell(sums: np.ndarray, y: int, x: int, row: int, z: float, zg: float) -> None:
+    """One return (pixel row ``row``, depth ``z``, the network's ``zg`` there) into cell
+    ``y``, ``x`` of the beam fill's sums: count, row, disparity, the network's disparity."""
+    sums[0, y, x] += 1.0
+    sums[1, y, x] += row
+    sums[2, y, x] += 1.0 / np.float64(z)
+    sums[3, y, x] += 1.0 / np.float64(zg)
+
+
+add_to_cell = njit(inline='always')(_add_to_cell) if njit is not None else _add_to_cell
+
+
 def _beam_cells_kernel(zg: np.ndarray, u: np.ndarray, v: np.ndarray, z: np.ndarray,
                        row_cell: np.ndarray, col_cell: np.ndarray, sums: np.ndarray) -> None:
     """Per cell the count, row sum, disparity sum of its returns and the sum of the network's
     disparity at their pixels, into ``sums`` [4, gh, gw] (zeros)."""
     for i in range(z.size):
-        y, x = row_cell[v[i]], col_cell[u[i]]
-        sums[0, y, x] += 1.0
-        sums[1, y, x] += v[i]
-        sums[2, y, x] += 1.0 / np.float64(z[i])
-        sums[3, y, x] += 1.0 / np.float64(zg[v[i], u[i]])
+        add_to_cell(sums, row_cell[v[i]], col_cell[u[i]], v[i], z[i], zg[v[i], u[i]])
 
 
 def _beam_errors_kernel(sums: np.ndarray, max_gap: float, max_step: float, stride: int,
@@ -181,16 +189,29 @@ def _fill_value(p0: float, p1: float, t: float, z: float, ratio: float) -> float
     which side it is on); next to one filled band, its value up to half way.
     """
     if p0 == p0 and p1 == p1:
-        q = p0 / p1
-        if q <= ratio and q * ratio >= 1.0:
+        if joined(p0, p1, ratio):
             return p0 + t * (p1 - p0)
         if not z == z:
             return np.nan
-        a, b = p0 * z, p1 * z  # fill / field; the nearer is the one nearer 1 in log
-        return p0 if max(a, 1.0 / a) <= max(b, 1.0 / b) else p1
+        return nearer_band(p0, p1, z)
     return p0 if t < 0.5 else p1
 
 
+def _joined(p0: float, p1: float, ratio: float) -> bool:
+    """Whether two filled bands' disparities are within the factor ``ratio``: linear between
+    them (:func:`fill_value`)."""
+    q = p0 / p1
+    return q <= ratio and q * ratio >= 1.0
+
+
+def _nearer_band(p0: float, p1: float, z: float) -> float:
+    """Of two bands across a vertical edge, the one nearer the field's depth ``z`` in log."""
+    a, b = p0 * z, p1 * z  # fill / field; the nearer is the one nearer 1 in log
+    return p0 if max(a, 1.0 / a) <= max(b, 1.0 / b) else p1
+
+
+joined = njit(inline='always')(_joined) if njit is not None else _joined
+nearer_band = njit(inline='always')(_nearer_band) if njit is not None else _nearer_band
 fill_value = njit(inline='always')(_fill_value) if njit is not None else _fill_value
 
 
@@ -217,15 +238,14 @@ def _fill_row(row: np.ndarray, bands: np.ndarray, x0: np.ndarray, x1: np.ndarray
             pair = x0[x]
             p0, p1 = bands[pair], bands[x1[x]]
             both = p0 == p0 and p1 == p1
-            linear = both and p0 / p1 <= ratio and (p0 / p1) * ratio >= 1.0
+            linear = both and joined(p0, p1, ratio)
         z = row[x]
         if not z == z:
             continue
         if linear:
             d = p0 + fx[x] * (p1 - p0)
-        elif both:  # across a vertical edge: the band nearer the field's depth
-            a, b = p0 * z, p1 * z
-            d = p0 if max(a, 1.0 / a) <= max(b, 1.0 / b) else p1
+        elif both:  # across a vertical edge
+            d = nearer_band(p0, p1, z)
         else:
             d = p0 if fx[x] < 0.5 else p1
         if d > 0:
@@ -246,4 +266,5 @@ beam_cells = compiled(_beam_cells_kernel)
 beam_errors = compiled(_beam_errors_kernel)
 beam_fill = compiled(_beam_fill_kernel)
 
-__all__ = ['beam_cells', 'beam_errors', 'beam_fill', 'fill_row', 'fill_value', 'medians']
+__all__ = ['add_to_cell', 'beam_cells', 'beam_errors', 'beam_fill', 'fill_row', 'fill_value',
+           'joined', 'medians', 'nearer_band']

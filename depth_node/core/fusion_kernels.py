@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from depth_node.core.beam_kernels import fill_row, fill_value
+from depth_node.core.beam_kernels import add_to_cell, fill_row, fill_value
 from depth_node.core.cell_grid import lerp
 
 from depth_node.core.jit import compiled
@@ -103,11 +103,7 @@ def _ratio_kernel(zg: np.ndarray, u: np.ndarray, v: np.ndarray, z: np.ndarray,
         qi = z[i] / g
         q[i] = qi
         if qi == qi and qi > 0 and qi != np.inf:
-            y, x = row_cell[v[i]], col_cell[u[i]]
-            sums[0, y, x] += 1.0
-            sums[1, y, x] += v[i]
-            sums[2, y, x] += 1.0 / np.float64(z[i])
-            sums[3, y, x] += 1.0 / np.float64(g)
+            add_to_cell(sums, row_cell[v[i]], col_cell[u[i]], v[i], z[i], g)
 
 
 def _finite_kernel(u: np.ndarray, v: np.ndarray, z: np.ndarray, logq: np.ndarray,

@@ -45,6 +45,7 @@ from depth_node.core import edge_fill
 from depth_node.core import beam_kernels
 from depth_node.core.beam_kernels import fill_row, fill_value
 from depth_node.core.extrinsic_check import misalignment_sigma
+from depth_node.core.jit import compiled
 from depth_node.core.lidar import SparseDepth
 from depth_node.core.uncertainty import cell_depth, FEATURES, UncertaintyModel, unsupported_gate
 from depth_node.pipeline.config import PipelineConfig
@@ -314,8 +315,7 @@ def _published_median_kernel(rel: np.ndarray, centres: np.ndarray, threshold: fl
     return np.median(kept[:n]) if n else np.nan
 
 
-_published_median = njit(cache=True, nogil=True)(_published_median_kernel) if njit is not None \
-    else _published_median_kernel
+_published_median = compiled(_published_median_kernel)
 
 
 @functools.lru_cache(maxsize=4)
