@@ -105,9 +105,9 @@ def start_hypotheses(x: np.ndarray, y: np.ndarray, prior: Optional[np.ndarray], 
         i, j = rng.choice(n, (2, hypotheses), p=p)
     dx = x[i] - x[j]
     yi, yj = (1.0 / y[i], 1.0 / y[j]) if inverse else (y[i], y[j])
-    with np.errstate(divide='ignore', invalid='ignore'):
+    with np.errstate(divide='ignore', invalid='ignore'):  # dx = 0: dropped below
         s = (yi - yj) / dx  # [K]
-    t = yi - s * x[i]
+        t = yi - s * x[i]
     # Pairs too close in prediction give a noise-dominated slope; drop them, and s <= 0.
     sub = strided_subset(n, score_points)
     lo, hi = np.percentile(x[sub], [10.0, 90.0])
