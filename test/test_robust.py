@@ -450,7 +450,6 @@ def test_start_hypotheses_of_equal_predictions_raise_no_numpy_warning():
     x = np.concatenate([np.zeros(6), np.linspace(0.1, 1.0, 6)])
     y = 2.0 * x + 0.5
     y[:6] += np.linspace(0.0, 0.05, 6)  # noise on the prediction-0 points
-    y[6:] = 2.0 * x[6:] + 0.5
     with warnings.catch_warnings():
         warnings.simplefilter('error')
         s, t, _ = start_hypotheses(x, y, None, seed=0, hypotheses=64, score_points=12)
