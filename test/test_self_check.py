@@ -17,7 +17,7 @@ from depth_node.pipeline.self_check import (heldout_samples, raw_scale, raw_scal
 from depth_node.pipeline.trust import trusted_depth
 from depth_node.sim.world import Conditions, RigSpec, save_frames, SimRig
 from depth_node.testing.oracle import DisparityOracle
-from depth_node.training.calibrate_uncertainty import band_bias
+from depth_node.training.calibrate_uncertainty import band_bias, fit_weights
 
 
 def _constant_model(rel: float, reference=None) -> UncertaintyModel:
@@ -158,6 +158,26 @@ def test_band_bias_puts_each_scenario_in_the_band_and_leaves_out_the_hopeless():
     within = report['within']
     assert 0.90 <= within[0] <= 0.98 and 0.90 <= within[1] <= 0.98, within
     assert delta > 0
+
+
+def test_fit_weights_recovers_a_known_model_with_the_carried_correction_in_quadrature():
+    """Errors drawn as Laplace with scale hypot(exp(w . phi), q): the fit finds w with q
+    given, and the 2-sigma shift then holds the target (fitting without q does not)."""
+    rng = np.random.default_rng(1)
+    n = 60000
+    phi = np.column_stack([np.ones(n), rng.normal(0, 1, n), rng.uniform(0, 1, n)])
+    w_true = np.array([-3.0, 0.4, -0.8])
+    q = np.where(rng.uniform(size=n) < 0.3, rng.uniform(0.05, 0.4, n), 0.0)
+    err = rng.laplace(0.0, np.hypot(np.exp(phi @ w_true), q))
+    w, reached = fit_weights(phi, err, q)
+    np.testing.assert_allclose(w[1:], w_true[1:], atol=0.03)
+    # The bias is then shifted to 95 % within 2 sigma: for a Laplace of scale b that is
+    # sigma = -log(0.05) / 2 * b = 1.5 b, a shift of log 1.5 if all of sigma scaled with it;
+    # q does not, so the shift is larger.
+    assert abs(reached - 0.95) < 0.005
+    assert np.log(1.5) + 0.05 < w[0] - w_true[0] < 1.5
+    plain, _ = fit_weights(phi, err)
+    assert abs(plain[2] - w_true[2]) > 0.1  # without q the same errors bend the weights
 
 
 def test_scenario_score_counts_wrong_pixels_refused_and_flagged(tmp_path):

@@ -63,6 +63,45 @@ def test_uncertainty_model_file_errors_name_the_parameter(tmp_path):
     good.write_text(model.to_json())
     assert UncertaintyModel.load(good) == model
     assert json.loads(good.read_text())['features'] == list(FEATURES)
+    # The carried correction: written and read back; a file from before it has none.
+    data = json.loads(good.read_text())
+    assert data['carried_correction'] == model.carried > 0
+    data['carried_correction'] = -1
+    bad.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match='carried_correction'):
+        UncertaintyModel.load(bad)
+    del data['carried_correction']
+    bad.write_text(json.dumps(data))
+    assert UncertaintyModel.load(bad).carried == 0.0
+
+
+def test_a_correction_carried_onto_a_surface_no_return_sees_is_refused_or_covered():
+    """The network merges a low wall (10 m) with the façade behind it (20 m, which the global
+    fit has right); the LiDAR sees only the wall. The fusion carries the wall's correction up
+    the façade, where no return checks it: those wrong pixels must be refused or have their
+    error within 2 sigma (they were published at sigma / z 0.07, 10 m off)."""
+    from depth_node.core.align import AffineFit, OutputKind
+    from depth_node.core.lidar import SparseDepth
+    from depth_node.pipeline.trust import trusted_depth
+
+    h, w, top = 240, 320, 150
+    global_depth = np.full((h, w), 20.0, np.float32)
+    truth = np.where(np.arange(h)[:, None] >= top, 10.0, 20.0) * np.ones((1, w))
+    v, u = np.mgrid[top + 2:h:6, 1:w:2]  # beams every 6 rows, on the wall only
+    lidar = SparseDepth(u.ravel().astype(np.int32), v.ravel().astype(np.int32),
+                        np.full(v.size, 10.0, np.float32), w, h)
+    fit = AffineFit(1.0, 0.0, OutputKind.DEPTH, lidar.count, 0.05, 0.05, inliers=lidar.count)
+    t = trusted_depth(global_depth, lidar, fit, PipelineConfig(), UncertaintyModel.load())
+    err = np.abs(t.unrefused - truth)
+    wrong = (err > 0.2 * truth) & (np.arange(h)[:, None] < top)
+    assert wrong.sum() > 0.5 * top * w  # the fusion did carry it (the case this is about)
+    with np.errstate(invalid='ignore'):
+        caught = ~np.isfinite(t.depth) | (np.abs(t.depth - truth) <= 2 * t.sigma)
+    assert caught[wrong].mean() >= 0.95, caught[wrong].mean()
+    # The wall itself, under its returns, stays published and right.
+    wall = slice(top + 8, h)
+    assert np.isfinite(t.depth[wall]).mean() > 0.95
+    assert np.nanmax(np.abs(t.depth[wall] - 10.0)) < 0.5
 
 
 def test_pipeline_refuses_a_black_image_and_publishes_sigma_otherwise(street, tmp_path):

@@ -18,8 +18,21 @@ The standard deviation of the depth error is modelled as a fraction of the depth
 * ``filled``: 1 where the fusion's beam fill gave the depth (the LiDAR's own interpolation
   between two beams, whose error is the LiDAR's, not the network's), else 0.
 
+Besides ``exp(w . phi)``, sigma / z holds in quadrature the **carried correction**
+``carried * unsupported * |rho|`` (:func:`carried_correction`), ``rho`` the fusion's log
+correction of the global fit at the cell. Where no return is near, that correction was carried
+in from returns elsewhere along the network's shape; where the network has merged two surfaces
+(a low building in front of a tall one, a truck in front of a façade) it lands on the wrong one,
+and the error is then the correction itself. With ``carried`` 0.5 the 2-sigma interval of such
+a cell reaches the global fit: it claims no more than that one of the two is right. It is a
+rule, not a fitted weight (the weights are fitted with it in place): on the held-out streets
+most of the wrong (> 20 %) pixels that sigma missed at the defaults were such cells, the
+global fit right and the fusion about half the true depth (``docs/benchmarks.md``). The term
+is ~0 where returns are near, so the self-check, which looks at returns, leaves it out.
+
 A calibration file written before a feature existed still loads: its ``features`` list names
-its weights, and a feature it does not name gets weight 0.
+its weights, and a feature it does not name gets weight 0; one without ``carried_correction``
+has none (0).
 
 The weights are fitted by maximum likelihood (Laplace on the log-depth error) on synthetic
 drives of held-out streets across light, weather, rig and lens
@@ -78,6 +91,7 @@ class UncertaintyModel:
     provenance: Mapping[str, object] = field(default_factory=dict)
     # Raw held-out scale of the calibration drives (pipeline.self_check); None: no self-check.
     heldout_reference: Optional[float] = None
+    carried: float = 0.0  # weight of the carried correction in quadrature (module docstring)
 
     def __post_init__(self) -> None:
         for name in ('fused', 'global_only'):
@@ -86,6 +100,9 @@ class UncertaintyModel:
                 raise ConfigError('uncertainty.calibration',
                                   f'{name} needs {len(FEATURES)} finite weights '
                                   f'({", ".join(FEATURES)})', list(w))
+        if not (math.isfinite(self.carried) and self.carried >= 0):
+            raise ConfigError('uncertainty.calibration',
+                              'carried_correction must be a finite number >= 0', self.carried)
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike, None] = None) -> 'UncertaintyModel':
@@ -98,7 +115,8 @@ class UncertaintyModel:
                        _by_name(names, data['global_only'], 'global_only'),
                        float(data.get('min_relative', 0.002)),
                        float(data.get('max_relative', 10.0)), data.get('provenance', {}),
-                       _optional_float(data.get('heldout_reference')))
+                       _optional_float(data.get('heldout_reference')),
+                       float(data.get('carried_correction', 0.0)))
         except ConfigError:
             raise
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -111,20 +129,26 @@ class UncertaintyModel:
                            'min_relative': self.min_relative,
                            'max_relative': self.max_relative,
                            'heldout_reference': self.heldout_reference,
+                           'carried_correction': self.carried,
                            'provenance': dict(self.provenance)}, indent=2)
 
-    def relative_sigma(self, phi: np.ndarray, fused: bool = True) -> np.ndarray:
-        """``sigma / z`` [gh, gw] float32 from features ``phi`` [F, gh, gw]."""
+    def relative_sigma(self, phi: np.ndarray, fused: bool = True,
+                       carried: Optional[np.ndarray] = None) -> np.ndarray:
+        """``sigma / z`` [gh, gw] float32 from features ``phi`` [F, gh, gw] and the
+        :func:`carried_correction` [gh, gw] (None: none, as for global-only depth)."""
         w = np.asarray(self.fused if fused else self.global_only, dtype=np.float64)
-        log_rel = np.tensordot(w, phi, axes=1)
-        return np.clip(np.exp(log_rel), self.min_relative, self.max_relative).astype(np.float32)
+        rel = np.exp(np.tensordot(w, phi, axes=1))
+        if carried is not None and self.carried:
+            rel = np.hypot(rel, self.carried * np.asarray(carried, np.float64))
+        return np.clip(rel, self.min_relative, self.max_relative).astype(np.float32)
 
     def relative_sigma_cells(self, field: FusionField, fit_residual: float,
                              fused: bool = True) -> np.ndarray:
         """``sigma / z`` [gh, gw] float32 on the grid of ``field``: the compiled path.
 
-        Equals ``relative_sigma(features(fusion, fit_residual), fused)`` for the
-        :class:`~depth_node.core.fusion.Fusion` of the same frame, to float rounding.
+        Equals ``relative_sigma(features(fusion, fit_residual), fused, carried_correction(
+        fusion.support, fusion.rho))`` for the :class:`~depth_node.core.fusion.Fusion` of the
+        same frame, to float rounding.
         """
         support = np.ascontiguousarray(field.support, np.float32)
         x = np.empty((6,) + support.shape)  # the arguments of the logarithms
@@ -137,9 +161,15 @@ class UncertaintyModel:
         np.log(x[5], out=x[5])
         w = np.asarray(self.fused if fused else self.global_only, dtype=np.float64)
         log_rel = np.empty(support.shape)
-        _weighted_sum(x, support, np.ascontiguousarray(field.filled, np.float32), w,
-                      _log_residual(fit_residual), log_rel)
+        carried = np.empty(support.shape)  # the weighted carried correction
+        # Global-only depth carries no correction.
+        weight = float(self.carried) if fused else 0.0
+        _weighted_sum(x, support, np.ascontiguousarray(field.filled, np.float32),
+                      np.ascontiguousarray(field.rho, np.float32), w,
+                      _log_residual(fit_residual), weight, log_rel, carried)
         np.exp(log_rel, out=log_rel)
+        if weight:
+            _hypot(log_rel, carried)
         return np.clip(log_rel, self.min_relative, self.max_relative).astype(np.float32)
 
 
@@ -193,6 +223,12 @@ def features(fusion: Fusion, fit_residual: float) -> np.ndarray:
                      log_z, np.full_like(support, log_res), unsupported * log_res,
                      unsupported * log_z, np.log(step + _STEP_EPS),
                      np.log1p(far.astype(np.float64)), fusion.filled.astype(np.float64)])
+
+
+def carried_correction(support: np.ndarray, rho: np.ndarray) -> np.ndarray:
+    """``unsupported * |rho|`` [gh, gw] float64: the fusion's log correction where no return is
+    near to check it (module docstring)."""
+    return unsupported_gate(support) * np.abs(np.asarray(rho, np.float64))
 
 
 def unsupported_gate(support: np.ndarray) -> np.ndarray:
@@ -270,12 +306,15 @@ def _step_arg_kernel(z: np.ndarray, log_z: np.ndarray, out: np.ndarray) -> None:
 
 
 def _weighted_sum_kernel(logs: np.ndarray, support: np.ndarray, filled: np.ndarray,
-                         w: np.ndarray, log_res: float, out: np.ndarray) -> None:
-    """``w . phi`` per cell, phi in the order of :data:`FEATURES` from the logarithms."""
+                         rho: np.ndarray, w: np.ndarray, log_res: float, weight: float,
+                         out: np.ndarray, carried: np.ndarray) -> None:
+    """``w . phi`` per cell, phi in the order of :data:`FEATURES` from the logarithms; and
+    ``weight *`` :func:`carried_correction` into ``carried``."""
     gh, gw = support.shape
     for y in range(gh):
         for x in range(gw):
             unsupported = 1.0 / (1.0 + np.float64(support[y, x]) / _UNSUPPORTED_AT)
+            carried[y, x] = weight * unsupported * abs(np.float64(rho[y, x]))
             log_z = logs[3, y, x]
             out[y, x] = (w[0] + w[1] * logs[0, y, x] + w[2] * logs[1, y, x]
                          + w[3] * unsupported + w[4] * logs[2, y, x] + w[5] * log_z
@@ -284,9 +323,18 @@ def _weighted_sum_kernel(logs: np.ndarray, support: np.ndarray, filled: np.ndarr
                          + w[10] * logs[4, y, x] + w[11] * np.float64(filled[y, x]))
 
 
+def _hypot_kernel(rel: np.ndarray, extra: np.ndarray) -> None:
+    """``rel`` [gh, gw] with ``extra`` added in quadrature, in place (a vectorised pass)."""
+    gh, gw = rel.shape
+    for y in range(gh):
+        for x in range(gw):
+            rel[y, x] = math.sqrt(rel[y, x] * rel[y, x] + extra[y, x] * extra[y, x])
+
+
 _log_args = compiled(_log_args_kernel)
+_hypot = compiled(_hypot_kernel)
 _step_arg = compiled(_step_arg_kernel)
 _weighted_sum = compiled(_weighted_sum_kernel)
 
-__all__ = ['cell_depth', 'DEFAULT_CALIBRATION', 'FEATURES', 'features', 'UncertaintyModel',
-           'unsupported_gate']
+__all__ = ['carried_correction', 'cell_depth', 'DEFAULT_CALIBRATION', 'FEATURES', 'features',
+           'UncertaintyModel', 'unsupported_gate']

@@ -5,7 +5,8 @@
 1. **fusion** (:func:`depth_node.core.fusion.fuse`, ``fusion.enable``): the network's shape
    pinned to the LiDAR returns the fit kept;
 2. **uncertainty** (:mod:`depth_node.core.uncertainty`): sigma in metres per pixel from the
-   calibrated model, on the fusion's support, spread and depth and the fit's residual; scaled
+   calibrated model, on the fusion's support, spread and depth and the fit's residual, with
+   the correction the fusion carried onto cells no return supports in quadrature; scaled
    where LiDAR supports the pixel by the frame's held-out self-check
    (:mod:`depth_node.pipeline.self_check`) and where it does not by the keyframe teacher's
    check (:mod:`depth_node.pipeline.teacher_check`);
@@ -239,8 +240,8 @@ def warm_up() -> None:
     lidar = SparseDepth(np.array([1, 5], np.int32), np.array([2, 6], np.int32),
                         np.array([9.0, 11.0], np.float32), 8, 8)
     field = fuse_field(depth, lidar, FusionConfig(cell=2, coarse_factor=2))
-    UncertaintyModel((0.0,) * len(FEATURES), (0.0,) * len(FEATURES)).relative_sigma_cells(
-        field, 0.1)
+    UncertaintyModel((0.0,) * len(FEATURES), (0.0,) * len(FEATURES),
+                     carried=0.5).relative_sigma_cells(field, 0.1)
     rel = np.full(field.rho.shape, 0.1, np.float32)
     for f in (field, None):
         compose(depth, rel, np.ones(field.rho.shape, np.float32), 2, 0.2, f)

@@ -18,7 +18,8 @@ from depth_node.core.align import AffineFit
 from depth_node.core.cell_grid import upsample_reference
 from depth_node.core.fusion_reference import fuse_reference
 from depth_node.core.lidar import SparseDepth
-from depth_node.core.uncertainty import cell_depth, features, UncertaintyModel
+from depth_node.core.uncertainty import carried_correction, cell_depth, features, \
+    UncertaintyModel
 from depth_node.pipeline.config import PipelineConfig
 from depth_node.pipeline.trust import Composed, empty_support, fit_residual, judged, \
     misaligned, scaled, SUPPORTED_DENSITY, Trusted, TrustReport
@@ -61,7 +62,9 @@ def trusted_depth_reference(global_depth: np.ndarray, lidar: Optional[SparseDept
         share = c.counts[2] / c.counts[0] if c.counts[0] else 0.0
         return Trusted(depth, None, fusion, TrustReport(1.0, float(share), float('nan')), depth,
                        c.relative_sigma)
-    rel_cells = model.relative_sigma(features(fusion, fit_residual(fit)), fused=fused)
+    rel_cells = model.relative_sigma(features(fusion, fit_residual(fit)), fused=fused,
+                                     carried=carried_correction(fusion.support, fusion.rho)
+                                     if fused else None)
     rel_cells = scaled(rel_cells, fusion.support, model, sigma_scale if fused else 1.0,
                        teacher_scale)
     if fit_age > 0 and math.isfinite(fit_age):

@@ -13,8 +13,10 @@ then chosen so that every scenario's share of published pixels within 2 sigma li
 90-98 % band as well as one bias allows (minimax; scenarios below 85 % at the pooled bias,
 which no single scale can bring into the band, are reported and left out of that choice).
 The global-only weights (frames without a sweep, nothing to check against) keep the pooled
-rule: 95 % of their pixels within 2 sigma. Blind and saturated frames are refused before any
-fit, so they carry no pixels.
+rule: 95 % of their pixels within 2 sigma. The fused weights are fitted with the carried
+correction (:func:`~depth_node.core.uncertainty.carried_correction`, weight
+:data:`CARRIED_CORRECTION`) in quadrature, as the node applies it. Blind and saturated
+frames are refused before any fit, so they carry no pixels.
 
 The result is written as JSON (default: the shipped ``depth_node/calibration/uncertainty.json``)
 with its provenance (scenarios, streets, frames, pixels, the coverage reached).
@@ -32,8 +34,8 @@ import numpy as np
 from scipy.optimize import minimize
 
 from depth_node.core.fusion import fuse
-from depth_node.core.uncertainty import (DEFAULT_CALIBRATION, FEATURES, features,
-                                         UncertaintyModel)
+from depth_node.core.uncertainty import (carried_correction, DEFAULT_CALIBRATION, FEATURES,
+                                         features, UncertaintyModel)
 from depth_node.estimators.base import Estimator
 from depth_node.offline.scenarios import CALIBRATION_SEEDS, Scenario, SCENARIOS, scenario_frames
 from depth_node.pipeline.frame import DepthPipeline, FrameInput, PipelineConfig
@@ -48,20 +50,23 @@ TARGET_2SIGMA = 0.95
 BAND = (0.90, 0.98)
 #: Scenarios below this share at the pooled bias are left out of the band's bias choice.
 CALIBRATABLE = 0.85
+#: Weight of the carried correction in quadrature: its 2-sigma interval reaches the global fit
+#: (:mod:`depth_node.core.uncertainty`). A rule, not fitted.
+CARRIED_CORRECTION = 0.5
 
 
 def collect(estimator: Estimator, scenarios: Sequence[Scenario], seeds: Sequence[int],
             frames: int, width: int, height: int, config: Optional[PipelineConfig] = None,
             max_depth: float = 80.0, seed: int = 0) -> dict[str, np.ndarray]:
-    """Features and log errors of sampled pixels: ``phi`` [N, F], ``e_fused`` [N], ``e_global``
-    [N], their ``scenario`` [N] (index into ``scenarios``) and ``frame`` [N] (index into
-    ``heldout``: per frame, the held-out samples ``(phi_B, e_B)`` of
-    :func:`~depth_node.pipeline.self_check.heldout_samples`)."""
+    """Features and log errors of sampled pixels: ``phi`` [N, F], ``carried`` [N] (the carried
+    correction), ``e_fused`` [N], ``e_global`` [N], their ``scenario`` [N] (index into
+    ``scenarios``) and ``frame`` [N] (index into ``heldout``: per frame, the held-out samples
+    ``(phi_B, e_B)`` of :func:`~depth_node.pipeline.self_check.heldout_samples`)."""
     # The global fit alone: the fusion is run here on its depth, as the trust step runs it.
     cfg = replace(config or PipelineConfig(), temporal=False, max_depth=max_depth,
                   uncertainty=False, fusion=False)
     rng = np.random.default_rng(seed)
-    phis, e_f, e_g, scen, frame_ids, heldout = [], [], [], [], [], []
+    phis, carried, e_f, e_g, scen, frame_ids, heldout = [], [], [], [], [], [], []
     for k, sc in enumerate(scenarios):
         for _, rig, f in scenario_frames(sc, seeds, frames, width, height):
             res = DepthPipeline(estimator, cfg).process(
@@ -73,6 +78,7 @@ def collect(estimator: Estimator, scenarios: Sequence[Scenario], seeds: Sequence
                 (res.sparse if res.kept is None else res.sparse.subset(res.kept))
             fusion = fuse(glob, used, cfg.fusion_options())
             phi = features(fusion, fit_residual(res.applied))  # [F, gh, gw]
+            extra = carried_correction(fusion.support, fusion.rho)  # [gh, gw]
             held = heldout_samples(glob, used, fit_residual(res.applied), cfg.fusion_options()) \
                 if used.count else (np.zeros((0, phi.shape[0])), np.zeros(0))
             truth = f.depth
@@ -84,6 +90,7 @@ def collect(estimator: Estimator, scenarios: Sequence[Scenario], seeds: Sequence
             pick = rng.choice(rows.size, size=min(PIXELS_PER_FRAME, rows.size), replace=False)
             r, c = rows[pick], cols[pick]
             phis.append(phi[:, r // fusion.cell, c // fusion.cell].T)
+            carried.append(extra[r // fusion.cell, c // fusion.cell])
             e_f.append(np.log(fusion.depth[r, c] / truth[r, c]))
             e_g.append(np.log(glob[r, c] / truth[r, c]))
             scen.append(np.full(r.size, k, np.int32))
@@ -91,37 +98,50 @@ def collect(estimator: Estimator, scenarios: Sequence[Scenario], seeds: Sequence
             heldout.append(held)
     if not phis:
         raise RuntimeError('no calibration pixels: every frame was refused')
-    return {'phi': np.concatenate(phis), 'e_fused': np.concatenate(e_f),
+    return {'phi': np.concatenate(phis), 'carried': np.concatenate(carried),
+            'e_fused': np.concatenate(e_f),
             'e_global': np.concatenate(e_g), 'scenario': np.concatenate(scen),
             'frame': np.concatenate(frame_ids), 'heldout': heldout}
 
 
-def fit_weights(phi: np.ndarray, err: np.ndarray) -> tuple[np.ndarray, float]:
+def fit_weights(phi: np.ndarray, err: np.ndarray,
+                carried: Optional[np.ndarray] = None) -> tuple[np.ndarray, float]:
     """Maximum-likelihood weights (Laplace), then the bias shift to :data:`TARGET_2SIGMA`.
 
-    The log-depth error is modelled as Laplace with scale ``exp(w . phi)``: its tails are
-    heavier than a Gaussian's, as those of depth errors are (a Gaussian fit spends its
-    weights on the few large errors and over-covers everywhere else). The bias is then
-    shifted so that the sigma it calls ``exp(w . phi)`` holds :data:`TARGET_2SIGMA` of the
-    errors within 2 sigma. Returns the weights [F] and the share within 2 sigma reached.
+    The log-depth error is modelled as Laplace with scale ``hypot(exp(w . phi), q)``, ``q``
+    [N] the carried correction already weighted (None: 0): its tails are heavier than a
+    Gaussian's, as those of depth errors are (a Gaussian fit spends its weights on the few
+    large errors and over-covers everywhere else). The bias is then shifted so that this
+    sigma holds :data:`TARGET_2SIGMA` of the errors within 2 sigma. Returns the weights [F]
+    and the share within 2 sigma reached.
     """
     x = np.asarray(phi, np.float64)
     a = np.abs(np.asarray(err, np.float64))
+    q2 = np.zeros_like(a) if carried is None else np.asarray(carried, np.float64) ** 2
 
     def nll(w: np.ndarray) -> tuple[float, np.ndarray]:
-        s = x @ w  # log scale
+        base = np.exp(2.0 * (x @ w))
+        total = base + q2
+        s = 0.5 * np.log(total)  # log scale
         inv = np.exp(-s)
         value = float(np.mean(s + a * inv))
-        grad = x.T @ (1.0 - a * inv) / x.shape[0]
+        grad = x.T @ ((1.0 - a * inv) * (base / total)) / x.shape[0]
         return value, grad
 
     w0 = np.zeros(x.shape[1])
     w0[0] = np.log(np.mean(a) + 1e-12)
     w = minimize(nll, w0, jac=True, method='L-BFGS-B').x
-    ratio = a / np.exp(x @ w)
-    w[0] += np.log(np.quantile(ratio, TARGET_2SIGMA) / 2.0)
-    reached = float(np.mean(a <= 2.0 * np.exp(x @ w)))
-    return w, reached
+
+    def within(shift: float) -> float:
+        return float(np.mean(a <= 2.0 * np.sqrt(np.exp(2.0 * (x @ w + shift)) + q2)))
+
+    if carried is None:  # sigma scales with the bias: the shift is exact
+        shift = float(np.log(np.quantile(a / np.exp(x @ w), TARGET_2SIGMA) / 2.0))
+    else:  # the carried part does not scale with it: the nearest on a fine grid
+        grid = np.arange(-2.0, 2.0001, 0.01)
+        shift = float(grid[np.argmin([abs(within(d) - TARGET_2SIGMA) for d in grid])])
+    w[0] += shift
+    return w, within(0.0)
 
 
 def heldout_scales(heldout: Sequence[tuple[np.ndarray, np.ndarray]], weights: np.ndarray,
@@ -133,13 +153,17 @@ def heldout_scales(heldout: Sequence[tuple[np.ndarray, np.ndarray]], weights: np
 
 def band_bias(log_rel: np.ndarray, err: np.ndarray, scenario: np.ndarray, threshold: float,
               band: tuple[float, float] = BAND,
-              grid: np.ndarray = np.arange(-1.0, 1.0001, 0.01)) -> tuple[float, dict]:
+              grid: np.ndarray = np.arange(-1.0, 1.0001, 0.01),
+              carried: Optional[np.ndarray] = None,
+              log_gain: Optional[np.ndarray] = None) -> tuple[float, dict]:
     """The bias shift that puts every scenario's within-2-sigma share of its published pixels
     (sigma / z <= ``threshold``) into ``band`` as well as one shift can (minimax violation;
     ties: nearest the band's middle by the median scenario).
 
     ``log_rel`` [N] log sigma / z before the shift, ``err`` [N] log errors, ``scenario`` [N]
-    ids. Scenarios below :data:`CALIBRATABLE` at shift 0 are left out. Returns the shift and
+    ids; sigma / z is ``hypot(exp(log_rel + shift), carried) * exp(log_gain)`` (the weighted
+    carried correction and the self-check's gain, as the node applies them; None: 0).
+    Scenarios below :data:`CALIBRATABLE` at shift 0 are left out. Returns the shift and
     ``{'within': {id: share at the shift}, 'left_out': [ids]}``.
     """
     a = np.abs(err)
@@ -147,6 +171,10 @@ def band_bias(log_rel: np.ndarray, err: np.ndarray, scenario: np.ndarray, thresh
 
     def shares(delta: float) -> dict[int, float]:
         rel = np.exp(log_rel + delta)
+        if carried is not None:
+            rel = np.hypot(rel, carried)
+        if log_gain is not None:
+            rel = rel * np.exp(log_gain)
         out = {}
         for k in ids:
             m = (scenario == k) & (rel <= threshold)
@@ -172,15 +200,16 @@ def band_bias(log_rel: np.ndarray, err: np.ndarray, scenario: np.ndarray, thresh
 
 def calibrate_fused(data: dict, threshold: float) -> tuple[np.ndarray, float, dict]:
     """Fused weights with the held-out reference and the band's bias (module docstring)."""
-    w, _ = fit_weights(data['phi'], data['e_fused'])
+    q = CARRIED_CORRECTION * data['carried']
+    w, _ = fit_weights(data['phi'], data['e_fused'], q)
     raw = heldout_scales(data['heldout'], w, threshold)
     reference = float(np.nanmedian(raw)) if np.isfinite(raw).any() else float('nan')
     lo, hi = SCALE_RANGE
     ratio = np.where(np.isfinite(raw), np.clip(raw / reference, lo, hi), 1.0) \
         if np.isfinite(reference) else np.ones_like(raw)
     gate = data['phi'][:, list(FEATURES).index('unsupported')]
-    log_rel = data['phi'] @ w + (1.0 - gate) * np.log(ratio[data['frame']])
-    delta, report = band_bias(log_rel, data['e_fused'], data['scenario'], threshold)
+    delta, report = band_bias(data['phi'] @ w, data['e_fused'], data['scenario'], threshold,
+                              carried=q, log_gain=(1.0 - gate) * np.log(ratio[data['frame']]))
     w = w.copy()
     w[0] += delta
     # The raw scale is inversely proportional to sigma: measured again with the final weights.
@@ -197,7 +226,8 @@ def calibrate(estimator: Estimator, scenarios: Sequence[Scenario] = SCENARIOS,
     data = collect(estimator, scenarios, seeds, frames, width, height, config)
     threshold = (config or PipelineConfig()).max_relative_uncertainty
     w_f, reference, report = calibrate_fused(data, threshold)
-    reached_f = float(np.mean(np.abs(data['e_fused']) <= 2.0 * np.exp(data['phi'] @ w_f)))
+    reached_f = float(np.mean(np.abs(data['e_fused']) <= 2.0 * np.hypot(
+        np.exp(data['phi'] @ w_f), CARRIED_CORRECTION * data['carried'])))
     w_g, reached_g = fit_weights(data['phi'], data['e_global'])
     names = [s.name for s in scenarios]
     provenance = {
@@ -209,7 +239,7 @@ def calibrate(estimator: Estimator, scenarios: Sequence[Scenario] = SCENARIOS,
                                    for k, v in report['within'].items()},
         'left_out_of_band': [names[k] for k in report['left_out']],
         'bias_shift': report['bias_shift'], 'checked_frames': report['checked_frames'],
-        'threshold': threshold,
+        'threshold': threshold, 'carried_correction': CARRIED_CORRECTION,
         'estimator': getattr(estimator, 'name', type(estimator).__name__),
         'scenarios': [s.name for s in scenarios], 'streets': [int(s) for s in seeds],
         'frames_per_street': frames, 'size': [width, height],
@@ -219,7 +249,8 @@ def calibrate(estimator: Estimator, scenarios: Sequence[Scenario] = SCENARIOS,
     }
     return UncertaintyModel(tuple(float(v) for v in w_f), tuple(float(v) for v in w_g),
                             provenance=provenance,
-                            heldout_reference=reference if np.isfinite(reference) else None)
+                            heldout_reference=reference if np.isfinite(reference) else None,
+                            carried=CARRIED_CORRECTION)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
