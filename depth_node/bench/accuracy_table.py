@@ -1,7 +1,8 @@
 """The accuracy tables: the ground-truth numbers of the metric path, each next to its target.
 
 ``benchmark accuracy [--frames N] [--width W --height H] [--seed S] [--json PATH]
-[--scenarios NAMES | --no-scenarios] [--streets S,S] [--scenario-frames N] [--model DIR]``
+[--scenarios NAMES | --no-scenarios] [--combined] [--streets S,S] [--scenario-frames N]
+[--model DIR]``
 prints two tables:
 
 1. the oracle table: frames of the synthetic drive (exact depth, 64-beam LiDAR with its natural
@@ -12,7 +13,8 @@ prints two tables:
 2. the scenario table: the shipped student (or ``--model``) through the node's pipeline with
    fusion, uncertainty and refusal, on held-out streets across LiDAR models, lenses, camera
    pose, calibration error, scene kinds, light and weather (:mod:`depth_node.bench.
-   scenario_table`).
+   scenario_table`); ``--combined``: two axes at once, off the list the uncertainty is
+   calibrated on.
 """
 
 from __future__ import annotations
@@ -142,6 +144,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     g.add_argument('--scenarios', default='all',
                    help="comma-separated parts of scenario names (default: all)")
     g.add_argument('--no-scenarios', action='store_true', help='only the oracle table')
+    g.add_argument('--combined', action='store_true',
+                   help='the rows of two axes at once (night, dusk with a 16-beam LiDAR, fog '
+                        'with a wide lens...), off the list the uncertainty is calibrated on')
     g.add_argument('--no-oracle', action='store_true', help='only the scenario table')
     g.add_argument('--streets', default=','.join(str(s) for s in EVALUATION_SEEDS),
                    help='street seeds (default %(default)s: apart from training and '
@@ -156,7 +161,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.frames < 1 or args.scenario_frames < 1:
         p.error('--frames and --scenario-frames must be >= 1')
     try:
-        scenarios = [] if args.no_scenarios else select(args.scenarios)
+        scenarios = [] if args.no_scenarios else select(args.scenarios, args.combined)
         streets = [int(s) for s in args.streets.split(',') if s.strip()]
     except ValueError as exc:
         p.error(str(exc))

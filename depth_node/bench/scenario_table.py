@@ -14,6 +14,11 @@ wrong (> 20 %) pixels that were refused (NaN), and that were refused or flagged 
 * ``cal``: 90 % <= within 2 sigma <= 98 %;
 * ``ref``: >= 80 % of the wrong pixels refused or flagged (the dusk / blind / fog rows),
   coverage >= 85 % (the default row).
+
+With ``--combined`` the rows are :data:`depth_node.offline.scenarios.COMBINED` instead: two
+axes at once, off the list the uncertainty is calibrated on. The same goals hold there; the
+refusal goal in the rows whose light is dimmed or whose air is foggy
+(:data:`COMBINED_REFUSAL`).
 """
 
 from __future__ import annotations
@@ -25,12 +30,17 @@ from typing import Optional, Sequence
 import numpy as np
 
 from depth_node.estimators.base import Estimator
-from depth_node.offline.scenarios import (EVALUATION_SEEDS, run_scenario, Scenario, SCENARIOS,
-                                          ScenarioScore, score_frames, threshold_sweep)
+from depth_node.offline.scenarios import (COMBINED, EVALUATION_SEEDS, run_scenario, Scenario,
+                                          SCENARIOS, ScenarioScore, score_frames,
+                                          threshold_sweep)
 from depth_node.pipeline.frame import PipelineConfig
 
 #: Scenarios whose point is refusal: the goal there is refused wrong pixels, not accuracy.
 REFUSAL_SCENARIOS = ('dusk', 'blind', 'fog')
+#: The rows of :data:`~depth_node.offline.scenarios.COMBINED` that the refusal goal applies to:
+#: light below full exposure (dusk, night) or fog.
+COMBINED_REFUSAL = tuple(s.name for s in COMBINED
+                         if s.conditions.exposure < 1.0 or s.conditions.foggy)
 
 
 #: Thresholds of the sweep (``output.max_relative_uncertainty`` candidates).
@@ -77,7 +87,8 @@ def format_sweep(sweep: dict[str, list[tuple[float, float, float]]]) -> str:
 def goals(score: ScenarioScore) -> dict[str, Optional[bool]]:
     """Which goals a row meets (None: not applicable to the row)."""
     v = score.values
-    refusal = score.name in REFUSAL_SCENARIOS
+    refusal = score.name in (COMBINED_REFUSAL if score.axis == 'combined'
+                             else REFUSAL_SCENARIOS)
     fuse: Optional[bool] = None
     if not refusal and math.isfinite(v['fused']) and math.isfinite(v['global']):
         fuse = v['fused'] <= 0.9 * v['global'] and v['fused'] <= 1.01 * v['global']
@@ -119,15 +130,18 @@ def format_table(scores: Sequence[ScenarioScore]) -> str:
     return '\n'.join(lines)
 
 
-def select(names: str) -> list[Scenario]:
-    """Scenarios by comma-separated substrings of their names ('' or 'all': every one)."""
+def select(names: str, combined: bool = False) -> list[Scenario]:
+    """Scenarios by comma-separated substrings of their names ('' or 'all': every one), from
+    :data:`~depth_node.offline.scenarios.SCENARIOS` or, ``combined``, from
+    :data:`~depth_node.offline.scenarios.COMBINED`."""
+    pool = COMBINED if combined else SCENARIOS
     if not names or names == 'all':
-        return list(SCENARIOS)
+        return list(pool)
     wanted = [n.strip() for n in names.split(',') if n.strip()]
-    picked = [s for s in SCENARIOS if any(w in s.name for w in wanted)]
+    picked = [s for s in pool if any(w in s.name for w in wanted)]
     if not picked:
         raise ValueError(f'no scenario matches {names!r}; scenarios: '
-                         + ', '.join(s.name for s in SCENARIOS))
+                         + ', '.join(s.name for s in pool))
     return picked
 
 
@@ -137,5 +151,6 @@ def as_rows(scores: Sequence[ScenarioScore]) -> dict[str, dict[str, float]]:
             for s in scores}
 
 
-__all__ = ['as_rows', 'format_sweep', 'format_table', 'goals', 'measure', 'REFUSAL_SCENARIOS',
+__all__ = ['as_rows', 'COMBINED_REFUSAL', 'format_sweep', 'format_table', 'goals', 'measure',
+           'REFUSAL_SCENARIOS',
            'select', 'THRESHOLDS']

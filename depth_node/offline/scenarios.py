@@ -35,8 +35,8 @@ from depth_node.offline.lidar_only import lidar_only_depth
 from depth_node.pipeline.alignment import project_lidar
 from depth_node.pipeline.frame import DepthPipeline, FrameInput, FrameResult, PipelineConfig
 from depth_node.pipeline.teacher_check import StudentView, teacher_scale
-from depth_node.sim.world import (Conditions, RigSpec, SCENARIOS as WORLD_SCENARIOS, SimFrame,
-                                  SimRig)
+from depth_node.sim.world import (COMBINED_SCENARIOS as WORLD_COMBINED, Conditions, RigSpec,
+                                  SCENARIOS as WORLD_SCENARIOS, SimFrame, SimRig)
 
 #: Streets of the accuracy table (held out from training, validation, report, calibration).
 EVALUATION_SEEDS = (700, 701, 702)
@@ -75,6 +75,12 @@ def _axis(name: str) -> str:
 SCENARIOS: tuple[Scenario, ...] = tuple(
     Scenario(name, RigSpec(**world.rig), world.conditions, _axis(name))
     for name, world in WORLD_SCENARIOS.items())
+
+#: Two axes at once (:data:`depth_node.sim.world.COMBINED_SCENARIOS`): rows off the list the
+#: uncertainty is calibrated on, for ``benchmark accuracy --combined``.
+COMBINED: tuple[Scenario, ...] = tuple(
+    Scenario(name, RigSpec(**world.rig), world.conditions, 'combined')
+    for name, world in WORLD_COMBINED.items())
 
 
 @dataclass
@@ -253,6 +259,6 @@ def threshold_sweep(evals: Sequence[FrameEval], thresholds: Sequence[float],
     return out
 
 
-__all__ = ['CALIBRATION_SEEDS', 'COLUMNS', 'EVALUATION_SEEDS', 'FrameEval', 'run_scenario',
-           'Scenario', 'SCENARIOS', 'scenario_frames', 'ScenarioScore', 'score_frames',
-           'threshold_sweep', 'WRONG']
+__all__ = ['CALIBRATION_SEEDS', 'COLUMNS', 'COMBINED', 'EVALUATION_SEEDS', 'FrameEval',
+           'run_scenario', 'Scenario', 'SCENARIOS', 'scenario_frames', 'ScenarioScore',
+           'score_frames', 'threshold_sweep', 'WRONG']
