@@ -152,5 +152,4 @@ def as_rows(scores: Sequence[ScenarioScore]) -> dict[str, dict[str, float]]:
 
 
 __all__ = ['as_rows', 'COMBINED_REFUSAL', 'format_sweep', 'format_table', 'goals', 'measure',
-           'REFUSAL_SCENARIOS',
-           'select', 'THRESHOLDS']
+           'REFUSAL_SCENARIOS', 'select', 'THRESHOLDS']
