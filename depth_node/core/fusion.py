@@ -21,11 +21,15 @@ Method (normalised convolution with an edge-aware recursive filter, on a coarse 
    little support is near;
 4. below the lowest supported cell of each column (the near road under the LiDAR's lowest
    beam, which a roof-mounted sensor never sees) the field continues that cell's value down to
-   the first depth step (``extend_step``), fading into the filtered field over
-   ``extend_reach`` cells, instead of dropping to the global fit within a cell or two (the
-   disparity guide, steep on a near road, stops the filters going down): the surface the
-   lowest beam hits goes on towards the vehicle, and the network's error there is closer to
-   that of the road just above than to the frame's average;
+   the first depth step (``extend_step``), fading with an e-fold of ``extend_reach`` cells
+   into the median of all columns' lowest supported values, instead of dropping to the
+   global fit within a cell or two (the disparity guide, steep on a near road, stops the
+   filters going down): the surface the lowest beam hits goes on towards the vehicle, and
+   the network's error there is closer to that of the road just above than to the frame's
+   average. Fading into the filtered field instead (which the prior pulls to 0, the global
+   fit, far from returns), in fog with a 120 deg lens the rows 50-70 cells below the lowest
+   beam were published at the global fit's 1.29x the truth (``docs/benchmarks.md``,
+   2026-12-03);
 5. the field is upsampled bilinearly to the image;
 6. between the returns of one beam and the next, the **beam fill**
    (:mod:`depth_node.core.beam_fill`): in each column band the LiDAR's own interpolation
@@ -94,7 +98,7 @@ class FusionConfig:
     outlier_log_ratio: float = 0.7  # returns this far (log) from the coarse field are dropped
     extend_support: float = 0.5  # returns per cell from which a cell starts the downward fill
     extend_step: float = 0.1  # log-depth step between cells that ends the downward fill
-    extend_reach: float = 16.0  # cells over which the downward fill fades (e-fold) to 0
+    extend_reach: float = 16.0  # cells over which the downward fill fades (e-fold)
     beam_gap: float = 40.0  # px: returns down a column band this close are joined (0: off)
     beam_step: float = 0.2  # log-depth between joined returns above which they are not
     beam_nearer: float = 0.2  # share of disparity by which the network nearer keeps the field
@@ -301,9 +305,11 @@ def log_ratios(global_depth: np.ndarray,
 def extend_down(rho: np.ndarray, support: np.ndarray, guide: np.ndarray, min_support: float,
                 max_step: float, reach: float = np.inf) -> np.ndarray:
     """``rho`` [gh, gw] with each column's lowest cell of ``support >= min_support`` continued
-    down (blended into the field there with weight ``exp(-rows below / reach)``) to the first
-    cell whose guide (disparity) is missing or steps by more than ``max_step`` in log from the
-    cell above (a depth edge). Returns a new float64 array. Compiled (one pass per column);
+    down to the first cell whose guide (disparity) is missing or steps by more than
+    ``max_step`` in log from the cell above (a depth edge): ``m + (top - m) * exp(-rows below /
+    reach)``, ``top`` the column's lowest supported value and ``m`` the median of all columns'
+    (the correction the lowest beam found along the whole road, not one column's noise).
+    Returns a new float64 array. Compiled (one pass per column);
     :func:`depth_node.core.fusion_reference.extend_down_reference` is the numpy reference."""
     out = np.array(rho, dtype=np.float64, copy=True)
     kernels.extend_down(np.ascontiguousarray(support, np.float64),

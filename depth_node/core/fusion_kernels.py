@@ -208,24 +208,34 @@ def _guide_kernel(zg: np.ndarray, cy: np.ndarray, cx: np.ndarray, out: np.ndarra
 def _extend_down_kernel(support: np.ndarray, guide: np.ndarray, min_support: float,
                         max_step: float, reach: float, out: np.ndarray) -> None:
     """:func:`depth_node.core.fusion.extend_down` in place on ``out`` (the field, float64):
-    per column, from the lowest supported cell down while the guide holds."""
+    per column, from the lowest supported cell down while the guide holds, its value fading
+    into the median of all columns' lowest supported values."""
     gh, gw = out.shape
     fade_each = math.isfinite(reach)
+    last = np.full(gw, -1, np.int64)
+    tops = np.empty(gw)
+    n = 0
     for x in range(gw):
-        last = -1
         for y in range(gh - 1, -1, -1):
             if support[y, x] >= min_support:
-                last = y
+                last[x] = y
+                tops[n] = out[y, x]
+                n += 1
                 break
-        if last < 0:
+    if n == 0:
+        return
+    middle = np.median(tops[:n])
+    for x in range(gw):
+        low = last[x]
+        if low < 0:
             continue
-        top = out[last, x]
-        for y in range(last + 1, gh):
+        top = out[low, x]
+        for y in range(low + 1, gh):
             g0, g1 = guide[y - 1, x], guide[y, x]
             if not (g1 > 0 and g0 > 0 and abs(math.log(g1) - math.log(g0)) <= max_step):
                 break
-            fade = math.exp(-(y - last) / reach) if fade_each else 1.0
-            out[y, x] = out[y, x] + (top - out[y, x]) * fade
+            fade = math.exp(-(y - low) / reach) if fade_each else 1.0
+            out[y, x] = middle + (top - middle) * fade
 
 
 def _ascending_kernel(a: np.ndarray) -> bool:

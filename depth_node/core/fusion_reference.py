@@ -47,8 +47,11 @@ def extend_down_reference(rho: np.ndarray, support: np.ndarray, guide: np.ndarra
     below = (rows > last[None, :]) & any_col[None, :]
     filled = below & (np.cumsum(below & ~ok, axis=0) == 0)
     fade = np.exp(-(rows - last[None, :]) / reach) if np.isfinite(reach) else 1.0
-    top = rho[last, np.arange(gw)][None, :]
-    return np.where(filled, rho + (top - rho) * fade, rho)
+    top = rho[last, np.arange(gw)]
+    if not any_col.any():
+        return np.array(rho, np.float64)
+    middle = np.median(top[any_col])  # the columns' lowest supported values
+    return np.where(filled, middle + (top[None, :] - middle) * fade, rho)
 
 
 def beam_fill_reference(global_depth: np.ndarray, u: np.ndarray, v: np.ndarray,
