@@ -289,11 +289,11 @@ def test_the_near_road_below_the_lowest_beam_keeps_the_correction_above_it():
 
 def test_the_correction_goes_on_down_a_long_near_road_below_the_lowest_beam():
     """The defect (fog with a 120 deg lens, ``benchmark accuracy --combined``): the global fit
-    was 29 % off on the near road, the lowest returns 70 px above it corrected 13 % of it, and
-    the downward fill faded over 16 cells into the filtered field (0 there: the global fit), so
-    the rows at the bottom were published at the global fit's error (1.29x the truth) with a
-    sigma / z of 0.02. The fill now fades into the median of the columns' lowest corrections
-    (here all the same: the fit is off on the whole road)."""
+    was 29 % off on the near road, the lowest returns (70-90 px above its bottom rows)
+    corrected 13 % of it, and the downward fill faded over 16 cells into the filtered field
+    (0 there: the global fit), so the rows at the bottom were published at the global fit's
+    error (1.29x the truth) with a sigma / z of 0.02. The fill now fades into the median of
+    the columns' lowest corrections (here all the same: the fit is off on the whole road)."""
     truth = _plane(480, 64) / np.float32(5.0)  # a near road, 2-8 m: steep disparity
     network = truth * np.float32(1.2)  # the global fit 20 % too far on the whole road
     lidar = _rows(truth, every=4, first=2)

@@ -27,7 +27,7 @@ Method (normalised convolution with an edge-aware recursive filter, on a coarse 
    filters going down): the surface the lowest beam hits goes on towards the vehicle, and
    the network's error there is closer to that of the road just above than to the frame's
    average. Fading into the filtered field instead (which the prior pulls to 0, the global
-   fit, far from returns), in fog with a 120 deg lens the rows 50-70 cells below the lowest
+   fit, far from returns), in fog with a 120 deg lens the rows 18-22 cells below the lowest
    beam were published at the global fit's 1.29x the truth (``docs/benchmarks.md``,
    2026-12-03);
 5. the field is upsampled bilinearly to the image;

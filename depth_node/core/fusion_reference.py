@@ -38,6 +38,8 @@ def extend_down_reference(rho: np.ndarray, support: np.ndarray, guide: np.ndarra
     gh, gw = rho.shape
     has = support >= min_support
     any_col = has.any(axis=0)
+    if not any_col.any():
+        return np.array(rho, np.float64)
     last = gh - 1 - np.argmax(has[::-1], axis=0)  # [gw], lowest supported row
     with np.errstate(divide='ignore', invalid='ignore'):
         step = np.abs(np.diff(np.log(guide), axis=0))  # [gh-1, gw]
@@ -48,8 +50,6 @@ def extend_down_reference(rho: np.ndarray, support: np.ndarray, guide: np.ndarra
     filled = below & (np.cumsum(below & ~ok, axis=0) == 0)
     fade = np.exp(-(rows - last[None, :]) / reach) if np.isfinite(reach) else 1.0
     top = rho[last, np.arange(gw)]
-    if not any_col.any():
-        return np.array(rho, np.float64)
     middle = np.median(top[any_col])  # the columns' lowest supported values
     return np.where(filled, middle + (top[None, :] - middle) * fade, rho)
 
