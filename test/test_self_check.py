@@ -160,6 +160,26 @@ def test_band_bias_puts_each_scenario_in_the_band_and_leaves_out_the_hopeless():
     assert delta > 0
 
 
+def test_band_bias_counts_the_edge_term_unscaled_by_the_shift_and_refuses_with_it():
+    """The edge term is added after the bias and the self-check's gain (as the node adds it
+    per pixel): where it covers the errors no shift is needed; pixels it takes over the
+    threshold are out of the published share."""
+    rng = np.random.default_rng(2)
+    n = 20000
+    err = rng.laplace(0.0, 0.05, n)
+    log_rel = np.log(np.full(n, 0.05))
+    scenario = np.zeros(n, np.int64)
+    plain, _ = band_bias(log_rel, err, scenario, threshold=1.0)
+    assert plain > 0  # 0.865 within 2 sigma at the right Laplace scale: widen
+    edge = np.where(np.abs(err) > 0.1, np.abs(err), 0.0)  # a term that covers the tail
+    delta, report = band_bias(log_rel, err, scenario, threshold=1.0, edge=edge)
+    assert delta < plain and 0.90 <= report['within'][0] <= 0.98, (delta, report)
+    # At a threshold the edge term crosses, those pixels are no longer published.
+    _, low = band_bias(log_rel, err, scenario, threshold=0.09, edge=edge,
+                       grid=np.zeros(1))
+    assert low['within'][0] == pytest.approx(np.mean(np.abs(err[edge <= 0.09]) <= 0.1))
+
+
 def test_fit_weights_recovers_a_known_model_with_the_carried_correction_in_quadrature():
     """Errors drawn as Laplace with scale hypot(exp(w . phi), q): the fit finds w with q
     given, and the 2-sigma shift then holds the target (fitting without q does not)."""

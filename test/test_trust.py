@@ -226,6 +226,7 @@ def test_compiled_trust_stage_matches_the_numpy_reference(trust_inputs, mode):
     glob, used, fit = trust_inputs
     cfg = PipelineConfig(temporal=False)
     model = UncertaintyModel.load()
+    assert model.edge_weight > 0  # the edge term is part of the stage compared
     args = {'fused': (used, cfg, model, 0.0), 'held': (None, cfg, model, 2.0),
             'no_fusion': (used, replace(cfg, fusion=False), model, 0.0),
             'no_model': (used, cfg, None, 0.0), 'old_fit': (used, cfg, model, 3.0),

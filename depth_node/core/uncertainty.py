@@ -30,9 +30,15 @@ most of the wrong (> 20 %) pixels that sigma missed at the defaults were such ce
 global fit right and the fusion about half the true depth (``docs/benchmarks.md``). The term
 is ~0 where returns are near, so the self-check, which looks at returns, leaves it out.
 
+At full resolution, sigma / z also holds in quadrature the **edge term** of
+:mod:`depth_node.core.edge_sigma` (``edge_weight`` times the largest log-depth step within
+``edge_radius`` px, from ``edge_min_step`` up): the pixels next to the depth's silhouettes,
+which may lie on the wrong side of the step. Another rule, not a fitted weight; the weights
+are fitted with it in place.
+
 A calibration file written before a feature existed still loads: its ``features`` list names
 its weights, and a feature it does not name gets weight 0; one without ``carried_correction``
-has none (0).
+or ``edge_weight`` has none (0).
 
 The weights are fitted by maximum likelihood (Laplace on the log-depth error) on synthetic
 drives of held-out streets across light, weather, rig and lens
@@ -92,6 +98,10 @@ class UncertaintyModel:
     # Raw held-out scale of the calibration drives (pipeline.self_check); None: no self-check.
     heldout_reference: Optional[float] = None
     carried: float = 0.0  # weight of the carried correction in quadrature (module docstring)
+    # The edge term in quadrature per pixel (depth_node.core.edge_sigma; weight 0: none).
+    edge_weight: float = 0.0
+    edge_radius: int = 2  # px
+    edge_min_step: float = 0.1  # log-depth step between neighbours from which it counts
 
     def __post_init__(self) -> None:
         for name in ('fused', 'global_only'):
@@ -103,6 +113,15 @@ class UncertaintyModel:
         if not (math.isfinite(self.carried) and self.carried >= 0):
             raise ConfigError('uncertainty.calibration',
                               'carried_correction must be a finite number >= 0', self.carried)
+        if not (math.isfinite(self.edge_weight) and self.edge_weight >= 0):
+            raise ConfigError('uncertainty.calibration',
+                              'edge_weight must be a finite number >= 0', self.edge_weight)
+        if not (float(self.edge_radius).is_integer() and 0 <= self.edge_radius <= 16):
+            raise ConfigError('uncertainty.calibration', 'edge_radius must be an integer '
+                              'in 0..16 (px)', self.edge_radius)
+        if not (math.isfinite(self.edge_min_step) and self.edge_min_step >= 0):
+            raise ConfigError('uncertainty.calibration',
+                              'edge_min_step must be a finite number >= 0', self.edge_min_step)
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike, None] = None) -> 'UncertaintyModel':
@@ -116,7 +135,9 @@ class UncertaintyModel:
                        float(data.get('min_relative', 0.002)),
                        float(data.get('max_relative', 10.0)), data.get('provenance', {}),
                        _optional_float(data.get('heldout_reference')),
-                       float(data.get('carried_correction', 0.0)))
+                       float(data.get('carried_correction', 0.0)),
+                       float(data.get('edge_weight', 0.0)), _integer(data.get('edge_radius', 2)),
+                       float(data.get('edge_min_step', 0.1)))
         except ConfigError:
             raise
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -130,6 +151,9 @@ class UncertaintyModel:
                            'max_relative': self.max_relative,
                            'heldout_reference': self.heldout_reference,
                            'carried_correction': self.carried,
+                           'edge_weight': self.edge_weight,
+                           'edge_radius': int(self.edge_radius),
+                           'edge_min_step': self.edge_min_step,
                            'provenance': dict(self.provenance)}, indent=2)
 
     def relative_sigma(self, phi: np.ndarray, fused: bool = True,
@@ -186,6 +210,12 @@ def _by_name(names: object, weights: object, key: str) -> tuple[float, ...]:
                           f'(known: {", ".join(FEATURES)})', list(names))
     given = {str(n): float(w) for n, w in zip(names, weights)}
     return tuple(given.get(n, 0.0) for n in FEATURES)
+
+
+def _integer(value: object) -> int:
+    """A JSON integer (``edge_radius``); a non-integer is passed on for the check to name."""
+    x = float(value)  # type: ignore[arg-type]
+    return int(x) if x.is_integer() else x  # type: ignore[return-value]
 
 
 def _optional_float(value: object) -> Optional[float]:

@@ -9,7 +9,9 @@
    the correction the fusion carried onto cells no return supports in quadrature; scaled
    where LiDAR supports the pixel by the frame's held-out self-check
    (:mod:`depth_node.pipeline.self_check`) and where it does not by the keyframe teacher's
-   check (:mod:`depth_node.pipeline.teacher_check`);
+   check (:mod:`depth_node.pipeline.teacher_check`); per pixel, next to the depth's edges,
+   the step the pixel may lie on the wrong side of in quadrature
+   (:mod:`depth_node.core.edge_sigma`);
 3. **refusal per pixel**: where ``sigma / z`` exceeds ``output.max_relative_uncertainty`` the
    depth (and sigma) is NaN, so ``depth`` and ``depth/points`` carry only supported metres;
 4. **refusal per frame**: when this frame's sweep supports less than
@@ -26,7 +28,9 @@ fuse_field`, :meth:`~depth_node.core.uncertainty.UncertaintyModel.relative_sigma
 full-resolution work is one compiled pass, :func:`compose`: the fused depth (global depth
 times the upsampled gain, LiDAR pins written in), sigma / z upsampled, refusal, sigma and the
 counts of the report; then the fusion's edge fill (:mod:`depth_node.core.edge_fill`) on the
-pixels next to the fused depth's edges. :mod:`depth_node.pipeline.trust_reference` is the
+pixels next to the fused depth's edges, and the edge term of sigma (one compiled pass that
+refuses in place, :func:`~depth_node.core.edge_sigma.add_edge_sigma`).
+:mod:`depth_node.pipeline.trust_reference` is the
 same stage in numpy, step by step, which the tests hold this one to.
 """
 
@@ -42,7 +46,7 @@ import numpy as np
 from depth_node.core.align import AffineFit
 from depth_node.core.cell_grid import along_rows, axis_weights, lerp
 from depth_node.core.fusion import Fusion, fuse_field, FusionConfig, FusionField
-from depth_node.core import edge_fill
+from depth_node.core import edge_fill, edge_sigma
 from depth_node.core import beam_kernels
 from depth_node.core.beam_kernels import fill_row, fill_value
 from depth_node.core.extrinsic_check import misalignment_sigma
@@ -164,6 +168,8 @@ def trusted_depth(global_depth: np.ndarray, lidar: Optional[SparseDepth], fit: A
     supported = (field.support >= SUPPORTED_DENSITY).astype(np.float32)
     c = compose(zg, rel_cells, supported, field.cell, config.max_relative_uncertainty,
                 field if fused else None)
+    if model is not None:
+        with_edges(c, model, config.max_relative_uncertainty)
     if model is None:
         n_depth, _, n_supported = (int(k) for k in c.counts)
         lidar_share = n_supported / n_depth if n_depth else 0.0
@@ -173,6 +179,16 @@ def trusted_depth(global_depth: np.ndarray, lidar: Optional[SparseDepth], fit: A
     return judged(c, rel_cells, centres, field, config, lidar is not None,
                   float(sigma_scale) if fused else 1.0, teacher_scale,
                   extrinsic_shift if fused else 0)
+
+
+def with_edges(c: Composed, model: UncertaintyModel, threshold: float) -> Composed:
+    """``c`` with the model's edge term of sigma added in place (its published pixels whose
+    sigma / z now exceeds ``threshold`` refused, the count of published pixels updated;
+    :func:`~depth_node.core.edge_sigma.add_edge_sigma`)."""
+    c.counts[1] -= edge_sigma.add_edge_sigma(
+        c.depth, model.edge_radius, model.edge_min_step, model.edge_weight, threshold,
+        model.max_relative, c.relative_sigma, c.published, c.sigma)
+    return c
 
 
 def misaligned(rel_cells: np.ndarray, centres: np.ndarray, cell: int, shift: int,
@@ -248,6 +264,7 @@ def warm_up() -> None:
     _published_median(rel, field.centre_depth, 0.2)
     beam_kernels.medians(np.ones(2), np.ones(2), 2)
     edge_fill.warm_up()  # its kernels run only on frames with an edge
+    edge_sigma.warm_up()
 
 
 def _compose_kernel(zg: np.ndarray, gain_rows: np.ndarray, rel_rows: np.ndarray,
@@ -368,6 +385,6 @@ def compose(global_depth: np.ndarray, rel_cells: np.ndarray, supported: np.ndarr
 
 
 __all__ = ['compose', 'Composed', 'empty_support', 'fit_residual', 'judged', 'misaligned',
-           'scaled',
+           'scaled', 'with_edges',
            'SUPPORTED_DENSITY',
            'Trusted', 'trusted_depth', 'TrustReport', 'warm_up']

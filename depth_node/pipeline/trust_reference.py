@@ -16,6 +16,7 @@ import numpy as np
 
 from depth_node.core.align import AffineFit
 from depth_node.core.cell_grid import upsample_reference
+from depth_node.core.edge_sigma import edge_steps_reference
 from depth_node.core.fusion_reference import fuse_reference
 from depth_node.core.lidar import SparseDepth
 from depth_node.core.uncertainty import carried_correction, cell_depth, features, \
@@ -42,6 +43,22 @@ def compose_reference(depth: np.ndarray, rel_cells: np.ndarray, supported: np.nd
     counts = np.array([has_depth.sum(), keep.sum(), (sup & has_depth).sum()], np.int64)
     return Composed(np.asarray(depth, np.float32), out, (out * rel).astype(np.float32), rel,
                     counts)
+
+
+def edges_reference(c: Composed, model: UncertaintyModel, threshold: float) -> Composed:
+    """The edge term of sigma in numpy: the reference of
+    :func:`~depth_node.pipeline.trust.with_edges` (a new :class:`Composed`)."""
+    if model.edge_weight <= 0:
+        return c
+    s = edge_steps_reference(c.depth, model.edge_radius, model.edge_min_step)
+    rel = np.where(s > 0, np.minimum(np.hypot(c.relative_sigma.astype(np.float64),
+                                              model.edge_weight * s.astype(np.float64)),
+                                     model.max_relative), c.relative_sigma).astype(np.float32)
+    keep = np.isfinite(c.published) & (rel <= threshold)
+    published = np.where(keep, c.published, np.float32(np.nan)).astype(np.float32)
+    counts = c.counts.copy()
+    counts[1] = int(keep.sum())
+    return Composed(c.depth, published, (published * rel).astype(np.float32), rel, counts)
 
 
 def trusted_depth_reference(global_depth: np.ndarray, lidar: Optional[SparseDepth],
@@ -74,11 +91,12 @@ def trusted_depth_reference(global_depth: np.ndarray, lidar: Optional[SparseDept
         rel_cells = misaligned(rel_cells, cell_depth(depth, fusion.cell)
                                if fusion.centre_depth is None else fusion.centre_depth,
                                fusion.cell, extrinsic_shift, model)
-    c = compose_reference(depth, rel_cells, supported, fusion.cell,
-                          config.max_relative_uncertainty)
+    c = edges_reference(compose_reference(depth, rel_cells, supported, fusion.cell,
+                                          config.max_relative_uncertainty), model,
+                        config.max_relative_uncertainty)
     return judged(c, rel_cells, cell_depth(depth, fusion.cell), fusion, config,
                   lidar is not None, float(sigma_scale) if fused else 1.0, teacher_scale,
                   extrinsic_shift if fused else 0)
 
 
-__all__ = ['compose_reference', 'trusted_depth_reference']
+__all__ = ['compose_reference', 'edges_reference', 'trusted_depth_reference']

@@ -15,7 +15,9 @@ which no single scale can bring into the band, are reported and left out of that
 The global-only weights (frames without a sweep, nothing to check against) keep the pooled
 rule: 95 % of their pixels within 2 sigma. The fused weights are fitted with the carried
 correction (:func:`~depth_node.core.uncertainty.carried_correction`, weight
-:data:`CARRIED_CORRECTION`) in quadrature, as the node applies it. Blind and saturated
+:data:`CARRIED_CORRECTION`) in quadrature, as the node applies it, and both sets of weights
+with the per-pixel edge term (:mod:`depth_node.core.edge_sigma`, weight :data:`EDGE_WEIGHT`
+from steps of :data:`EDGE_MIN_STEP` within :data:`EDGE_RADIUS` px). Blind and saturated
 frames are refused before any fit, so they carry no pixels.
 
 The result is written as JSON (default: the shipped ``depth_node/calibration/uncertainty.json``)
@@ -33,6 +35,7 @@ from typing import Optional, Sequence
 import numpy as np
 from scipy.optimize import minimize
 
+from depth_node.core.edge_sigma import edge_steps
 from depth_node.core.fusion import fuse
 from depth_node.core.uncertainty import (carried_correction, DEFAULT_CALIBRATION, FEATURES,
                                          features, UncertaintyModel)
@@ -53,13 +56,20 @@ CALIBRATABLE = 0.85
 #: Weight of the carried correction in quadrature: its 2-sigma interval reaches the global fit
 #: (:mod:`depth_node.core.uncertainty`). A rule, not fitted.
 CARRIED_CORRECTION = 0.5
+#: The edge term (:mod:`depth_node.core.edge_sigma`): weight 0.5, so that the 2-sigma interval
+#: of a pixel next to a depth edge reaches across the step; within 2 px (half the fusion's
+#: 4-px cell either side of the edge); from a step of 0.1 in log depth between neighbouring
+#: pixels (the fusion's ``edge_step``: what its edge fill takes for an edge). Rules, not fitted.
+EDGE_WEIGHT, EDGE_RADIUS, EDGE_MIN_STEP = 0.5, 2, 0.1
 
 
 def collect(estimator: Estimator, scenarios: Sequence[Scenario], seeds: Sequence[int],
             frames: int, width: int, height: int, config: Optional[PipelineConfig] = None,
             max_depth: float = 80.0, seed: int = 0) -> dict[str, np.ndarray]:
     """Features and log errors of sampled pixels: ``phi`` [N, F], ``carried`` [N] (the carried
-    correction), ``e_fused`` [N], ``e_global`` [N], their ``scenario`` [N] (index into
+    correction), ``edge_fused`` / ``edge_global`` [N] (the edge steps of the fused / global
+    depth, :func:`~depth_node.core.edge_sigma.edge_steps`, not yet weighted), ``e_fused``
+    [N], ``e_global`` [N], their ``scenario`` [N] (index into
     ``scenarios``) and ``frame`` [N] (index into ``heldout``: per frame, the held-out samples
     ``(phi_B, e_B)`` of :func:`~depth_node.pipeline.self_check.heldout_samples`)."""
     # The global fit alone: the fusion is run here on its depth, as the trust step runs it.
@@ -67,6 +77,7 @@ def collect(estimator: Estimator, scenarios: Sequence[Scenario], seeds: Sequence
                   uncertainty=False, fusion=False)
     rng = np.random.default_rng(seed)
     phis, carried, e_f, e_g, scen, frame_ids, heldout = [], [], [], [], [], [], []
+    edge_f, edge_g = [], []
     for k, sc in enumerate(scenarios):
         for _, rig, f in scenario_frames(sc, seeds, frames, width, height):
             res = DepthPipeline(estimator, cfg).process(
@@ -91,6 +102,8 @@ def collect(estimator: Estimator, scenarios: Sequence[Scenario], seeds: Sequence
             r, c = rows[pick], cols[pick]
             phis.append(phi[:, r // fusion.cell, c // fusion.cell].T)
             carried.append(extra[r // fusion.cell, c // fusion.cell])
+            edge_f.append(edge_steps(fusion.depth, EDGE_RADIUS, EDGE_MIN_STEP)[r, c])
+            edge_g.append(edge_steps(glob, EDGE_RADIUS, EDGE_MIN_STEP)[r, c])
             e_f.append(np.log(fusion.depth[r, c] / truth[r, c]))
             e_g.append(np.log(glob[r, c] / truth[r, c]))
             scen.append(np.full(r.size, k, np.int32))
@@ -99,6 +112,7 @@ def collect(estimator: Estimator, scenarios: Sequence[Scenario], seeds: Sequence
     if not phis:
         raise RuntimeError('no calibration pixels: every frame was refused')
     return {'phi': np.concatenate(phis), 'carried': np.concatenate(carried),
+            'edge_fused': np.concatenate(edge_f), 'edge_global': np.concatenate(edge_g),
             'e_fused': np.concatenate(e_f),
             'e_global': np.concatenate(e_g), 'scenario': np.concatenate(scen),
             'frame': np.concatenate(frame_ids), 'heldout': heldout}
@@ -109,7 +123,8 @@ def fit_weights(phi: np.ndarray, err: np.ndarray,
     """Maximum-likelihood weights (Laplace), then the bias shift to :data:`TARGET_2SIGMA`.
 
     The log-depth error is modelled as Laplace with scale ``hypot(exp(w . phi), q)``, ``q``
-    [N] the carried correction already weighted (None: 0): its tails are heavier than a
+    [N] the terms in quadrature already weighted and combined (the carried correction, the
+    edge term; None: 0): its tails are heavier than a
     Gaussian's, as those of depth errors are (a Gaussian fit spends its weights on the few
     large errors and over-covers everywhere else). The bias is then shifted so that this
     sigma holds :data:`TARGET_2SIGMA` of the errors within 2 sigma. Returns the weights [F]
@@ -155,14 +170,16 @@ def band_bias(log_rel: np.ndarray, err: np.ndarray, scenario: np.ndarray, thresh
               band: tuple[float, float] = BAND,
               grid: np.ndarray = np.arange(-1.0, 1.0001, 0.01),
               carried: Optional[np.ndarray] = None,
-              log_gain: Optional[np.ndarray] = None) -> tuple[float, dict]:
+              log_gain: Optional[np.ndarray] = None,
+              edge: Optional[np.ndarray] = None) -> tuple[float, dict]:
     """The bias shift that puts every scenario's within-2-sigma share of its published pixels
     (sigma / z <= ``threshold``) into ``band`` as well as one shift can (minimax violation;
     ties: nearest the band's middle by the median scenario).
 
     ``log_rel`` [N] log sigma / z before the shift, ``err`` [N] log errors, ``scenario`` [N]
     ids; sigma / z is ``hypot(exp(log_rel + shift), carried) * exp(log_gain)`` (the weighted
-    carried correction and the self-check's gain, as the node applies them; None: 0).
+    carried correction and the self-check's gain, as the node applies them; None: 0), with
+    the weighted edge term ``edge`` [N] then added in quadrature (None: 0).
     Scenarios below :data:`CALIBRATABLE` at shift 0 are left out. Returns the shift and
     ``{'within': {id: share at the shift}, 'left_out': [ids]}``.
     """
@@ -175,6 +192,8 @@ def band_bias(log_rel: np.ndarray, err: np.ndarray, scenario: np.ndarray, thresh
             rel = np.hypot(rel, carried)
         if log_gain is not None:
             rel = rel * np.exp(log_gain)
+        if edge is not None:
+            rel = np.hypot(rel, edge)
         out = {}
         for k in ids:
             m = (scenario == k) & (rel <= threshold)
@@ -201,7 +220,8 @@ def band_bias(log_rel: np.ndarray, err: np.ndarray, scenario: np.ndarray, thresh
 def calibrate_fused(data: dict, threshold: float) -> tuple[np.ndarray, float, dict]:
     """Fused weights with the held-out reference and the band's bias (module docstring)."""
     q = CARRIED_CORRECTION * data['carried']
-    w, _ = fit_weights(data['phi'], data['e_fused'], q)
+    edge = EDGE_WEIGHT * data['edge_fused']
+    w, _ = fit_weights(data['phi'], data['e_fused'], np.hypot(q, edge))
     raw = heldout_scales(data['heldout'], w, threshold)
     reference = float(np.nanmedian(raw)) if np.isfinite(raw).any() else float('nan')
     lo, hi = SCALE_RANGE
@@ -209,7 +229,8 @@ def calibrate_fused(data: dict, threshold: float) -> tuple[np.ndarray, float, di
         if np.isfinite(reference) else np.ones_like(raw)
     gate = data['phi'][:, list(FEATURES).index('unsupported')]
     delta, report = band_bias(data['phi'] @ w, data['e_fused'], data['scenario'], threshold,
-                              carried=q, log_gain=(1.0 - gate) * np.log(ratio[data['frame']]))
+                              carried=q, log_gain=(1.0 - gate) * np.log(ratio[data['frame']]),
+                              edge=edge)
     w = w.copy()
     w[0] += delta
     # The raw scale is inversely proportional to sigma: measured again with the final weights.
@@ -226,9 +247,11 @@ def calibrate(estimator: Estimator, scenarios: Sequence[Scenario] = SCENARIOS,
     data = collect(estimator, scenarios, seeds, frames, width, height, config)
     threshold = (config or PipelineConfig()).max_relative_uncertainty
     w_f, reference, report = calibrate_fused(data, threshold)
-    reached_f = float(np.mean(np.abs(data['e_fused']) <= 2.0 * np.hypot(
-        np.exp(data['phi'] @ w_f), CARRIED_CORRECTION * data['carried'])))
-    w_g, reached_g = fit_weights(data['phi'], data['e_global'])
+    reached_f = float(np.mean(np.abs(data['e_fused']) <= 2.0 * np.hypot(np.hypot(
+        np.exp(data['phi'] @ w_f), CARRIED_CORRECTION * data['carried']),
+        EDGE_WEIGHT * data['edge_fused'])))
+    w_g, reached_g = fit_weights(data['phi'], data['e_global'],
+                                 EDGE_WEIGHT * data['edge_global'])
     names = [s.name for s in scenarios]
     provenance = {
         'method': 'Laplace maximum likelihood on log-depth error; fused: held-out reference '
@@ -240,6 +263,7 @@ def calibrate(estimator: Estimator, scenarios: Sequence[Scenario] = SCENARIOS,
         'left_out_of_band': [names[k] for k in report['left_out']],
         'bias_shift': report['bias_shift'], 'checked_frames': report['checked_frames'],
         'threshold': threshold, 'carried_correction': CARRIED_CORRECTION,
+        'edge': {'weight': EDGE_WEIGHT, 'radius': EDGE_RADIUS, 'min_step': EDGE_MIN_STEP},
         'estimator': getattr(estimator, 'name', type(estimator).__name__),
         'scenarios': [s.name for s in scenarios], 'streets': [int(s) for s in seeds],
         'frames_per_street': frames, 'size': [width, height],
@@ -250,7 +274,8 @@ def calibrate(estimator: Estimator, scenarios: Sequence[Scenario] = SCENARIOS,
     return UncertaintyModel(tuple(float(v) for v in w_f), tuple(float(v) for v in w_g),
                             provenance=provenance,
                             heldout_reference=reference if np.isfinite(reference) else None,
-                            carried=CARRIED_CORRECTION)
+                            carried=CARRIED_CORRECTION, edge_weight=EDGE_WEIGHT,
+                            edge_radius=EDGE_RADIUS, edge_min_step=EDGE_MIN_STEP)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
