@@ -39,6 +39,23 @@ import numpy as np
 from depth_node.core.jit import compiled, njit
 
 
+def neighbour_steps(log_z: np.ndarray) -> np.ndarray:
+    """Largest ``|log z_a - log z_b|`` from each pixel (or cell) of ``log_z`` [h, w] to its 4
+    neighbours, float64; a step that is not finite (no depth on one side: NaN) counts 0.
+    Also the grid's ``log_depth_step`` (:func:`depth_node.core.uncertainty.features`)."""
+    out = np.zeros(np.shape(log_z))
+    with np.errstate(invalid='ignore'):
+        dx = np.abs(np.diff(log_z, axis=1))
+        dy = np.abs(np.diff(log_z, axis=0))
+    dx[~np.isfinite(dx)] = 0.0
+    dy[~np.isfinite(dy)] = 0.0
+    out[:, 1:] = np.maximum(out[:, 1:], dx)
+    out[:, :-1] = np.maximum(out[:, :-1], dx)
+    out[1:] = np.maximum(out[1:], dy)
+    out[:-1] = np.maximum(out[:-1], dy)
+    return out
+
+
 def edge_steps_reference(depth: np.ndarray, radius: int, min_step: float = 0.0) -> np.ndarray:
     """The edge step ``s`` [H, W] float32 of each pixel of ``depth`` [H, W] (metres, NaN or
     <= 0: none): the largest ``|log z_a - log z_b|`` of the 4-neighbour pairs ``a``, ``b``
@@ -46,14 +63,7 @@ def edge_steps_reference(depth: np.ndarray, radius: int, min_step: float = 0.0) 
     below ``min_step``. Plain numpy and OpenCV: the reference of :func:`edge_steps`."""
     z = np.asarray(depth, np.float64)
     good = np.isfinite(z) & (z > 0)
-    log_z = np.log(np.where(good, z, 1.0))
-    s = np.zeros(z.shape)
-    dx = np.where(good[:, 1:] & good[:, :-1], np.abs(np.diff(log_z, axis=1)), 0.0)
-    dy = np.where(good[1:] & good[:-1], np.abs(np.diff(log_z, axis=0)), 0.0)
-    s[:, :-1] = np.maximum(s[:, :-1], dx)
-    s[:, 1:] = np.maximum(s[:, 1:], dx)
-    s[:-1] = np.maximum(s[:-1], dy)
-    s[1:] = np.maximum(s[1:], dy)
+    s = neighbour_steps(np.log(z, where=good, out=np.full(z.shape, np.nan)))
     if radius > 0:
         s = cv2.dilate(s, np.ones((2 * radius + 1, 2 * radius + 1), np.uint8))
     s[s < min_step] = 0.0
@@ -216,4 +226,5 @@ def warm_up() -> None:
     add_edge_sigma(z, 1, 0.1, 0.5, 0.2, 10.0, rel, z.copy(), rel.copy())
 
 
-__all__ = ['add_edge_sigma', 'edge_steps', 'edge_steps_reference', 'warm_up']
+__all__ = ['add_edge_sigma', 'edge_steps', 'edge_steps_reference', 'neighbour_steps',
+           'warm_up']

@@ -66,6 +66,7 @@ import cv2
 import numpy as np
 
 from depth_node.core.cell_grid import cell_centres, grid_shape
+from depth_node.core.edge_sigma import neighbour_steps
 from depth_node.core.errors import ConfigError
 from depth_node.core.fusion import Fusion, FusionField
 
@@ -245,7 +246,7 @@ def features(fusion: Fusion, fit_residual: float) -> np.ndarray:
         log_z = np.log(np.where(np.isfinite(z) & (z > 0), z, 1.0))
     log_res = _log_residual(fit_residual)
     unsupported = unsupported_gate(support)
-    step = _depth_step(np.where(np.isfinite(z) & (z > 0), log_z, math.log(_SKY_DEPTH)))
+    step = neighbour_steps(np.where(np.isfinite(z) & (z > 0), log_z, math.log(_SKY_DEPTH)))
     far = _support_distance(support)
     return np.stack([np.ones_like(support), np.log(support + _SUPPORT_EPS),
                      np.log(fusion.support_coarse.astype(np.float64) + _SUPPORT_EPS),
@@ -264,18 +265,6 @@ def carried_correction(support: np.ndarray, rho: np.ndarray) -> np.ndarray:
 def unsupported_gate(support: np.ndarray) -> np.ndarray:
     """The ``unsupported`` feature, ``1 / (1 + support / 0.05)``: near 1 where no return is."""
     return 1.0 / (1.0 + np.asarray(support, np.float64) / _UNSUPPORTED_AT)
-
-
-def _depth_step(log_z: np.ndarray) -> np.ndarray:
-    """Largest |log-depth step| from each cell to its 4 neighbours: [gh, gw]."""
-    out = np.zeros_like(log_z)
-    dx = np.abs(np.diff(log_z, axis=1))
-    dy = np.abs(np.diff(log_z, axis=0))
-    out[:, 1:] = np.maximum(out[:, 1:], dx)
-    out[:, :-1] = np.maximum(out[:, :-1], dx)
-    out[1:] = np.maximum(out[1:], dy)
-    out[:-1] = np.maximum(out[:-1], dy)
-    return out
 
 
 def _log_residual(fit_residual: float) -> float:
@@ -308,7 +297,8 @@ def _log_args_kernel(support: np.ndarray, support_coarse: np.ndarray, spread: np
 
 
 def _step_arg_kernel(z: np.ndarray, log_z: np.ndarray, out: np.ndarray) -> None:
-    """``log_depth_step`` before its logarithm: :func:`_depth_step` of the log depth + eps."""
+    """``log_depth_step`` before its logarithm: the
+    :func:`~depth_node.core.edge_sigma.neighbour_steps` of the log depth + eps."""
     gh, gw = z.shape
     sky = math.log(_SKY_DEPTH)
     for y in range(gh):

@@ -168,13 +168,12 @@ def trusted_depth(global_depth: np.ndarray, lidar: Optional[SparseDepth], fit: A
     supported = (field.support >= SUPPORTED_DENSITY).astype(np.float32)
     c = compose(zg, rel_cells, supported, field.cell, config.max_relative_uncertainty,
                 field if fused else None)
-    if model is not None:
-        with_edges(c, model, config.max_relative_uncertainty)
     if model is None:
         n_depth, _, n_supported = (int(k) for k in c.counts)
         lidar_share = n_supported / n_depth if n_depth else 0.0
         return Trusted(c.depth, None, field, TrustReport(1.0, lidar_share, float('nan')),
                        c.depth, c.relative_sigma)
+    with_edges(c, model, config.max_relative_uncertainty)
     centres = field.centre_depth if fused else cell_depth(zg, field.cell)
     return judged(c, rel_cells, centres, field, config, lidar is not None,
                   float(sigma_scale) if fused else 1.0, teacher_scale,
