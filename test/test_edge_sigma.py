@@ -14,6 +14,8 @@ def _random_depth(rng, h, w):
     z = rng.uniform(1.0, 40.0, (h, w)).astype(np.float32)
     z[rng.random((h, w)) < 0.15] = np.nan
     z[rng.random((h, w)) < 0.03] = 0.0  # no depth either
+    z[rng.random((h, w)) < 0.02] = -3.0  # nor this
+    z[rng.random((h, w)) < 0.02] = np.inf  # nor this (no step to it)
     return z
 
 

@@ -26,7 +26,13 @@ this term in place, and stores ``weight``, ``radius`` and ``min_step`` with them
 
 :func:`edge_steps_reference` is the definition (numpy and OpenCV's dilation);
 :func:`edge_steps` and :func:`add_edge_sigma` (the node's pass, in place on the composed
-images) are compiled and held to it by the tests.
+images) are compiled and held to it by the tests. They work in ratios, not logarithms: one
+vectorised pass over the rows tests each neighbour pair for a step of at least
+``exp(min_step)`` (a product, no division) and lists the few pixels with one (a few % of the
+image) with their largest ratio; the window's maximum and the update then visit only the
+pixels within ``radius`` of those, and take a logarithm each. (Thresholding before the
+window's maximum is the same as after: a maximum reaches the level only through a value
+that does.)
 """
 
 from __future__ import annotations
@@ -70,94 +76,127 @@ def edge_steps_reference(depth: np.ndarray, radius: int, min_step: float = 0.0) 
     return s.astype(np.float32)
 
 
-def _step(a: float, b: float) -> float:
-    """``|a - b|`` of two neighbours' log depths, 0 unless both are finite (a select, no
-    branch: the loops that call it vectorise)."""
-    d = abs(a - b)
-    return d if d < np.float32(np.inf) else np.float32(0.0)
+def _ratio(a: float, b: float) -> float:
+    """``max(a, b) / min(a, b)`` of two neighbours' float32 depths: the exponential of their
+    log step; 1 (no step) unless both have depth (finite, > 0). Float32 (its rounding is a
+    step of 6e-8) and branch-free selects: the loops that call it vectorise."""
+    one = np.float32(1.0)
+    first = a >= b
+    hi = a if first else b
+    lo = b if first else a
+    ok = (lo > 0) & (hi < np.float32(np.inf))  # NaN on either side fails one of the two
+    r = hi / (lo if ok else one)
+    return r if ok else one
 
 
-def _row_steps(log_z: np.ndarray, y: int, radius: int, q: np.ndarray, across: np.ndarray,
-               out: np.ndarray) -> None:
-    """Row ``y``: the largest log step of the 4-neighbour pairs with depth at each pixel of
-    ``log_z`` [H, W] (not finite: no depth), its maximum over ``radius`` px along x into
-    ``out`` [W] (float32). ``q`` [W], ``across`` [W]: scratch."""
-    h, w = log_z.shape
-    row = log_z[y]
+def _hit(a: float, b: float, level: float) -> float:
+    """1 where two neighbours' float32 depths both have depth and step by a ratio of at least
+    ``level`` (and above 1), else 0: a product, not a division, and selects: the loops that
+    call it vectorise."""
+    first = a >= b
+    hi = a if first else b
+    lo = b if first else a
+    ok = (lo > 0) & (hi < np.float32(np.inf)) & (hi >= lo * level) & (hi > lo)
+    return np.uint8(ok)
+
+
+def _edges_kernel(depth: np.ndarray, level: float, xs: np.ndarray, vs: np.ndarray,
+                  starts: np.ndarray, prev: np.ndarray, down: np.ndarray, across: np.ndarray,
+                  q: np.ndarray) -> None:
+    """The pixels of ``depth`` [H, W] whose largest neighbour ratio (:func:`_ratio` over the
+    4-neighbour pairs) is at least ``level`` and above 1, row by row: row ``y``'s are
+    ``xs[starts[y]:starts[y + 1]]`` (columns) with their ratios in ``vs``. Each row's pairs
+    are tested first (:func:`_hit`, vectorised), and only the few pixels with a hit get
+    their ratios. ``prev``, ``down``, ``across``, ``q`` [W] uint8: scratch."""
+    h, w = depth.shape
+    lv = np.float32(level)
+    zero = np.uint8(0)
     for x in range(w):
-        q[x] = np.float32(0.0)
-    if y > 0:
-        above = log_z[y - 1]
-        for x in range(w):
-            q[x] = max(q[x], _step(row[x], above[x]))
-    if y + 1 < h:
-        below = log_z[y + 1]
-        for x in range(w):
-            q[x] = max(q[x], _step(row[x], below[x]))
-    for x in range(w - 1):
-        across[x] = _step(row[x], row[x + 1])
-    for x in range(w - 1):
-        q[x] = max(q[x], across[x])
-    for x in range(1, w):
-        q[x] = max(q[x], across[x - 1])
-    for x in range(w):
-        out[x] = q[x]
-    for k in range(1, radius + 1):
-        for x in range(k, w):
-            out[x] = max(out[x], q[x - k])
-        for x in range(w - k):
-            out[x] = max(out[x], q[x + k])
-
-
-def _window(log_z: np.ndarray, y: int, radius: int, ring: np.ndarray, made: int,
-            scratch: np.ndarray, out: np.ndarray) -> int:
-    """The edge step of row ``y`` before its level, into ``out`` [W]: the maximum of the
-    rows' steps along x over ``radius`` rows either side. Those rows are made once each, in
-    order, into ``ring`` [2 radius + 1, W] (``made``: rows made so far; returned updated), so
-    the pass over the image stays in the cache. ``scratch`` [2, W]."""
-    h = log_z.shape[0]
-    n = ring.shape[0]
-    while made < min(h, y + radius + 1):
-        _row_steps(log_z, made, radius, scratch[0], scratch[1], ring[made % n])
-        made += 1
-    out[:] = ring[y % n]
-    for k in range(max(0, y - radius), min(h, y + radius + 1)):
-        src = ring[k % n]
-        for x in range(out.size):
-            out[x] = max(out[x], src[x])
-    return made
-
-
-def _steps_kernel(log_z: np.ndarray, radius: int, min_step: float, ring: np.ndarray,
-                  scratch: np.ndarray, out: np.ndarray) -> None:
-    """:func:`edge_steps` into ``out`` [H, W] float32 (``ring``, ``scratch``: as
-    :func:`_window`'s)."""
-    h, w = log_z.shape
-    m = np.empty(w, np.float32)
-    made = 0
+        prev[x] = zero
+    n = 0
     for y in range(h):
-        made = _window(log_z, y, radius, ring, made, scratch, m)
-        dst = out[y]
+        row = depth[y]
+        if y + 1 < h:
+            nxt = depth[y + 1]
+            for x in range(w):
+                down[x] = _hit(row[x], nxt[x], lv)
+        else:
+            for x in range(w):
+                down[x] = zero
+        for x in range(w - 1):
+            across[x] = _hit(row[x], row[x + 1], lv)
         for x in range(w):
-            dst[x] = m[x] if m[x] >= min_step else np.float32(0.0)
+            q[x] = max(prev[x], down[x])
+        for x in range(w - 1):
+            q[x] = max(q[x], across[x])
+        for x in range(1, w):
+            q[x] = max(q[x], across[x - 1])
+        starts[y] = n
+        for x in range(w):
+            if q[x] > zero:
+                z = row[x]
+                r = np.float32(1.0)
+                if y > 0:
+                    r = max(r, _ratio(z, depth[y - 1, x]))
+                if y + 1 < h:
+                    r = max(r, _ratio(z, depth[y + 1, x]))
+                if x > 0:
+                    r = max(r, _ratio(z, row[x - 1]))
+                if x + 1 < w:
+                    r = max(r, _ratio(z, row[x + 1]))
+                xs[n] = x
+                vs[n] = r
+                n += 1
+        for x in range(w):
+            prev[x] = down[x]
+    starts[h] = n
 
 
-def _add_kernel(log_z: np.ndarray, radius: int, min_step: float, weight: float,
-                threshold: float, max_relative: float, ring: np.ndarray, scratch: np.ndarray,
-                rel: np.ndarray, published: np.ndarray, sigma: np.ndarray) -> int:
+def _window(y: int, radius: int, w: int, xs: np.ndarray, vs: np.ndarray, starts: np.ndarray,
+            win: np.ndarray, touched: np.ndarray) -> int:
+    """The largest ratio of row ``y``'s pixels over the edge pixels of :func:`_edges_kernel`
+    within ``radius`` px (square window): into ``win`` [W] (all 1 before; the caller resets
+    the pixels it reads to 1) at the columns ``touched[:n]``, each once; returns ``n``."""
+    h = starts.size - 1
+    n = 0
+    for k in range(max(0, y - radius), min(h, y + radius + 1)):
+        for i in range(starts[k], starts[k + 1]):
+            x0, v = xs[i], vs[i]
+            for x in range(max(0, x0 - radius), min(w, x0 + radius + 1)):
+                if win[x] == 1.0:
+                    touched[n] = x
+                    n += 1
+                if v > win[x]:
+                    win[x] = v
+    return n
+
+
+def _steps_kernel(depth: np.ndarray, radius: int, level: float, out: np.ndarray) -> None:
+    """:func:`edge_steps` into ``out`` [H, W] float32 (zeros before)."""
+    h, w = depth.shape
+    xs, vs, starts, win, touched = _edges(depth, level)
+    for y in range(h):
+        n = _window(y, radius, w, xs, vs, starts, win, touched)
+        for i in range(n):
+            x = touched[i]
+            out[y, x] = np.float32(math.log(np.float64(win[x])))
+            win[x] = np.float32(1.0)
+
+
+def _add_kernel(depth: np.ndarray, radius: int, level: float, weight: float,
+                threshold: float, max_relative: float, rel: np.ndarray, published: np.ndarray,
+                sigma: np.ndarray) -> int:
     """:func:`add_edge_sigma`'s pass; returns how many published pixels it refused."""
-    h, w = log_z.shape
+    h, w = depth.shape
     nan = np.float32(np.nan)
     refused = 0
-    window = np.empty(w, np.float32)
-    made = 0
+    xs, vs, starts, win, touched = _edges(depth, level)
     for y in range(h):
-        made = _window(log_z, y, radius, ring, made, scratch, window)
-        for x in range(w):
-            m = window[x]
-            if not (m >= min_step and m > 0):
-                continue
-            e = weight * np.float64(m)
+        n = _window(y, radius, w, xs, vs, starts, win, touched)
+        for i in range(n):
+            x = touched[i]
+            e = weight * math.log(np.float64(win[x]))
+            win[x] = np.float32(1.0)
             r0 = np.float64(rel[y, x])
             r = np.float32(min(math.sqrt(r0 * r0 + e * e), max_relative))
             rel[y, x] = r
@@ -172,32 +211,41 @@ def _add_kernel(log_z: np.ndarray, radius: int, min_step: float, weight: float,
     return refused
 
 
-_step = njit(inline='always')(_step) if njit is not None else _step
-_row_steps = compiled(_row_steps)
+def _edges_of(depth: np.ndarray, level: float) -> tuple:
+    """The edge pixels of ``depth`` (:func:`_edges_kernel`) and the window's buffers."""
+    h, w = depth.shape
+    xs = np.empty(h * w, np.int32)  # filled from the start: only the pages used are touched
+    vs = np.empty(h * w, np.float32)
+    starts = np.empty(h + 1, np.int64)
+    scratch = np.empty((4, w), np.uint8)
+    _edges_kernel(depth, level, xs, vs, starts, scratch[0], scratch[1], scratch[2], scratch[3])
+    return xs, vs, starts, np.ones(w, np.float32), np.empty(w, np.int64)
+
+
+_ratio = njit(inline='always')(_ratio) if njit is not None else _ratio
+_hit = njit(inline='always')(_hit) if njit is not None else _hit
+_edges_kernel = compiled(_edges_kernel)
 _window = compiled(_window)
+_edges = compiled(_edges_of)
 _steps = compiled(_steps_kernel)
 _add = compiled(_add_kernel)
 
 
-def _log_depth(depth: np.ndarray) -> np.ndarray:
-    """``log(depth)`` [H, W] float32, not finite where there is no depth (NaN or <= 0):
-    numpy's vectorised logarithm, one per pixel."""
-    z = np.asarray(depth, dtype=np.float32)
-    with np.errstate(divide='ignore', invalid='ignore'):
-        return np.log(z)  # -inf at 0, NaN below: the steps with those are not finite
+def _depth32(depth: np.ndarray) -> np.ndarray:
+    """``depth`` as a C-contiguous float32 [H, W] array (no copy when it is one)."""
+    return np.ascontiguousarray(depth, dtype=np.float32)
 
 
-def _scratch(shape: tuple[int, int], radius: int) -> tuple[np.ndarray, np.ndarray]:
-    """Scratch of the passes (float32): the ring of rows and two rows of :func:`_window`."""
-    return np.empty((2 * int(radius) + 1, shape[1]), np.float32), \
-        np.empty((2, shape[1]), np.float32)
+def _level(min_step: float) -> float:
+    """The neighbour ratio from which a step counts: ``exp(min_step)``."""
+    return math.exp(float(min_step))
 
 
 def edge_steps(depth: np.ndarray, radius: int, min_step: float = 0.0) -> np.ndarray:
     """Compiled :func:`edge_steps_reference` (same arguments, same result to float rounding)."""
-    log_z = _log_depth(depth)
-    out = np.empty(log_z.shape, np.float32)
-    _steps(log_z, int(radius), float(min_step), *_scratch(log_z.shape, radius), out)
+    z = _depth32(depth)
+    out = np.zeros(z.shape, np.float32)
+    _steps(z, int(radius), _level(min_step), out)
     return out
 
 
@@ -212,10 +260,8 @@ def add_edge_sigma(depth: np.ndarray, radius: int, min_step: float, weight: floa
     pixels it refused (0 with ``weight`` 0: nothing changes)."""
     if weight <= 0:
         return 0
-    log_z = _log_depth(depth)
-    return int(_add(log_z, int(radius), float(min_step), float(weight), float(threshold),
-                    float(max_relative), *_scratch(log_z.shape, radius), rel, published,
-                    sigma))
+    return int(_add(_depth32(depth), int(radius), _level(min_step), float(weight),
+                    float(threshold), float(max_relative), rel, published, sigma))
 
 
 def warm_up() -> None:
