@@ -63,6 +63,12 @@ def test_small_run_prints_every_stage(tmp_path, capsys):
     assert 1_000 < data['projected_pixels'] < 320 * 240
     assert data['cloud_points'] == 160 * 120  # stride 2
     assert data['excluded']['cloud_view']['p50'] >= 0  # the decode's floor, side by side
+    # The fusion stage by part: each timed on every frame, together within the stage.
+    from depth_node.pipeline.trust import PARTS
+    fusion = data['stages']['fusion']['samples_ms']
+    assert sum(data['excluded'][k]['p50'] for k in PARTS) <= 1.05 * max(fusion) + 0.05
+    assert all(data['excluded'][k]['p50'] > 0 for k in PARTS)
+    assert 'fusion + uncertainty by part, p50 ms: field ' in text and 'edge_sigma ' in text
     assert data['settings']['width'] == 320 and data['settings']['lidar_beams'] == 64
     assert data['machine']['cores'] >= 1 and data['machine']['numpy']
     # The subscriber got what was published: serialisation and delivery really happened.

@@ -234,8 +234,13 @@ def test_compiled_trust_stage_matches_the_numpy_reference(trust_inputs, mode):
             'teacher_checked': (used, cfg, model, 0.0, 1.4, 2.5),
             'misaligned': (used, cfg, model, 0.0, 1.0, 1.0, -5)}[mode]
     warm_up()
-    fast = trusted_depth(glob, args[0], fit, *args[1:])
+    timings = {}
+    fast = trusted_depth(glob, args[0], fit, *args[1:], timings=timings)
     ref = trusted_depth_reference(glob, args[0], fit, *args[1:])
+    # Each part that ran is timed (without a model: no edge term, no report).
+    from depth_node.pipeline.trust import PARTS
+    ran = PARTS[:3] if mode == 'no_model' else PARTS
+    assert list(timings) == list(ran) and all(0 <= ms < 1e4 for ms in timings.values())
     assert fast.report.sigma_scale == ref.report.sigma_scale
     assert fast.report.teacher_scale == ref.report.teacher_scale
     assert fast.report.extrinsic_shift == ref.report.extrinsic_shift

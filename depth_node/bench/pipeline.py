@@ -23,7 +23,10 @@ publish                     rclpy ``publish`` of depth, points and colored (+ re
 
 The same run times a ``np.copyto`` of the frame's bytes (image and sweep in; depth, uncertainty,
 cloud, preview and relative out) every frame, the memcpy floor, and prints each stage's p50 as a
-multiple of the floor's p50.
+multiple of the floor's p50. Under the table, the fusion + uncertainty stage by part (not
+stages of their own: they are inside its row), as ``trusted_depth`` times them
+(:data:`depth_node.pipeline.trust.PARTS`): the fusion's grid, sigma / z on it, the per-pixel
+pass with the edge fill, the edge term of sigma, the frame's report.
 
 Publishing uses real rclpy publishers with the node's QoS and one local subscriber on the same
 topics (so messages are really serialised and delivered), on a private domain that stays on
@@ -312,6 +315,7 @@ def run(args: argparse.Namespace, command: str) -> BenchmarkResult:
     """Render the frames, run warm-up and measured frames, return every stage's samples."""
     from depth_node.testing.oracle import DisparityOracle
     from depth_node.pipeline.frame import DepthPipeline, FrameInput, PipelineConfig
+    from depth_node.pipeline.trust import PARTS as TRUST_PARTS
     from depth_node.pipeline.published import into_buffer, OutputBuffers, preview
     from depth_node.pipeline.published import warm_up as warm_up_outputs
     from depth_node.messages.layout import pack_depth_cloud
@@ -446,6 +450,9 @@ def run(args: argparse.Namespace, command: str) -> BenchmarkResult:
                     excluded['estimate'].append(result.timings_ms['estimate'])
                     for topic, ms in per_topic.items():  # a part of 'publish', by topic
                         excluded.setdefault(f'publish {topic}', []).append(ms)
+                    for part in TRUST_PARTS:  # the parts of 'fusion'
+                        if part in result.timings_ms:
+                            excluded.setdefault(part, []).append(result.timings_ms[part])
                     excluded['cloud_view'].append(view_ms)
                     lidar_points.append(int(xyz.shape[0]))
                     projected.append(result.sparse.count)
@@ -546,6 +553,11 @@ def format_report(result: BenchmarkResult) -> str:
     lines.append('publish by topic, p50 ms: ' + ', '.join(
         f"{key.split(' ', 1)[1]} {Summary.of(v).p50:.3f}"
         for key, v in result.excluded_ms.items() if key.startswith('publish ')))
+    parts = [(key.split('.', 1)[1], Summary.of(v).p50)
+             for key, v in result.excluded_ms.items() if key.startswith('trust.') and v]
+    if parts:
+        lines.append('fusion + uncertainty by part, p50 ms: '
+                     + ', '.join(f'{name} {ms:.3f}' for name, ms in parts))
     lines.append(f'delivered to the local subscriber (received/sent): {delivered}')
     if result.excluded_ms.get('cloud_view'):
         view = Summary.of(result.excluded_ms['cloud_view'])

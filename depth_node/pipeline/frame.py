@@ -234,7 +234,7 @@ class DepthPipeline:
             scale = self._checked_scale(depth, used, applied, frame.stamp)
             trusted = trusted_depth(depth, used, applied, cfg, self._model, age, scale,
                                     self.teacher_check.scale_at(frame.stamp),
-                                    self.extrinsic_check.alignment.shift)
+                                    self.extrinsic_check.alignment.shift, timings=timings)
             depth, sigma, trust, refused = trusted.depth, trusted.sigma, trusted.report, \
                 trusted.report.refused
             unrefused, rel_sigma = trusted.unrefused, trusted.relative_sigma

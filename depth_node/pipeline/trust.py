@@ -31,13 +31,16 @@ counts of the report; then the fusion's edge fill (:mod:`depth_node.core.edge_fi
 pixels next to the fused depth's edges, and the edge term of sigma (one compiled pass that
 refuses in place, :func:`~depth_node.core.edge_sigma.add_edge_sigma`).
 :mod:`depth_node.pipeline.trust_reference` is the
-same stage in numpy, step by step, which the tests hold this one to.
+same stage in numpy, step by step, which the tests hold this one to. With a ``timings``
+dict, :func:`trusted_depth` writes the milliseconds of its parts (:data:`PARTS`) into it
+(``benchmark pipeline`` prints them).
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import time
 from dataclasses import dataclass
 from typing import Optional, Union
 
@@ -62,6 +65,11 @@ except ImportError:  # pragma: no cover
 
 #: Returns per cell (under the fine kernel) from which a cell counts as LiDAR-supported.
 SUPPORTED_DENSITY = 0.05
+#: The parts of :func:`trusted_depth` it times (ms) into its ``timings`` (``benchmark
+#: pipeline`` prints them): the fusion's grid, sigma / z on it, the per-pixel pass with the
+#: edge fill, the edge term of sigma, the frame's report.
+PARTS = ('trust.field', 'trust.sigma_cells', 'trust.compose', 'trust.edge_sigma',
+         'trust.report')
 
 
 @dataclass(frozen=True)
@@ -116,7 +124,8 @@ class Composed:
 def trusted_depth(global_depth: np.ndarray, lidar: Optional[SparseDepth], fit: AffineFit,
                   config: PipelineConfig, model: Optional[UncertaintyModel],
                   fit_age: float = 0.0, sigma_scale: float = 1.0,
-                  teacher_scale: float = 1.0, extrinsic_shift: int = 0) -> Trusted:
+                  teacher_scale: float = 1.0, extrinsic_shift: int = 0,
+                  timings: Optional[dict] = None) -> Trusted:
     """Fuse, attach sigma and refuse (see the module docstring).
 
     Parameters
@@ -147,11 +156,15 @@ def trusted_depth(global_depth: np.ndarray, lidar: Optional[SparseDepth], fit: A
         The LiDAR's misalignment with the image in px (:mod:`depth_node.core.extrinsic_check`;
         0: aligned or unknown): on a frame with a sweep, sigma / z gains the depth change of
         such a shift in quadrature (:func:`misaligned`).
+    timings
+        If given, the milliseconds of each part (:data:`PARTS`) are written into it.
     """
+    clock = [time.perf_counter()]
     zg = np.ascontiguousarray(global_depth, dtype=np.float32)
     h, w = zg.shape
     field = fuse_field(zg, lidar if lidar is not None else empty_support(h, w),
                        config.fusion_options())
+    clock.append(time.perf_counter())
     fused = config.fusion and lidar is not None  # without a sweep nothing was fused
     if model is None:
         rel_cells = np.full(field.rho.shape, np.nan, np.float32)
@@ -166,18 +179,33 @@ def trusted_depth(global_depth: np.ndarray, lidar: Optional[SparseDepth], fit: A
             rel_cells = misaligned(rel_cells, field.centre_depth, field.cell, extrinsic_shift,
                                    model)
     supported = (field.support >= SUPPORTED_DENSITY).astype(np.float32)
+    clock.append(time.perf_counter())
     c = compose(zg, rel_cells, supported, field.cell, config.max_relative_uncertainty,
                 field if fused else None)
+    clock.append(time.perf_counter())
     if model is None:
         n_depth, _, n_supported = (int(k) for k in c.counts)
         lidar_share = n_supported / n_depth if n_depth else 0.0
+        _record(timings, clock)
         return Trusted(c.depth, None, field, TrustReport(1.0, lidar_share, float('nan')),
                        c.depth, c.relative_sigma)
     with_edges(c, model, config.max_relative_uncertainty)
+    clock.append(time.perf_counter())
     centres = field.centre_depth if fused else cell_depth(zg, field.cell)
-    return judged(c, rel_cells, centres, field, config, lidar is not None,
-                  float(sigma_scale) if fused else 1.0, teacher_scale,
-                  extrinsic_shift if fused else 0)
+    out = judged(c, rel_cells, centres, field, config, lidar is not None,
+                 float(sigma_scale) if fused else 1.0, teacher_scale,
+                 extrinsic_shift if fused else 0)
+    clock.append(time.perf_counter())
+    _record(timings, clock)
+    return out
+
+
+def _record(timings: Optional[dict], clock: list) -> None:
+    """The parts' milliseconds from the ``clock`` readings (one more than the parts that
+    ran; a part that did not run is left out) into ``timings`` (None: nothing)."""
+    if timings is not None:
+        for name, t0, t1 in zip(PARTS, clock, clock[1:]):
+            timings[name] = (t1 - t0) * 1e3
 
 
 def with_edges(c: Composed, model: UncertaintyModel, threshold: float) -> Composed:
@@ -384,6 +412,6 @@ def compose(global_depth: np.ndarray, rel_cells: np.ndarray, supported: np.ndarr
 
 
 __all__ = ['compose', 'Composed', 'empty_support', 'fit_residual', 'judged', 'misaligned',
-           'scaled', 'with_edges',
+           'PARTS', 'scaled', 'with_edges',
            'SUPPORTED_DENSITY',
            'Trusted', 'trusted_depth', 'TrustReport', 'warm_up']
