@@ -89,10 +89,10 @@ def _ratio(a: float, b: float) -> float:
     return r if ok else one
 
 
-def _hit(a: float, b: float, level: float) -> float:
-    """1 where two neighbours' float32 depths both have depth and step by a ratio of at least
-    ``level`` (and above 1), else 0: a product, not a division, and selects: the loops that
-    call it vectorise."""
+def _hit(a: float, b: float, level: float) -> int:
+    """1 (uint8) where two neighbours' float32 depths both have depth and step by a ratio of
+    at least ``level`` (and above 1), else 0: a product, not a division, and selects: the
+    loops that call it vectorise."""
     first = a >= b
     hi = a if first else b
     lo = b if first else a
