@@ -374,11 +374,22 @@ def test_process_mode_matches_thread_mode_and_keeps_tags_local(scene):
     assert not _pid_alive(worker.teacher_pid)  # the child exited and was reaped
 
 
+def _pool_threads():
+    """The live manager threads of process pools (concurrent.futures' own)."""
+    from concurrent.futures import process
+    return {t for t in threading.enumerate()
+            if isinstance(t, process._ExecutorManagerThread) and t.is_alive()}
+
+
 def test_process_mode_start_errors_and_stuck_teacher():
+    before = _pool_threads()
     with pytest.raises(ConfigError) as info:  # raised in the child, re-raised here
         KeyframeWorker(EstimatorConfig(type='no_such_module_xyz:factory'), lambda r: None,
                        KeyframeConfig(mode='process'))
     assert info.value.name == 'estimator.type'
+    # The failed pool's manager thread has ended: left running, it closes its wake-up pipe
+    # while concurrent.futures' exit hook may be writing to it (a traceback at exit).
+    assert _pool_threads() <= before
     with pytest.raises(ConfigError) as info:  # a built model cannot be sent to a process
         KeyframeWorker(FailingTeacher(), lambda r: None, KeyframeConfig(mode='process'))
     assert info.value.name == 'keyframes.teacher'
@@ -391,6 +402,7 @@ def test_process_mode_start_errors_and_stuck_teacher():
     assert worker.close(timeout=0.5) is False  # terminated, not waited for
     assert time.monotonic() - t0 < 5.0
     assert not _pid_alive(worker.teacher_pid) and not worker._thread.is_alive()
+    assert _pool_threads() <= before  # and so has the stopped one's
     assert got.results == []
 
 

@@ -119,6 +119,7 @@ class TeacherProcess:
                               'one)', type(spec).__name__)
         self.pid: Optional[int] = None
         self._children: list[Any] = []
+        self._manager: Optional[threading.Thread] = None
         self._pool = concurrent.futures.ProcessPoolExecutor(
             max_workers=1, mp_context=multiprocessing.get_context('spawn'),
             initializer=_init_teacher, initargs=(spec, config))
@@ -127,6 +128,8 @@ class TeacherProcess:
             # The executor's table of its worker processes (pid -> Process), read once now
             # that the child exists: the executor offers no public handle before Python 3.14.
             self._children = list(self._pool._processes.values())
+            # Its manager thread too: ``shutdown`` forgets it, even without waiting for it.
+            self._manager = self._pool._executor_manager_thread
             hello = started.result(timeout=config.start_timeout)
         except concurrent.futures.TimeoutError:
             self._abandon()
@@ -148,12 +151,21 @@ class TeacherProcess:
         threading._register_atexit(lambda: ref() is not None and ref().terminate())
 
     def _abandon(self) -> None:
-        """Stop a child that failed to start, and wait for the executor's manager thread:
-        left running, it closes its wake-up pipe while concurrent.futures' exit hook writes
-        to it (Python 3.11), and the process ended a configuration error with a traceback
-        (``OSError: Bad file descriptor``)."""
+        """Stop a child that failed to start (:meth:`terminate`)."""
         self.terminate()
         self._pool.shutdown(wait=True)
+
+    def _join_manager(self, timeout: float = 5.0) -> None:
+        """Wait for the executor's manager thread to end (it does once the pool is shut down
+        and its child gone). Left running, it closes its wake-up pipe while concurrent.futures'
+        exit hook checks the pipe and then writes to it (Python 3.11, no lock between the
+        two), and the process ends with a traceback (``OSError: Bad file descriptor``), e.g.
+        after a configuration error. ``shutdown(wait=True)`` cannot be relied on for this:
+        an earlier ``shutdown(wait=False)`` has already dropped the executor's handle on the
+        thread."""
+        manager = self._manager
+        if manager is not None and manager is not threading.current_thread():
+            manager.join(timeout)
 
     def submit(self, frame: FrameInput,
                student_depth: Optional[np.ndarray]) -> concurrent.futures.Future:
@@ -191,6 +203,7 @@ class TeacherProcess:
         if not in_time:
             self.terminate()
         self._pool.shutdown(wait=True)
+        self._join_manager()
         return in_time
 
     def terminate(self) -> None:
@@ -198,6 +211,7 @@ class TeacherProcess:
         terminate = getattr(self._pool, 'terminate_workers', None)  # Python >= 3.14
         if terminate is not None:
             terminate()
+            self._join_manager()
             return
         for process in self._children:
             if process.is_alive():
@@ -207,3 +221,4 @@ class TeacherProcess:
                 process.kill()
                 process.join(2.0)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._join_manager()
