@@ -9,9 +9,12 @@ the parent can raise it with its type (a :class:`ConfigError` stays one) instead
 seeing a broken pool. A child that dies is reported by the executor (``BrokenProcessPool``).
 
 Python 3.14 added ``terminate_workers``/``kill_workers`` to the executor; on older Pythons
-:class:`TeacherProcess` reads the executor's process table once. The other private call is
-``threading._register_atexit`` (the hook concurrent.futures itself uses), so that an
-interpreter exiting without :meth:`KeyframeWorker.close` does not wait for a running keyframe.
+:class:`TeacherProcess` reads the executor's process table once. It also keeps the executor's
+manager thread (read once, as the table) and waits for it whenever the teacher stops: the
+executor's ``shutdown`` drops it, and one left running races concurrent.futures' exit hook
+(a traceback at exit). The other private call is ``threading._register_atexit`` (the hook
+concurrent.futures itself uses), so that an interpreter exiting without
+:meth:`KeyframeWorker.close` does not wait for a running keyframe.
 """
 
 from __future__ import annotations
