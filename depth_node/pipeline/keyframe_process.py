@@ -135,16 +135,16 @@ class TeacherProcess:
             self._manager = self._pool._executor_manager_thread
             hello = started.result(timeout=config.start_timeout)
         except concurrent.futures.TimeoutError:
-            self._abandon()
+            self.terminate()  # a child that failed to start
             raise DepthNodeError(f'keyframe teacher process did not start within '
                                  f'keyframes.start_timeout={config.start_timeout} s') from None
         except BrokenProcessPool:
-            self._abandon()
+            self.terminate()  # a child that failed to start
             raise DepthNodeError("keyframe teacher process exited during start-up; with spawn, "
                                  "the main module must be importable (if __name__ == "
                                  "'__main__')") from None
         if hello[0] != 'ready':
-            self._abandon()
+            self.terminate()  # a child that failed to start
             _raise_start_error(hello[1], *hello[2])
         self.teacher_name, self.pid = hello[1], hello[2]
         # At interpreter exit concurrent.futures joins its executors, which waits for a running
@@ -152,11 +152,6 @@ class TeacherProcess:
         # hooks run last registered first, so this one runs before the executor's.
         ref = weakref.ref(self)
         threading._register_atexit(lambda: ref() is not None and ref().terminate())
-
-    def _abandon(self) -> None:
-        """Stop a child that failed to start (:meth:`terminate`)."""
-        self.terminate()
-        self._pool.shutdown(wait=True)
 
     def _join_manager(self, timeout: float = 5.0) -> None:
         """Wait for the executor's manager thread to end (it does once the pool is shut down
@@ -205,8 +200,7 @@ class TeacherProcess:
         in_time = not self.alive()
         if not in_time:
             self.terminate()
-        self._pool.shutdown(wait=True)
-        self._join_manager()
+        self._join_manager()  # the shutdown above dropped the pool's own handle on it
         return in_time
 
     def terminate(self) -> None:
