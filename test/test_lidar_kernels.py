@@ -1,12 +1,14 @@
 """The compiled LiDAR-path kernels against their numpy references, and the zero-copy decode.
 
-``project_points`` and ``reject_see_through`` are single numba passes; each keeps its former
-numpy code as ``*_reference`` and must give identical results (values, dtypes, point order) on
+``project_points`` is a single numba pass and ``reject_see_through`` numba passes around
+OpenCV dilations (or, for a sparse sweep, one numba pass); each keeps its former numpy code as
+``*_reference`` and must give identical results (values, dtypes, point order) on
 synthetic street sweeps and on random points with the awkward cases (ties, points behind the
 camera, NaN and inf, read-only strided views of message bytes). ``pointcloud2_to_xyz(msg,
 finite=False)`` is a read-only view of the message where the layout allows.
 """
 
+import math
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -125,7 +127,13 @@ def test_projection_from_several_threads():
 
 # --- see-through ---------------------------------------------------------------------------
 
-def test_see_through_matches_reference_on_street_sweeps(street):
+#: The see-through test's two ways: every band dilated, every return's neighbourhood read.
+BOTH_WAYS = pytest.mark.parametrize('density', [0.0, math.inf], ids=['dilated', 'by return'])
+
+
+@BOTH_WAYS
+def test_see_through_matches_reference_on_street_sweeps(street, density, monkeypatch):
+    monkeypatch.setattr(see_through_module, 'DILATION_DENSITY', density)
     rig, sweeps = street
     for points in sweeps:
         sparse = project_points(points, rig.camera, rig.lidar_to_camera, 0.5)
@@ -139,8 +147,10 @@ def test_see_through_matches_reference_on_street_sweeps(street):
         assert not reject_see_through(sparse, focal_px=rig.camera.fy).all()  # it rejects some
 
 
+@BOTH_WAYS
 @pytest.mark.parametrize('seed', range(3))
-def test_see_through_matches_reference_on_random_returns(seed):
+def test_see_through_matches_reference_on_random_returns(seed, density, monkeypatch):
+    monkeypatch.setattr(see_through_module, 'DILATION_DENSITY', density)
     rng = np.random.default_rng(seed)
     m, w, h = 600, 40, 30
     u = rng.integers(0, w, m).astype(np.int32)  # many pixels twice: the last one counts
@@ -153,6 +163,37 @@ def test_see_through_matches_reference_on_random_returns(seed):
                 reject_see_through(sparse, window, 0.1, 30.0),
                 reject_see_through_reference(sparse, window, 0.1, 30.0))
     assert not see_through_module._BUFFERS.inv.any()  # left clean for the next frame
+
+
+def test_see_through_warm_up_compiles_both_ways():
+    see_through_module.warm_up()
+    for kernel in ('_compiled_scatter', '_compiled_ring', '_compiled_neighbourhood',
+                   '_compiled_clear'):
+        assert getattr(see_through_module, kernel).signatures, kernel
+
+
+def test_see_through_chooses_by_density():
+    """A 64-beam sweep is dilated, a 16-beam one read return by return (both exact)."""
+    calls = []
+    real = see_through_module._compiled_neighbourhood
+
+    def spy(*args):
+        calls.append(args[2].size)
+        return real(*args)
+
+    see_through_module._compiled_neighbourhood = spy
+    try:
+        w, h = 640, 480
+        for rows, want in ((range(200, 460, 4), 0), (range(200, 460, 16), 1)):
+            vv, uu = np.meshgrid(np.array(rows), np.arange(0, w, 2), indexing='ij')
+            z = np.full(vv.size, 10.0, np.float32)
+            sparse = SparseDepth(uu.ravel().astype(np.int32), vv.ravel().astype(np.int32), z,
+                                 w, h)
+            before = len(calls)
+            reject_see_through(sparse, 7, 0.1, 300.0)
+            assert len(calls) - before == want
+    finally:
+        see_through_module._compiled_neighbourhood = real
 
 
 def test_see_through_odd_depths_fall_back_to_the_reference():
