@@ -13,8 +13,10 @@ import pytest
 from depth_node.core.align import OutputKind
 from depth_node.core.errors import DepthNodeError
 from depth_node.core.lidar import project_points
+from depth_node.core.fit_data import draw_pairs, start_hypotheses, strided_subset
 from depth_node.core.robust import FitConfig
-from depth_node.core.robust_kernels import _log1p, _robust_sigma, _select
+from depth_node.core.robust_kernels import (_log1p, _numpy_percentile, _robust_sigma, _select,
+                                            compiled_start_samples as start_samples)
 from depth_node.core.see_through import reject_see_through
 from depth_node.sim.frames import SimRig
 
@@ -122,3 +124,45 @@ def test_kernel_helpers_against_numpy():
     want = max(1.4826 * np.partition(inner, inner.size // 2)[inner.size // 2], 1e-5)
     keys = np.where(r >= 0, r, -r / (1.0 + r))
     assert _robust_sigma(keys, keys.size) == pytest.approx(want, rel=1e-12)
+
+
+def test_start_samples_are_start_hypotheses_bit_for_bit():
+    """The compiled start (``start_samples`` on ``draw_pairs``) keeps the reference's samples
+    exactly, ties in the prediction (zero slopes' divisions) and few points included; its
+    percentile is numpy's to the last bit."""
+    rng = np.random.default_rng(5)
+    for trial in range(400):
+        n = int(rng.integers(2, 3000))
+        x = rng.random(n) * rng.choice([1e-3, 1.0, 100.0])
+        if trial % 4 == 0:
+            x = np.round(x, 2)  # equal predictions: dx = 0 for some pairs
+        y = rng.random(n) + 0.1
+        seed, count, points = int(rng.integers(0, 4)), int(rng.integers(1, 80)), \
+            int(rng.integers(1, 400))
+        for inverse in (True, False):
+            want = start_hypotheses(x, y, None, seed, count, points, inverse=inverse)
+            i, j = draw_pairs(n, None, seed, count)
+            sub = strided_subset(n, points)
+            s, t = np.empty(count), np.empty(count)
+            kept = start_samples(x, y, i, j, sub, inverse, s, t)
+            if want is None:
+                assert kept == 0
+            else:
+                np.testing.assert_array_equal(s[:kept], want[0])
+                np.testing.assert_array_equal(t[:kept], want[1])
+                np.testing.assert_array_equal(sub, want[2])
+        for p in (1.0, 10.0, 50.0, 90.0, 99.0):
+            assert _numpy_percentile(x[sub].copy(), p) == np.percentile(x[sub], p)
+
+
+def test_draw_pairs_are_freshly_seeded_every_time():
+    a = draw_pairs(1000, None, 3, 64)
+    draw_pairs(500, None, 3, 10)  # the same generator, used in between
+    b = draw_pairs(1000, None, 3, 64)
+    want = np.random.default_rng(3).integers(0, 1000, (2, 64))
+    for got in (a, b):
+        np.testing.assert_array_equal(np.stack(got), want)
+    prior = np.linspace(0.1, 1.0, 200)
+    np.testing.assert_array_equal(
+        np.stack(draw_pairs(200, prior, 0, 16)),
+        np.random.default_rng(0).choice(200, (2, 16), p=prior / prior.sum()))

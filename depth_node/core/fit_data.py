@@ -9,6 +9,7 @@ weighted least-squares solve that each IRLS / RANSAC step makes.
 from __future__ import annotations
 
 import math
+import threading
 from typing import Optional
 
 import numpy as np
@@ -86,6 +87,42 @@ class FitData:
         return (c * e - b * f) / det, (a * f - b * e) / det
 
 
+class _Seeded(threading.local):
+    """Per thread: a generator for each seed and its state when freshly seeded, so that a
+    fit need not seed one again (``np.random.default_rng`` hashes the seed every time)."""
+
+    def __init__(self) -> None:
+        self.generators: dict[int, tuple[np.random.Generator, dict]] = {}
+
+    def fresh(self, seed: int) -> np.random.Generator:
+        """The generator of ``seed`` in the state ``np.random.default_rng(seed)`` starts in."""
+        entry = self.generators.get(seed)
+        if entry is None:
+            if len(self.generators) > 16:  # a few seeds are in use; never grow without bound
+                self.generators.clear()
+            rng = np.random.default_rng(seed)
+            entry = self.generators[seed] = (rng, rng.bit_generator.state)
+        rng, state = entry
+        rng.bit_generator.state = state
+        return rng
+
+
+_SEEDED = _Seeded()
+
+
+def draw_pairs(n: int, prior: Optional[np.ndarray], seed: int,
+               hypotheses: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``hypotheses`` index pairs ``(i, j)`` [K] int64 into ``n`` points of the robust
+    fit's start, seeded by ``seed``: uniform, or drawn in proportion to ``prior`` [n]."""
+    rng = _SEEDED.fresh(seed)
+    if prior is None:
+        i, j = rng.integers(0, n, (2, hypotheses))
+    else:  # points with larger prior weights are drawn proportionally more often
+        p = prior / prior.sum()
+        i, j = rng.choice(n, (2, hypotheses), p=p)
+    return i, j
+
+
 def start_hypotheses(x: np.ndarray, y: np.ndarray, prior: Optional[np.ndarray], seed: int,
                      hypotheses: int, score_points: int, inverse: bool = False
                      ) -> Optional[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -97,12 +134,7 @@ def start_hypotheses(x: np.ndarray, y: np.ndarray, prior: Optional[np.ndarray], 
     only).
     """
     n = x.size
-    rng = np.random.default_rng(seed)
-    if prior is None:
-        i, j = rng.integers(0, n, (2, hypotheses))
-    else:  # points with larger prior weights are drawn proportionally more often
-        p = prior / prior.sum()
-        i, j = rng.choice(n, (2, hypotheses), p=p)
+    i, j = draw_pairs(n, prior, seed, hypotheses)
     dx = x[i] - x[j]
     yi, yj = (1.0 / y[i], 1.0 / y[j]) if inverse else (y[i], y[j])
     with np.errstate(divide='ignore', invalid='ignore'):  # dx = 0: dropped below

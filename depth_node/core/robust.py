@@ -33,7 +33,8 @@ import numpy as np
 from depth_node.core.align import AffineFit, OutputKind
 from depth_node.core.errors import ConfigError, DepthNodeError
 from depth_node.core import robust_kernels as kernels
-from depth_node.core.fit_data import FitData, start_hypotheses, strided_subset
+from depth_node.core.fit_data import (draw_pairs, FitData, start_hypotheses,
+                                      strided_subset)
 # Re-exported: callers that imported it from here before the split keep working.
 
 # Default tuning constants, in robust standard deviations: 95 % Gaussian efficiency each.
@@ -262,12 +263,15 @@ def _fit_compiled(prediction: np.ndarray, z: np.ndarray, space: OutputKind,
     if not std > 1e-6 * max(mean_abs, 1e-30):
         return AffineFit.refused(space, n, 'prediction is constant over the LiDAR points')
     has_prior = weights is not None
-    hypotheses = start_hypotheses(pairs[0, :n], pairs[2, :n],
-                                  pairs[4, :n] if has_prior else None, cfg.seed,
-                                  cfg.hypotheses, cfg.score_points, inverse=True)
-    if hypotheses is None:
+    # start_hypotheses' samples: the same draws, the rest in one compiled pass.
+    i, j = draw_pairs(n, pairs[4, :n] if has_prior else None, cfg.seed, cfg.hypotheses)
+    sub = strided_subset(n, cfg.score_points)
+    s_k, t_k = np.empty(i.size), np.empty(i.size)
+    kept = kernels.compiled_start_samples(pairs[0, :n], pairs[2, :n], i, j, sub, True, s_k,
+                                          t_k)
+    if not kept:
         return AffineFit.refused(space, n, 'non-positive scale (no sample of positive scale)')
-    s_k, t_k, sub = hypotheses
+    s_k, t_k = s_k[:kept], t_k[:kept]
     best = kernels.compiled_median_scores(s_k, t_k, pairs[0], pairs[2], sub,
                                           np.empty(sub.size))
     s, t, sigma, k, abs_rel = kernels.fit_irls(float(s_k[best]), float(t_k[best]), pairs, n,

@@ -174,6 +174,48 @@ def _percentile(a: np.ndarray, n: int, p: float) -> float:
     return low + (high - low) * (pos - lo)
 
 
+def _numpy_percentile(a: np.ndarray, p: float) -> float:
+    """``np.percentile(a, p)`` (linear) to the last bit, numpy's interpolation included
+    (from the upper neighbour when the weight is 0.5 or more); reorders ``a``."""
+    n = a.size
+    virtual = (n - 1) * (p / 100.0)
+    lo = min(max(int(math.floor(virtual)), 0), n - 1)
+    hi = min(lo + 1, n - 1)
+    gamma = virtual - math.floor(virtual)
+    low = _select(a, n, lo)
+    high = _select(a, n, hi) if hi != lo else low
+    diff = high - low
+    return high - diff * (1.0 - gamma) if gamma >= 0.5 else low + diff * gamma
+
+
+def start_samples(x: np.ndarray, y: np.ndarray, i: np.ndarray, j: np.ndarray,
+                  sub: np.ndarray, inverse: bool, s_out: np.ndarray,
+                  t_out: np.ndarray) -> int:
+    """The 2-point samples ``(i, j)`` of :func:`depth_node.core.fit_data.start_hypotheses`
+    that it keeps (positive, finite slope; predictions at least 5 % of the 10-90 percentile
+    range of ``x[sub]`` apart), in order, into ``s_out``, ``t_out``; returns their count.
+    The same float64 arithmetic, so the same samples."""
+    xs = np.empty(sub.size)
+    for k in range(sub.size):
+        xs[k] = x[sub[k]]
+    lo = _numpy_percentile(xs, 10.0)
+    hi = _numpy_percentile(xs, 90.0)
+    min_dx = 0.05 * max(hi - lo, 1e-12)
+    m = 0
+    for k in range(i.size):
+        a, b = i[k], j[k]
+        dx = x[a] - x[b]
+        ya, yb = (1.0 / y[a], 1.0 / y[b]) if inverse else (y[a], y[b])
+        if dx == 0.0:
+            continue  # numpy's slope is inf or NaN there: never kept
+        s = (ya - yb) / dx
+        if math.isfinite(s) and s > 0 and abs(dx) > min_dx:
+            s_out[m] = s
+            t_out[m] = ya - s * x[a]
+            m += 1
+    return m
+
+
 def irls(s: float, t: float, pairs: np.ndarray, n: int, size: int, has_prior: bool,
          tuning: float, tukey: bool, max_iter: int, tol: float,
          buffers: np.ndarray) -> tuple[float, float]:
@@ -326,13 +368,15 @@ if njit is not None:
     _order_key = _inline(_order_key)
     _robust_sigma = _jit(_robust_sigma)
     _percentile = _jit(_percentile)
+    _numpy_percentile = _jit(_numpy_percentile)
+    compiled_start_samples = _jit(start_samples)
     compiled_usable_pairs = _jit(usable_pairs)
     compiled_median_scores = _jit(median_scores)
     compiled_irls = _jit(irls)
     compiled_final_stats = _jit(final_stats)
 else:  # pragma: no cover - numba missing: robust.py runs its numpy reference
     compiled_usable_pairs = compiled_median_scores = compiled_irls = None
-    compiled_final_stats = None
+    compiled_final_stats = compiled_start_samples = None
 
 
 def warm_up() -> None:
@@ -346,5 +390,6 @@ def warm_up() -> None:
 
 
 __all__ = ['compiled_final_stats', 'compiled_irls', 'compiled_median_scores',
-           'compiled_usable_pairs', 'final_stats', 'fit_irls', 'irls', 'median_scores',
-           'pairs_buffer', 'usable_pairs', 'warm_up']
+           'compiled_start_samples', 'compiled_usable_pairs', 'final_stats', 'fit_irls',
+           'irls', 'median_scores', 'pairs_buffer', 'start_samples', 'usable_pairs',
+           'warm_up']

@@ -8,6 +8,7 @@ limits, the see-through test, the fit method and its robust options.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from typing import Optional
@@ -30,9 +31,9 @@ class LidarSupport:
     sparse: SparseDepth  # [M] nearest return per pixel of the whole sweep
     kept: Optional[np.ndarray]  # [M] bool, passed the see-through test; None: test off
 
-    @property
+    @functools.cached_property
     def used(self) -> SparseDepth:
-        """The returns the fit uses (the kept ones)."""
+        """The returns the fit uses (the kept ones; made once, on first use)."""
         return self.sparse if self.kept is None else self.sparse.subset(self.kept)
 
     @property

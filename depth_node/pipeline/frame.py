@@ -184,6 +184,7 @@ class DepthPipeline:
         spec = self.estimator.output
         sparse: Optional[SparseDepth] = None
         kept: Optional[np.ndarray] = None
+        used: Optional[SparseDepth] = None  # the kept returns
         event = ''
         applied: Optional[AffineFit]
         if blind:
@@ -200,7 +201,7 @@ class DepthPipeline:
                 support, fit = align_to_lidar(relative, frame.lidar, frame.camera,
                                               frame.lidar_to_camera, spec.kind, cfg,
                                               timings_ms=timings)
-                sparse, kept = support.sparse, support.kept
+                sparse, kept, used = support.sparse, support.kept, support.used
                 if self.extrinsic_check.due(frame.stamp):
                     t_x = time.perf_counter()
                     self.extrinsic_check.update(frame.rgb, frame.lidar, frame.camera,
@@ -230,7 +231,6 @@ class DepthPipeline:
         support = None
         if depth is not None and applied is not None and not spec.metric \
                 and (cfg.fusion or cfg.uncertainty):
-            used = None if sparse is None else (sparse if kept is None else sparse.subset(kept))
             scale = self._checked_scale(depth, used, applied, frame.stamp)
             trusted = trusted_depth(depth, used, applied, cfg, self._model, age, scale,
                                     self.teacher_check.scale_at(frame.stamp),
