@@ -82,12 +82,23 @@ def _outlier_kernel(u: np.ndarray, v: np.ndarray, z: np.ndarray, r: np.ndarray,
     each pixel row and column). Returns how many were kept.
     """
     n = 0
+    with_squares = coarse.shape[0] > 2, fine.shape[0] > 2
     for i in range(r.size):
-        if abs(r[i] - rho_c[crow[v[i]], ccol[u[i]]]) <= tolerance:
-            u[n], v[n], z[n], r[n] = u[i], v[i], z[i], r[i]
+        ui, vi, ri = u[i], v[i], r[i]
+        cy, cx = crow[vi], ccol[ui]
+        if abs(ri - rho_c[cy, cx]) <= tolerance:
+            u[n], v[n], z[n], r[n] = ui, vi, z[i], ri
             n += 1
-    cell_sums(u[:n], v[:n], r[:n], crow, ccol, coarse)
-    cell_sums(u[:n], v[:n], r[:n], frow, fcol, fine)
+            # The cell sums of :func:`_cell_sums_kernel`, in the same order, in this pass.
+            coarse[0, cy, cx] += ri
+            coarse[1, cy, cx] += 1.0
+            if with_squares[0]:
+                coarse[2, cy, cx] += ri * ri
+            fy, fx = frow[vi], fcol[ui]
+            fine[0, fy, fx] += ri
+            fine[1, fy, fx] += 1.0
+            if with_squares[1]:
+                fine[2, fy, fx] += ri * ri
     return n
 
 
@@ -268,7 +279,7 @@ log_weights = compiled(_log_weights_kernel)
 guide_at = compiled(_guide_kernel)
 ratios = compiled(_ratio_kernel)
 finite = compiled(_finite_kernel)
-cell_sums = compiled(_cell_sums_kernel)  # also called from outliers
+cell_sums = compiled(_cell_sums_kernel)
 outliers = compiled(_outlier_kernel)
 combine = compiled(_combine_kernel)
 pins = compiled(_pins_kernel)
