@@ -125,6 +125,35 @@ def test_projection_from_several_threads():
                 assert_same(a, b)
 
 
+# --- sampling an image at the returns --------------------------------------------------------
+
+def test_sample_is_numpys_gather_for_every_kind_of_input():
+    lidar_module.warm_up()
+    rng = np.random.default_rng(4)
+    h, w = 30, 40
+    u = rng.integers(0, w, 500).astype(np.int32)
+    v = rng.integers(0, h, 500).astype(np.int32)
+    sparse = SparseDepth(u, v, np.ones(500, np.float32), w, h)
+    base = rng.random((h, w))
+    read_only = base.astype(np.float32)
+    read_only.flags.writeable = False
+    for image in (base, base.astype(np.float32), base[:, ::-1], base.astype(np.float32).T.T,
+                  (base * 100).astype(np.uint8), read_only):
+        got = sparse.sample(image)
+        assert got.dtype == image.dtype
+        np.testing.assert_array_equal(got, image[v, u])
+    # The compiled gather was used for the float images (no compilation on a frame).
+    assert len(lidar_module._compiled_gather.signatures) == 4
+    # Pixels outside the image: numpy's behaviour, an IndexError or a wrapped negative index.
+    outside = SparseDepth(np.array([1, w], np.int32), np.array([1, 1], np.int32),
+                          np.ones(2, np.float32), w, h)
+    with pytest.raises(IndexError):
+        outside.sample(base)
+    negative = SparseDepth(np.array([1, -1], np.int32), np.array([1, 1], np.int32),
+                           np.ones(2, np.float32), w, h)
+    np.testing.assert_array_equal(negative.sample(base), base[[1, 1], [1, -1]])
+
+
 # --- see-through ---------------------------------------------------------------------------
 
 #: The see-through test's two ways: every band dilated, every return's neighbourhood read.
