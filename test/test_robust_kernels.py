@@ -15,7 +15,7 @@ from depth_node.core.errors import DepthNodeError
 from depth_node.core.lidar import project_points
 from depth_node.core.fit_data import draw_pairs, start_hypotheses, strided_subset
 from depth_node.core.robust import FitConfig
-from depth_node.core.robust_kernels import (_log1p, _numpy_percentile, _robust_sigma, _select,
+from depth_node.core.robust_kernels import (_log1p, _percentile, _robust_sigma, _select,
                                             compiled_start_samples as start_samples)
 from depth_node.core.see_through import reject_see_through
 from depth_node.sim.frames import SimRig
@@ -152,7 +152,8 @@ def test_start_samples_are_start_hypotheses_bit_for_bit():
                 np.testing.assert_array_equal(t[:kept], want[1])
                 np.testing.assert_array_equal(sub, want[2])
         for p in (1.0, 10.0, 50.0, 90.0, 99.0):
-            assert _numpy_percentile(x[sub].copy(), p) == np.percentile(x[sub], p)
+            assert _percentile(x[sub].copy(), sub.size, p) == np.percentile(x[sub], p)
+            assert _percentile(x.copy(), n // 2 + 1, p) == np.percentile(x[:n // 2 + 1], p)
 
 
 def test_draw_pairs_are_freshly_seeded_every_time():

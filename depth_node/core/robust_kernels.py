@@ -164,20 +164,8 @@ def median_scores(s: np.ndarray, t: np.ndarray, x: np.ndarray, fy: np.ndarray,
 
 
 def _percentile(a: np.ndarray, n: int, p: float) -> float:
-    """``np.percentile(a[:n], p)`` (linear interpolation); reorders ``a``."""
-    pos = p / 100.0 * (n - 1)
-    lo = int(math.floor(pos))
-    low = _select(a, n, lo)
-    if lo + 1 >= n:
-        return low
-    high = _select(a, n, lo + 1)
-    return low + (high - low) * (pos - lo)
-
-
-def _numpy_percentile(a: np.ndarray, p: float) -> float:
-    """``np.percentile(a, p)`` (linear) to the last bit, numpy's interpolation included
+    """``np.percentile(a[:n], p)`` (linear) to the last bit, numpy's interpolation included
     (from the upper neighbour when the weight is 0.5 or more); reorders ``a``."""
-    n = a.size
     virtual = (n - 1) * (p / 100.0)
     lo = min(max(int(math.floor(virtual)), 0), n - 1)
     hi = min(lo + 1, n - 1)
@@ -198,8 +186,8 @@ def start_samples(x: np.ndarray, y: np.ndarray, i: np.ndarray, j: np.ndarray,
     xs = np.empty(sub.size)
     for k in range(sub.size):
         xs[k] = x[sub[k]]
-    lo = _numpy_percentile(xs, 10.0)
-    hi = _numpy_percentile(xs, 90.0)
+    lo = _percentile(xs, xs.size, 10.0)
+    hi = _percentile(xs, xs.size, 90.0)
     min_dx = 0.05 * max(hi - lo, 1e-12)
     m = 0
     for k in range(i.size):
@@ -368,7 +356,6 @@ if njit is not None:
     _order_key = _inline(_order_key)
     _robust_sigma = _jit(_robust_sigma)
     _percentile = _jit(_percentile)
-    _numpy_percentile = _jit(_numpy_percentile)
     compiled_start_samples = _jit(start_samples)
     compiled_usable_pairs = _jit(usable_pairs)
     compiled_median_scores = _jit(median_scores)

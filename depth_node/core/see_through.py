@@ -202,8 +202,9 @@ def _ring_kernel(u: np.ndarray, v: np.ndarray, z: np.ndarray, radius: int, d: in
                  gain: np.float32, step: np.float32, near: np.ndarray, row0: int,
                  keep: np.ndarray) -> None:
     """Radius ``d`` of the test: a kept return stays kept when ``near`` (the largest inverse
-    depth within Chebyshev distance ``d``, padded rows from ``row0`` on) at its pixel is at
-    most ``gain / z + d * step``."""
+    depth within Chebyshev distance ``d``, its own pixel included; padded rows from ``row0``
+    on) at its pixel is at most ``gain / z + d * step``. That is the reference's test, since
+    ``1 / min(z)`` is ``max(1 / z)`` (float rounding is monotone) and empty pixels are 0."""
     one = np.float32(1.0)
     allowance = np.float32(d) * step
     for i in range(z.size):
