@@ -196,8 +196,8 @@ _compiled_project = njit(cache=True, nogil=True)(_project_kernel) if njit is not
 
 
 def _gather_kernel(image: np.ndarray, u: np.ndarray, v: np.ndarray, out: np.ndarray) -> bool:
-    """``out = image[v, u]`` in one pass (numpy's two-index gather costs about four times as
-    much); False, ``out`` unfinished, when a pixel lies outside ``image``."""
+    """``out = image[v, u]`` in one pass (numpy's two-index gather is slower:
+    docs/benchmarks.md); False, ``out`` unfinished, when a pixel lies outside ``image``."""
     h, w = image.shape
     for i in range(u.size):
         x, y = u[i], v[i]

@@ -12,9 +12,8 @@ pass over the returns). A sparse sweep (fewer returns than :data:`DILATION_DENSI
 of that band) instead reads each return's neighbourhood, in one compiled pass.
 :func:`reject_see_through_reference` is the same test with erosions of the depth image, which
 the tests hold both to (identical masks: a maximum has no rounding). The dilations cost the
-band's pixels, not the returns' neighbourhoods: at 640x480 with a 64-beam sweep (24k returns,
-window 7) 0.44 ms against 0.83 ms for reading each return's 7 x 7 neighbourhood
-(``docs/benchmarks.md``).
+band's pixels, the neighbourhoods the returns' (``window`` squared each): which is cheaper
+depends on the returns per pixel, and ``docs/benchmarks.md`` has both timed.
 """
 
 from __future__ import annotations
@@ -35,9 +34,8 @@ except ImportError:  # pragma: no cover - exercised only on a broken install
 
 _KERNEL_3X3 = np.ones((3, 3), np.uint8)  # erosion / dilation element: a 3x3 square
 #: Returns per pixel of the band of rows they cover below which each return reads its own
-#: neighbourhood instead of the band being dilated: at 640x480, window 7, a 16-beam sweep
-#: (0.03) is faster read return by return, a 128-beam (0.09) and a 64-beam one (0.15) dilated
-#: (docs/benchmarks.md).
+#: neighbourhood instead of the band being dilated (the crossover measured in
+#: docs/benchmarks.md; at 640x480 a 16-beam sweep is about 0.03, a 64-beam one 0.15).
 DILATION_DENSITY = 0.05
 
 
