@@ -112,3 +112,102 @@ def test_registry_errors():
                                         options={'bogus': 1}))
     with pytest.raises(ConfigError, match='output'):
         build_estimator(EstimatorConfig(type='builtins:object'))
+
+
+def _same_results(a, b):
+    # repr: a refused fit's NaN scale is the same either way
+    assert a.fit_state == b.fit_state and repr(a.fit) == repr(b.fit)
+    assert repr(a.applied) == repr(b.applied)
+    for name in ('relative', 'depth', 'sigma', 'points'):
+        x, y = getattr(a, name), getattr(b, name)
+        assert (x is None) == (y is None), name
+        if x is not None:
+            np.testing.assert_array_equal(x, y, err_msg=name)
+    assert set(a.timings_ms) == set(b.timings_ms)
+
+
+def test_lidar_side_runs_while_the_model_does(sim, monkeypatch):
+    """``lidar.overlap``: the image check and the sweep's projection run on the helper thread
+    during ``predict``. Here each waits for the other to have started: one after the other
+    (the inference thread doing both) times out."""
+    import threading
+
+    import depth_node.pipeline.frame as frame_mod
+    rig, frames, folder = sim
+    started, projected = threading.Event(), threading.Event()
+    real = frame_mod.project_lidar
+    seen = {}
+
+    def project(*args, **kwargs):
+        seen['model_running'] = started.wait(5.0)
+        seen['thread'] = threading.current_thread().name
+        out = real(*args, **kwargs)
+        projected.set()
+        return out
+
+    class WaitsForTheProjection(DisparityOracle):
+        def predict(self, rgb):
+            started.set()
+            seen['projected_during'] = projected.wait(5.0)
+            return super().predict(rgb)
+
+    monkeypatch.setattr(frame_mod, 'project_lidar', project)
+    f = frames[0]
+    frame = FrameInput(f.rgb, rig.camera, f.stamp, f.lidar, rig.lidar_to_camera)
+    pipe = DepthPipeline(WaitsForTheProjection(str(folder)), PipelineConfig())
+    res = pipe.process(frame)
+    assert seen == {'model_running': True, 'projected_during': True,
+                    'thread': seen['thread']} and seen['thread'].startswith('depth_node_lidar')
+    assert res.fit_state == 'fresh'
+    # ... and the same frame, LiDAR side on the inference thread before the model: the same.
+    started.clear(), projected.clear()
+    monkeypatch.setattr(frame_mod, 'project_lidar', real)
+    plain = DepthPipeline(DisparityOracle(str(folder)), PipelineConfig(lidar_overlap=False))
+    _same_results(res, plain.process(frame))
+
+
+def test_overlap_gives_the_same_frames_and_errors(sim):
+    """On or off, the same outputs frame after frame (held fit, filter, extrinsic check); a
+    bad sweep raises the same error either way and the next frame is whole; a model that
+    raises leaves the pipeline usable."""
+    rig, frames, folder = sim
+
+    class AnyPicture(DisparityOracle):  # a flat disparity for a picture it was not given
+        def predict(self, rgb):
+            try:
+                return super().predict(rgb)
+            except DepthNodeError:
+                return np.ones(rgb.shape[:2], np.float32)
+
+    on = DepthPipeline(AnyPicture(str(folder)), PipelineConfig())
+    off = DepthPipeline(AnyPicture(str(folder)), PipelineConfig(lidar_overlap=False))
+    for i, f in enumerate(frames):
+        frame = FrameInput(f.rgb, rig.camera, f.stamp, f.lidar, rig.lidar_to_camera)
+        _same_results(on.process(frame), off.process(frame))
+        assert on.extrinsic_check.alignment == off.extrinsic_check.alignment
+    f = frames[1]
+    bad = FrameInput(f.rgb, rig.camera, f.stamp + 1, f.lidar[:, :2].copy(), rig.lidar_to_camera)
+    for pipe in (on, off):
+        with pytest.raises(DepthNodeError, match=r'points must have shape \[N, 3\]'):
+            pipe.process(bad)
+    frame = FrameInput(f.rgb, rig.camera, f.stamp + 2, f.lidar, rig.lidar_to_camera)
+    _same_results(on.process(frame), off.process(frame))
+    # A black picture: no projection at all, on or off.
+    black = FrameInput(np.zeros_like(f.rgb), rig.camera, f.stamp + 3, f.lidar,
+                       rig.lidar_to_camera)
+    a, b = on.process(black), off.process(black)
+    _same_results(a, b)
+    assert a.depth is None and 'project' not in a.timings_ms
+
+    class Fails(DisparityOracle):
+        def predict(self, rgb):
+            raise RuntimeError('model failed')
+
+    # The LiDAR side (the extrinsic check's state with it) is whole when the error comes out.
+    failing = [DepthPipeline(Fails(str(folder)), PipelineConfig(lidar_overlap=overlap))
+               for overlap in (True, False)]
+    for pipe in failing:
+        with pytest.raises(RuntimeError, match='model failed'):
+            pipe.process(frame)
+        pipe.estimator = DisparityOracle(str(folder))
+    _same_results(*(pipe.process(frame) for pipe in failing))

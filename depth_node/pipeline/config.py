@@ -20,6 +20,7 @@ class PipelineConfig:
 
     lidar_min_depth: float = 0.5  # m, LiDAR points nearer than this are dropped
     lidar_max_depth: float = 120.0  # m, and farther than this
+    lidar_overlap: bool = True  # image check + projection on a helper thread while the model runs
     max_depth: float = 80.0  # m, metric output beyond this is NaN
     min_fit_points: int = 20  # fewer LiDAR pixels than this: no fresh fit
     hold_time: float = 1.0  # s, how long a good fit is reused when no fresh one is possible

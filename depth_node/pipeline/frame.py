@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -22,7 +23,8 @@ from depth_node.core.temporal import AffineFilter, FilterEvent
 from depth_node.core.transforms import RigidTransform
 from depth_node.core.uncertainty import UncertaintyModel
 from depth_node.estimators.base import check_input_image, check_prediction, Estimator
-from depth_node.pipeline.alignment import align_to_lidar, warm_up as warm_up_lidar
+from depth_node.pipeline.alignment import (fit_to_lidar, LidarSupport, project_lidar,
+                                           warm_up as warm_up_lidar)
 from depth_node.pipeline.config import PipelineConfig
 from depth_node.pipeline.self_check import raw_scale, SelfCheck
 from depth_node.pipeline.teacher_check import TeacherCheck
@@ -50,6 +52,15 @@ class FrameInput:
     stamp: float  # s, image time
     lidar: Optional[np.ndarray] = None  # [N, 3] float32, LiDAR frame, metres; None: no sweep
     lidar_to_camera: RigidTransform = field(default_factory=RigidTransform.identity)
+
+
+@dataclass(frozen=True)
+class _LidarSide:
+    """The part of a frame that needs no depth (:meth:`DepthPipeline._lidar_side`)."""
+
+    quality: Optional[ImageQuality]  # None: the image check is off
+    support: Optional[LidarSupport]  # None: no sweep, a blind picture or a metric model
+    timings: dict[str, float]  # ms: image_check, project, see_through, extrinsic_check
 
 
 @dataclass
@@ -88,7 +99,11 @@ class FrameResult:
 class DepthPipeline:
     """Turns frames into metric depth with one estimator; keeps the held fit between frames.
 
-    Not thread-safe: one caller at a time (the node's inference worker).
+    Not thread-safe: one caller at a time (the node's inference worker). With
+    ``lidar_overlap`` a frame's LiDAR side (:meth:`_lidar_side`: image check, projection,
+    see-through test, extrinsic check) runs on one helper thread of the pipeline's own while
+    the model runs; :meth:`process` returns only once it is done, so the two never overlap
+    across frames, and the outputs are those of the one-thread order.
     """
 
     def __init__(self, estimator: Estimator, config: Optional[PipelineConfig] = None) -> None:
@@ -97,6 +112,7 @@ class DepthPipeline:
         self._last_good_stamp = -np.inf
         self._grid: Optional[PointGrid] = None
         self._model: Optional[UncertaintyModel] = None
+        self._executor: Optional[ThreadPoolExecutor] = None
         self.config = config or PipelineConfig()  # also makes self.self_check
 
     @property
@@ -157,6 +173,34 @@ class DepthPipeline:
     def _points(self, depth: np.ndarray, camera: PinholeCamera) -> np.ndarray:
         return self.grid(camera).points(depth)
 
+    def _helper(self) -> ThreadPoolExecutor:
+        """The thread the LiDAR side of a frame runs on while the model does (made once)."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix='depth_node_lidar')
+        return self._executor
+
+    def _lidar_side(self, frame: FrameInput, cfg: PipelineConfig, metric: bool) -> _LidarSide:
+        """What a frame needs besides the model's depth: the image check, the sweep's
+        projection and see-through test, the returns the fit uses, and the extrinsic check
+        when due (not on a blind picture, nor for a metric model, which takes no fit)."""
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        quality = assess_image(frame.rgb, cfg.quality_config()) if cfg.image_check else None
+        if quality is not None:
+            timings['image_check'] = (time.perf_counter() - t0) * 1e3
+        support = None
+        if frame.lidar is not None and not metric and (quality is None or quality.ok):
+            support = project_lidar(frame.lidar, frame.camera, frame.lidar_to_camera, cfg,
+                                    timings)
+            support.used  # noqa: B018 - the subset, made here rather than after the model
+            if self.extrinsic_check.due(frame.stamp):
+                t_x = time.perf_counter()
+                self.extrinsic_check.update(frame.rgb, frame.lidar, frame.camera,
+                                            frame.lidar_to_camera, frame.stamp,
+                                            cfg.lidar_min_depth, cfg.lidar_max_depth)
+                timings['extrinsic_check'] = (time.perf_counter() - t_x) * 1e3
+        return _LidarSide(quality, support, timings)
+
     def process(self, frame: FrameInput, want_points: bool = True) -> FrameResult:
         """Run one frame through the model, the LiDAR fit and back-projection."""
         cfg = self.config
@@ -166,22 +210,34 @@ class DepthPipeline:
             raise DepthNodeError(f'camera model is {frame.camera.width}x{frame.camera.height} '
                                  f'but the image is {w}x{h}')
         padded = cfg.input_limits.letterbox_shape(h, w)  # raises InputRefused
+        spec = self.estimator.output
+        # The image check and the sweep's projection need no depth: on the helper thread
+        # while the model runs (``lidar.overlap``), or here before it.
+        side: Optional[Future[_LidarSide]] = None
+        if cfg.lidar_overlap:
+            side = self._helper().submit(self._lidar_side, frame, cfg, spec.metric)
+        else:
+            lidar_side = self._lidar_side(frame, cfg, spec.metric)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        quality = assess_image(frame.rgb, cfg.quality_config()) if cfg.image_check else None
-        blind = quality is not None and not quality.ok
-        t0b = time.perf_counter()
-        if quality is not None:
-            timings['image_check'] = (t0b - t0) * 1e3
-        t0 = t0b
         predict = self.estimator.predict
-        raw = predict(frame.rgb) if padded is None else letterboxed(predict, frame.rgb, padded)
-        relative = check_prediction(raw, h, w,
-                                    getattr(self.estimator, 'name', type(self.estimator).__name__))
+        try:
+            raw = predict(frame.rgb) if padded is None else letterboxed(predict, frame.rgb,
+                                                                        padded)
+            relative = check_prediction(raw, h, w, getattr(self.estimator, 'name',
+                                                           type(self.estimator).__name__))
+        except BaseException:
+            if side is not None:  # its state (the extrinsic check) is whole before the next
+                wait((side,))
+            raise
         t1 = time.perf_counter()
         timings['estimate'] = (t1 - t0) * 1e3
+        if side is not None:
+            lidar_side = side.result()  # raises what the helper raised
+        timings.update(lidar_side.timings)
+        quality, support = lidar_side.quality, lidar_side.support
+        blind = quality is not None and not quality.ok
 
-        spec = self.estimator.output
         sparse: Optional[SparseDepth] = None
         kept: Optional[np.ndarray] = None
         used: Optional[SparseDepth] = None  # the kept returns
@@ -197,17 +253,11 @@ class DepthPipeline:
             applied = fit
             state, age = FitState.METRIC, 0.0
         else:
-            if frame.lidar is not None:
-                support, fit = align_to_lidar(relative, frame.lidar, frame.camera,
-                                              frame.lidar_to_camera, spec.kind, cfg,
-                                              timings_ms=timings)
+            if support is not None:
+                t_fit = time.perf_counter()
+                fit = fit_to_lidar(relative, support, spec.kind, cfg)
+                timings['fit'] = (time.perf_counter() - t_fit) * 1e3
                 sparse, kept, used = support.sparse, support.kept, support.used
-                if self.extrinsic_check.due(frame.stamp):
-                    t_x = time.perf_counter()
-                    self.extrinsic_check.update(frame.rgb, frame.lidar, frame.camera,
-                                                frame.lidar_to_camera, frame.stamp,
-                                                cfg.lidar_min_depth, cfg.lidar_max_depth)
-                    timings['extrinsic_check'] = (time.perf_counter() - t_x) * 1e3
             else:
                 fit = AffineFit.refused(spec.kind, 0, 'no LiDAR sweep within max_age')
             t_f = time.perf_counter()

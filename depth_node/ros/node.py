@@ -8,7 +8,9 @@ Concurrency contract
 --------------------
 Subscription callbacks and the diagnostics timer run on one single-threaded executor, so
 they never run in parallel with each other; they only convert/cache inputs and are cheap.
-Inference runs on one dedicated worker thread. Images reach it through a
+Inference runs on one dedicated worker thread (the pipeline's LiDAR side, which needs no
+depth, on a helper thread of its own while the model runs: ``lidar.overlap``). Images reach it
+through a
 :class:`~depth_node.core.stamped.NewestSlot` (its own lock): while the worker is busy a newer
 image replaces the waiting one (counted as ``dropped_superseded``), so latency cannot grow;
 one that waited half a camera period is given up for the next when that is due

@@ -99,6 +99,10 @@ PARAMETERS: tuple[Param, ...] = (
           range=(0.01, 9999.0)),
     Param('lidar.buffer_size', 10, 'LiDAR sweeps kept to match camera stamps.',
           read_only=True, range=(1, 1000)),
+    Param('lidar.overlap', True,
+          "Check the image and project the sweep on a helper thread while the model runs "
+          "(false: before it, on the inference thread); the same result, sooner when the "
+          "model leaves a core free (a GPU, or torch threads below the cores)."),
     Param('lidar.deskew', True,
           "Move every LiDAR return to the image stamp with the vehicle's motion (motion.*): "
           'by its own time when the cloud has per-point time, else the whole sweep from its '
@@ -419,6 +423,7 @@ def build_config(values: dict[str, Any]) -> NodeConfig:
         lidar_min_depth=float(v['lidar.min_depth']), lidar_max_depth=float(v['lidar.max_depth']),
         max_depth=float(v['output.max_depth']), min_fit_points=int(v['fit.min_points']),
         hold_time=float(v['fit.hold_time']), cloud_stride=int(v['cloud.stride']),
+        lidar_overlap=bool(v['lidar.overlap']),
         fit_method=v['fit.method'], fit_loss=v['fit.loss'],
         max_residual=float(v['fit.max_residual']), see_through=bool(v['fit.see_through']),
         see_through_window=int(v['fit.see_through_window']),
