@@ -117,7 +117,7 @@ def test_help_lists_every_benchmark_and_each_name_has_its_options(capsys):
     text = capsys.readouterr().out
     assert text.startswith('usage: benchmark [NAME]')
     assert set(cli.BENCHMARKS) == {'pipeline', 'backends', 'keyframes', 'transport', 'accuracy',
-                                   'fleet', 'motion', 'overload', 'extrinsic'}
+                                   'fleet', 'motion', 'overload', 'extrinsic', 'overlap'}
     for name in cli.BENCHMARKS:
         assert f'\n  {name} ' in text, name
         with pytest.raises(SystemExit) as exc:  # argparse's --help of that benchmark
@@ -201,3 +201,20 @@ def test_extrinsic_benchmark_counts_false_alarms_and_finds_the_miscalibration(tm
     assert not data['miscalibrated']['calibrated'] and data['miscalibrated']['shifts'][0] != 0
     assert cli.main(['extrinsic', '--scenarios', 'nowhere']) == 2
     assert 'unknown scenarios' in capsys.readouterr().err
+
+
+def test_overlap_benchmark_times_both_modes_of_the_same_frames(capsys):
+    from depth_node.bench import overlap
+    assert cli.main(['overlap', '--frames', '3', '--warm-up', '1', '--width', '160',
+                     '--height', '120', '--wait-ms', '5']) == 0
+    text = capsys.readouterr().out
+    rows = {}
+    for line in text.splitlines():
+        words = line.split()
+        if words and words[0] in ('off', 'on'):
+            rows[words[0]] = [float(x) for x in words[1:]]
+    assert set(rows) == {'off', 'on'} and 'with the overlap' in text, text
+    for wall, p90, model, after, side in rows.values():
+        assert 5.0 <= model < wall <= p90 and after > 0 and side > 0  # the wait is in the model
+    with pytest.raises(SystemExit):
+        overlap.main(['--frames', '0'])

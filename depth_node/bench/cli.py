@@ -39,6 +39,9 @@ BENCHMARKS: dict[str, Benchmark] = {
                         'a turning vehicle with a spinning LiDAR: deskew on and off'),
     'overload': Benchmark('depth_node.bench.overload',
                           'output latency of the real node with images at 3x the model rate'),
+    'overlap': Benchmark('depth_node.bench.overlap',
+                         "a frame's wall time with the LiDAR side beside the model, and after "
+                         'it'),
     'extrinsic': Benchmark('depth_node.bench.extrinsic',
                            'the LiDAR -> camera alignment check on every scenario: false '
                            'alarms and misalignments found'),
