@@ -322,17 +322,23 @@ def _compose_kernel(zg: np.ndarray, gain_rows: np.ndarray, rel_rows: np.ndarray,
         for x in range(w):  # the field (no branch: the loop vectorises)
             drow[x] = zrow[x] * lerp(g0[x], g1[x], ty)  # gain 1 exactly when not fused
         fill_row(drow, frow, x0, x1, fx, ratio)  # the beam fill, in the rows that have one
+        # Refusal without a branch (NaN depth stays NaN either way) and the counts in int32
+        # per row: the loop vectorises.
+        row_depth = row_keep = row_sup = np.int32(0)
         for x in range(w):
             z = drow[x]
             r = lerp(r0[x], r1[x], ty)
             rrow[x] = r
+            o = z if r <= thr else nan
+            orow[x] = o
+            srow[x] = o * r
             has = z == z  # finite (max_depth caps the depth, so never inf)
-            keep = has & (r <= thr)
-            orow[x] = z if keep else nan
-            srow[x] = z * r if keep else nan
-            n_depth += has
-            n_keep += keep
-            n_sup += has & (lerp(s0[x], s1[x], ty) >= half)
+            row_depth += np.int32(has)
+            row_keep += np.int32(o == o)
+            row_sup += np.int32(has & (lerp(s0[x], s1[x], ty) >= half))
+        n_depth += row_depth
+        n_keep += row_keep
+        n_sup += row_sup
         # The LiDAR where it agrees with the field and the beam fill has no value (fused
         # only; pins come in row order, so this row is still in the cache).
         while p < pin_z.size and pin_v[p] == y:
